@@ -306,7 +306,7 @@ def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
     """Walk a pydantic error location (with its list indexes and union tags) to a model."""
     current: list[type[BaseModel]] = [model]
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or "[" in str(part):
             continue
         by_tag = [m for m in current if _tag_of(m) == part]
         if by_tag:
