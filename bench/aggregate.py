@@ -1,0 +1,84 @@
+"""Aggregation: the run summary (summary.json) from per-request metrics and ITL gaps.
+
+Only the measure phase counts; warmup requests are stored and tagged but excluded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench import metrics
+
+LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms")
+
+
+def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None) -> dict[str, Any]:
+    """Summary of the measure phase; one entry per stage when the run has several."""
+    measured = requests[requests["phase"] == "measure"]
+    summary = _summarize_frame(measured, chunks, offered_rate)
+    stages = sorted(requests["stage"].unique().tolist()) if not requests.empty else []
+    if len(stages) > 1:
+        summary["stages"] = {
+            str(stage): _summarize_frame(measured[measured["stage"] == stage], chunks, None)
+            for stage in stages
+        }
+    return summary
+
+
+def _summarize_frame(measured: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None) -> dict[str, Any]:
+    ok = measured[measured["status"] == "ok"]
+    gaps = metrics.itl_gaps(chunks[chunks["request_id"].isin(ok["request_id"])])
+    window = _window(measured)
+    out_tokens = float(ok["output_tokens"].fillna(0).sum())
+    prompt_tokens = float(ok["prompt_tokens"].fillna(0).sum())
+    summary: dict[str, Any] = {
+        "ttft_ms": metrics.distribution(ok["ttft_ms"]),
+        "itl_ms": metrics.distribution(gaps["itl_ms"]),
+        "tpot_ms": metrics.distribution(ok["tpot_ms"]),
+        "e2e_ms": metrics.distribution(ok["e2e_ms"]),
+        "schedule_lag_ms": metrics.distribution(measured["schedule_lag_ms"]),
+        "output_tokens_per_request": metrics.distribution(ok["output_tokens"].astype("float64")),
+        "requests": _counts(measured),
+        "throughput": {
+            "window_s": window,
+            "requests_per_s": _per_s(len(ok), window),
+            "output_tokens_per_s": _per_s(out_tokens, window),
+            "total_tokens_per_s": _per_s(out_tokens + prompt_tokens, window),
+        },
+        "rate": {"offered": offered_rate, "achieved": metrics.send_rate(measured["sent_s"])},
+        "concurrency": {"peak": metrics.peak_concurrency(measured)},
+    }
+    return summary
+
+
+def _counts(measured: pd.DataFrame) -> dict[str, Any]:
+    errors = measured.loc[measured["status"] != "ok", "error_kind"].fillna("unknown")
+    return {
+        "total": int(len(measured)),
+        "ok": int((measured["status"] == "ok").sum()),
+        "errors": {str(k): int(v) for k, v in errors.value_counts().sort_index().items()},
+    }
+
+
+def _window(measured: pd.DataFrame) -> float | None:
+    """From the first measured send to the last measured end."""
+    if measured.empty:
+        return None
+    span = float(measured["end_s"].max() - measured["sent_s"].min())
+    return span if span > 0 else None
+
+
+def _per_s(amount: float, window: float | None) -> float | None:
+    if window is None:
+        return None
+    return float(amount / window)
+
+
+def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """Latency distributions as a tidy frame: one row per metric, one column per statistic."""
+    rows = {name: summary[name] for name in LATENCY_METRICS if name in summary}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    return frame.replace({None: np.nan})

@@ -1,0 +1,156 @@
+"""Command line: `bench run | sim | scenario-schema | summary`.
+
+Every user-facing failure is one line on stderr with a non-zero exit code: 2 for bad input,
+1 for a failed run, 130 for an interrupted one. Library code raises; only `main` exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchInputError, RunFailed
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# CLI flag -> dotted scenario field it overrides.
+RUN_OVERRIDES = {
+    "base_url": "target.base_url",
+    "model": "target.model",
+    "api_key_env": "target.api_key_env",
+    "endpoint": "target.endpoint",
+    "profile": "target.sim_profile",
+    "rate": "load.rate",
+    "arrival": "load.arrival",
+    "concurrency": "load.concurrency",
+    "max_concurrency": "load.max_concurrency",
+    "duration": "load.duration",
+    "max_requests": "load.max_requests",
+    "seed": "seed",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse would print usage and exit 2 itself; keep it to one line.
+        raise BenchInputError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Load and benchmark harness for OpenAI-compatible LLM servers.")
+    from bench import __version__
+
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(sub.add_parser("run", help="run a scenario and store the results"))
+    _add_sim(sub.add_parser("sim", help="serve the built-in simulated OpenAI-compatible server"))
+    sub.add_parser("scenario-schema", help="print the scenario file's JSON Schema")
+    summary = sub.add_parser("summary", help="print the summary of a stored run")
+    summary.add_argument("run_dir", type=Path)
+    summary.add_argument("--json", action="store_true", help="print summary.json")
+    return parser
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", type=Path, help="scenario file (YAML or JSON)")
+    p.add_argument("--base-url", help="server base URL, e.g. http://127.0.0.1:8000/v1 (default: built-in simulator)")
+    p.add_argument("--model")
+    p.add_argument("--api-key-env", help="name of the environment variable holding the API key")
+    p.add_argument("--endpoint", choices=["chat", "completions"])
+    p.add_argument("--profile", help="simulator profile when no base URL is given")
+    p.add_argument("--rate", type=float, help="open loop: requests per second")
+    p.add_argument("--arrival", choices=["constant", "poisson", "gamma"])
+    p.add_argument("--concurrency", type=int, help="closed loop: requests in flight")
+    p.add_argument("--max-concurrency", type=int)
+    p.add_argument("--duration", type=float, help="seconds of sending")
+    p.add_argument("--max-requests", type=int)
+    p.add_argument("--warmup", type=int, help="requests excluded from the statistics")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", type=Path, help="run directory (must not exist)")
+    p.add_argument("--results-root", type=Path, default=Path("results"))
+    p.add_argument("--quiet", action="store_true", help="no progress, no table")
+    p.add_argument("--json", action="store_true", help="print summary.json on stdout")
+
+
+def _add_sim(p: argparse.ArgumentParser) -> None:
+    # The simulator parses its own flags (`bench sim --help` shows them).
+    p.add_argument("sim_args", nargs=argparse.REMAINDER, help="simulator options (--port, --profile, --seed, ...)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
+    except BenchInputError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except RunFailed as exc:
+        print(f"bench: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _cmd_run(args)
+    if args.command == "sim":
+        from bench.sim.cli import main as sim_main
+
+        return sim_main(args.sim_args)
+    if args.command == "scenario-schema":
+        from bench.scenario import scenario_json_schema
+
+        print(json.dumps(scenario_json_schema(), indent=2))
+        return EXIT_OK
+    if args.command == "summary":
+        return _cmd_summary(args)
+    raise BenchInputError(f"unknown command {args.command!r}")
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {dotted: getattr(args, flag) for flag, dotted in RUN_OVERRIDES.items()
+                 if getattr(args, flag, None) is not None}
+    # Switching loop type on the command line must drop the scenario's other loop key.
+    if args.rate is not None:
+        overrides.setdefault("load.concurrency", None)
+    if args.concurrency is not None:
+        overrides.setdefault("load.rate", None)
+    if args.warmup is not None:
+        overrides["load.warmup.requests"] = args.warmup
+    return overrides
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.console import print_summary
+    from bench.execute import RunOptions, run_scenario
+    from bench.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario, run_overrides(args))
+    options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
+                         show_progress=not (args.quiet or args.json))
+    result = run_scenario(scenario, options)
+    run = result.run
+    if args.json:
+        print(json.dumps(run.summary, indent=2))
+    elif not args.quiet:
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path), [])
+    if result.ended == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.ended == "completed" else EXIT_FAILED
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from bench.console import print_summary
+    from bench.results import load_run
+
+    run = load_run(args.run_dir)
+    if args.json:
+        print(json.dumps(run.summary, indent=2))
+    else:
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({run.manifest.ended})", str(run.path), [])
+    return EXIT_OK

@@ -1,0 +1,108 @@
+"""Console output: the live progress line during a run and the summary table after it.
+
+Progress goes to stderr so that `--json` output on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from bench.runner import Progress
+
+STATS = ("mean", "p50", "p90", "p95", "p99", "p99.9", "max")
+ROWS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"),
+        ("Schedule lag", "schedule_lag_ms"))
+
+
+@asynccontextmanager
+async def live_progress(progress: Progress, enabled: bool) -> AsyncIterator[None]:
+    if not enabled:
+        yield
+        return
+    console = Console(stderr=True)
+    with Live(_progress_text(progress, 0.0, 0.0), console=console, auto_refresh=False,
+              transient=False) as live:
+        task = asyncio.create_task(_refresh(live, progress))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            live.update(_progress_text(progress, 0.0, 0.0), refresh=True)
+
+
+async def _refresh(live: Live, progress: Progress) -> None:
+    last_t, last_chunks = time.perf_counter(), progress.output_chunks
+    while True:
+        await asyncio.sleep(0.5)
+        now = time.perf_counter()
+        rate = (progress.output_chunks - last_chunks) / (now - last_t)
+        last_t, last_chunks = now, progress.output_chunks
+        live.update(_progress_text(progress, rate, now), refresh=True)
+
+
+def _progress_text(p: Progress, chunks_per_s: float, _now: float) -> Text:
+    planned = p.planned
+    width = 30
+    if planned:
+        filled = min(width, int(width * p.done / planned))
+        bar = "#" * filled + "-" * (width - filled)
+        head = f"[{bar}] {p.done}/{planned}"
+    else:
+        head = f"{p.done} done"
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(p.error_kinds.items())) or "0"
+    return Text(f"{head}  in flight {p.in_flight}  errors {errors}  ~{chunks_per_s:,.0f} tok/s")
+
+
+def summary_table(summary: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric (ms)")
+    for stat in ("n", *STATS):
+        table.add_column(stat, justify="right")
+    for label, key in ROWS:
+        dist = summary.get(key) or {}
+        cells = [_fmt(dist.get(stat)) for stat in STATS]
+        table.add_row(label, str(dist.get("count", 0)), *cells)
+    return table
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    req = summary["requests"]
+    thr = summary["throughput"]
+    rate = summary["rate"]
+    errors = ", ".join(f"{k}: {v}" for k, v in req["errors"].items()) or "none"
+    offered = f"{rate['offered']:.2f}" if rate.get("offered") is not None else "closed loop"
+    return [
+        f"requests: {req['total']} measured, {req['ok']} ok, errors: {errors}",
+        f"throughput: {_fmt(thr['requests_per_s'])} req/s, {_fmt(thr['output_tokens_per_s'])} output tok/s, "
+        f"{_fmt(thr['total_tokens_per_s'])} total tok/s over {_fmt(thr['window_s'])} s",
+        f"rate: offered {offered}, achieved {_fmt(rate['achieved'])} req/s; "
+        f"peak concurrency {summary['concurrency']['peak']}",
+    ]
+
+
+def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str]) -> None:
+    console = Console()
+    console.print(summary_table(summary, title))
+    for line in summary_lines(summary):
+        console.print(line, highlight=False)
+    for warning in warnings:
+        console.print(f"WARNING: {warning}", style="yellow", highlight=False)
+    console.print(f"run directory: {run_dir}", highlight=False)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)

@@ -1,0 +1,70 @@
+"""Raw per-request records as the runner captures them; never changed afterwards.
+
+Times are seconds on `time.perf_counter()` minus the run's start (`t0`, kept in run.json),
+so adding t0 gives the raw monotonic stamp. Chunk data are compact columns, not objects.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+KIND_ROLE, KIND_CONTENT, KIND_REASONING, KIND_USAGE, KIND_OTHER = range(5)
+CHUNK_KINDS = ("role", "content", "reasoning", "usage", "other")
+NO_TOKENS = -1  # the server did not say how many tokens a chunk carries
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkColumns:
+    """One entry per SSE event: arrival time, kind code, tokens (or NO_TOKENS), choice index."""
+
+    t: array = field(default_factory=lambda: array("d"))
+    kind: array = field(default_factory=lambda: array("b"))
+    tokens: array = field(default_factory=lambda: array("i"))
+    choice: array = field(default_factory=lambda: array("i"))
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    request_id: int
+    stage: int
+    phase: str  # "warmup" | "measure"
+    variant: str
+    prompt_index: int
+    scheduled_s: float
+    sent_s: float
+    headers_s: float | None
+    end_s: float
+    status: str  # "ok" | "error" | "cancelled"
+    error_kind: str | None
+    error_message: str | None
+    http_status: int | None
+    retry_after_s: float | None
+    finish_reason: str | None
+    usage_prompt_tokens: int | None
+    usage_completion_tokens: int | None
+    server_request_id: str | None
+    max_tokens: int | None
+    n: int
+    done_seen: bool
+    output_chars: int
+    chunks: ChunkColumns
+    server_timings: dict[str, Any] | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in _SCALAR_FIELDS}
+        data["chunk_t"] = self.chunks.t.tolist()
+        data["chunk_kind"] = self.chunks.kind.tolist()
+        data["chunk_tokens"] = self.chunks.tokens.tolist()
+        data["chunk_choice"] = self.chunks.choice.tolist()
+        return data
+
+
+_SCALAR_FIELDS = tuple(
+    name for name in RequestRecord.__dataclass_fields__ if name != "chunks"
+)
+SCALAR_FIELDS = _SCALAR_FIELDS

@@ -1,0 +1,192 @@
+"""Workload: the sequence of request bodies a run sends, deterministic given the seed.
+
+Prompts come from inline lists, a JSONL dataset or a synthetic generator. Synthetic prompts
+are words from a fixed vocabulary; on the built-in simulator one word is one token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench.errors import BenchInputError
+from bench.scenario import Fixed, LengthDist, LogNormal, Normal, Scenario, Uniform, resolve_path
+
+Messages = list[dict[str, str]]
+
+_VOCAB = (
+    "the of and to in is was for on that with as by at from his her an were are which this "
+    "be or had not but have one all their they there been has more when will would who so "
+    "into time only some could new about two than first other after over may these then "
+    "made its out most many years before through people back also any where such water long "
+    "very world under state three year city house place group part number system program "
+    "question during work play government run small home light large point hand high music "
+    "model server token request latency stream batch memory cache engine queue river garden "
+    "window mountain history science letter market island winter summer morning evening"
+).split()
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    messages: Messages | None
+    text: str | None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    prompt_index: int
+    body: bytes
+    max_tokens: int | None
+    n: int = 1
+
+
+class Workload:
+    """Hands out request specs in order; `order: random` draws with replacement."""
+
+    def __init__(self, scenario: Scenario, scenario_path: Path, model: str) -> None:
+        self._endpoint = scenario.target.endpoint
+        self._base = _base_body(scenario, model)
+        self._order = scenario.requests.order
+        self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
+        self.prompts = load_prompts(scenario, scenario_path)
+        self._next = 0
+
+    def next_spec(self) -> RequestSpec:
+        if self._order == "cycle":
+            index = self._next % len(self.prompts)
+        else:
+            index = int(self._rng.integers(len(self.prompts)))
+        self._next += 1
+        return self.spec_for(index)
+
+    def spec_for(self, index: int) -> RequestSpec:
+        prompt = self.prompts[index]
+        body = dict(self._base)
+        if self._endpoint == "chat":
+            body["messages"] = prompt.messages if prompt.messages is not None else [
+                {"role": "user", "content": prompt.text or ""}
+            ]
+        else:
+            body["prompt"] = prompt.text if prompt.text is not None else _flatten(prompt.messages or [])
+        if prompt.max_tokens is not None:
+            body["max_tokens"] = prompt.max_tokens
+        return RequestSpec(index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1))
+
+
+def _base_body(scenario: Scenario, model: str) -> dict[str, Any]:
+    sampling = scenario.sampling.model_dump(exclude_none=True, exclude={"extra_body"})
+    body: dict[str, Any] = {"model": model, **sampling}
+    body.update(scenario.sampling.extra_body)
+    body["stream"] = True
+    options = dict(body.get("stream_options") or {})
+    options["include_usage"] = True
+    body["stream_options"] = options
+    return body
+
+
+def _flatten(messages: Messages) -> str:
+    return "\n".join(m["content"] for m in messages)
+
+
+# --- prompt sources ---------------------------------------------------------------------
+
+
+def load_prompts(scenario: Scenario, scenario_path: Path) -> list[Prompt]:
+    req = scenario.requests
+    if req.inline is not None:
+        return [_inline_prompt(item) for item in req.inline]
+    if req.file is not None:
+        return read_jsonl_prompts(resolve_path(scenario_path, req.file))
+    assert req.synthetic is not None
+    return synthetic_prompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens,
+                             req.synthetic.seed if req.synthetic.seed is not None else scenario.seed)
+
+
+def _inline_prompt(item: Any) -> Prompt:
+    if isinstance(item, str):
+        return Prompt(messages=None, text=item)
+    return Prompt(messages=[m.model_dump() for m in item], text=None)
+
+
+def read_jsonl_prompts(path: Path) -> list[Prompt]:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise BenchInputError(f"{path}: cannot read dataset: {exc.strerror or exc}") from None
+    prompts = [_jsonl_prompt(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not prompts:
+        raise BenchInputError(f"{path}: dataset is empty")
+    return prompts
+
+
+def _jsonl_prompt(path: Path, number: int, line: bytes) -> Prompt:
+    where = f"{path}: line {number}"
+    try:
+        item = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BenchInputError(f"{where}: invalid JSON: {exc}") from None
+    if isinstance(item, str):
+        return Prompt(messages=None, text=item)
+    if isinstance(item, list):
+        item = {"messages": item}
+    if not isinstance(item, dict):
+        raise BenchInputError(f"{where}: expected an object with 'messages' or 'prompt'")
+    max_tokens = item.get("max_tokens", item.get("output_tokens"))
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise BenchInputError(f"{where}: max_tokens must be a positive integer")
+    if "messages" in item:
+        return Prompt(messages=_check_messages(where, item["messages"]), text=None, max_tokens=max_tokens)
+    if isinstance(item.get("prompt"), str):
+        return Prompt(messages=None, text=item["prompt"], max_tokens=max_tokens)
+    raise BenchInputError(f"{where}: expected 'messages' (a list) or 'prompt' (a string)")
+
+
+def _check_messages(where: str, messages: Any) -> Messages:
+    ok = isinstance(messages, list) and messages and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages
+    )
+    if not ok:
+        raise BenchInputError(f"{where}: messages must be a non-empty list of {{role, content}} strings")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+# --- synthetic prompts ------------------------------------------------------------------
+
+_SYNTHETIC_POOL = 1024  # distinct prompts; enough that repeats are rare at typical run sizes
+
+
+def synthetic_prompts(prompt_len: LengthDist, output_len: LengthDist | None, seed: int) -> list[Prompt]:
+    rng = np.random.default_rng([seed, 0x5EED])
+    lengths = sample_lengths(prompt_len, _SYNTHETIC_POOL, rng)
+    outputs = sample_lengths(output_len, _SYNTHETIC_POOL, rng) if output_len is not None else None
+    vocab = np.array(_VOCAB)
+    prompts = []
+    for i, n in enumerate(lengths):
+        words = vocab[rng.integers(len(vocab), size=int(n))]
+        # A unique leading number keeps prompts distinct so prefix caches do not flatter TTFT.
+        words[0] = f"{i}"
+        prompts.append(Prompt(messages=None, text=" ".join(words),
+                              max_tokens=int(outputs[i]) if outputs is not None else None))
+    return prompts
+
+
+def sample_lengths(dist: LengthDist, count: int, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(dist, Fixed):
+        return np.full(count, dist.value, dtype=np.int64)
+    if isinstance(dist, Uniform):
+        return rng.integers(dist.min, dist.max + 1, size=count)
+    if isinstance(dist, Normal):
+        values = rng.normal(dist.mean, dist.std, size=count)
+    elif isinstance(dist, LogNormal):
+        mu = np.log(dist.mean) - dist.sigma**2 / 2  # so the mean in tokens is `mean`
+        values = rng.lognormal(mu, dist.sigma, size=count)
+    else:  # pragma: no cover - the schema admits nothing else
+        raise TypeError(dist)
+    upper = dist.max if dist.max is not None else np.inf
+    return np.clip(np.rint(values), dist.min, upper).astype(np.int64)
