@@ -1,0 +1,95 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import aggregate, metrics
+from bench.records import CHUNK_KINDS
+from bench.store import REQUEST_DTYPES
+
+
+def _raw(rows):
+    base = {k: None for k in REQUEST_DTYPES}
+    base.update(stage=0, phase="measure", variant="", prompt_index=0, n=1, done_seen=True,
+                output_chars=0, status="ok")
+    frame = pd.DataFrame([{**base, **r} for r in rows])
+    return frame.astype(REQUEST_DTYPES)
+
+
+def _chunks(rows):
+    frame = pd.DataFrame(rows, columns=["request_id", "t_s", "kind", "tokens", "choice"])
+    frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(list(CHUNK_KINDS)))
+    frame["tokens"] = frame["tokens"].astype("Int32")
+    return frame
+
+
+def test_ttft_e2e_tpot_itl_from_chunks():
+    raw = _raw([
+        dict(request_id=0, scheduled_s=1.0, sent_s=1.002, end_s=1.6, usage_completion_tokens=4),
+        dict(request_id=1, scheduled_s=2.0, sent_s=2.0, end_s=2.5, usage_completion_tokens=None),
+    ])
+    chunks = _chunks([
+        (0, 1.05, "role", None, 0),  # role-only: never the first token
+        (0, 1.10, "content", None, 0), (0, 1.20, "content", None, 0),
+        (0, 1.25, "content", None, 0), (0, 1.40, "content", None, 0),
+        (0, 1.41, "usage", None, 0),  # excluded from E2E
+        (1, 2.10, "content", 2, 0), (1, 2.30, "content", 3, 0),
+    ])
+    out = metrics.per_request(raw, chunks).set_index("request_id")
+    assert out.loc[0, "ttft_ms"] == pytest.approx(98.0)
+    assert out.loc[0, "e2e_ms"] == pytest.approx(398.0)
+    assert out.loc[0, "tpot_ms"] == pytest.approx(300.0 / 3)
+    assert out.loc[0, "schedule_lag_ms"] == pytest.approx(2.0)
+    assert out.loc[0, "token_source"] == "usage"
+    assert out.loc[1, "output_tokens"] == 5  # chunk token counts, not chunk count
+    assert out.loc[1, "token_source"] == "chunks"
+    assert out.loc[1, "tpot_ms"] == pytest.approx(200.0 / 4)
+    gaps = metrics.itl_gaps(chunks)
+    np.testing.assert_allclose(sorted(gaps["itl_ms"]), sorted([100, 50, 150, 200]))
+    assert raw["request_id"].tolist() == [0, 1]  # inputs untouched
+    assert "ttft_ms" not in raw
+
+
+def test_single_token_request_has_no_tpot_and_failed_request_has_no_ttft():
+    raw = _raw([
+        dict(request_id=0, scheduled_s=0.0, sent_s=0.0, end_s=0.2, usage_completion_tokens=1),
+        dict(request_id=1, scheduled_s=0.0, sent_s=0.0, end_s=0.1, status="error", error_kind="http_500"),
+    ])
+    chunks = _chunks([(0, 0.1, "content", None, 0)])
+    out = metrics.per_request(raw, chunks).set_index("request_id")
+    assert np.isnan(out.loc[0, "tpot_ms"])
+    assert np.isnan(out.loc[1, "ttft_ms"])
+
+
+def test_itl_does_not_join_choices_or_requests():
+    chunks = _chunks([
+        (0, 0.0, "content", None, 0), (0, 0.01, "content", None, 1),
+        (0, 0.02, "content", None, 0), (0, 0.03, "content", None, 1),
+        (1, 5.0, "content", None, 0),
+    ])
+    assert sorted(metrics.itl_gaps(chunks)["itl_ms"].round(6)) == [20.0, 20.0]
+
+
+def test_distribution_and_peak_concurrency():
+    d = metrics.distribution(np.arange(1, 101, dtype=float))
+    assert d["count"] == 100 and d["p50"] == pytest.approx(50.5) and d["max"] == 100
+    empty = metrics.distribution([])
+    assert empty["count"] == 0 and empty["p99"] is None
+    frame = pd.DataFrame({"sent_s": [0, 1, 2, 10], "end_s": [3, 4, 2.5, 11]})
+    assert metrics.peak_concurrency(frame) == 3
+    assert metrics.send_rate(pd.Series([0.0, 0.5, 1.0])) == pytest.approx(2.0)
+
+
+def test_summary_excludes_warmup_and_counts_errors():
+    raw = _raw([
+        dict(request_id=0, phase="warmup", scheduled_s=0, sent_s=0, end_s=1, usage_completion_tokens=2),
+        dict(request_id=1, scheduled_s=1, sent_s=1, end_s=2, usage_completion_tokens=2),
+        dict(request_id=2, scheduled_s=2, sent_s=2, end_s=3, status="error", error_kind="http_429"),
+    ])
+    chunks = _chunks([(0, 0.5, "content", None, 0), (0, 0.9, "content", None, 0),
+                      (1, 1.5, "content", None, 0), (1, 1.7, "content", None, 0)])
+    summary = aggregate.summarize(metrics.per_request(raw, chunks), chunks, offered_rate=1.0)
+    assert summary["requests"] == {"total": 2, "ok": 1, "errors": {"http_429": 1}}
+    assert summary["ttft_ms"]["count"] == 1 and summary["ttft_ms"]["p50"] == pytest.approx(500)
+    assert summary["itl_ms"]["count"] == 1 and summary["itl_ms"]["max"] == pytest.approx(200)
+    assert summary["throughput"]["window_s"] == pytest.approx(2.0)
+    assert summary["throughput"]["output_tokens_per_s"] == pytest.approx(1.0)
