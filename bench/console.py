@@ -30,14 +30,13 @@ async def live_progress(progress: Progress, enabled: bool) -> AsyncIterator[None
         return
     console = Console(stderr=True)
     with Live(_progress_text(progress, 0.0, 0.0), console=console, auto_refresh=False,
-              transient=False) as live:
+              transient=True) as live:
         task = asyncio.create_task(_refresh(live, progress))
         try:
             yield
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            live.update(_progress_text(progress, 0.0, 0.0), refresh=True)
 
 
 async def _refresh(live: Live, progress: Progress) -> None:
