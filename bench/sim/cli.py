@@ -1,0 +1,110 @@
+"""`python -m bench.sim` / `bench sim`: run the simulator in the foreground.
+
+On start it prints one line to stdout, ``bench-sim ready http://HOST:PORT/v1 pid=PID``
+(the parent process in `start_sim` reads the port from it), logs to stderr, and runs
+until SIGINT/SIGTERM, then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from bench.sim.faults import FaultSpec, parse_fault
+from bench.sim.process import READY_PREFIX
+from bench.sim.profile import ProfileError, builtin_profiles, load_profile
+from bench.sim.server import SimServer
+
+log = logging.getLogger("bench.sim")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8011, help="port (0: any free port)")
+    parser.add_argument("--profile", default="default",
+                        help=f"built-in name ({', '.join(builtin_profiles())}) or a YAML/JSON file")
+    parser.add_argument("--profile-json", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help="seed of text, lengths and faults")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                        help="inject a fault, e.g. http_500:p=0.1 or drop:every=5 (repeatable)")
+    parser.add_argument("--trace", default=None, metavar="FILE",
+                        help="append each request's ground truth to FILE as JSONL")
+    parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies, so a crashed test run leaves no server."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the parent's stop()")
+
+
+async def _serve(args: argparse.Namespace, server: SimServer) -> None:
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
+                           shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, backlog=4096, reuse_address=True)
+    await site.start()
+    port = runner.addresses[0][1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    print(f"{READY_PREFIX}http://{host}:{port}/v1 pid={os.getpid()}", flush=True)
+    # Objects made at start-up live forever: keep them out of the collector's scans, which
+    # otherwise add milliseconds of jitter to step times.
+    gc.collect()
+    gc.freeze()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s bench.sim %(levelname)s %(message)s")
+    try:
+        if args.profile_json is not None:
+            profile = load_profile(json.loads(Path(args.profile_json).read_text()))
+        else:
+            profile = load_profile(args.profile)
+        faults: list[FaultSpec] = [parse_fault(f) for f in args.fault]
+    except (ProfileError, ValueError, OSError) as exc:
+        print(f"bench sim: {exc}", file=sys.stderr)
+        return 2
+    if args.parent_pid is not None:
+        _die_with_parent()
+    server = SimServer(profile, seed=args.seed, faults=faults, trace_path=args.trace)
+    log.info("profile %s, models %s, seed %d, faults %s", profile.name,
+             ",".join(profile.models), args.seed,
+             ",".join(f.label() for f in server.fault_plan.specs) or "none")
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is not None:
+        uvloop.run(_serve(args, server))
+    else:
+        asyncio.run(_serve(args, server))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sim",
+                                     description="Simulated OpenAI-compatible LLM server.")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
