@@ -157,10 +157,8 @@ class Emitter:
             return True
         if fault.kind == "drop":
             self.dropped = True
-            if self.stream:
-                tr.abort()
-                return True
-            return False  # non-streamed: the handler aborts instead of responding
+            tr.abort()
+            return True
         if self.stream:  # malformed: one event whose JSON is cut short
             bad = self.head + b'0,"delta":{"content":"oops\n\n'
             tr.write(b"%x\r\n%b\r\n" % (len(bad), bad) if self.framed else bad)
@@ -199,6 +197,7 @@ class Emitter:
         if reason is not None:
             self.truth.finish_reasons[c] = reason
         if not self.stream:
+            self.written += 1  # counts emissions, for `after` of mid-stream faults
             self.reasoning[c].append(reason_text)
             self.texts[c].append(content)
             if lp is not None:

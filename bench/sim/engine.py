@@ -40,6 +40,7 @@ OK, CHOICE_DONE, GONE = 0, 1, 2
 BACKPRESSURE_BYTES = 256 * 1024
 # Behind schedule by more than this: restart the step clock instead of bursting.
 LAG_RESET_S = 0.005
+SPIN_S = 0.0012
 
 
 class Sink(Protocol):
@@ -343,11 +344,15 @@ class Engine:
                 step_start = None
                 continue
             deadline = step_start + step_ms / 1000.0
+            # Event-loop timers have millisecond granularity: sleep on a timer until
+            # SPIN_S before the deadline, then yield to the loop (network I/O still runs)
+            # until it, so that step gaps are exact rather than jittered by up to 1 ms.
             delay = deadline - perf_counter()
-            if delay > 0:
-                await loop_sleep(delay)
-            else:
-                await loop_sleep(0)  # let the network in even at zero latency
+            if delay > SPIN_S:
+                await loop_sleep(delay - SPIN_S)
+            await loop_sleep(0)  # let the network in, even at zero latency
+            while perf_counter() < deadline:
+                await loop_sleep(0)
             self._emit(decode, prefill, perf_counter())
             self.steps_total += 1
             step_start = deadline

@@ -364,8 +364,7 @@ class SimServer:
             self.engine.cancel(seq)
             raise
         ctx = emitter.ctx
-        if emitter.dropped and request.transport is not None:
-            request.transport.abort()
+        if truth.cancelled or emitter.dropped:
             return web.Response(status=499)  # never sent: the connection is gone
         choices = []
         for c in range(ctx.n):

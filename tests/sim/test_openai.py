@@ -95,8 +95,8 @@ def test_determinism_with_seed(sim_default: SimHandle) -> None:
     assert gen(None, temperature=0) == gen(None, temperature=0)  # greedy: prompt decides
 
 
-def test_natural_eos_and_max_tokens(sim_default: SimHandle) -> None:
-    c = client(sim_default)
+def test_natural_eos_and_max_tokens(sim_zero: SimHandle) -> None:
+    c = client(sim_zero)
     reasons, lengths = [], []
     for seed in range(12):
         r = c.completions.create(model="sim-small", prompt="hi", max_tokens=400, seed=seed)
