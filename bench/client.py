@@ -8,12 +8,24 @@ the caller can stamp each read before parsing. Exceptions leave this module as
 
 from __future__ import annotations
 
+import functools
+import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import httpx2
 import openai
+from aiohttp.client_proto import ResponseHandler
+
+try:  # the SDK's own aiohttp bridge; we only give it a session of ours
+    from openai._vendor.httpx_aiohttp import AiohttpTransport
+except ImportError:  # pragma: no cover - older SDKs: stamps fall back to read time
+    AiohttpTransport = None
 
 # The SDK refuses to build a client without a key; servers without auth ignore it.
 _PLACEHOLDER_KEY = "bench-no-key"
@@ -43,19 +55,91 @@ class ClientConfig:
                 f"connect_timeout_s={self.connect_timeout_s}, max_connections={self.max_connections})")
 
 
-class StreamResponse:
-    """An open streamed response: status, headers, and the raw body reads."""
+# Set by open_stream for the duration of one request; the aiohttp trace hooks, which run
+# in that request's task, append the time the request finished going out on the socket.
+_SENT_BOX: ContextVar[list[float] | None] = ContextVar("bench_sent_box", default=None)
 
-    def __init__(self, response: httpx2.Response) -> None:
+
+class _StampingProtocol(ResponseHandler):
+    """aiohttp's connection protocol, stamping each socket read as it arrives.
+
+    The stamp is taken in `data_received`, before HTTP parsing and before any task runs,
+    so a stream whose reading task is scheduled late is still stamped on time. Each stamp
+    is paired with the response body's byte count after that read.
+    """
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__(loop)
+        self.stamp_payload: Any = None
+        self.stamps: list[tuple[float, int]] = []
+
+    def data_received(self, data: bytes) -> None:
+        t = time.perf_counter()
+        before = self._payload
+        super().data_received(data)
+        payload = self._payload or before
+        if payload is None:
+            return
+        if payload is not self.stamp_payload:
+            self.stamp_payload = payload
+            self.stamps = []
+        self.stamps.append((t, payload.total_bytes))
+
+
+async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    box = _SENT_BOX.get()
+    if box is not None:
+        box.append(time.perf_counter())
+
+
+def _session_factory(max_connections: int) -> Any:
+    def make() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
+        connector._factory = functools.partial(_StampingProtocol, loop=connector._loop)  # noqa: SLF001
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_on_sent)
+        trace.on_request_chunk_sent.append(_on_sent)
+        return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
+
+    return make
+
+
+class StreamResponse:
+    """An open streamed response: status, headers, and the raw body reads with arrival stamps."""
+
+    def __init__(self, response: httpx2.Response, sent_at: float | None) -> None:
         self._response = response
+        self.sent_at = sent_at
         self.status = response.status_code
         self.server_request_id = response.headers.get("x-request-id")
         self.content_type = response.headers.get("content-type", "")
+        self._content, self._stamps = _stamp_log(response)
 
-    async def reads(self) -> AsyncIterator[bytes]:
+    async def reads(self) -> AsyncIterator[tuple[float, bytes]]:
+        """Yield (arrival perf_counter, bytes), split where the bytes arrived in separate reads."""
+        if self._stamps is None or self._content is None:
+            async for item in self._reads_via_httpx():
+                yield item
+            return
+        stamps, content = self._stamps, self._content
+        consumed = 0
+        try:
+            while True:
+                # Straight from aiohttp's buffer: the httpx bridge's generator layers cost
+                # more per chunk than parsing the chunk does.
+                data = await content.readany()
+                if not data:
+                    return
+                for item in _split_by_arrival(stamps, consumed, data):
+                    yield item
+                consumed += len(data)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+            raise ClientError("stream_dropped", f"{type(exc).__name__}: {exc}"[:500]) from None
+
+    async def _reads_via_httpx(self) -> AsyncIterator[tuple[float, bytes]]:
         try:
             async for data in self._response.aiter_raw():
-                yield data
+                yield time.perf_counter(), data
         except httpx2.TimeoutException as exc:
             raise ClientError("read_timeout", _describe(exc)) from None
         except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.NetworkError) as exc:
@@ -77,7 +161,9 @@ class StreamClient:
                                keepalive_expiry=60.0)
         # Read timeouts are the runner's (TTFT, idle, total): the SDK only bounds connecting.
         timeout = httpx2.Timeout(connect=config.connect_timeout_s, read=None, write=30.0, pool=None)
-        self._http = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+        transport = (AiohttpTransport(client=_session_factory(config.max_connections), limits=limits)
+                     if AiohttpTransport is not None else None)
+        self._http = openai.DefaultAioHttpClient(limits=limits, timeout=timeout, transport=transport)
         self._sdk = openai.AsyncOpenAI(
             base_url=config.base_url,
             api_key=config.api_key or _PLACEHOLDER_KEY,
@@ -89,6 +175,8 @@ class StreamClient:
 
     async def open_stream(self, path: str, body: bytes) -> StreamResponse:
         """POST `body` (JSON bytes) to `path`; raise ClientError on any failure to start."""
+        box: list[float] = []
+        token = _SENT_BOX.set(box)
         try:
             response = await self._sdk.post(path, cast_to=httpx2.Response, content=body,
                                              options=self._options, stream=True)
@@ -96,7 +184,9 @@ class StreamClient:
             raise _status_error(exc) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
             raise ClientError(_connection_kind(exc), _describe(exc)) from None
-        return StreamResponse(response)
+        finally:
+            _SENT_BOX.reset(token)
+        return StreamResponse(response, box[-1] if box else None)
 
     async def list_models(self) -> list[str]:
         try:
@@ -109,6 +199,35 @@ class StreamClient:
 
     async def aclose(self) -> None:
         await self._sdk.close()
+
+
+def _stamp_log(response: httpx2.Response) -> tuple[Any, list[tuple[float, int]] | None]:
+    """The aiohttp body reader and its arrival stamps, when the SDK runs on our session."""
+    aio = getattr(response.stream, "_aiohttp_response", None)
+    connection = getattr(aio, "connection", None)
+    protocol = getattr(connection, "protocol", None)
+    if not isinstance(protocol, _StampingProtocol) or protocol.stamp_payload is not aio.content:
+        return None, None
+    return aio.content, protocol.stamps
+
+
+def _split_by_arrival(stamps: list[tuple[float, int]], start: int,
+                      data: bytes) -> list[tuple[float, bytes]]:
+    """Cut `data` (body bytes start..start+len) where one socket read ended and the next began."""
+    end = start + len(data)
+    i = bisect_left(stamps, start + 1, key=lambda s: s[1])
+    pieces = []
+    pos = start
+    while pos < end:
+        if i >= len(stamps):  # not stamped (should not happen): the read time is next best
+            pieces.append((time.perf_counter(), data[pos - start:]))
+            break
+        t, total = stamps[i]
+        cut = min(total, end)
+        pieces.append((t, data[pos - start:cut - start]))
+        pos = cut
+        i += 1
+    return pieces
 
 
 def _status_error(exc: openai.APIStatusError) -> ClientError:

@@ -72,6 +72,7 @@ class Runner:
         self.progress = progress or Progress()
         self._next_id = first_request_id
         self._tasks: set[asyncio.Task[None]] = set()
+        self._launched = 0  # counted when a task is created, before it first runs
         self._limiter = AsyncLimiter(plan.send_rate_limit, 1) if plan.send_rate_limit else None
         if plan.offsets is not None:
             self.progress.planned = len(plan.offsets)
@@ -130,6 +131,7 @@ class Runner:
     async def _closed_loop(self) -> None:
         plan = self._plan
         assert plan.concurrency is not None
+        await _sleep_until(self._t0)
         workers = [asyncio.create_task(self._slot()) for _ in range(plan.concurrency)]
         try:
             await asyncio.gather(*workers)
@@ -142,6 +144,7 @@ class Runner:
             if self._limiter is not None:
                 await self._limiter.acquire()
             scheduled = time.perf_counter() - self._t0
+            self._launched += 1
             task = asyncio.create_task(self._request(self._next_spec(), scheduled))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -149,7 +152,7 @@ class Runner:
 
     def _may_send(self) -> bool:
         plan = self._plan
-        if plan.max_requests is not None and self.progress.sent >= plan.max_requests:
+        if plan.max_requests is not None and self._launched >= plan.max_requests:
             return False
         if plan.duration_s is not None and time.perf_counter() - self._t0 >= plan.duration_s:
             return False
@@ -182,7 +185,7 @@ class Runner:
         if attempt.error_kind is not None:
             progress.errors += 1
             progress.error_kinds[attempt.error_kind] = progress.error_kinds.get(attempt.error_kind, 0) + 1
-        warm = request_id < plan.warmup_requests or scheduled_s < plan.warmup_s
+        warm = request_id < plan.warmup_requests or (plan.warmup_s > 0 and scheduled_s < plan.warmup_s)
         self._sink.write(attempt.record(
             request_id=request_id, stage=plan.stage, phase="warmup" if warm else "measure",
             variant=plan.variant, spec=spec, scheduled_s=scheduled_s,
@@ -218,6 +221,8 @@ class _Attempt:
             async with asyncio.timeout_at(ttft_deadline) as deadline:
                 response = await client.open_stream(path, body)
                 self.headers_abs = time.perf_counter()
+                if response.sent_at is not None:
+                    self.sent_abs = response.sent_at
                 self.http_status = response.status
                 self.server_request_id = response.server_request_id
                 await self._read(response, deadline, loop, ttft_deadline, total_deadline)
@@ -244,8 +249,7 @@ class _Attempt:
         slack = idle * 0.05  # re-arming the timer on every read would cost more than it buys
         if "json" in response.content_type:
             raise StreamProtocolError("not_sse", f"expected text/event-stream, got {response.content_type}")
-        async for data in response.reads():
-            now_abs = time.perf_counter()
+        async for now_abs, data in response.reads():
             recorder.feed(now_abs, data)
             if recorder.first_token_t is not None:
                 now = loop.time()

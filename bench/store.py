@@ -199,6 +199,9 @@ def read_raw_requests(run_dir: Path) -> pd.DataFrame:
     columns = [k for k in SCALAR_FIELDS if k != "server_timings"]
     frame = pd.DataFrame.from_records([{k: row.get(k) for k in columns} for row in rows], columns=columns)
     frame = frame.astype(REQUEST_DTYPES)
+    order = frame["request_id"].argsort(kind="stable").to_numpy()
+    rows = [rows[i] for i in order]
+    frame = frame.iloc[order].reset_index(drop=True)
     frame["server_timings"] = pd.Series(
         [json.dumps(row["server_timings"]) if row.get("server_timings") else None for row in rows],
         dtype="string", index=frame.index,
