@@ -25,6 +25,11 @@ def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float 
             str(stage): _summarize_frame(measured[measured["stage"] == stage], chunks, None)
             for stage in stages
         }
+    variants = sorted(v for v in requests["variant"].dropna().unique().tolist() if v)
+    if variants:
+        summary["variants"] = {
+            name: _summarize_frame(measured[measured["variant"] == name], chunks, None) for name in variants
+        }
     return summary
 
 

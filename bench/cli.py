@@ -69,6 +69,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests", type=int)
     p.add_argument("--warmup", type=int, help="requests excluded from the statistics")
     p.add_argument("--seed", type=int)
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=key:value,...",
+                   help="add or override a sampling variant, e.g. short=max_tokens:64,temperature:0")
     p.add_argument("--out", type=Path, help="run directory (must not exist)")
     p.add_argument("--results-root", type=Path, default=Path("results"))
     p.add_argument("--quiet", action="store_true", help="no progress, no table")
@@ -122,7 +124,35 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides.setdefault("load.rate", None)
     if args.warmup is not None:
         overrides["load.warmup.requests"] = args.warmup
+    for spec in args.variant:
+        name, fields = parse_variant_flag(spec)
+        for key, value in fields.items():
+            overrides[f"variants.{name}.{key}"] = value
     return overrides
+
+
+def parse_variant_flag(spec: str) -> tuple[str, dict[str, Any]]:
+    """`NAME=key:value,key:value`; values are YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    name, eq, rest = spec.partition("=")
+    if not eq or not name.strip():
+        raise BenchInputError(f"--variant {spec!r}: expected NAME=key:value,...")
+    fields: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, colon, raw = item.partition(":")
+        if not colon or not key.strip():
+            raise BenchInputError(f"--variant {spec!r}: expected key:value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise BenchInputError(f"--variant {spec!r}: cannot read value {raw!r}") from None
+        key = key.strip()
+        if key.startswith("extra_body."):
+            fields.setdefault("extra_body", {})[key.removeprefix("extra_body.")] = value
+        else:
+            fields[key] = value
+    return name.strip(), fields
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

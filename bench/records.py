@@ -34,6 +34,7 @@ class RequestRecord:
     stage: int
     phase: str  # "warmup" | "measure"
     variant: str
+    block: int
     prompt_index: int
     scheduled_s: float
     sent_s: float

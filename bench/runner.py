@@ -43,7 +43,6 @@ class RunPlan:
     warmup_requests: int = 0
     warmup_s: float = 0.0
     stage: int = 0
-    variant: str = ""
 
 
 @dataclass(slots=True)
@@ -188,7 +187,7 @@ class Runner:
         warm = request_id < plan.warmup_requests or (plan.warmup_s > 0 and scheduled_s < plan.warmup_s)
         self._sink.write(attempt.record(
             request_id=request_id, stage=plan.stage, phase="warmup" if warm else "measure",
-            variant=plan.variant, spec=spec, scheduled_s=scheduled_s,
+            spec=spec, scheduled_s=scheduled_s,
         ))
 
 
@@ -285,13 +284,13 @@ class _Attempt:
         self.error_kind = "cancelled"
         self.error_message = "cancelled by interruption"
 
-    def record(self, *, request_id: int, stage: int, phase: str, variant: str, spec: RequestSpec,
+    def record(self, *, request_id: int, stage: int, phase: str, spec: RequestSpec,
                scheduled_s: float) -> RequestRecord:
         recorder = self.recorder
         prompt_tokens, completion_tokens = recorder.usage_tokens()
         t0 = self.t0
         return RequestRecord(
-            request_id=request_id, stage=stage, phase=phase, variant=variant,
+            request_id=request_id, stage=stage, phase=phase, variant=spec.variant, block=spec.block,
             prompt_index=spec.prompt_index, scheduled_s=scheduled_s,
             sent_s=self.sent_abs - t0,
             headers_s=None if self.headers_abs is None else self.headers_abs - t0,

@@ -151,6 +151,12 @@ class Sampling(Strict):
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
 
+class Variant(Sampling):
+    """Sampling overrides for one arm of a paired comparison; may also switch the model."""
+
+    model: str | None = None
+
+
 class Warmup(Strict):
     requests: Annotated[int, Field(ge=0)] = 0
     seconds: NonNegFloat = 0.0
@@ -187,6 +193,10 @@ class Scenario(Strict):
     target: Target = Target()
     requests: Requests
     sampling: Sampling = Sampling()
+    variants: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Variant] = Field(
+        default_factory=dict,
+        description="Named sampling overrides; every prompt is sent once per variant (paired).",
+    )
     load: Load
 
 

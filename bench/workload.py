@@ -43,30 +43,53 @@ class RequestSpec:
     body: bytes
     max_tokens: int | None
     n: int = 1
+    variant: str = ""
+    block: int = -1  # requests of one block carry the same prompt, one per variant
 
 
 class Workload:
-    """Hands out request specs in order; `order: random` draws with replacement."""
+    """Hands out request specs in order; `order: random` draws with replacement.
+
+    With variants, each drawn prompt becomes a block of one request per variant, in an
+    order shuffled per block, so every variant sees the same prompts under the same load.
+    """
 
     def __init__(self, scenario: Scenario, scenario_path: Path, model: str) -> None:
         self._endpoint = scenario.target.endpoint
-        self._base = _base_body(scenario, model)
+        self._bases = variant_bodies(scenario, model)
+        # A variant's explicit max_tokens beats per-prompt output lengths: it is the point of it.
+        self._pinned = {name: set(v.model_dump(exclude_unset=True)) for name, v in scenario.variants.items()}
         self._order = scenario.requests.order
         self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
+        self._variant_rng = np.random.default_rng([scenario.seed, 0xB10C])
         self.prompts = load_prompts(scenario, scenario_path)
         self._next = 0
+        self._queue: list[RequestSpec] = []
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self._bases)
 
     def next_spec(self) -> RequestSpec:
+        if not self._queue:
+            self._queue = self._next_block()
+        return self._queue.pop()
+
+    def _next_block(self) -> list[RequestSpec]:
         if self._order == "cycle":
             index = self._next % len(self.prompts)
         else:
             index = int(self._rng.integers(len(self.prompts)))
+        block = self._next
         self._next += 1
-        return self.spec_for(index)
+        names = list(self._bases)
+        if len(names) > 1:
+            names = [names[i] for i in self._variant_rng.permutation(len(names))]
+        return [self.spec_for(index, name, block) for name in reversed(names)]  # popped from the end
 
-    def spec_for(self, index: int) -> RequestSpec:
+    def spec_for(self, index: int, variant: str = "", block: int = -1) -> RequestSpec:
         prompt = self.prompts[index]
-        body = dict(self._base)
+        body = dict(self._bases[variant])
         if self._endpoint == "chat":
             body["messages"] = prompt.messages if prompt.messages is not None else [
                 {"role": "user", "content": prompt.text or ""}
@@ -75,13 +98,30 @@ class Workload:
             body["prompt"] = prompt.text if prompt.text is not None else _flatten(prompt.messages or [])
         if prompt.max_tokens is not None:
             body["max_tokens"] = prompt.max_tokens
-        return RequestSpec(index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1))
+        if prompt.max_tokens is not None and "max_tokens" in self._pinned.get(variant, ()):
+            body["max_tokens"] = self._bases[variant]["max_tokens"]
+        return RequestSpec(index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1), variant, block)
 
 
-def _base_body(scenario: Scenario, model: str) -> dict[str, Any]:
-    sampling = scenario.sampling.model_dump(exclude_none=True, exclude={"extra_body"})
+def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:
+    """The request body template of each variant ("" when the scenario has none)."""
+    base = _base_body(scenario.sampling.model_dump(exclude_none=True), model)
+    if not scenario.variants:
+        return {"": base}
+    bodies = {}
+    for name, variant in scenario.variants.items():
+        overrides = variant.model_dump(exclude_none=True, exclude_unset=True)
+        merged = {**scenario.sampling.model_dump(exclude_none=True), **overrides}
+        merged["extra_body"] = {**scenario.sampling.extra_body, **overrides.get("extra_body", {})}
+        bodies[name] = _base_body(merged, merged.pop("model", model))
+    return bodies
+
+
+def _base_body(sampling: dict[str, Any], model: str) -> dict[str, Any]:
+    sampling = dict(sampling)
+    extra = sampling.pop("extra_body", {}) or {}
     body: dict[str, Any] = {"model": model, **sampling}
-    body.update(scenario.sampling.extra_body)
+    body.update(extra)
     body["stream"] = True
     options = dict(body.get("stream_options") or {})
     options["include_usage"] = True
