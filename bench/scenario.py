@@ -162,13 +162,64 @@ class Warmup(Strict):
     seconds: NonNegFloat = 0.0
 
 
+Arrival = Literal["constant", "poisson", "gamma"]
+
+
+class Ramp(Strict):
+    """Rate rising (or falling) linearly from `from_rate` to `to_rate` over `duration` s."""
+
+    from_rate: NonNegFloat
+    to_rate: NonNegFloat
+    duration: PositiveFloat
+    arrival: Literal["constant", "poisson"] = "poisson"
+
+    @model_validator(mode="after")
+    def _moves(self) -> Ramp:
+        if self.from_rate == 0 and self.to_rate == 0:
+            raise ValueError("from_rate and to_rate cannot both be 0")
+        return self
+
+
+class Stage(Strict):
+    """One step of a load shape: a rate (open loop) or a concurrency (closed loop) for a while."""
+
+    rate: PositiveFloat | None = None
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+    duration: PositiveFloat
+    arrival: Arrival = "poisson"
+    burstiness: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _one(self) -> Stage:
+        if (self.rate is None) == (self.concurrency is None):
+            raise ValueError("give exactly one of rate or concurrency")
+        return self
+
+
+class Trace(Strict):
+    """Replay of a request trace: Azure LLM inference CSV or Mooncake-style JSONL."""
+
+    file: str
+    format: Literal["auto", "azure", "mooncake"] = "auto"
+    speedup: PositiveFloat = Field(default=1.0, description="Time-scale factor (2 = twice as fast).")
+    target_rate: PositiveFloat | None = Field(
+        default=None, description="Re-rate to this mean rate by thinning or superposing the trace."
+    )
+    block_tokens: Annotated[int, Field(ge=1)] = Field(default=512, description="Tokens per hash_id block.")
+
+
 class Load(Strict):
-    """Closed loop (`concurrency`) or open loop (`rate` with an `arrival` process)."""
+    """Exactly one load shape: `concurrency` (closed loop), `rate` (+ `arrival`), `ramp`,
+    `stages` or `trace`."""
 
     concurrency: Annotated[int, Field(ge=1)] | None = None
     rate: PositiveFloat | None = None
-    arrival: Literal["constant", "poisson", "gamma"] = "poisson"
+    arrival: Arrival = "poisson"
     burstiness: PositiveFloat = 1.0
+    ramp: Ramp | None = None
+    stages: list[Stage] | None = None
+    trace: Trace | None = None
+    think_time: NonNegFloat = Field(default=0.0, description="Closed loop: seconds a slot waits between requests.")
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
     send_rate_limit: PositiveFloat | None = Field(
         default=None, description="Hard ceiling on sends per second (aiolimiter)."
@@ -179,9 +230,16 @@ class Load(Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> Load:
-        if (self.concurrency is None) == (self.rate is None):
-            raise ValueError("give exactly one of concurrency (closed loop) or rate (open loop)")
-        if self.duration is None and self.max_requests is None:
+        shapes = [k for k in ("concurrency", "rate", "ramp", "stages", "trace") if getattr(self, k) is not None]
+        if len(shapes) != 1:
+            raise ValueError(
+                "give exactly one of concurrency (closed loop), rate, ramp, stages or trace "
+                f"(got {', '.join(shapes) or 'none'})"
+            )
+        if self.stages is not None and not self.stages:
+            raise ValueError("stages is empty")
+        bounded = self.ramp is not None or self.stages is not None or self.trace is not None
+        if not bounded and self.duration is None and self.max_requests is None:
             raise ValueError("give duration and/or max_requests, or the run never ends")
         return self
 
