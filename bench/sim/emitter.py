@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.sim.engine import CHOICE_DONE, GONE, OK, Truth
+from bench.sim.engine import CHOICE_DONE, GONE, OK, Coalescer, Truth
 from bench.sim.faults import FaultSpec, uniform
 from bench.sim.text import Corpus, logprob_of
 
@@ -53,6 +53,7 @@ class Emitter:
     stream: bool
     framed: bool = True
     fault: FaultSpec | None = None
+    coalescer: Coalescer | None = None
     written: int = 0
     # Per-choice accumulated text (stop strings need it; non-streamed output is built
     # from it) and, non-streamed, reasoning text and logprob entries.
@@ -103,6 +104,8 @@ class Emitter:
             for r in ("stop", "length")
         }
         self.mask = len(ctx.corpus.encoded) - 1
+        self.pending: list[bytes] = []
+        self.pending_choices: list[int] = []
         self.mid_fault = self.fault is not None and self.fault.kind in ("drop", "malformed")
 
     # -- Sink protocol -----------------------------------------------------------------
@@ -139,13 +142,38 @@ class Emitter:
 
     # -- internals ---------------------------------------------------------------------
     def _write(self, body: bytes, c: int) -> None:
+        data = b"%x\r\n%b\r\n" % (len(body), body) if self.framed else body
+        self.written += 1
+        co = self.coalescer
+        if co is not None and co.active:
+            if not self.pending:
+                co.dirty.append(self)
+            self.pending.append(data)
+            self.pending_choices.append(c)
+            return
         tr = self.transport
         assert tr is not None
-        tr.write(b"%x\r\n%b\r\n" % (len(body), body) if self.framed else body)
+        tr.write(data)
         truth = self.truth
         truth.chunk_write_times.append(perf_counter())
         truth.chunk_choice.append(c)
-        self.written += 1
+
+    def flush(self) -> None:
+        """Write the chunks buffered by the coalescer in one write, stamping each."""
+        if not self.pending:
+            return
+        tr = self.transport
+        data, choices = self.pending, self.pending_choices
+        self.pending, self.pending_choices = [], []
+        if tr is None or tr.is_closing():
+            return  # never written: not in the ground truth
+        tr.write(b"".join(data))
+        t = perf_counter()
+        truth = self.truth
+        truth.chunk_write_times.extend((t,) * len(choices))
+        truth.chunk_choice.extend(choices)
+        if len(choices) > 1:
+            truth.coalesced = True
 
     def _apply_fault(self) -> bool:
         """Mid-stream fault due now; True if the connection is gone."""
@@ -156,12 +184,18 @@ class Emitter:
         if tr is None:
             return True
         if fault.kind == "drop":
+            self.flush()  # what was emitted before the drop did reach the wire
             self.dropped = True
             tr.abort()
             return True
         if self.stream:  # malformed: one event whose JSON is cut short
             bad = self.head + b'0,"delta":{"content":"oops\n\n'
-            tr.write(b"%x\r\n%b\r\n" % (len(bad), bad) if self.framed else bad)
+            data = b"%x\r\n%b\r\n" % (len(bad), bad) if self.framed else bad
+            if self.pending:
+                self.pending[-1] += data
+            else:
+                self.flush()
+                tr.write(data)
         return False
 
     def _emit_general(self, c: int, pos: int, count: int, reason: str | None) -> int:

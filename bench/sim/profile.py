@@ -75,6 +75,9 @@ class Profile(BaseModel):
     prefix_cache: bool = False
     prefix_block_tokens: int = Field(default=16, ge=1)
     header_delay_ms: float = Field(default=0.0, ge=0)
+    # Zero-latency profiles only: run this many steps per event-loop turn and write each
+    # stream's chunks of those steps at once (fewer syscalls; recorded as `coalesced`).
+    coalesce_steps: int = Field(default=1, ge=1)
     faults: list[FaultSpec] = Field(default_factory=list)
     # Ground-truth records kept in memory (oldest dropped first); the --trace file keeps all.
     truth_limit: int = Field(default=20_000, ge=1)

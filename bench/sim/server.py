@@ -277,7 +277,8 @@ class SimServer:
             logprobs=logprobs, top_logprobs=top,
             continuous_usage=bool(so and so.continuous_usage_stats), reasoning_tokens=reasoning,
         )
-        emitter = Emitter(ctx, truth, request.transport, stream=bool(req.stream), fault=fault)
+        emitter = Emitter(ctx, truth, request.transport, stream=bool(req.stream), fault=fault,
+                          coalescer=self.engine.coalescer if req.stream else None)
         block = p.prefix_block_tokens
         hashes: tuple[int, ...] = ()
         if p.prefix_cache:
