@@ -15,25 +15,30 @@ from bench import metrics
 LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms")
 
 
-def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None) -> dict[str, Any]:
-    """Summary of the measure phase; one entry per stage when the run has several."""
+SLO_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
+
+
+def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None,
+              slo: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Summary of the measure phase; one entry per stage / variant when the run has several."""
     measured = requests[requests["phase"] == "measure"]
-    summary = _summarize_frame(measured, chunks, offered_rate)
+    summary = _summarize_frame(measured, chunks, offered_rate, slo)
     stages = sorted(requests["stage"].unique().tolist()) if not requests.empty else []
     if len(stages) > 1:
         summary["stages"] = {
-            str(stage): _summarize_frame(measured[measured["stage"] == stage], chunks, None)
+            str(stage): _summarize_frame(measured[measured["stage"] == stage], chunks, None, slo)
             for stage in stages
         }
     variants = sorted(v for v in requests["variant"].dropna().unique().tolist() if v)
     if variants:
         summary["variants"] = {
-            name: _summarize_frame(measured[measured["variant"] == name], chunks, None) for name in variants
+            name: _summarize_frame(measured[measured["variant"] == name], chunks, None, slo) for name in variants
         }
     return summary
 
 
-def _summarize_frame(measured: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None) -> dict[str, Any]:
+def _summarize_frame(measured: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None,
+                     slo: dict[str, Any] | None = None) -> dict[str, Any]:
     ok = measured[measured["status"] == "ok"]
     gaps = metrics.itl_gaps(chunks[chunks["request_id"].isin(ok["request_id"])])
     window = _window(measured)
@@ -56,7 +61,39 @@ def _summarize_frame(measured: pd.DataFrame, chunks: pd.DataFrame, offered_rate:
         "rate": {"offered": offered_rate, "achieved": metrics.send_rate(measured["sent_s"])},
         "concurrency": {"peak": metrics.peak_concurrency(measured)},
     }
+    if slo:
+        summary["slo"] = _slo(measured, slo, window)
     return summary
+
+
+def _slo(measured: pd.DataFrame, slo: dict[str, Any], window: float | None) -> dict[str, Any]:
+    """Goodput (DistServe / vLLM): requests meeting every limit, per second of the window.
+
+    A failed request meets no SLO: it counts in the denominator of every share.
+    """
+    limits = {m: float(slo[m]) for m in SLO_METRICS if slo.get(m) is not None}
+    meets = metrics.meets_slo(measured, limits)
+    good = measured[meets]
+    percentile = float(slo.get("percentile", 99.0))
+    ok = measured[measured["status"] == "ok"]
+    at_percentile = {m: _quantile(ok[m], percentile) for m in limits}
+    return {
+        "limits": limits,
+        "percentile": percentile,
+        "share_meeting_all": float(meets.mean()) if len(meets) else None,
+        "share_meeting": {m: float(metrics.meets_slo(measured, {m: v}).mean()) if len(measured) else None
+                          for m, v in limits.items()},
+        "value_at_percentile": at_percentile,
+        "met": all(v is not None and v <= limits[m] for m, v in at_percentile.items()),
+        "goodput_requests_per_s": _per_s(len(good), window),
+        "goodput_output_tokens_per_s": _per_s(float(good["output_tokens"].fillna(0).sum()), window),
+    }
+
+
+def _quantile(values: pd.Series, percentile: float) -> float | None:
+    arr = values.to_numpy(dtype="float64", na_value=np.nan)
+    arr = arr[np.isfinite(arr)]
+    return float(np.percentile(arr, percentile)) if arr.size else None
 
 
 def _counts(measured: pd.DataFrame) -> dict[str, Any]:

@@ -80,13 +80,24 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     rate = summary["rate"]
     errors = ", ".join(f"{k}: {v}" for k, v in req["errors"].items()) or "none"
     offered = f"{rate['offered']:.2f}" if rate.get("offered") is not None else "closed loop"
-    return [
+    lines = [
         f"requests: {req['total']} measured, {req['ok']} ok, errors: {errors}",
         f"throughput: {_fmt(thr['requests_per_s'])} req/s, {_fmt(thr['output_tokens_per_s'])} output tok/s, "
         f"{_fmt(thr['total_tokens_per_s'])} total tok/s over {_fmt(thr['window_s'])} s",
         f"rate: offered {offered}, achieved {_fmt(rate['achieved'])} req/s; "
         f"peak concurrency {summary['concurrency']['peak']}",
     ]
+    slo = summary.get("slo")
+    if slo:
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in slo["limits"].items())
+        share = slo["share_meeting_all"]
+        verdict = "met" if slo["met"] else "NOT met"
+        lines.append(
+            f"SLO ({limits} at p{slo['percentile']:g}): {verdict}; "
+            f"{'-' if share is None else f'{share:.1%}'} of requests meet every limit; goodput "
+            f"{_fmt(slo['goodput_requests_per_s'])} req/s, {_fmt(slo['goodput_output_tokens_per_s'])} tok/s"
+        )
+    return lines
 
 
 def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str]) -> None:

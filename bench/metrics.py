@@ -104,3 +104,49 @@ def send_rate(sent_s: pd.Series) -> float | None:
     if t.size < 2 or t[-1] <= t[0]:
         return None
     return float((t.size - 1) / (t[-1] - t[0]))
+
+
+def in_flight_over_time(requests: pd.DataFrame) -> pd.DataFrame:
+    """Requests in flight (between sent and end) as a step function: `t_s, in_flight`.
+
+    Each row holds the count from its `t_s` until the next row's; ends sort before starts
+    at equal times, as in `peak_concurrency`.
+    """
+    frame = requests.dropna(subset=["sent_s", "end_s"])
+    starts = frame["sent_s"].to_numpy(dtype="float64")
+    ends = frame["end_s"].to_numpy(dtype="float64")
+    times = np.concatenate([starts, ends])
+    steps = np.concatenate([np.ones_like(starts), -np.ones_like(ends)])
+    order = np.lexsort((steps, times))
+    return pd.DataFrame({"t_s": times[order], "in_flight": np.cumsum(steps[order]).astype("int64")})
+
+
+def token_rate(chunks: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+    """Output tokens per second in consecutive `bin_s` bins from t=0: `t_s` (bin start), `tokens_per_s`.
+
+    A chunk counts its `tokens` when the server said, else 1 (as in `per_request`).
+    """
+    if bin_s <= 0:
+        raise ValueError("bin_s must be positive")
+    tok = token_chunks(chunks)
+    t = tok["t_s"].to_numpy(dtype="float64")
+    if t.size == 0:
+        return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
+    counts = tok["tokens"].fillna(1).to_numpy(dtype="float64")
+    bins = np.floor(np.clip(t, 0.0, None) / bin_s).astype("int64")
+    sums = np.bincount(bins, weights=counts)
+    return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / bin_s})
+
+
+def meets_slo(requests: pd.DataFrame, limits: dict[str, float]) -> pd.Series:
+    """Per request: ok and every given metric at or under its limit (a missing value fails)."""
+    meets = requests["status"] == "ok"
+    for metric, limit in limits.items():
+        values = requests[metric]
+        if metric == "tpot_ms":
+            # A one-token answer has no TPOT; it cannot break a per-token limit.
+            meets &= values.isna() | (values <= limit)
+            meets &= requests["ttft_ms"].notna()
+        else:
+            meets &= values.notna() & (values <= limit)
+    return meets.astype(bool)

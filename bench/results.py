@@ -46,7 +46,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     manifest = store.read_manifest(run_dir)
     chunks = store.read_chunks(run_dir)
     requests = _read_requests(run_dir, chunks)
-    summary = _read_summary(run_dir) or aggregate.summarize(requests, chunks, offered_rate(manifest))
+    summary = _read_summary(run_dir) or aggregate.summarize(requests, chunks, offered_rate(manifest),
+                                                           manifest.scenario.get("slo"))
     return Run(run_dir, manifest, requests, chunks, summary)
 
 
@@ -54,7 +55,7 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     """Write requests.parquet and summary.json from the journal and chunks."""
     chunks = store.read_chunks(run_dir)
     requests = metrics.per_request(store.read_raw_requests(run_dir), chunks)
-    summary = aggregate.summarize(requests, chunks, offered_rate(manifest))
+    summary = aggregate.summarize(requests, chunks, offered_rate(manifest), manifest.scenario.get("slo"))
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
     (run_dir / store.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return Run(run_dir, manifest, requests, chunks, summary)

@@ -244,6 +244,21 @@ class Load(Strict):
         return self
 
 
+class Slo(Strict):
+    """Latency limits; a request meets the SLO when it meets every limit given."""
+
+    ttft_ms: PositiveFloat | None = None
+    tpot_ms: PositiveFloat | None = None
+    e2e_ms: PositiveFloat | None = None
+    percentile: Annotated[float, Field(gt=0, lt=100)] = 99.0
+
+    @model_validator(mode="after")
+    def _some(self) -> Slo:
+        if self.ttft_ms is None and self.tpot_ms is None and self.e2e_ms is None:
+            raise ValueError("give at least one of ttft_ms, tpot_ms, e2e_ms")
+        return self
+
+
 class Scenario(Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "scenario"
     description: str = ""
@@ -256,6 +271,7 @@ class Scenario(Strict):
         description="Named sampling overrides; every prompt is sent once per variant (paired).",
     )
     load: Load
+    slo: Slo | None = None
 
 
 # --- loading ----------------------------------------------------------------------------

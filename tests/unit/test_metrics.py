@@ -93,3 +93,23 @@ def test_summary_excludes_warmup_and_counts_errors():
     assert summary["itl_ms"]["count"] == 1 and summary["itl_ms"]["max"] == pytest.approx(200)
     assert summary["throughput"]["window_s"] == pytest.approx(2.0)
     assert summary["throughput"]["output_tokens_per_s"] == pytest.approx(1.0)
+
+
+def test_goodput_counts_requests_meeting_every_limit():
+    raw = _raw([
+        dict(request_id=i, scheduled_s=float(i), sent_s=float(i), end_s=i + 1.0, usage_completion_tokens=2)
+        for i in range(4)
+    ] + [dict(request_id=4, scheduled_s=4.0, sent_s=4.0, end_s=5.0, status="error", error_kind="http_500")])
+    # TTFTs 100, 200, 300, 400 ms; the one gap after the first token is 100 ms for everyone
+    chunks = _chunks([row for i in range(4) for row in
+                      [(i, i + 0.1 * (i + 1), "content", None, 0), (i, i + 0.1 * (i + 2), "content", None, 0)]])
+    req = metrics.per_request(raw, chunks)
+    summary = aggregate.summarize(req, chunks, None, {"ttft_ms": 250, "tpot_ms": 150, "percentile": 50})
+    slo = summary["slo"]
+    assert slo["share_meeting_all"] == pytest.approx(2 / 5)
+    assert slo["share_meeting"]["tpot_ms"] == pytest.approx(4 / 5)
+    assert slo["goodput_requests_per_s"] == pytest.approx(2 / 5.0)
+    assert slo["value_at_percentile"]["ttft_ms"] == pytest.approx(250)
+    assert slo["met"] is True
+    strict = aggregate.summarize(req, chunks, None, {"ttft_ms": 150, "percentile": 99})["slo"]
+    assert strict["met"] is False and strict["share_meeting_all"] == pytest.approx(1 / 5)

@@ -1,0 +1,126 @@
+"""Validity checks: reasons not to trust a run's numbers, printed with every summary and report.
+
+In pyperf's spirit: the numbers are still shown, but the reader is told what undermines
+them. Each check reads the stored run only (manifest, requests, summary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from bench.results import Run
+
+# A percentile needs enough samples beyond it to mean anything: p99 from fewer than 100
+# samples is the maximum or an interpolation towards it.
+MIN_SAMPLES_P99 = 100
+MIN_SAMPLES_P999 = 1000
+# The client fell behind when its p99 send delay is this large a share of the mean gap
+# between scheduled arrivals: the offered load was not the one intended.
+MAX_LAG_P99_SHARE_OF_INTERARRIVAL = 0.5
+# Below this lag the client is on time whatever the rate (timer resolution, event-loop wake-up).
+LAG_FLOOR_MS = 2.0
+MAX_ERROR_RATE = 0.05
+# Achieved send rate may fall short of the offered rate by at most this share.
+MAX_RATE_SHORTFALL = 0.05
+
+PERCENTILE_METRICS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"))
+
+
+@dataclass(frozen=True)
+class ValidityWarning:
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check(run: Run) -> list[ValidityWarning]:
+    """Every warning that applies to the run, most serious first."""
+    summary = run.summary
+    scenario = run.manifest.scenario
+    warnings: list[ValidityWarning] = []
+    warnings += check_ended(run.manifest.ended, run.manifest.end_reason)
+    warnings += check_error_rate(summary)
+    warnings += check_rate(summary)
+    warnings += check_schedule_lag(summary)
+    warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
+    warnings += check_sample_counts(summary)
+    return warnings
+
+
+def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:
+    if ended == "completed":
+        return []
+    why = f" ({reason})" if reason else ""
+    return [ValidityWarning("ended", f"the run did not complete: it ended {ended}{why}; "
+                                     "the load was cut short and the last requests are missing")]
+
+
+def check_error_rate(summary: dict[str, Any]) -> list[ValidityWarning]:
+    req = summary.get("requests") or {}
+    total = int(req.get("total") or 0)
+    errors = sum(int(v) for v in (req.get("errors") or {}).values())
+    if total == 0:
+        return [ValidityWarning("no_requests", "no measured requests: there is nothing to summarise")]
+    rate = errors / total
+    if rate <= MAX_ERROR_RATE:
+        return []
+    return [ValidityWarning("error_rate", f"{errors} of {total} requests failed ({rate:.1%} > "
+                                          f"{MAX_ERROR_RATE:.0%}); latencies describe the survivors only")]
+
+
+def check_rate(summary: dict[str, Any]) -> list[ValidityWarning]:
+    rate = summary.get("rate") or {}
+    offered, achieved = rate.get("offered"), rate.get("achieved")
+    if offered is None or achieved is None or offered <= 0:
+        return []
+    if achieved >= offered * (1.0 - MAX_RATE_SHORTFALL):
+        return []
+    return [ValidityWarning("rate_shortfall", f"achieved send rate {achieved:.2f}/s is {1 - achieved / offered:.0%} "
+                                              f"below the offered {offered:.2f}/s (more than "
+                                              f"{MAX_RATE_SHORTFALL:.0%}); the server saw less load than intended")]
+
+
+def check_schedule_lag(summary: dict[str, Any]) -> list[ValidityWarning]:
+    offered = (summary.get("rate") or {}).get("offered")
+    lag_p99 = (summary.get("schedule_lag_ms") or {}).get("p99")
+    if offered is None or offered <= 0 or lag_p99 is None:
+        return []  # closed loop: sends follow completions, there is no inter-arrival time
+    interarrival_ms = 1e3 / offered
+    limit = max(MAX_LAG_P99_SHARE_OF_INTERARRIVAL * interarrival_ms, LAG_FLOOR_MS)
+    if lag_p99 <= limit:
+        return []
+    return [ValidityWarning("schedule_lag", f"schedule lag p99 {lag_p99:.1f} ms exceeds "
+                                            f"{MAX_LAG_P99_SHARE_OF_INTERARRIVAL:.0%} of the mean inter-arrival time "
+                                            f"({interarrival_ms:.1f} ms): the client fell behind its schedule")]
+
+
+def check_warmup(scenario: dict[str, Any], warmup_requests: int) -> list[ValidityWarning]:
+    load = scenario.get("load") or {}
+    concurrency = load.get("concurrency") or load.get("max_concurrency")
+    if not concurrency or warmup_requests >= concurrency:
+        return []
+    return [ValidityWarning("short_warmup", f"warmup of {warmup_requests} requests is shorter than the concurrency "
+                                            f"({concurrency}): the first measured requests met a cold, filling server")]
+
+
+def check_sample_counts(summary: dict[str, Any]) -> list[ValidityWarning]:
+    out: list[ValidityWarning] = []
+    for code, pname, minimum in (("few_samples_p99", "p99", MIN_SAMPLES_P99),
+                                 ("few_samples_p999", "p99.9", MIN_SAMPLES_P999)):
+        thin = [f"{label} ({_count(summary, key)})" for label, key in PERCENTILE_METRICS
+                if 0 < _count(summary, key) < minimum]
+        if thin:
+            out.append(ValidityWarning(code, f"{pname} from fewer than {minimum} samples is not a {pname}: "
+                                             + ", ".join(thin)))
+    return out
+
+
+def _count(summary: dict[str, Any], key: str) -> int:
+    count = (summary.get(key) or {}).get("count")
+    return int(count) if count is not None and np.isfinite(count) else 0
