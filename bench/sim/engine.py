@@ -40,7 +40,6 @@ OK, CHOICE_DONE, GONE = 0, 1, 2
 BACKPRESSURE_BYTES = 256 * 1024
 # Behind schedule by more than this: restart the step clock instead of bursting.
 LAG_RESET_S = 0.005
-SPIN_S = 0.0012
 
 
 @dataclass(eq=False, slots=True)
@@ -331,6 +330,7 @@ class Engine:
 
     async def _run(self) -> None:
         loop_sleep = asyncio.sleep
+        spin_s = self.profile.step_spin_ms / 1000.0
         step_start: float | None = None
         while True:
             if not self.running and not self.waiting:
@@ -360,11 +360,12 @@ class Engine:
                 continue
             deadline = step_start + step_ms / 1000.0
             # Event-loop timers have millisecond granularity: sleep on a timer until
-            # SPIN_S before the deadline, then yield to the loop (network I/O still runs)
-            # until it, so that step gaps are exact rather than jittered by up to 1 ms.
+            # step_spin_ms before the deadline, then yield to the loop (network I/O still
+            # runs) until it. The spin is off by default: on a machine where the client
+            # shares the cores it costs the client more accuracy than it gains.
             delay = deadline - perf_counter()
-            if delay > SPIN_S:
-                await loop_sleep(delay - SPIN_S)
+            if delay > spin_s:
+                await loop_sleep(delay - spin_s)
             await loop_sleep(0)  # let the network in, even at zero latency
             while perf_counter() < deadline:
                 await loop_sleep(0)

@@ -78,6 +78,9 @@ class Profile(BaseModel):
     # Zero-latency profiles only: run this many steps per event-loop turn and write each
     # stream's chunks of those steps at once (fewer syscalls; recorded as `coalesced`).
     coalesce_steps: int = Field(default=1, ge=1)
+    # Busy-wait (yielding to the event loop) this long before each step deadline: sharper
+    # step times on an idle multi-core machine, worse ones when the client shares a core.
+    step_spin_ms: float = Field(default=0.0, ge=0, le=5)
     faults: list[FaultSpec] = Field(default_factory=list)
     # Ground-truth records kept in memory (oldest dropped first); the --trace file keeps all.
     truth_limit: int = Field(default=20_000, ge=1)
