@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="print the summary of a stored run")
     summary.add_argument("run_dir", type=Path)
     summary.add_argument("--json", action="store_true", help="print summary.json")
+    _add_report(sub.add_parser("report", help="write report.md, report.html and summary.csv for a stored run"))
+    _add_plot(sub.add_parser("plot", help="draw latency CDFs, percentile ladders and timelines of stored runs"))
+    _add_compare(sub.add_parser("compare", help="compare stored runs with bootstrap confidence intervals"))
     return parser
 
 
@@ -75,6 +78,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-root", type=Path, default=Path("results"))
     p.add_argument("--quiet", action="store_true", help="no progress, no table")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout")
+    p.add_argument("--no-report", action="store_true", help="do not write report.md/html and summary.csv")
 
 
 def _add_sim(p: argparse.ArgumentParser) -> None:
@@ -111,6 +115,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "summary":
         return _cmd_summary(args)
+    if args.command == "report":
+        return _cmd_report(args)
+    if args.command == "plot":
+        return _cmd_plot(args)
+    if args.command == "compare":
+        return _cmd_compare(args)
     raise BenchInputError(f"unknown command {args.command!r}")
 
 
@@ -168,7 +178,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run.summary, indent=2))
     elif not args.quiet:
-        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path), [])
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
+                      _validity_messages(run))
+    if not args.no_report:
+        _write_run_reports(run, announce=not (args.quiet or args.json))
     if result.ended == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ended == "completed" else EXIT_FAILED
@@ -182,5 +195,81 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run.summary, indent=2))
     else:
-        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({run.manifest.ended})", str(run.path), [])
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({run.manifest.ended})", str(run.path),
+                      _validity_messages(run))
+    return EXIT_OK
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", choices=["md", "html", "csv", "all"], default="all")
+    p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
+
+
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/figures for one run, else .)")
+    p.add_argument("--format", choices=["png", "svg", "both"], default="png")
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="baseline first, then the others")
+    p.add_argument("--out", type=Path, default=Path("."), help="where compare.md/compare.html go (default: .)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+
+
+def _validity_messages(run: Any) -> list[str]:
+    from bench.validity import check
+
+    return [w.message for w in check(run)]
+
+
+def _write_run_reports(run: Any, announce: bool) -> None:
+    from bench.report import write_reports
+
+    paths = write_reports(run)
+    if announce:
+        html = next((p for p in paths if p.suffix == ".html"), None)
+        print(f"report: {html or paths[0]}")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import parse_formats, write_reports
+    from bench.results import load_run
+
+    for path in write_reports(load_run(args.run_dir), args.out, parse_formats(args.format)):
+        print(path)
+    return EXIT_OK
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from bench.figures import formats_for, plot_runs, save_figures
+    from bench.results import load_run
+
+    runs = [load_run(path) for path in args.run_dirs]
+    out = args.out or (runs[0].path / "figures" if len(runs) == 1 else Path("."))
+    for path in save_figures(plot_runs(runs), out, formats_for(args.format)):
+        print(path)
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.compare import compare_runs, console_table, write_compare
+    from bench.results import load_run
+
+    if len(args.run_dirs) < 2:
+        raise BenchInputError("compare: give at least two run directories (baseline first)")
+    if args.resamples < 100:
+        raise BenchInputError(f"--resamples: {args.resamples} is too few for a 95 % interval (use >= 100)")
+    runs = [load_run(path) for path in args.run_dirs]
+    comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples)
+    console = Console()
+    console.print(console_table(comparison))
+    for warning in comparison.warnings:
+        console.print(f"WARNING: scenario mismatch: {warning}", style="yellow", highlight=False)
+    for path in write_compare(comparison, runs, args.out):
+        console.print(str(path), highlight=False)
     return EXIT_OK

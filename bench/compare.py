@@ -1,0 +1,213 @@
+"""`bench compare`: percentiles of several runs side by side, ratios to the first run, and a
+seeded bootstrap 95 % CI of each difference, so that noise is called noise.
+
+The first run is the baseline. Per metric and statistic, the difference is run - baseline;
+"not significant" when its interval contains 0. ITL gaps are resampled in blocks of
+ITL_BLOCK_S seconds of run time (cluster bootstrap): concurrent streams share the server's
+decode steps, so one slow step lengthens a gap in every stream at once. Treating gaps as
+independent would call a momentary hiccup of either run "significant".
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rich.table import Table as RichTable
+
+from bench import figures, report, stats
+from bench.errors import BenchInputError
+
+if TYPE_CHECKING:
+    from bench.results import Run
+
+METRICS = (("TTFT (ms)", "ttft_ms"), ("ITL (ms)", "itl_ms"), ("TPOT (ms)", "tpot_ms"), ("E2E (ms)", "e2e_ms"),
+           ("output tok/s per request", "output_tokens_per_s"))
+STATISTICS = ("p50", "p90", "p99", "mean")
+THROUGHPUT = (("requests/s (run)", "requests_per_s"), ("output tokens/s (run)", "output_tokens_per_s"))
+# Scenario sections that must match for a comparison to compare like with like.
+SCENARIO_SECTIONS = (("prompts", "requests"), ("load", "load"), ("sampling", "sampling"))
+COMPARE_MD, COMPARE_HTML = "compare.md", "compare.html"
+ITL_BLOCK_S = 1.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    values: np.ndarray
+    groups: np.ndarray | None = None  # cluster labels (request ids) for pooled per-chunk metrics
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    metric: str
+    statistic: str
+    values: list[float]  # one per run
+    diffs: list[stats.DiffCI | None]  # None for the baseline, and where no CI applies
+
+
+@dataclass(frozen=True)
+class Comparison:
+    labels: list[str]
+    rows: list[Row]
+    warnings: list[str]
+    seed: int
+    n_resamples: int
+
+
+def run_metric_samples(run: Run) -> dict[str, Sample]:
+    ok = figures.measured_ok(run)
+    out = {m: Sample(ok[m].to_numpy(dtype="float64", na_value=np.nan))
+           for m in ("ttft_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s")}
+    itl = run.itl
+    blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / ITL_BLOCK_S)
+    out["itl_ms"] = Sample(itl["itl_ms"].to_numpy(dtype="float64"), blocks)
+    return out
+
+
+def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = stats.N_RESAMPLES,
+                 samples: Sequence[dict[str, Sample]] | None = None) -> Comparison:
+    if len(runs) < 2:
+        raise BenchInputError("compare: give at least two run directories")
+    samples = list(samples) if samples is not None else [run_metric_samples(r) for r in runs]
+    base = samples[0]
+    rows: list[Row] = []
+    for m_index, (label, metric) in enumerate(METRICS):
+        per_run: list[dict[str, stats.DiffCI]] = []
+        for r_index, other in enumerate(samples[1:], start=1):
+            # A distinct, reproducible stream per (metric, run) keeps results independent of ordering.
+            per_run.append(stats.bootstrap_diff(
+                base[metric].values, other[metric].values, STATISTICS,
+                groups_a=base[metric].groups, groups_b=other[metric].groups,
+                n_resamples=n_resamples, seed=_derive_seed(seed, m_index, r_index)))
+        for stat in STATISTICS:
+            values = [stats.point(s[metric].values, stat) for s in samples]
+            rows.append(Row(label, metric, stat, values, [None, *(d[stat] for d in per_run)]))
+    for label, key in THROUGHPUT:
+        values = [_number((r.summary.get("throughput") or {}).get(key)) for r in runs]
+        rows.append(Row(label, key, "run", values, [None] * len(runs)))
+    return Comparison([figures.run_label(r) for r in runs], rows, scenario_mismatches(runs), seed, n_resamples)
+
+
+def scenario_mismatches(runs: Sequence[Run]) -> list[str]:
+    """One line per way a run's scenario differs from the baseline's (model, prompts, load, sampling)."""
+    base = runs[0]
+    out = []
+    for run in runs[1:]:
+        name = figures.run_label(run)
+        if run.manifest.model != base.manifest.model:
+            out.append(f"{name}: model {run.manifest.model!r} differs from {base.manifest.model!r}")
+        for label, key in SCENARIO_SECTIONS:
+            mine, theirs = base.manifest.scenario.get(key), run.manifest.scenario.get(key)
+            differing = _diff_keys(mine, theirs)
+            if differing:
+                out.append(f"{name}: {label} ({key}:) differ from {figures.run_label(base)}: {differing}")
+    return out
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+def table(cmp: Comparison) -> report.Table:
+    header = ["metric", "stat", cmp.labels[0]]
+    for other in cmp.labels[1:]:
+        header += [other, f"{other}/{cmp.labels[0]}", "diff [95% CI]", "verdict"]
+    rows = []
+    for row in cmp.rows:
+        cells = [row.label, row.statistic, report.fmt(row.values[0])]
+        for value, diff in zip(row.values[1:], row.diffs[1:], strict=True):
+            ratio = value / row.values[0] if row.values[0] and np.isfinite(row.values[0]) else float("nan")
+            cells += [report.fmt(value), f"{ratio:.3f}" if np.isfinite(ratio) else "-"]
+            if diff is None:
+                cells += ["-", "-"]
+            else:
+                cells += [f"{report.fmt(diff.diff)} [{report.fmt(diff.low)}, {report.fmt(diff.high)}]", diff.verdict]
+        rows.append(cells)
+    return report.Table("Comparison (difference = run - first run)", header, rows)
+
+
+def console_table(cmp: Comparison) -> RichTable:
+    t = table(cmp)
+    out = RichTable(title=f"compare (95 % bootstrap CI, {cmp.n_resamples} resamples, seed {cmp.seed})",
+                    title_justify="left")
+    for i, head in enumerate(t.header):
+        out.add_column(head, justify="left" if i < 2 else "right")
+    for cells in t.rows:
+        styled = [f"[bold]{c}[/bold]" if c in ("higher", "lower") else f"[dim]{c}[/dim]" if c == "not significant"
+                  else c for c in cells]
+        out.add_row(*styled)
+    return out
+
+
+def render_markdown(cmp: Comparison, figure_prefix: str, figure_stems: Sequence[str]) -> str:
+    lines = [f"# bench compare: {' vs '.join(cmp.labels)}", ""]
+    lines += _method_note(cmp)
+    if cmp.warnings:
+        lines += ["## Scenario mismatches", "", *(f"- **WARNING**: {w}" for w in cmp.warnings), ""]
+    lines += ["## Comparison", "", *report.markdown_table(table(cmp)), ""]
+    for stem in figure_stems:
+        lines += [f"![{stem}]({figure_prefix}{stem}.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(cmp: Comparison, pngs: dict[str, bytes]) -> str:
+    title = f"bench compare: {' vs '.join(cmp.labels)}"
+    t = table(cmp)
+    classes = [["sig" if c in ("higher", "lower") else "ns" if c == "not significant" else "" for c in row]
+               for row in t.rows]
+    parts = [report.html_head(title), f"<h1>{html.escape(title)}</h1>",
+             "".join(f"<p>{html.escape(line)}</p>" for line in _method_note(cmp) if line)]
+    if cmp.warnings:
+        items = "".join(f"<li><b>WARNING</b>: {html.escape(w)}</li>" for w in cmp.warnings)
+        parts.append(f'<div class="warnings"><h2>Scenario mismatches</h2><ul>{items}</ul></div>')
+    parts += ["<h2>Comparison</h2>", report.html_table(t, classes), "<h2>Figures</h2>"]
+    parts += [report.html_img(png, stem) for stem, png in pngs.items()]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_compare(cmp: Comparison, runs: Sequence[Run], out_dir: Path) -> list[Path]:
+    report.ensure_dir(out_dir)
+    pngs = {stem: figures.to_bytes(fig, "png") for stem, fig in figures.compare_figures(runs).items()}
+    written = report.write_pngs(pngs, out_dir / report.FIGURES_DIR)
+    written.append(report.write_text(out_dir / COMPARE_MD, render_markdown(cmp, f"{report.FIGURES_DIR}/", list(pngs))))
+    written.append(report.write_text(out_dir / COMPARE_HTML, render_html(cmp, pngs)))
+    return written
+
+
+def _method_note(cmp: Comparison) -> list[str]:
+    return [f"Baseline: {cmp.labels[0]}. Difference = run - baseline, with a seeded percentile-bootstrap 95 % "
+            f"confidence interval ({cmp.n_resamples} resamples, seed {cmp.seed}; ITL resampled in "
+            f"{ITL_BLOCK_S:g} s blocks of run time). "
+            "\"not significant\": the interval contains 0.", ""]
+
+
+def _derive_seed(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _diff_keys(a: Any, b: Any) -> str:
+    """The differing keys of two scenario sections, '' when they agree."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return "" if _canonical(a) == _canonical(b) else f"{_short(a)} vs {_short(b)}"
+    # Keys only one side has come from a different bench version (a new field with its default).
+    keys = sorted(k for k in set(a) & set(b) if _canonical(a[k]) != _canonical(b[k]))
+    return ", ".join(f"{k}: {_short(a.get(k))} vs {_short(b.get(k))}" for k in keys)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = _canonical(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
