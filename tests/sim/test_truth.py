@@ -52,10 +52,11 @@ async def _measure(url: str, streams: int, tokens: int) -> list[tuple[str, float
 
 @pytest.mark.parametrize("streams", [8, 64])
 def test_client_sees_ground_truth(sim_default: SimHandle, streams: int) -> None:
-    """Write stamps are what a cheap client sees. At 8 streams within a millisecond
-    (median). At 64 the bounds are looser: on this 2-vCPU VM the client hardly runs while
-    the server writes its burst of 64 chunks (~0.75 ms), so it reads them ~1-1.5 ms late,
-    and other work on the machine adds its noise."""
+    """Write stamps are what a cheap client sees. On a quiet machine the medians are
+    ~0.2-0.4 ms at 8 streams and ~1-1.5 ms at 64 (on this 2-vCPU VM the client hardly
+    runs while the server writes its burst of 64 chunks, ~0.75 ms). Other work on the
+    machine adds milliseconds of noise, so the bounds here only catch real faults: a
+    stamp that is not the write (a step, 8+ ms, off), a chunk buffered, a late receive."""
     try:
         import uvloop
         runner = uvloop.run
@@ -71,7 +72,7 @@ def test_client_sees_ground_truth(sim_default: SimHandle, streams: int) -> None:
         gap_errors += [abs((s2 - s1) - (w2 - w1))
                        for s1, s2, w1, w2 in zip(stamps, stamps[1:], writes, writes[1:])]
         ttft_errors.append(abs((stamps[0] - sent) - (writes[0] - t["received_s"])))
-    bound = 0.001 if streams <= 8 else 0.003
+    bound = 0.002 if streams <= 8 else 0.004
     assert statistics.median(gap_errors) < bound
     assert statistics.median(errors) < bound
     # TTFT: the server's receive stamp is close to when the request really arrived.
