@@ -1,0 +1,117 @@
+"""Validity warnings: each check has a case that triggers it and one that does not.
+
+Runs are built in memory (no server): the checks read only the stored frames, the manifest
+and the summary, so a synthetic run exercises exactly what a real one would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import aggregate, metrics, validity
+from bench.results import Run
+from bench.store import Manifest
+
+
+def make_run(*, n: int = 2000, rate: float | None = 10.0, achieved: float | None = None, lag_ms: float = 0.5,
+             errors: int = 0, concurrency: int | None = None, warmup: int = 0, ended: str = "completed",
+             tokens: int = 3) -> Run:
+    """n measured requests (+ warmup), open loop at `rate` (closed loop when concurrency is set)."""
+    total = n + warmup
+    spacing = 1.0 / (achieved or rate or 10.0)
+    scheduled = np.arange(total) * (1.0 / (rate or 10.0))
+    sent = np.arange(total) * spacing + lag_ms / 1e3
+    if rate is None:
+        scheduled = sent.copy()
+    status = np.array(["ok"] * total, dtype=object)
+    kind = np.array([None] * total, dtype=object)
+    failed = np.arange(warmup, warmup + errors)
+    status[failed], kind[failed] = "error", "http_500"
+    raw = pd.DataFrame({
+        "request_id": np.arange(total, dtype="int64"), "stage": 0,
+        "phase": ["warmup"] * warmup + ["measure"] * n, "variant": "",
+        "scheduled_s": scheduled, "sent_s": sent, "end_s": sent + 0.05 + 0.01 * tokens,
+        "status": pd.array(status, dtype="string"), "error_kind": pd.array(kind, dtype="string"),
+        "usage_prompt_tokens": pd.array([10] * total, dtype="Int64"),
+        "usage_completion_tokens": pd.array([tokens] * total, dtype="Int64"), "n": 1,
+    })
+    ok_ids = raw.loc[raw["status"] == "ok", "request_id"].to_numpy()
+    t = (sent[ok_ids][:, None] + 0.05 + 0.01 * np.arange(tokens)[None, :]).ravel()
+    chunks = pd.DataFrame({"request_id": np.repeat(ok_ids, tokens), "t_s": t,
+                           "kind": pd.Categorical(["content"] * t.size), "tokens": pd.array([1] * t.size, dtype="Int32"),
+                           "choice": np.zeros(t.size, dtype="int32")})
+    requests = metrics.per_request(raw, chunks)
+    load: dict[str, Any] = {"rate": rate, "concurrency": concurrency, "warmup": {"requests": warmup, "seconds": 0.0}}
+    summary = aggregate.summarize(requests, chunks, rate)
+    manifest = Manifest.model_validate({
+        "schema_version": 1, "bench_version": "test", "name": "synthetic", "scenario": {"load": load},
+        "target": {}, "model": "m", "seed": 0, "t0_perf_counter": 0.0, "started_at": "now", "ended": ended,
+        "end_reason": "signal SIGINT" if ended == "interrupted" else None,
+        "python": "3", "platform": "test", "host": "test",
+    })
+    return Run(Path("synthetic"), manifest, requests, chunks, summary)
+
+
+def codes(run: Run) -> set[str]:
+    return {w.code for w in validity.check(run)}
+
+
+def test_a_clean_run_has_no_warnings():
+    assert validity.check(make_run()) == []
+
+
+def test_p99_from_fewer_than_100_samples():
+    run = make_run(n=60)
+    assert "few_samples_p99" in codes(run)
+    message = next(w.message for w in validity.check(run) if w.code == "few_samples_p99")
+    assert "TTFT (60)" in message and "ITL" not in message  # 60 x 2 gaps = 120 ITL samples is enough
+    assert "few_samples_p99" not in codes(make_run(n=validity.MIN_SAMPLES_P99))
+
+
+def test_p999_from_fewer_than_1000_samples():
+    assert "few_samples_p999" in codes(make_run(n=500))
+    assert "few_samples_p999" not in codes(make_run(n=validity.MIN_SAMPLES_P999))
+
+
+def test_schedule_lag_large_against_interarrival_time():
+    # 10 req/s: 100 ms between arrivals; a 70 ms late client is behind, a 2 ms late one is not.
+    assert "schedule_lag" in codes(make_run(lag_ms=70.0))
+    assert "schedule_lag" not in codes(make_run(lag_ms=2.0))
+    # closed loop has no inter-arrival time: never flagged
+    assert "schedule_lag" not in codes(make_run(rate=None, concurrency=1, warmup=1, lag_ms=70.0))
+
+
+def test_error_rate_above_threshold():
+    assert "error_rate" in codes(make_run(errors=200))  # 10 %
+    assert "error_rate" not in codes(make_run(errors=40))  # 2 %
+
+
+def test_warmup_shorter_than_concurrency():
+    assert "short_warmup" in codes(make_run(rate=None, concurrency=8, warmup=4))
+    assert "short_warmup" not in codes(make_run(rate=None, concurrency=8, warmup=8))
+    assert "short_warmup" not in codes(make_run())  # open loop without a concurrency cap
+
+
+def test_achieved_rate_below_offered():
+    run = make_run(achieved=9.0)  # 10 % short
+    assert "rate_shortfall" in codes(run)
+    assert "rate_shortfall" not in codes(make_run(achieved=9.8))
+
+
+def test_run_ended_by_interruption_or_failure():
+    warnings = validity.check(make_run(ended="interrupted"))
+    assert warnings[0].code == "ended" and "interrupted (signal SIGINT)" in warnings[0].message
+    assert "ended" in codes(make_run(ended="failed"))
+    assert "ended" not in codes(make_run(ended="completed"))
+
+
+def test_warnings_are_frozen_with_a_code_and_a_message():
+    warning = validity.ValidityWarning("ended", "text")
+    with pytest.raises(AttributeError):
+        warning.code = "other"  # type: ignore[misc]
+    assert str(warning) == "text"
