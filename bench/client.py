@@ -172,6 +172,7 @@ class StreamClient:
             http_client=self._http,
         )
         self._options: Any = {"headers": {"Content-Type": "application/json"}}
+        self._secret = config.api_key
 
     async def open_stream(self, path: str, body: bytes) -> StreamResponse:
         """POST `body` (JSON bytes) to `path`; raise ClientError on any failure to start."""
@@ -181,9 +182,9 @@ class StreamClient:
             response = await self._sdk.post(path, cast_to=httpx2.Response, content=body,
                                              options=self._options, stream=True)
         except openai.APIStatusError as exc:
-            raise _status_error(exc) from None
+            raise self._redact(_status_error(exc)) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
-            raise ClientError(_connection_kind(exc), _describe(exc)) from None
+            raise self._redact(ClientError(_connection_kind(exc), _describe(exc))) from None
         finally:
             _SENT_BOX.reset(token)
         return StreamResponse(response, box[-1] if box else None)
@@ -192,10 +193,17 @@ class StreamClient:
         try:
             page = await self._sdk.models.list()
         except openai.APIStatusError as exc:
-            raise _status_error(exc) from None
+            raise self._redact(_status_error(exc)) from None
         except openai.APIConnectionError as exc:
-            raise ClientError(_connection_kind(exc), _describe(exc)) from None
+            raise self._redact(ClientError(_connection_kind(exc), _describe(exc))) from None
         return [m.id for m in page.data]
+
+    def _redact(self, error: ClientError) -> ClientError:
+        """Servers and proxies echo a rejected key in their error text: never store or print it."""
+        message = str(error)
+        if self._secret and self._secret in message:
+            error.args = (message.replace(self._secret, "***"),)
+        return error
 
     async def aclose(self) -> None:
         await self._sdk.close()
@@ -247,6 +255,11 @@ def _error_message(exc: openai.APIStatusError) -> str:
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])[:500]
+        for text in (inner, body.get("detail")):  # {"error": "..."} (TGI), {"detail": "..."} (FastAPI)
+            if isinstance(text, str) and text:
+                return f"{exc.message} - {text}"[:500]
+    elif isinstance(body, str) and body.strip():  # a plain-text or HTML error page, on one line
+        return f"{exc.message} - {' '.join(body.split())}"[:500]
     return str(exc.message)[:500]
 
 
@@ -264,6 +277,9 @@ def _connection_kind(exc: openai.APIConnectionError) -> str:
     chain = _chain(exc)
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "connect call failed" in str(chain[-1]).lower():
         return "connect_refused"
+    # ... and a connection the server closed before answering to ConnectTimeout too.
+    if any(isinstance(e, (aiohttp.ServerDisconnectedError, ConnectionResetError)) for e in chain):
+        return "server_disconnected"
     if any(isinstance(e, (TimeoutError, httpx2.TimeoutException)) for e in chain[1:]):
         return "connect_timeout"
     if any(isinstance(e, (httpx2.RemoteProtocolError, httpx2.ReadError)) for e in chain):

@@ -37,7 +37,9 @@ class StreamRecorder:
     def __init__(self, t_origin: float, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self._t_origin = t_origin
         self._max_line = max_line_bytes
-        self._pending = b""
+        self._pending: list[bytes] = []  # pieces of a line not yet ended, joined once it ends
+        self._pending_len = 0
+        self._stray: bytes | None = None  # first non-SSE line seen before any event
         self._data_lines: list[bytes] = []
         self.chunks = ChunkColumns()
         self.done_seen = False
@@ -56,7 +58,15 @@ class StreamRecorder:
     def feed(self, t_abs: float, data: bytes) -> None:
         """Consume one read stamped at absolute perf_counter time `t_abs`."""
         t = t_abs - self._t_origin
-        buf = self._pending + data if self._pending else data
+        if self._pending:
+            if b"\n" not in data:  # the line goes on: keep the piece (re-joining would be quadratic)
+                self._hold(data)
+                return
+            buf = b"".join(self._pending) + data
+            self._pending = []
+            self._pending_len = 0
+        else:
+            buf = data
         start = 0
         while True:
             nl = buf.find(b"\n", start)
@@ -64,10 +74,16 @@ class StreamRecorder:
                 break
             self._line(t, buf[start:nl])
             start = nl + 1
-        self._pending = buf[start:]
-        if len(self._pending) > self._max_line:
-            size = len(self._pending)
-            self._pending = b""
+        if start < len(buf):
+            self._hold(buf[start:])
+
+    def _hold(self, piece: bytes) -> None:
+        self._pending.append(piece)
+        self._pending_len += len(piece)
+        if self._pending_len > self._max_line:
+            size = self._pending_len
+            self._pending = []
+            self._pending_len = 0
             raise StreamProtocolError(
                 "chunk_too_large", f"an SSE line exceeded {self._max_line} bytes ({size} buffered)"
             )
@@ -76,10 +92,14 @@ class StreamRecorder:
         """End of body: flush a last event that had no trailing blank line."""
         t = t_abs - self._t_origin
         if self._pending:
-            self._line(t, self._pending)
-            self._pending = b""
+            line = b"".join(self._pending)
+            self._pending = []
+            self._pending_len = 0
+            self._line(t, line)
         if self._data_lines:
             self._dispatch(t)
+        if not self.saw_event and self._stray is not None:
+            raise StreamProtocolError("not_sse", f"body is not an SSE stream: {self._stray!r}")
 
     # -- SSE framing ---------------------------------------------------------------------
 
@@ -97,8 +117,11 @@ class StreamRecorder:
             return  # comment / keep-alive (": ping")
         elif line.startswith((b"event:", b"id:", b"retry:")):
             return
-        elif not self.saw_event and line.lstrip().startswith((b"{", b"[", b"<")):
-            raise StreamProtocolError("not_sse", f"body is not an SSE stream: {line[:80]!r}")
+        elif not self.saw_event:
+            if line.lstrip().startswith((b"{", b"[", b"<")):
+                raise StreamProtocolError("not_sse", f"body is not an SSE stream: {line[:80]!r}")
+            if self._stray is None:  # legal SSE (an unknown field) unless no event ever comes
+                self._stray = line[:80]
 
     def _dispatch(self, t: float) -> None:
         payload = self._data_lines[0] if len(self._data_lines) == 1 else b"\n".join(self._data_lines)
