@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import gc
 import json
 import logging
@@ -42,13 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the parent dies, so a crashed test run leaves no server."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the parent's stop()")
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Stop when the process that started us is gone (we get re-parented), so that a
+    crashed or killed test run leaves no server behind. Polling getppid() works whatever
+    thread of the parent started us (PR_SET_PDEATHSIG fires when that thread ends)."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(0.5)
+    log.info("parent %d is gone: stopping", parent_pid)
+    stop.set()
 
 
 async def _serve(args: argparse.Namespace, server: SimServer) -> None:
@@ -62,6 +62,9 @@ async def _serve(args: argparse.Namespace, server: SimServer) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = None
+    if args.parent_pid is not None:
+        watchdog = loop.create_task(_watch_parent(args.parent_pid, stop))
     host = args.host if ":" not in args.host else f"[{args.host}]"
     print(f"{READY_PREFIX}http://{host}:{port}/v1 pid={os.getpid()}", flush=True)
     # Objects made at start-up live forever: keep them out of the collector's scans, which
@@ -71,6 +74,8 @@ async def _serve(args: argparse.Namespace, server: SimServer) -> None:
     try:
         await stop.wait()
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         await runner.cleanup()
 
 
@@ -86,8 +91,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (ProfileError, ValueError, OSError) as exc:
         print(f"bench sim: {exc}", file=sys.stderr)
         return 2
-    if args.parent_pid is not None:
-        _die_with_parent()
     server = SimServer(profile, seed=args.seed, faults=faults, trace_path=args.trace)
     log.info("profile %s, models %s, seed %d, faults %s", profile.name,
              ",".join(profile.models), args.seed,
@@ -96,10 +99,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         import uvloop
     except ImportError:
         uvloop = None
-    if uvloop is not None:
-        uvloop.run(_serve(args, server))
-    else:
-        asyncio.run(_serve(args, server))
+    try:
+        if uvloop is not None:
+            uvloop.run(_serve(args, server))
+        else:
+            asyncio.run(_serve(args, server))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"bench sim: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

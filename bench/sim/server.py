@@ -171,11 +171,17 @@ class SimServer:
         self.counter += 1
         counter = self.counter
         self.requests_total += 1
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.tag}{counter:07d}"
         try:
             seq, emitter, req, fault = self._prepare(await request.read(), chat, counter,
-                                                     received, request)
+                                                     received, request, rid)
         except ApiError as err:
-            return self._error(err)
+            # Rejected requests have a (short) ground-truth record too.
+            self._remember(Truth(id=rid, endpoint="chat" if chat else "completions",
+                                 model="", stream=False, n=0, prompt_tokens=0,
+                                 received_s=received, completed_s=perf_counter(),
+                                 status=err.status))
+            return self._error(err, {"x-request-id": rid})
         truth = seq.truth
         rid_header = {"x-request-id": truth.id}
         self._remember(truth)
@@ -212,7 +218,7 @@ class SimServer:
             del self.truths[next(iter(self.truths))]
 
     def _prepare(self, raw: bytes, chat: bool, counter: int, received: float,
-                 request: web.Request) -> tuple[Seq, Emitter, Any, FaultSpec | None]:
+                 request: web.Request, rid: str) -> tuple[Seq, Emitter, Any, FaultSpec | None]:
         p = self.profile
         req: Any = parse_request(ChatRequest if chat else CompletionRequest, raw)
         if req.model not in self.models:
@@ -262,7 +268,6 @@ class SimServer:
         fault = self.fault_plan.pick(counter)
         if fault is not None and fault.kind == "no_done" and not req.stream:
             fault = None  # nothing to leave out of a non-streamed response
-        rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.tag}{counter:07d}"
         truth = Truth(id=rid, endpoint="chat" if chat else "completions", model=req.model,
                       stream=bool(req.stream), n=req.n, prompt_tokens=prompt_tokens,
                       received_s=received, fault=fault.label() if fault else None)

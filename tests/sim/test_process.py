@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -112,3 +113,20 @@ def test_child_dies_with_parent() -> None:
                          text=True)
     pid = int(out.stdout.split()[0])
     assert gone(pid), f"simulator {pid} outlived its parent"
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with start_sim("zero") as sim:
+        with pytest.raises(SimStartError, match="cannot serve"):
+            start_sim("zero", port=sim.port)
+
+
+def test_rejected_requests_have_an_id_and_a_record() -> None:
+    with start_sim("zero") as sim:
+        req = urllib.request.Request(f"{sim.base_url}/completions", data=b"{}",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req)
+        rid = err.value.headers["x-request-id"]
+        with urllib.request.urlopen(f"{sim.root_url}/sim/requests/{rid}") as resp:
+            assert json.load(resp)["status"] == 400
