@@ -12,7 +12,7 @@ See `bench.sim.text`. Ground truth per request: GET /sim/requests/{x-request-id}
 """
 
 from bench.sim.process import SimHandle, SimStartError, start_sim
-from bench.sim.profile import Profile, ProfileError, load_profile, predict
+from bench.sim.profile import Profile, ProfileError, load_profile, max_request_rate, predict
 
 __all__ = ["Profile", "ProfileError", "SimHandle", "SimStartError", "load_profile",
-           "predict", "start_sim"]
+           "max_request_rate", "predict", "start_sim"]

@@ -247,6 +247,7 @@ class Engine:
             seq.finished = True
         else:
             self._finish(seq)
+            self.running = [s for s in self.running if not s.finished]
         if not seq.done.done():
             seq.done.set_result(None)
 
@@ -313,7 +314,7 @@ class Engine:
 
     def _admit(self, seq: Seq, now: float) -> None:
         seq.admitted = True
-        seq.truth.admitted_s = now
+        seq.truth.admitted_s = max(now, seq.truth.received_s)  # a step may start just before
         self.running.append(seq)
         self.running_choices += seq.n
         self.kv_reserved += seq.reserved

@@ -219,3 +219,11 @@ def predict(
         "batch": float(batch),
         "step_ms": step_ms,
     }
+
+
+def max_request_rate(profile: Profile, prompt_tokens: int, output_tokens: int) -> float:
+    """Predicted saturation throughput in requests/s (the batch full: by max_num_seqs or
+    by the KV budget), for requests of the given shape. Offered rates above it queue."""
+    kv_limit = max(1, profile.kv_cache_tokens // max(1, prompt_tokens + output_tokens))
+    full = min(profile.max_num_seqs, kv_limit)
+    return predict(profile, full, prompt_tokens, output_tokens)["requests_per_s"]

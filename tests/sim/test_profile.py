@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.sim import ProfileError, load_profile, predict
+from bench.sim import ProfileError, load_profile, max_request_rate, predict
 from bench.sim.faults import FaultPlan, parse_fault
 from bench.sim.profile import builtin_profiles
 from bench.sim.text import build_corpus, draw_output_len
@@ -77,3 +77,11 @@ def test_corpus_is_words() -> None:
     assert text.startswith(" ") and len(text.split()) == 50
     assert all(w.strip(".").isalpha() for w in text.split())
     assert build_corpus(3).text(10, 20) == c.text(10, 20) != build_corpus(4).text(10, 20)
+
+
+def test_max_request_rate() -> None:
+    p = load_profile("default")
+    rate = max_request_rate(p, 100, 128)
+    assert rate == pytest.approx(predict(p, 1000, 100, 128)["requests_per_s"], rel=0.01)
+    assert rate > predict(p, 8, 100, 128)["requests_per_s"]
+    assert max_request_rate(load_profile("slow-70b"), 100, 128) < rate
