@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub.add_parser("run", help="run a scenario and store the results"))
     _add_sim(sub.add_parser("sim", help="serve the built-in simulated OpenAI-compatible server"))
+    _add_sweep(sub.add_parser("sweep", help="run a scenario at several load points (one stage each)"))
     sub.add_parser("scenario-schema", help="print the scenario file's JSON Schema")
     summary = sub.add_parser("summary", help="print the summary of a stored run")
     summary.add_argument("run_dir", type=Path)
@@ -81,6 +82,36 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="do not write report.md/html and summary.csv")
 
 
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    _add_run(p)
+    points = p.add_mutually_exclusive_group(required=True)
+    points.add_argument("--rates", type=_floats, help="comma-separated request rates, e.g. 1,2,4,8")
+    points.add_argument("--concurrencies", type=_ints, help="comma-separated concurrencies, e.g. 1,4,16,64")
+    points.add_argument("--auto", type=int, metavar="N", help="synchronous, max throughput, then N rates between")
+    points.add_argument("--find-max-rate", action="store_true",
+                        help="search the highest rate meeting the scenario's slo")
+    p.add_argument("--start-rate", type=float, default=1.0, help="first rate of --find-max-rate")
+    p.add_argument("--stage-duration", type=float, default=15.0, help="seconds per point")
+    p.add_argument("--sweep-max-concurrency", type=int, default=256, help="concurrency of --auto's throughput point")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _ints(text: str) -> list[int]:
+    values = _floats(text)
+    if any(v != int(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected whole numbers, got {text!r}")
+    return [int(v) for v in values]
+
+
 def _add_sim(p: argparse.ArgumentParser) -> None:
     # The simulator parses its own flags (`bench sim --help` shows them).
     p.add_argument("sim_args", nargs=argparse.REMAINDER, help="simulator options (--port, --profile, --seed, ...)")
@@ -108,6 +139,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bench.sim.cli import main as sim_main
 
         return sim_main(args.sim_args)
+    if args.command == "sweep":
+        return _cmd_sweep(args)
     if args.command == "scenario-schema":
         from bench.scenario import scenario_json_schema
 
@@ -187,6 +220,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ended == "completed" else EXIT_FAILED
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.console import print_stages, print_summary
+    from bench.execute import RunOptions
+    from bench.scenario import load_scenario
+    from bench.sweep import SweepRequest, run_sweep
+
+    scenario = load_scenario(args.scenario, run_overrides(args))
+    options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
+                         show_progress=not (args.quiet or args.json))
+    request = SweepRequest(rates=args.rates or ([args.start_rate] if args.find_max_rate else None),
+                           concurrencies=args.concurrencies, auto=args.auto, find_max_rate=args.find_max_rate,
+                           stage_duration_s=args.stage_duration, max_concurrency=args.sweep_max_concurrency)
+    outcome = run_sweep(scenario, options, request)
+    run = outcome.result.run
+    if args.json:
+        print(json.dumps({"summary": run.summary, "stages": outcome.stages, "max_rate": outcome.max_rate}, indent=2))
+    elif not args.quiet:
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({outcome.result.ended})", str(run.path), [])
+        print_stages(outcome.stages, outcome.max_rate)
+    if outcome.result.ended == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if outcome.result.ended == "completed" else EXIT_FAILED
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from bench.console import print_summary
     from bench.results import load_run
@@ -217,6 +274,8 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("."), help="where compare.md/compare.html go (default: .)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--min-effect", type=float, default=0.02,
+                   help="differences under this share of the baseline are not significant (default 0.02)")
 
 
 def _validity_messages(run: Any) -> list[str]:
@@ -265,7 +324,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.resamples < 100:
         raise BenchInputError(f"--resamples: {args.resamples} is too few for a 95 % interval (use >= 100)")
     runs = [load_run(path) for path in args.run_dirs]
-    comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples)
+    if not 0 <= args.min_effect < 1:
+        raise BenchInputError(f"--min-effect: {args.min_effect} is not a share between 0 and 1")
+    comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
     console = Console()
     console.print(console_table(comparison))
     for warning in comparison.warnings:

@@ -116,3 +116,21 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
+
+
+def print_stages(stages: list[dict[str, Any]], max_rate: dict[str, Any] | None) -> None:
+    console = Console()
+    table = Table(title="sweep stages", title_justify="left")
+    for col in ("stage", "load", "achieved req/s", "output tok/s", "TTFT p99 ms", "SLO", "note"):
+        table.add_column(col, justify="right" if col not in ("load", "note") else "left")
+    for st in stages:
+        load = f"rate {st['rate']:.3g}/s" if st.get("rate") is not None else f"concurrency {st['concurrency']}"
+        note = "SATURATED (cut short)" if st.get("saturated") else st.get("note", "")
+        table.add_row(str(st["index"]), load, _fmt(st.get("achieved_requests_per_s")),
+                      _fmt(st.get("output_tokens_per_s")), _fmt(st.get("ttft_p99_ms")),
+                      "met" if st.get("slo_met") else "NOT met", note)
+    console.print(table)
+    if max_rate is not None:
+        rate = max_rate.get("rate")
+        console.print(f"highest rate meeting the SLO: {_fmt(rate) if rate is not None else 'none found'} req/s "
+                      f"(first failing: {_fmt(max_rate.get('first_failing_rate'))})", highlight=False)

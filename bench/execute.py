@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +25,9 @@ from bench.client import ClientConfig, ClientError, StreamClient
 from bench.errors import BenchInputError, RunFailed
 from bench.records import RequestRecord
 from bench.results import Run, finalize_run
-from bench.runner import Progress, RunPlan, Runner
-from bench.scenario import Scenario
-from bench.schedule import arrival_offsets
+from bench.runner import Progress, RunPlan, Runner, StagePlan
+from bench.scenario import Load, Scenario, resolve_path
+from bench.schedule import Schedule, StageSpec, build_schedule
 from bench.store import SCHEMA_VERSION, Manifest, RunWriter
 from bench.workload import Workload
 
@@ -96,18 +96,131 @@ def read_api_key(scenario: Scenario) -> str | None:
 
 async def _execute(scenario: Scenario, options: RunOptions, base_url: str, api_key: str | None,
                    sim_note: str | None) -> RunResult:
+    async with RunSession(scenario, options, base_url, api_key, sim_note) as session:
+        stages = stage_plans(session.schedule, scenario.load)
+        session.ended = await session.runner.run(stages, session.stop)
+    return session.result()
+
+
+class RunSession:
+    """Everything one run directory needs while requests flow: client, workload, schedule,
+    writer, runner, signal handling. Used by `bench run` (all stages at once) and by
+    `bench sweep` (one stage at a time, deciding the next from the stored results)."""
+
+    def __init__(self, scenario: Scenario, options: RunOptions, base_url: str, api_key: str | None,
+                 sim_note: str | None) -> None:
+        self.scenario = scenario
+        self.options = options
+        self.base_url = base_url
+        self.api_key = api_key
+        self.sim_note = sim_note
+        self.stop = asyncio.Event()
+        self.signals: list[str] = []
+        self.ended = "failed"
+        self.stage_notes: list[dict[str, Any]] = []
+        self._cleanup = AsyncExitStack()
+
+    async def __aenter__(self) -> RunSession:
+        from bench.console import live_progress
+
+        scenario = self.scenario
+        load = scenario.load
+        trace = read_trace_for(scenario, self.options.scenario_path)
+        self.schedule = build_schedule(load, scenario.seed, trace)
+        peak = _peak_concurrency(scenario, self.schedule)
+        self.client = StreamClient(ClientConfig(self.base_url, self.api_key,
+                                                scenario.target.timeouts.connect_s, max(peak, 64)))
+        self._cleanup.push_async_callback(self.client.aclose)
+        self.model = await _resolve_model(scenario, self.client, self.base_url)
+        prompts = trace_prompts_for(scenario, trace)
+        self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts)
+        self.writer = RunWriter(_run_dir(scenario, self.options),
+                                _manifest(scenario, self.options, self.base_url, self.model, self.sim_note))
+        self.sink = _GuardedSink(self.writer, self.stop)
+        self.progress = Progress()
+        self._install_signals()
+        _freeze_gc()
+        self._cleanup.callback(_thaw_gc)
+        await self._cleanup.enter_async_context(live_progress(self.progress, self.options.show_progress))
+        # t0 is taken after all set-up so the first send is not born late.
+        t0 = time.perf_counter() + 0.01
+        self.writer.manifest.t0_perf_counter = t0
+        self.writer.write_manifest()
+        self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is not None:
+                await self.runner.cancel_in_flight() if hasattr(self, "runner") else None
+        finally:
+            await self._cleanup.aclose()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            self.signals.append(signal.Signals(signum).name)
+            self.stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+            self._cleanup.callback(loop.remove_signal_handler, sig)
+
+    def now_s(self) -> float:
+        return time.perf_counter() - self.runner.t0
+
+    def result(self) -> RunResult:
+        ended, reason = self.ended, None
+        if self.sink.failure is not None:
+            ended, reason = "failed", self.sink.failure
+        elif ended == "interrupted":
+            reason = f"signal {self.signals[0]}" if self.signals else "stopped"
+        self.writer.manifest.stages = self.stage_notes or [_stage_note(s) for s in self.schedule.stages]
+        return _finish(self.writer, ended, reason)
+
+
+def stage_plans(schedule: Schedule, load: Load) -> list[StagePlan]:
+    plans = []
+    for spec in schedule.stages:
+        if spec.kind == "open":
+            mask = schedule.stage == spec.index
+            items = schedule.item[mask] if schedule.item is not None else None
+            plans.append(StagePlan(spec.index, spec.start_s, offsets=schedule.offsets[mask], items=items))
+        else:
+            end = spec.end_s if spec.end_s is not None else load.duration
+            plans.append(StagePlan(spec.index, spec.start_s, concurrency=spec.concurrency, end_s=end,
+                                   think_time_s=load.think_time))
+    return plans
+
+
+def _stage_note(spec: StageSpec) -> dict[str, Any]:
+    return {"index": spec.index, "kind": spec.kind, "start_s": spec.start_s, "duration_s": spec.duration_s,
+            "rate": spec.rate, "concurrency": spec.concurrency}
+
+
+def _peak_concurrency(scenario: Scenario, schedule: Schedule) -> int:
     load = scenario.load
-    peak = load.concurrency or load.max_concurrency or 4096
-    client = StreamClient(ClientConfig(base_url, api_key, scenario.target.timeouts.connect_s, max(peak, 64)))
-    try:
-        model = await _resolve_model(scenario, client, base_url)
-        workload = Workload(scenario, options.scenario_path, model)
-        plan = build_plan(scenario)
-        writer = RunWriter(_run_dir(scenario, options), _manifest(scenario, options, base_url, model, sim_note))
-        ended, reason = await _drive(plan, workload, client, writer, options.show_progress)
-    finally:
-        await client.aclose()
-    return _finish(writer, ended, reason)
+    closed = [s.concurrency or 0 for s in schedule.stages if s.kind == "closed"]
+    return max([load.max_concurrency or 4096, *closed])
+
+
+def read_trace_for(scenario: Scenario, scenario_path: Path) -> Any:
+    trace = scenario.load.trace
+    if trace is None:
+        return None
+    from bench.traces import read_trace
+
+    return read_trace(resolve_path(scenario_path, trace.file), trace.format)
+
+
+def trace_prompts_for(scenario: Scenario, trace: Any) -> list[Any] | None:
+    if trace is None:
+        return None
+    from bench.traces import trace_prompts
+
+    assert scenario.load.trace is not None
+    return trace_prompts(trace, scenario.load.trace.block_tokens, scenario.seed)
 
 
 async def _resolve_model(scenario: Scenario, client: StreamClient, base_url: str) -> str:
@@ -122,20 +235,16 @@ async def _resolve_model(scenario: Scenario, client: StreamClient, base_url: str
     return models[0]
 
 
-def build_plan(scenario: Scenario, stage: int = 0) -> RunPlan:
+def build_plan(scenario: Scenario) -> RunPlan:
     load = scenario.load
     return RunPlan(
         path=ENDPOINT_PATHS[scenario.target.endpoint],
         timeouts=scenario.target.timeouts,
-        offsets=arrival_offsets(load, scenario.seed),
-        concurrency=load.concurrency,
         max_concurrency=load.max_concurrency,
         send_rate_limit=load.send_rate_limit,
-        duration_s=load.duration,
         max_requests=load.max_requests,
         warmup_requests=load.warmup.requests,
         warmup_s=load.warmup.seconds,
-        stage=stage,
     )
 
 
@@ -157,44 +266,19 @@ class _GuardedSink:
             self._stop.set()
 
 
-async def _drive(plan: RunPlan, workload: Workload, client: StreamClient, writer: RunWriter,
-                 show_progress: bool) -> tuple[str, str | None]:
-    from bench.console import live_progress
+_GC_THRESHOLDS: list[tuple[int, int, int]] = []
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals: list[str] = []
 
-    def on_signal(signum: int) -> None:
-        signals.append(signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    sink = _GuardedSink(writer, stop)
-    progress = Progress()
+def _freeze_gc() -> None:
     gc.collect()
     gc.freeze()  # half of the timing tail is GC pauses (shared/FACTS.md)
-    thresholds = gc.get_threshold()
+    _GC_THRESHOLDS.append(gc.get_threshold())
     gc.set_threshold(200_000, 50, 100)
-    try:
-        async with live_progress(progress, show_progress):
-            # t0 is taken after all set-up so the first send is not born late.
-            t0 = time.perf_counter() + 0.01
-            writer.manifest.t0_perf_counter = t0
-            writer.write_manifest()
-            runner = Runner(plan, workload.next_spec, client, sink, t0, progress)
-            ended = await runner.run(stop)
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    if sink.failure is not None:
-        return "failed", sink.failure
-    if ended == "interrupted":
-        return "interrupted", f"signal {signals[0]}" if signals else "stopped"
-    return "completed", None
+
+
+def _thaw_gc() -> None:
+    gc.set_threshold(*_GC_THRESHOLDS.pop())
+    gc.unfreeze()
 
 
 def _finish(writer: RunWriter, ended: str, reason: str | None) -> RunResult:

@@ -35,6 +35,8 @@ class RequestRecord:
     phase: str  # "warmup" | "measure"
     variant: str
     block: int
+    conversation: int
+    turn: int
     prompt_index: int
     scheduled_s: float
     sent_s: float

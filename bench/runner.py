@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,19 +29,40 @@ class RecordSink(Protocol):
     def write(self, record: RequestRecord) -> None: ...
 
 
+class RequestSource(Protocol):
+    """Where requests come from (the workload): next spec, and follow-up turns."""
+
+    keep_text: bool
+
+    def next_spec(self, item: int | None = None) -> RequestSpec: ...
+
+    def follow_up(self, spec: RequestSpec, reply: str) -> tuple[RequestSpec, float] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """One stage: open loop (absolute `offsets` from t0) or closed loop (`concurrency` slots
+    sending from `start_s` until `end_s`)."""
+
+    index: int
+    start_s: float = 0.0
+    offsets: np.ndarray | None = None
+    items: np.ndarray | None = None  # trace row per arrival
+    concurrency: int | None = None
+    end_s: float | None = None
+    max_requests: int | None = None
+    think_time_s: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class RunPlan:
     path: str  # "/chat/completions" or "/completions"
     timeouts: Timeouts
-    offsets: np.ndarray | None = None  # open loop: absolute send offsets (s)
-    concurrency: int | None = None  # closed loop
     max_concurrency: int | None = None
     send_rate_limit: float | None = None
-    duration_s: float | None = None
-    max_requests: int | None = None
+    max_requests: int | None = None  # over the whole run
     warmup_requests: int = 0
     warmup_s: float = 0.0
-    stage: int = 0
 
 
 @dataclass(slots=True)
@@ -56,126 +76,180 @@ class Progress:
     in_flight: int = 0
     peak_in_flight: int = 0
     output_chunks: int = 0
+    stage: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
 
 
 class Runner:
-    def __init__(self, plan: RunPlan, next_spec: Callable[[], RequestSpec], client: StreamClient,
-                 sink: RecordSink, t0: float, progress: Progress | None = None,
-                 first_request_id: int = 0) -> None:
+    def __init__(self, plan: RunPlan, source: RequestSource, client: StreamClient,
+                 sink: RecordSink, t0: float, progress: Progress | None = None) -> None:
         self._plan = plan
-        self._next_spec = next_spec
+        self._source = source
         self._client = client
         self._sink = sink
         self._t0 = t0
         self.progress = progress or Progress()
-        self._next_id = first_request_id
+        self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._launched = 0  # counted when a task is created, before it first runs
+        self._launched = 0  # counted when a request is created, before it first runs
+        self._stage_launched = 0
+        self._stage: StagePlan = StagePlan(0)
         self._limiter = AsyncLimiter(plan.send_rate_limit, 1) if plan.send_rate_limit else None
-        if plan.offsets is not None:
-            self.progress.planned = len(plan.offsets)
-        elif plan.max_requests is not None:
-            self.progress.planned = plan.max_requests
+        self._slots = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
 
-    async def run(self, stop: asyncio.Event) -> str:
-        """Run to the end of the plan; returns "completed" or "interrupted"."""
-        sender = asyncio.ensure_future(
-            self._open_loop() if self._plan.offsets is not None else self._closed_loop()
-        )
+    @property
+    def t0(self) -> float:
+        return self._t0
+
+    async def run(self, stages: list[StagePlan], stop: asyncio.Event) -> str:
+        """Send every stage back to back, then wait for in-flight requests."""
+        for stage in stages:
+            if not await self.send(stage, stop):
+                await self.cancel_in_flight()
+                return "interrupted"
+        if not await self.drain(stop):
+            await self.cancel_in_flight()
+            return "interrupted"
+        return "completed"
+
+    async def send(self, stage: StagePlan, stop: asyncio.Event) -> bool:
+        """Send one stage; False when `stop` was set first (in-flight requests go on)."""
+        self._stage = stage
+        self._stage_launched = 0
+        self.progress.stage = stage.index
+        if stage.offsets is not None:
+            self.progress.planned = (self.progress.planned or 0) + len(stage.offsets)
+            sender = asyncio.ensure_future(self._open_loop(stage))
+        else:
+            sender = asyncio.ensure_future(self._closed_loop(stage))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
-            await self._cancel_in_flight()
-            return "interrupted"
+            return False
         stopper.cancel()
         sender.result()  # a bug in the sender must surface, not vanish
+        return True
+
+    async def drain(self, stop: asyncio.Event, timeout_s: float | None = None) -> bool:
+        """Wait for in-flight requests; False when `stop` was set or the timeout passed."""
+        deadline = None if timeout_s is None else time.perf_counter() + timeout_s
         while self._tasks:
             waiter = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({*self._tasks, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if stop.is_set():
-                await self._cancel_in_flight()
-                return "interrupted"
+            wait_s = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            await asyncio.wait({*self._tasks, waiter}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-        return "completed"
+            if stop.is_set() or (deadline is not None and time.perf_counter() >= deadline):
+                return not self._tasks
+        return True
 
-    async def _cancel_in_flight(self) -> None:
+    async def cancel_in_flight(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- senders ---------------------------------------------------------------------------
 
-    async def _open_loop(self) -> None:
-        plan = self._plan
-        assert plan.offsets is not None
-        slots = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
-        for offset in plan.offsets.tolist():
+    async def _open_loop(self, stage: StagePlan) -> None:
+        assert stage.offsets is not None
+        items = stage.items.tolist() if stage.items is not None else None
+        slots = self._slots
+        for i, offset in enumerate(stage.offsets.tolist()):
+            if not self._may_send(stage):
+                return
             await _sleep_until(self._t0 + offset)
             if slots is not None:
                 await slots.acquire()
             if self._limiter is not None:
                 await self._limiter.acquire()
-            self._launch(offset, slots)
+            spec = self._source.next_spec(items[i] if items is not None else None)
+            task = self._launch(spec, offset)
+            if slots is not None:
+                task.add_done_callback(lambda _t: slots.release())
 
-    def _launch(self, scheduled_s: float, slots: asyncio.Semaphore | None) -> None:
-        task = asyncio.create_task(self._request(self._next_spec(), scheduled_s))
+    def _launch(self, spec: RequestSpec, scheduled_s: float) -> asyncio.Task[None]:
+        self._launched += 1
+        self._stage_launched += 1
+        task = asyncio.create_task(self._conversation(spec, scheduled_s, self._stage))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if slots is not None:
-            task.add_done_callback(lambda _t: slots.release())
+        return task
 
-    async def _closed_loop(self) -> None:
-        plan = self._plan
-        assert plan.concurrency is not None
-        await _sleep_until(self._t0)
-        workers = [asyncio.create_task(self._slot()) for _ in range(plan.concurrency)]
+    async def _closed_loop(self, stage: StagePlan) -> None:
+        assert stage.concurrency is not None
+        await _sleep_until(self._t0 + stage.start_s)
+        workers = [asyncio.create_task(self._slot(stage)) for _ in range(stage.concurrency)]
         try:
             await asyncio.gather(*workers)
         finally:
             for worker in workers:
                 worker.cancel()
 
-    async def _slot(self) -> None:
-        while self._may_send():
+    async def _slot(self, stage: StagePlan) -> None:
+        first = True
+        while self._may_send(stage):
+            if not first and stage.think_time_s > 0:
+                await asyncio.sleep(stage.think_time_s)
+                if not self._may_send(stage):
+                    return
+            first = False
             if self._limiter is not None:
                 await self._limiter.acquire()
             scheduled = time.perf_counter() - self._t0
-            self._launched += 1
-            task = asyncio.create_task(self._request(self._next_spec(), scheduled))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            await asyncio.shield(task)
+            await asyncio.shield(self._launch(self._source.next_spec(None), scheduled))
 
-    def _may_send(self) -> bool:
+    def _may_send(self, stage: StagePlan) -> bool:
         plan = self._plan
         if plan.max_requests is not None and self._launched >= plan.max_requests:
             return False
-        if plan.duration_s is not None and time.perf_counter() - self._t0 >= plan.duration_s:
+        if stage.max_requests is not None and self._stage_launched >= stage.max_requests:
+            return False
+        if stage.end_s is not None and time.perf_counter() - self._t0 >= stage.end_s:
             return False
         return True
 
+    async def _conversation(self, spec: RequestSpec, scheduled_s: float, stage: StagePlan) -> None:
+        """One request, then its follow-up turns (multi-turn workloads) in the same task."""
+        while True:
+            text = await self._request(spec, scheduled_s, stage.index)
+            if text is None:
+                return
+            nxt = self._source.follow_up(spec, text)
+            if nxt is None:
+                return
+            spec, think_s = nxt
+            scheduled_s = time.perf_counter() - self._t0 + think_s
+            await _sleep_until(self._t0 + scheduled_s)
+            if not self._may_send(stage):
+                return
+            self._launched += 1
+            self._stage_launched += 1
+
     # -- one request -----------------------------------------------------------------------
 
-    async def _request(self, spec: RequestSpec, scheduled_s: float) -> None:
+    async def _request(self, spec: RequestSpec, scheduled_s: float, stage: int) -> str | None:
+        """Send one request and record it; the reply text when the turn has a follow-up."""
         request_id = self._next_id
         self._next_id += 1
         progress = self.progress
         progress.sent += 1
         progress.in_flight += 1
         progress.peak_in_flight = max(progress.peak_in_flight, progress.in_flight)
-        attempt = _Attempt(self._t0, self._plan.timeouts)
+        attempt = _Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text)
         try:
             await attempt.run(self._client, self._plan.path, spec.body)
         except asyncio.CancelledError:
             attempt.cancelled()
-            self._finish(attempt, request_id, spec, scheduled_s)
+            self._finish(attempt, request_id, spec, scheduled_s, stage)
             raise
-        self._finish(attempt, request_id, spec, scheduled_s)
+        self._finish(attempt, request_id, spec, scheduled_s, stage)
+        if attempt.error_kind is not None or not self._source.keep_text:
+            return None
+        return attempt.recorder.text()
 
-    def _finish(self, attempt: _Attempt, request_id: int, spec: RequestSpec, scheduled_s: float) -> None:
+    def _finish(self, attempt: _Attempt, request_id: int, spec: RequestSpec, scheduled_s: float,
+                stage: int) -> None:
         plan = self._plan
         progress = self.progress
         progress.in_flight -= 1
@@ -186,7 +260,7 @@ class Runner:
             progress.error_kinds[attempt.error_kind] = progress.error_kinds.get(attempt.error_kind, 0) + 1
         warm = request_id < plan.warmup_requests or (plan.warmup_s > 0 and scheduled_s < plan.warmup_s)
         self._sink.write(attempt.record(
-            request_id=request_id, stage=plan.stage, phase="warmup" if warm else "measure",
+            request_id=request_id, stage=stage, phase="warmup" if warm else "measure",
             spec=spec, scheduled_s=scheduled_s,
         ))
 
@@ -194,10 +268,11 @@ class Runner:
 class _Attempt:
     """State of one request while it runs; produces its record at the end."""
 
-    def __init__(self, t0: float, timeouts: Timeouts) -> None:
+    def __init__(self, t0: float, timeouts: Timeouts, keep_text: bool = False) -> None:
         self.t0 = t0
         self.timeouts = timeouts
         self.recorder = StreamRecorder(t0)
+        self.recorder.keep_text = keep_text
         self.sent_abs = 0.0
         self.headers_abs: float | None = None
         self.end_abs = 0.0
@@ -291,6 +366,7 @@ class _Attempt:
         t0 = self.t0
         return RequestRecord(
             request_id=request_id, stage=stage, phase=phase, variant=spec.variant, block=spec.block,
+            conversation=spec.conversation, turn=spec.turn,
             prompt_index=spec.prompt_index, scheduled_s=scheduled_s,
             sent_s=self.sent_abs - t0,
             headers_s=None if self.headers_abs is None else self.headers_abs - t0,

@@ -119,13 +119,45 @@ class Synthetic(Strict):
     _c2 = field_validator("output_tokens", mode="before")(lambda cls, v: _coerce_length(v))
 
 
+class ThinkTime(Strict):
+    """Seconds a user waits before the next turn."""
+
+    dist: Literal["fixed", "uniform", "exponential"] = "fixed"
+    value: NonNegFloat = 0.0
+    min: NonNegFloat = 0.0
+    max: NonNegFloat = 0.0
+    mean: NonNegFloat = 0.0
+
+
+class Conversation(Strict):
+    """Multi-turn chats: each turn sends the history with the replies actually received."""
+
+    turns: Annotated[int, Field(ge=2, le=1000)]
+    think_time_s: ThinkTime = ThinkTime()
+
+    @field_validator("think_time_s", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return {"dist": "fixed", "value": value} if isinstance(value, (int, float)) else value
+
+
+class SharedPrefix(Strict):
+    """A system prompt of `tokens` tokens shared by each of `groups` groups of requests."""
+
+    tokens: Annotated[int, Field(ge=1)]
+    groups: Annotated[int, Field(ge=1)] = 1
+
+
 class Requests(Strict):
-    """Exactly one source: `inline`, `file` (JSONL) or `synthetic`."""
+    """Exactly one source: `inline`, `file` (JSONL or ShareGPT JSON) or `synthetic`."""
 
     inline: list[list[Message] | str] | None = None
     file: str | None = None
+    format: Literal["auto", "jsonl", "sharegpt"] = "auto"
     synthetic: Synthetic | None = None
     order: Literal["random", "cycle"] = "random"
+    conversation: Conversation | None = None
+    shared_prefix: SharedPrefix | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Requests:

@@ -35,6 +35,15 @@ class Prompt:
     messages: Messages | None
     text: str | None
     max_tokens: int | None = None
+    later_turns: tuple[Prompt, ...] = ()  # a dataset conversation's further user turns
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """Where a multi-turn chat stands: the history sent so far and the user turns to come."""
+
+    history: tuple[dict[str, str], ...]
+    upcoming: tuple[Prompt, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,9 @@ class RequestSpec:
     n: int = 1
     variant: str = ""
     block: int = -1  # requests of one block carry the same prompt, one per variant
+    conversation: int = -1
+    turn: int = 0
+    state: ConversationState | None = None
 
 
 class Workload:
@@ -52,9 +64,12 @@ class Workload:
 
     With variants, each drawn prompt becomes a block of one request per variant, in an
     order shuffled per block, so every variant sees the same prompts under the same load.
+    With `conversation`, each drawn prompt opens a chat whose later turns are sent by the
+    runner through `follow_up`, carrying the replies the server actually gave.
     """
 
-    def __init__(self, scenario: Scenario, scenario_path: Path, model: str) -> None:
+    def __init__(self, scenario: Scenario, scenario_path: Path, model: str,
+                 prompts: list[Prompt] | None = None) -> None:
         self._endpoint = scenario.target.endpoint
         self._bases = variant_bodies(scenario, model)
         # A variant's explicit max_tokens beats per-prompt output lengths: it is the point of it.
@@ -62,7 +77,11 @@ class Workload:
         self._order = scenario.requests.order
         self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
         self._variant_rng = np.random.default_rng([scenario.seed, 0xB10C])
-        self.prompts = load_prompts(scenario, scenario_path)
+        self._think_rng = np.random.default_rng([scenario.seed, 0x7A1C])
+        self.prompts = prompts if prompts is not None else load_prompts(scenario, scenario_path)
+        self._conversation = scenario.requests.conversation
+        self._prefixes = _shared_prefixes(scenario)
+        self.keep_text = self._conversation is not None
         self._next = 0
         self._queue: list[RequestSpec] = []
 
@@ -70,13 +89,28 @@ class Workload:
     def variants(self) -> list[str]:
         return list(self._bases)
 
-    def next_spec(self) -> RequestSpec:
+    def next_spec(self, item: int | None = None) -> RequestSpec:
+        """The next request; `item` picks a prompt directly (trace replay: one per row)."""
         if not self._queue:
-            self._queue = self._next_block()
+            self._queue = self._next_block(item)
         return self._queue.pop()
 
-    def _next_block(self) -> list[RequestSpec]:
-        if self._order == "cycle":
+    def follow_up(self, spec: RequestSpec, reply: str) -> tuple[RequestSpec, float] | None:
+        state = spec.state
+        if state is None or not state.upcoming:
+            return None
+        nxt, rest = state.upcoming[0], state.upcoming[1:]
+        history = (*state.history, {"role": "assistant", "content": reply}, *_user_messages(nxt))
+        new_state = ConversationState(history, rest)
+        body = self._body(list(history), nxt.max_tokens, spec.variant)
+        return (RequestSpec(spec.prompt_index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1),
+                            spec.variant, spec.block, spec.conversation, spec.turn + 1, new_state),
+                self._think_time())
+
+    def _next_block(self, item: int | None) -> list[RequestSpec]:
+        if item is not None:
+            index = item
+        elif self._order == "cycle":
             index = self._next % len(self.prompts)
         else:
             index = int(self._rng.integers(len(self.prompts)))
@@ -85,22 +119,71 @@ class Workload:
         names = list(self._bases)
         if len(names) > 1:
             names = [names[i] for i in self._variant_rng.permutation(len(names))]
-        return [self.spec_for(index, name, block) for name in reversed(names)]  # popped from the end
+        upcoming = self._upcoming_turns(index)
+        return [self.spec_for(index, name, block, upcoming) for name in reversed(names)]  # popped from the end
 
-    def spec_for(self, index: int, variant: str = "", block: int = -1) -> RequestSpec:
+    def spec_for(self, index: int, variant: str = "", block: int = -1,
+                 upcoming: tuple[Prompt, ...] = ()) -> RequestSpec:
         prompt = self.prompts[index]
+        messages = self._prefixed(_user_messages(prompt), block)
+        body = self._body(messages if self._endpoint == "chat" or prompt.text is None else None,
+                          prompt.max_tokens, variant, text=prompt.text if self._endpoint != "chat" else None)
+        state = ConversationState(tuple(messages), upcoming) if self._conversation is not None else None
+        conversation = block if state is not None else -1
+        return RequestSpec(index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1), variant, block,
+                           conversation, 0, state)
+
+    def _body(self, messages: list[dict[str, str]] | None, max_tokens: int | None, variant: str,
+              text: str | None = None) -> dict[str, Any]:
         body = dict(self._bases[variant])
         if self._endpoint == "chat":
-            body["messages"] = prompt.messages if prompt.messages is not None else [
-                {"role": "user", "content": prompt.text or ""}
-            ]
+            body["messages"] = messages or []
         else:
-            body["prompt"] = prompt.text if prompt.text is not None else _flatten(prompt.messages or [])
-        if prompt.max_tokens is not None:
-            body["max_tokens"] = prompt.max_tokens
-        if prompt.max_tokens is not None and "max_tokens" in self._pinned.get(variant, ()):
-            body["max_tokens"] = self._bases[variant]["max_tokens"]
-        return RequestSpec(index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1), variant, block)
+            body["prompt"] = text if text is not None else _flatten(messages or [])
+        if max_tokens is not None and "max_tokens" not in self._pinned.get(variant, ()):
+            body["max_tokens"] = max_tokens
+        return body
+
+    def _prefixed(self, messages: Messages, block: int) -> Messages:
+        if not self._prefixes:
+            return messages
+        prefix = self._prefixes[max(block, 0) % len(self._prefixes)]
+        return [{"role": "system", "content": prefix}, *messages]
+
+    def _upcoming_turns(self, index: int) -> tuple[Prompt, ...]:
+        conv = self._conversation
+        if conv is None:
+            return ()
+        own = self.prompts[index].later_turns
+        if own:
+            return own[: conv.turns - 1]
+        picks = self._rng.integers(len(self.prompts), size=conv.turns - 1)
+        return tuple(self.prompts[int(i)] for i in picks)
+
+    def _think_time(self) -> float:
+        assert self._conversation is not None
+        think = self._conversation.think_time_s
+        if think.dist == "uniform":
+            return float(self._think_rng.uniform(think.min, max(think.min, think.max)))
+        if think.dist == "exponential":
+            return float(self._think_rng.exponential(think.mean)) if think.mean > 0 else 0.0
+        return think.value
+
+
+def _user_messages(prompt: Prompt) -> Messages:
+    if prompt.messages is not None:
+        return list(prompt.messages)
+    return [{"role": "user", "content": prompt.text or ""}]
+
+
+def _shared_prefixes(scenario: Scenario) -> list[str]:
+    shared = scenario.requests.shared_prefix
+    if shared is None:
+        return []
+    rng = np.random.default_rng([scenario.seed, 0x9F1E])
+    vocab = np.array(_VOCAB)
+    return [f"group {g}: " + " ".join(vocab[rng.integers(len(vocab), size=max(shared.tokens - 2, 1))])
+            for g in range(shared.groups)]
 
 
 def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:

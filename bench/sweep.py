@@ -1,0 +1,243 @@
+"""`bench sweep`: one run directory, one stage per load point, chosen as the sweep goes.
+
+Points are fixed (`--rates`, `--concurrencies`), automatic (`--auto N`: synchronous, then
+maximum throughput, then N rates evenly spaced between, as GuideLLM does) or searched
+(`--find-max-rate`: bracketing by doubling, then bisection, for the highest rate whose SLO
+percentile holds). Each stage drains before the next starts. A stage that saturates the
+server (in-flight requests keep growing) is cut short and marked, so its figures are not
+mistaken for a steady state. Decisions read the stored records, never the runner's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench import aggregate, metrics, store
+from bench.errors import BenchInputError
+from bench.execute import RunOptions, RunResult, RunSession, _resolve_target, _run_loop, read_api_key
+from bench.runner import StagePlan
+from bench.scenario import Scenario
+from bench.schedule import arrival_offsets
+
+SATURATION_MIN_RISE = 8.0  # requests: the in-flight trend must rise at least this much ...
+SATURATION_RELATIVE_RISE = 0.75  # ... and this share of its mean, over one window
+SATURATION_SETTLE_S = 3.0  # in-flight ramps up from 0 at every stage start; not saturation
+SATURATION_WINDOW_S = 5.0
+SAMPLE_S = 0.25
+STAGE_GAP_S = 0.2
+DRAIN_TIMEOUT_S = 30.0
+SEARCH_TOLERANCE = 0.05
+SEARCH_MAX_POINTS = 12
+
+
+@dataclass(frozen=True)
+class Point:
+    rate: float | None = None
+    concurrency: int | None = None
+
+    def label(self) -> str:
+        return f"rate {self.rate:.3g}/s" if self.rate is not None else f"concurrency {self.concurrency}"
+
+
+@dataclass
+class SweepOutcome:
+    result: RunResult
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    max_rate: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    rates: list[float] | None = None
+    concurrencies: list[int] | None = None
+    auto: int | None = None
+    find_max_rate: bool = False
+    stage_duration_s: float = 15.0
+    max_concurrency: int = 256
+
+
+def run_sweep(scenario: Scenario, options: RunOptions, request: SweepRequest) -> SweepOutcome:
+    if request.find_max_rate and scenario.slo is None:
+        raise BenchInputError(f"{options.scenario_path}: slo: --find-max-rate needs an slo section")
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        base_url, sim_note = _resolve_target(scenario, stack)
+        api_key = read_api_key(scenario)
+        return _run_loop(_sweep(scenario, options, request, base_url, api_key, sim_note))
+
+
+async def _sweep(scenario: Scenario, options: RunOptions, request: SweepRequest, base_url: str,
+                 api_key: str | None, sim_note: str | None) -> SweepOutcome:
+    max_rate: dict[str, Any] | None = None
+    async with RunSession(scenario, options, base_url, api_key, sim_note) as session:
+        driver = _Driver(session, request)
+        try:
+            if request.find_max_rate:
+                max_rate = await driver.find_max_rate()
+            else:
+                await driver.run_points()
+            session.ended = "interrupted" if session.stop.is_set() else "completed"
+        finally:
+            session.stage_notes = driver.notes
+            if max_rate is not None:
+                session.writer.manifest.notes.append(f"highest rate meeting the SLO: {max_rate['rate']}")
+    return SweepOutcome(session.result(), driver.notes, max_rate)
+
+
+class _Driver:
+    def __init__(self, session: RunSession, request: SweepRequest) -> None:
+        self.session = session
+        self.request = request
+        self.notes: list[dict[str, Any]] = []
+
+    # -- strategies ---------------------------------------------------------------------------
+
+    async def run_points(self) -> None:
+        req = self.request
+        if req.auto is not None:
+            await self._auto(req.auto)
+            return
+        points = [Point(rate=r) for r in req.rates or []] + [Point(concurrency=c) for c in req.concurrencies or []]
+        for point in points:
+            if not await self.stage(point):
+                return
+
+    async def _auto(self, n: int) -> None:
+        sync = await self.stage(Point(concurrency=1))
+        if not sync:
+            return
+        peak = await self.stage(Point(concurrency=self.request.max_concurrency))
+        if not peak:
+            return
+        low = self.notes[0]["achieved_requests_per_s"] or 0.0
+        high = self.notes[1]["achieved_requests_per_s"] or 0.0
+        if high <= low:
+            self.notes[-1]["note"] = "maximum throughput not above synchronous: no rates to sweep"
+            return
+        for rate in np.linspace(low, high, n + 2)[1:-1]:
+            if not await self.stage(Point(rate=float(rate))):
+                return
+
+    async def find_max_rate(self) -> dict[str, Any] | None:
+        """Double until the SLO fails, then bisect between the last pass and the first fail."""
+        rate = self.request.rates[0] if self.request.rates else 1.0
+        passing: float | None = None
+        failing: float | None = None
+        for _ in range(SEARCH_MAX_POINTS):
+            if not await self.stage(Point(rate=rate)):
+                return None
+            ok = self.notes[-1]["slo_met"] and not self.notes[-1]["saturated"]
+            if ok:
+                passing = rate if passing is None else max(passing, rate)
+            else:
+                failing = rate if failing is None else min(failing, rate)
+            if failing is None:
+                rate *= 2
+            elif passing is None:
+                rate /= 2
+            elif (failing - passing) / failing <= SEARCH_TOLERANCE:
+                break
+            else:
+                rate = (passing + failing) / 2
+        best = [n for n in self.notes if n["rate"] == passing]
+        return {"rate": passing, "first_failing_rate": failing, "stage": best[0]["index"] if best else None,
+                "points": [(n["rate"], n["slo_met"]) for n in self.notes]}
+
+    # -- one stage ------------------------------------------------------------------------------
+
+    async def stage(self, point: Point) -> bool:
+        """Run one point to its end (or saturation); False when the sweep was interrupted."""
+        session = self.session
+        index = len(self.notes)
+        start = session.now_s() + STAGE_GAP_S
+        duration = self.request.stage_duration_s
+        plan = self._plan(index, point, start, duration)
+        saturated = asyncio.Event()
+        combined = asyncio.Event()
+        watcher = asyncio.ensure_future(self._watch(point, start, saturated, combined))
+        try:
+            sent = await session.runner.send(plan, combined)
+            if sent or saturated.is_set():
+                drained = await session.runner.drain(session.stop, DRAIN_TIMEOUT_S if saturated.is_set() else None)
+                if not drained:
+                    await session.runner.cancel_in_flight()
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        self.notes.append(self._note(index, point, start, saturated.is_set()))
+        return not session.stop.is_set()
+
+    def _plan(self, index: int, point: Point, start: float, duration: float) -> StagePlan:
+        if point.concurrency is not None:
+            return StagePlan(index, start, concurrency=point.concurrency, end_s=start + duration)
+        assert point.rate is not None
+        load = self.session.scenario.load.model_copy(update={
+            "rate": point.rate, "concurrency": None, "ramp": None, "stages": None, "trace": None,
+            "duration": duration, "max_requests": None,
+        })
+        offsets = arrival_offsets(load, self.session.scenario.seed + index)
+        assert offsets is not None
+        return StagePlan(index, start, offsets=offsets + start)
+
+    async def _watch(self, point: Point, start: float, saturated: asyncio.Event, combined: asyncio.Event) -> None:
+        """Relay the user's stop; flag saturation when in-flight requests keep growing."""
+        session = self.session
+        samples: list[tuple[float, int, int, int]] = []
+        while True:
+            if session.stop.is_set():
+                combined.set()
+                return
+            now = session.now_s()
+            if point.rate is not None and now > start:
+                progress = session.progress
+                samples.append((now, progress.in_flight, progress.sent, progress.done))
+                if _growing(samples, start):
+                    saturated.set()
+                    combined.set()
+                    return
+            await asyncio.sleep(SAMPLE_S)
+
+    def _note(self, index: int, point: Point, start: float, saturated: bool) -> dict[str, Any]:
+        run_dir = self.session.writer.run_dir
+        raw = store.read_raw_requests(run_dir)
+        chunks = store.read_chunks(run_dir)
+        stage_raw = raw[raw["stage"] == index]
+        stage_chunks = chunks[chunks["request_id"].isin(stage_raw["request_id"])]
+        requests = metrics.per_request(stage_raw, stage_chunks)
+        slo = self.session.scenario.slo.model_dump() if self.session.scenario.slo else None
+        summary = aggregate.summarize(requests, stage_chunks, point.rate, slo)
+        return {
+            "index": index, "kind": "open" if point.rate is not None else "closed", "start_s": start,
+            "duration_s": self.session.now_s() - start, "rate": point.rate, "concurrency": point.concurrency,
+            "saturated": saturated,
+            "achieved_requests_per_s": summary["throughput"]["requests_per_s"],
+            "output_tokens_per_s": summary["throughput"]["output_tokens_per_s"],
+            "ttft_p99_ms": summary["ttft_ms"]["p99"],
+            "slo_met": bool(summary.get("slo", {}).get("met", True)),
+        }
+
+
+def _growing(samples: list[tuple[float, int, int, int]], start: float) -> bool:
+    """The server takes less than it is given: after the stage has settled, the trend of
+    in-flight requests over the last window rises by more than noise would (Poisson
+    arrivals make in-flight wander by a few requests either way). Samples are
+    (t, in_flight, sent, done)."""
+    now = samples[-1][0]
+    if now - start < SATURATION_SETTLE_S + SATURATION_WINDOW_S:
+        return False
+    window = [s for s in samples if s[0] >= now - SATURATION_WINDOW_S]
+    t = np.array([s[0] for s in window])
+    n = np.array([s[1] for s in window], dtype=float)
+    slope = float(np.polyfit(t - t[0], n, 1)[0])
+    rise = slope * SATURATION_WINDOW_S
+    return rise >= max(SATURATION_MIN_RISE, SATURATION_RELATIVE_RISE * float(n.mean()))
+
+
+def stage_table(notes: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(notes)
