@@ -5,6 +5,7 @@ Set LLAMA_SERVER and LLAMA_MODEL to skip the build/fetch step. Run with `pytest 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import urllib.request
@@ -14,7 +15,7 @@ import openai
 import pytest
 
 from bench.launch import LaunchedServer, free_port
-from bench.promscrape import parse_prometheus_text
+from bench.promscrape import MetricsScraper, key_series, parse_prometheus_text
 
 pytestmark = pytest.mark.real_server
 
@@ -90,3 +91,35 @@ def test_launch_stream_usage_metrics_and_stop(tmp_path: Path) -> None:
         assert "llamacpp:requests_processing" in samples and "llamacpp:requests_deferred" in samples
     assert pid_gone(pid), f"llama-server pid {pid} still alive after stop"
     assert "# bench launch:" in log.read_text()
+
+
+async def test_metrics_scraper_sees_real_load(tmp_path: Path) -> None:
+    server, model = llama_paths()
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    with LaunchedServer(llama_command(server, model, port), base_url, tmp_path / "log") as srv:
+        client = openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=120)
+
+        async def one(i: int) -> int:
+            stream = await client.chat.completions.create(
+                model="gemma3-270m",
+                messages=[{"role": "user", "content": f"Count to {i + 5}."}],
+                max_tokens=32,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"ignore_eos": True},  # llama.cpp: always produce max_tokens
+            )
+            usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
+            return usage[-1].completion_tokens
+
+        async with MetricsScraper(f"{base_url.removesuffix('/v1')}/metrics", interval_s=0.1) as scraper:
+            produced = sum(await asyncio.gather(*(one(i) for i in range(3))))
+        await client.close()
+        pid = srv.pid
+    assert pid is not None and pid_gone(pid)
+    assert scraper.stats.errors == 0, scraper.stats.last_error
+    ks = key_series(scraper.to_frame())
+    assert ks.attrs["sources"]["running"] == "llamacpp:requests_processing"
+    assert ks["running"].max() >= 1  # caught the server while it was busy
+    assert ks["generation_tokens_total"].iloc[-1] >= produced == 3 * 32  # final scrape after the load
+    assert ks["kv_cache_usage"].isna().all()  # this llama.cpp exports no KV-cache gauge
