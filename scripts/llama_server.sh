@@ -48,7 +48,9 @@ ensure_build_tools() {
     fi
     log "cmake/ninja missing: installing them from PyPI into $tools"
     "$PYTHON" -m pip install --quiet --disable-pip-version-check --target "$tools" cmake ninja >&2
+    # The wheels' bin/ entry points import their package, so it must be importable too.
     export PATH="$tools/bin:$PATH"
+    export PYTHONPATH="$tools${PYTHONPATH:+:$PYTHONPATH}"
 }
 
 build_server() {

@@ -280,7 +280,9 @@ class SimServer:
             offsets=tuple(choice_offset(self.seed, key, c) for c in range(req.n)),
             server_seed=self.seed, key=key, stops=req.stops(), min_tokens=req.min_tokens,
             logprobs=logprobs, top_logprobs=top,
-            continuous_usage=bool(so and so.continuous_usage_stats), reasoning_tokens=reasoning,
+            # vLLM adds per-chunk usage only when include_usage is on as well.
+            continuous_usage=bool(so and so.include_usage and so.continuous_usage_stats),
+            reasoning_tokens=reasoning,
         )
         emitter = Emitter(ctx, truth, request.transport, stream=bool(req.stream), fault=fault,
                           coalescer=self.engine.coalescer if req.stream else None)
@@ -354,8 +356,7 @@ class SimServer:
         if not (emitter.fault is not None and emitter.fault.kind == "no_done"):
             tail += b"data: [DONE]\n\n"
         try:
-            await resp.write(tail)
-            await resp.write_eof()
+            await resp.write_eof(tail)  # one write: usage, [DONE] and the chunked end
         except ConnectionResetError:
             truth.cancelled = True
         return resp
