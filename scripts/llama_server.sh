@@ -46,8 +46,10 @@ ensure_build_tools() {
     if command -v cmake >/dev/null 2>&1 && command -v ninja >/dev/null 2>&1; then
         return 0
     fi
-    log "cmake/ninja missing: installing them from PyPI into $tools"
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check --target "$tools" cmake ninja >&2
+    if [[ ! -x "$tools/bin/cmake" || ! -x "$tools/bin/ninja" ]]; then
+        log "cmake/ninja missing: installing them from PyPI into $tools"
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check --target "$tools" cmake ninja >&2
+    fi
     # The wheels' bin/ entry points import their package, so it must be importable too.
     export PATH="$tools/bin:$PATH"
     export PYTHONPATH="$tools${PYTHONPATH:+:$PYTHONPATH}"
