@@ -316,7 +316,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench.compare import compare_runs, console_tables, write_compare
+    from bench.compare import compare_runs, console_table, write_compare
     from bench.results import load_run
 
     if len(args.run_dirs) < 2:
@@ -328,10 +328,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise BenchInputError(f"--min-effect: {args.min_effect} is not a share between 0 and 1")
     comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
     console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 160)  # a file or pipe has no width to fit
-    for table in console_tables(comparison):
-        console.print(table)
+    console.print(console_table(comparison))
     for warning in comparison.warnings:
         console.print(f"WARNING: scenario mismatch: {warning}", style="yellow", highlight=False)
     for path in write_compare(comparison, runs, args.out):

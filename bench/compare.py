@@ -6,12 +6,6 @@ The first run is the baseline. Per metric and statistic, the difference is run -
 ITL_BLOCK_S seconds of run time (cluster bootstrap): concurrent streams share the server's
 decode steps, so one slow step lengthens a gap in every stream at once. Treating gaps as
 independent would call a momentary hiccup of either run "significant".
-
-A difference smaller than MIN_EFFECT of the baseline is reported "not significant (< 2 %)"
-even when its interval excludes 0: two runs of one scenario on one machine differ by that
-much (timer jitter, other processes), and the bootstrap, which sees one run of each, cannot
-know it. A deterministic workload has so little spread that such a shift would otherwise be
-flagged.
 """
 
 from __future__ import annotations
@@ -40,7 +34,6 @@ THROUGHPUT = (("requests/s (run)", "requests_per_s"), ("output tokens/s (run)", 
 SCENARIO_SECTIONS = (("prompts", "requests"), ("load", "load"), ("sampling", "sampling"))
 COMPARE_MD, COMPARE_HTML = "compare.md", "compare.html"
 ITL_BLOCK_S = 1.0
-MIN_EFFECT = 0.02  # relative to the baseline value
 
 
 @dataclass(frozen=True)
@@ -65,20 +58,6 @@ class Comparison:
     warnings: list[str]
     seed: int
     n_resamples: int
-    min_effect: float = MIN_EFFECT
-
-
-def verdict(diff: stats.DiffCI, min_effect: float = MIN_EFFECT) -> str:
-    """higher / lower / not significant (CI contains 0) / not significant (< min_effect of baseline)."""
-    if not diff.significant:
-        return diff.verdict  # "not significant", or "n/a" without an interval
-    if np.isfinite(diff.a) and abs(diff.diff) < min_effect * abs(diff.a):
-        return f"not significant (< {min_effect:.0%})"
-    return diff.verdict
-
-
-def is_significant(diff: stats.DiffCI | None, min_effect: float = MIN_EFFECT) -> bool:
-    return diff is not None and verdict(diff, min_effect) in ("higher", "lower")
 
 
 def run_metric_samples(run: Run) -> dict[str, Sample]:
@@ -91,7 +70,7 @@ def run_metric_samples(run: Run) -> dict[str, Sample]:
     return out
 
 
-def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = stats.N_RESAMPLES, min_effect: float = MIN_EFFECT,
+def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = stats.N_RESAMPLES,
                  samples: Sequence[dict[str, Sample]] | None = None) -> Comparison:
     if len(runs) < 2:
         raise BenchInputError("compare: give at least two run directories")
@@ -112,8 +91,7 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = stats.N_
     for label, key in THROUGHPUT:
         values = [_number((r.summary.get("throughput") or {}).get(key)) for r in runs]
         rows.append(Row(label, key, "run", values, [None] * len(runs)))
-    return Comparison([figures.run_label(r) for r in runs], rows, scenario_mismatches(runs), seed, n_resamples,
-                      min_effect)
+    return Comparison([figures.run_label(r) for r in runs], rows, scenario_mismatches(runs), seed, n_resamples)
 
 
 def scenario_mismatches(runs: Sequence[Run]) -> list[str]:
@@ -148,34 +126,22 @@ def table(cmp: Comparison) -> report.Table:
             if diff is None:
                 cells += ["-", "-"]
             else:
-                cells += [f"{report.fmt(diff.diff)} [{report.fmt(diff.low)}, {report.fmt(diff.high)}]",
-                          verdict(diff, cmp.min_effect)]
+                cells += [f"{report.fmt(diff.diff)} [{report.fmt(diff.low)}, {report.fmt(diff.high)}]", diff.verdict]
         rows.append(cells)
     return report.Table("Comparison (difference = run - first run)", header, rows)
 
 
-def console_tables(cmp: Comparison) -> list[RichTable]:
-    """One table per run against the baseline: narrow enough for a terminal."""
-    full = table(cmp)
-    out = []
-    for k, other in enumerate(cmp.labels[1:]):
-        cols = [0, 1, 2, *range(3 + 4 * k, 7 + 4 * k)]
-        t = RichTable(title=f"{other} vs {cmp.labels[0]} (95 % bootstrap CI, {cmp.n_resamples} resamples, "
-                            f"seed {cmp.seed})", title_justify="left")
-        for c in cols:
-            t.add_column(full.header[c], justify="left" if c < 2 else "right", no_wrap=c != 5 + 4 * k)
-        for cells in full.rows:
-            t.add_row(*(_style(cells[c]) for c in cols))
-        out.append(t)
+def console_table(cmp: Comparison) -> RichTable:
+    t = table(cmp)
+    out = RichTable(title=f"compare (95 % bootstrap CI, {cmp.n_resamples} resamples, seed {cmp.seed})",
+                    title_justify="left")
+    for i, head in enumerate(t.header):
+        out.add_column(head, justify="left" if i < 2 else "right")
+    for cells in t.rows:
+        styled = [f"[bold]{c}[/bold]" if c in ("higher", "lower") else f"[dim]{c}[/dim]" if c == "not significant"
+                  else c for c in cells]
+        out.add_row(*styled)
     return out
-
-
-def _style(cell: str) -> str:
-    if cell in ("higher", "lower"):
-        return f"[bold]{cell}[/bold]"
-    if cell.startswith("not significant"):
-        return f"[dim]{cell}[/dim]"
-    return cell
 
 
 def render_markdown(cmp: Comparison, figure_prefix: str, figure_stems: Sequence[str]) -> str:
@@ -192,7 +158,7 @@ def render_markdown(cmp: Comparison, figure_prefix: str, figure_stems: Sequence[
 def render_html(cmp: Comparison, pngs: dict[str, bytes]) -> str:
     title = f"bench compare: {' vs '.join(cmp.labels)}"
     t = table(cmp)
-    classes = [["sig" if c in ("higher", "lower") else "ns" if c.startswith("not significant") else "" for c in row]
+    classes = [["sig" if c in ("higher", "lower") else "ns" if c == "not significant" else "" for c in row]
                for row in t.rows]
     parts = [report.html_head(title), f"<h1>{html.escape(title)}</h1>",
              "".join(f"<p>{html.escape(line)}</p>" for line in _method_note(cmp) if line)]
@@ -217,8 +183,8 @@ def write_compare(cmp: Comparison, runs: Sequence[Run], out_dir: Path) -> list[P
 def _method_note(cmp: Comparison) -> list[str]:
     return [f"Baseline: {cmp.labels[0]}. Difference = run - baseline, with a seeded percentile-bootstrap 95 % "
             f"confidence interval ({cmp.n_resamples} resamples, seed {cmp.seed}; ITL resampled in "
-            f"{ITL_BLOCK_S:g} s blocks of run time). \"not significant\": the interval contains 0, or the "
-            f"difference is under {cmp.min_effect:.0%} of the baseline (run-to-run noise of one machine).", ""]
+            f"{ITL_BLOCK_S:g} s blocks of run time). "
+            "\"not significant\": the interval contains 0.", ""]
 
 
 def _derive_seed(seed: int, *parts: int) -> int:
