@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inject a fault, e.g. http_500:p=0.1 or drop:every=5 (repeatable)")
     parser.add_argument("--trace", default=None, metavar="FILE",
                         help="append each request's ground truth to FILE as JSONL")
+    parser.add_argument("--list-profiles", action="store_true",
+                        help="print the built-in profiles and exit")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -82,6 +84,11 @@ async def _serve(args: argparse.Namespace, server: SimServer) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s bench.sim %(levelname)s %(message)s")
+    if args.list_profiles:
+        for name in builtin_profiles():
+            prof = load_profile(name)
+            print(f"{name:12s} models={','.join(prof.models)}  {prof.description}")
+        return 0
     try:
         if args.profile_json is not None:
             profile = load_profile(json.loads(Path(args.profile_json).read_text()))

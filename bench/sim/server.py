@@ -1,7 +1,8 @@
 """The aiohttp application: OpenAI-compatible endpoints over the simulated engine.
 
 Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health,
-GET /metrics (Prometheus text, vLLM names), GET /sim/requests[/{id}] (ground truth),
+GET /metrics (Prometheus text, vLLM names), GET /sim/requests[/{id}] (ground truth;
+``?since=PERF_COUNTER`` filters the list), DELETE /sim/requests (forget the records),
 GET /sim/profile (the profile in force, as JSON).
 """
 
@@ -46,6 +47,7 @@ class SimServer:
         self.truths: dict[str, Truth] = {}
         self.trace_path = Path(trace_path) if trace_path else None
         self._trace: IO[bytes] | None = None
+        self._trace_flushed = 0.0
         self.requests_total = 0
         self.errors_total: dict[int, int] = {}
         self.faults_total: dict[str, int] = {}
@@ -60,6 +62,7 @@ class SimServer:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/sim/requests", self.all_truth)
+        app.router.add_delete("/sim/requests", self.clear_truth)
         app.router.add_get("/sim/requests/{id}", self.one_truth)
         app.router.add_get("/sim/profile", self.profile_json)
         app.on_startup.append(self._on_startup)
@@ -94,8 +97,22 @@ class SimServer:
                             content_type=JSON)
 
     async def all_truth(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps([t.to_json() for t in self.truths.values()]),
+        """All kept records; ``?since=S`` keeps those received at perf_counter >= S."""
+        records = self.truths.values()
+        since = request.query.get("since")
+        if since is not None:
+            try:
+                t0 = float(since)
+            except ValueError:
+                return ApiError(400, "since must be a number (perf_counter seconds)",
+                                "since").response()
+            records = [t for t in records if t.received_s >= t0]
+        return web.Response(body=orjson.dumps([t.to_json() for t in records]),
                             content_type=JSON)
+
+    async def clear_truth(self, request: web.Request) -> web.Response:
+        self.truths.clear()
+        return web.Response(status=204)
 
     async def one_truth(self, request: web.Request) -> web.Response:
         truth = self.truths.get(request.match_info["id"])
@@ -211,6 +228,9 @@ class SimServer:
                 truth.completed_s = perf_counter()
             if self._trace is not None:
                 self._trace.write(orjson.dumps(truth.to_json()) + b"\n")
+                if received - self._trace_flushed > 0.5:  # readable while it runs
+                    self._trace.flush()
+                    self._trace_flushed = received
 
     def _remember(self, truth: Truth) -> None:
         self.truths[truth.id] = truth

@@ -155,3 +155,21 @@ def test_metrics_show_running_and_waiting() -> None:
     assert 'vllm:num_requests_waiting{model_name="m"} 3' in text
     kv = [line for line in text.splitlines() if line.startswith("vllm:kv_cache_usage_perc")]
     assert float(kv[0].rsplit(" ", 1)[1]) > 0
+
+
+def test_truth_since_and_clear() -> None:
+    with start_sim("zero") as sim:
+        def post() -> str:
+            req = urllib.request.Request(
+                f"{sim.base_url}/completions", headers={"Content-Type": "application/json"},
+                data=json.dumps({"model": "sim-zero", "prompt": "a", "max_tokens": 2}).encode())
+            with urllib.request.urlopen(req) as r:
+                return r.headers["x-request-id"]
+
+        first = post()
+        mark = get_json(f"{sim.root_url}/sim/requests/{first}")["completed_s"]
+        second = post()
+        assert [r["id"] for r in get_json(f"{sim.root_url}/sim/requests?since={mark}")] == [second]
+        urllib.request.urlopen(urllib.request.Request(f"{sim.root_url}/sim/requests",
+                                                      method="DELETE"))
+        assert get_json(f"{sim.root_url}/sim/requests") == []
