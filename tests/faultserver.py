@@ -287,6 +287,18 @@ class FaultServer:
         await asyncio.sleep(MAX_HOLD_S)
         raise asyncio.TimeoutError
 
+    async def b_stall_pings(self, request: web.Request, text_api: bool) -> web.StreamResponse:
+        """Three tokens, then only keep-alives every 50 ms (a stuck backend behind a proxy)."""
+        resp = await self._sse(request)
+        for part in self._first_tokens(text_api):
+            if isinstance(part, float):
+                await asyncio.sleep(part)
+            else:
+                await resp.write(part)
+        while True:
+            await asyncio.sleep(0.05)
+            await resp.write(b": ping\n\n")
+
     async def b_trickle(self, request: web.Request, text_api: bool) -> web.StreamResponse:
         """A token every 100 ms, forever: only the total timeout ends it."""
         resp = await self._sse(request)
