@@ -21,8 +21,10 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 TOKENS = 8  # content chunks of a healthy stream
@@ -418,3 +420,23 @@ def _behaviour(body: dict[str, Any], from_path: str | None) -> str:
     if from_path in BEHAVIOURS:
         return str(from_path)
     return "ok"
+
+
+# -- scenario helpers ----------------------------------------------------------------------
+# The same as tests/conftest.py's. Importing those with `from conftest import ...` fails when
+# the whole suite is collected: tests/sim/conftest.py is then the module named `conftest`.
+
+
+def write_scenario(directory: Path, data: dict[str, Any], name: str = "scenario.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_in_process(directory: Path, data: dict[str, Any], out: str = "run") -> Any:
+    from bench.execute import RunOptions, run_scenario
+    from bench.scenario import load_scenario
+
+    path = write_scenario(directory, data)
+    return run_scenario(load_scenario(path), RunOptions(scenario_path=path, out_dir=directory / out,
+                                                        show_progress=False))

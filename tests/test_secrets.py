@@ -17,8 +17,7 @@ import pytest
 
 from bench.client import ClientConfig
 from bench.cli import main
-from conftest import run_in_process, write_scenario
-from faultserver import FaultServer
+from faultserver import FaultServer, run_in_process, write_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "BENCH_TEST_SECRET_KEY"

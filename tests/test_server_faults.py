@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_in_process
-from faultserver import TOKENS, FaultServer, refused_port, unanswered_port
+from faultserver import TOKENS, FaultServer, refused_port, run_in_process, unanswered_port
 
 TIMEOUTS = {"connect_s": 2.0, "ttft_s": 1.0, "idle_s": 0.6, "total_s": 2.5}
 
@@ -178,7 +177,7 @@ def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):
 def test_keep_alives_after_a_stall_do_not_hold_off_the_idle_timeout(tmp_path):
     timeouts = {**TIMEOUTS, "idle_s": 0.3, "total_s": 1.5}
     with FaultServer() as server:
-        result, req = _run(tmp_path, server.base_url, ["stall_pings"], concurrency=1, timeouts=timeouts)
+        result, req = _run(tmp_path, server.base_url, ["stall_pings"], concurrency=2, timeouts=timeouts)
     assert result.ended == "completed"
     assert (req["error_kind"] == "idle_timeout").all(), req["error_kind"].tolist()
 
