@@ -8,7 +8,8 @@ Definitions (also in the README):
   else the sum over token chunks of their token count, 1 when unknown (token_source=chunks).
 - TPOT = (E2E - TTFT) / (output tokens per choice - 1), for requests with >= 2 tokens.
 - ITL: every gap between consecutive token-carrying chunks of one choice, pooled.
-- schedule lag = sent - scheduled.
+- sent = the moment the last request byte was written to the socket (aiohttp trace hook);
+  schedule lag = sent - scheduled; client overhead = sent - submitted (SDK build + write).
 Inputs are never modified; every function returns a new frame or series.
 """
 
@@ -42,6 +43,7 @@ def per_request(raw: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
     out["token_source"] = np.where(usage.notna().to_numpy(dtype=bool), "usage", "chunks")
     out["prompt_tokens"] = out["usage_prompt_tokens"].astype("Int64")
     out["schedule_lag_ms"] = (out["sent_s"] - out["scheduled_s"]) * 1e3
+    out["client_overhead_ms"] = (out["sent_s"] - out["submitted_s"]) * 1e3
     out["ttft_ms"] = (out["first_token_s"] - out["sent_s"]) * 1e3
     out["e2e_ms"] = (out["last_token_s"] - out["sent_s"]) * 1e3
     per_choice = out["output_tokens"].astype("float64") / out["n"].clip(lower=1).astype("float64")

@@ -39,7 +39,8 @@ class RequestRecord:
     turn: int
     prompt_index: int
     scheduled_s: float
-    sent_s: float
+    submitted_s: float  # handed to the SDK
+    sent_s: float  # last request byte written to the socket
     headers_s: float | None
     end_s: float
     status: str  # "ok" | "error" | "cancelled"

@@ -96,6 +96,7 @@ class Runner:
         self._stage: StagePlan = StagePlan(0)
         self._limiter = AsyncLimiter(plan.send_rate_limit, 1) if plan.send_rate_limit else None
         self._slots = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
+        self._lead = SendLead()
 
     @property
     def t0(self) -> float:
@@ -158,7 +159,9 @@ class Runner:
         for i, offset in enumerate(stage.offsets.tolist()):
             if not self._may_send(stage):
                 return
-            await _sleep_until(self._t0 + offset)
+            # Submit early by the client's own build-and-write time, so the request is on
+            # the wire at its scheduled time rather than a millisecond or two after it.
+            await _sleep_until(self._t0 + offset - self._lead.seconds)
             if slots is not None:
                 await slots.acquire()
             if self._limiter is not None:
@@ -236,7 +239,7 @@ class Runner:
         progress.sent += 1
         progress.in_flight += 1
         progress.peak_in_flight = max(progress.peak_in_flight, progress.in_flight)
-        attempt = _Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text)
+        attempt = _Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text, lead=self._lead)
         try:
             await attempt.run(self._client, self._plan.path, spec.body)
         except asyncio.CancelledError:
@@ -265,12 +268,40 @@ class Runner:
         ))
 
 
+class SendLead:
+    """Running estimate of the time from handing a request to the SDK to its last byte
+    leaving on the socket (request building, auth, pool checkout, write)."""
+
+    MAX_S = 0.005  # a larger lead would hide a client that is truly falling behind
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._count = 0
+
+    def observe(self, overhead_s: float) -> None:
+        if not 0.0 <= overhead_s < 0.1:
+            return
+        self._count += 1
+        target = min(overhead_s, self.MAX_S)
+        if self._count == 1:
+            self.seconds = target
+            return
+        # Tracks a low quantile rather than the mean: a little late is recorded as schedule
+        # lag, early would not be. Fast at first, steady later.
+        rate = 0.3 if self._count < 20 else 0.05
+        step = rate if target < self.seconds else rate / 5
+        self.seconds += step * (target - self.seconds)
+
+
 class _Attempt:
     """State of one request while it runs; produces its record at the end."""
 
-    def __init__(self, t0: float, timeouts: Timeouts, keep_text: bool = False) -> None:
+    def __init__(self, t0: float, timeouts: Timeouts, keep_text: bool = False,
+                 lead: SendLead | None = None) -> None:
         self.t0 = t0
         self.timeouts = timeouts
+        self.lead = lead
+        self.submitted_abs = 0.0
         self.recorder = StreamRecorder(t0)
         self.recorder.keep_text = keep_text
         self.sent_abs = 0.0
@@ -286,7 +317,7 @@ class _Attempt:
     async def run(self, client: StreamClient, path: str, body: bytes) -> None:
         loop = asyncio.get_running_loop()
         timeouts = self.timeouts
-        self.sent_abs = time.perf_counter()
+        self.sent_abs = self.submitted_abs = time.perf_counter()
         start = loop.time()
         total_deadline = start + timeouts.total_s
         ttft_deadline = min(start + timeouts.ttft_s, total_deadline)
@@ -297,6 +328,8 @@ class _Attempt:
                 self.headers_abs = time.perf_counter()
                 if response.sent_at is not None:
                     self.sent_abs = response.sent_at
+                    if self.lead is not None:
+                        self.lead.observe(response.sent_at - self.submitted_abs)
                 self.http_status = response.status
                 self.server_request_id = response.server_request_id
                 await self._read(response, deadline, loop, ttft_deadline, total_deadline)
@@ -368,7 +401,7 @@ class _Attempt:
             request_id=request_id, stage=stage, phase=phase, variant=spec.variant, block=spec.block,
             conversation=spec.conversation, turn=spec.turn,
             prompt_index=spec.prompt_index, scheduled_s=scheduled_s,
-            sent_s=self.sent_abs - t0,
+            submitted_s=self.submitted_abs - t0, sent_s=self.sent_abs - t0,
             headers_s=None if self.headers_abs is None else self.headers_abs - t0,
             end_s=self.end_abs - t0, status=self.status, error_kind=self.error_kind,
             error_message=self.error_message, http_status=self.http_status,

@@ -296,7 +296,8 @@ class Scenario(Strict):
     description: str = ""
     seed: int = 0
     target: Target = Target()
-    requests: Requests
+    requests: Requests | None = Field(
+        default=None, description="Required unless load.trace gives the requests.")
     sampling: Sampling = Sampling()
     variants: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Variant] = Field(
         default_factory=dict,
@@ -307,6 +308,13 @@ class Scenario(Strict):
 
 
 # --- loading ----------------------------------------------------------------------------
+
+
+def _requests_needed(scenario: Scenario, source: str) -> None:
+    if scenario.requests is None and scenario.load.trace is None:
+        raise BenchInputError(f"{source}: requests: required field is missing")
+    if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":
+        raise BenchInputError(f"{source}: requests.conversation: multi-turn chats need target.endpoint: chat")
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
@@ -322,9 +330,11 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
 
 def validate_scenario(data: Any, source: str) -> Scenario:
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise BenchInputError(_first_error(exc, source)) from None
+    _requests_needed(scenario, source)
+    return scenario
 
 
 def resolve_path(scenario_path: Path, relative: str) -> Path:
@@ -372,7 +382,11 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _check_files(scenario: Scenario, path: Path) -> None:
-    if scenario.requests.file is not None:
+    if scenario.load.trace is not None:
+        trace_path = resolve_path(path, scenario.load.trace.file)
+        if not trace_path.is_file():
+            raise BenchInputError(f"{path}: load.trace.file: trace file not found: {trace_path}")
+    if scenario.requests is not None and scenario.requests.file is not None:
         data_path = resolve_path(path, scenario.requests.file)
         if not data_path.is_file():
             raise BenchInputError(f"{path}: requests.file: dataset file not found: {data_path}")

@@ -50,7 +50,7 @@ _BATCH_RECORDS = 512
 # Stable column types whatever the journal holds (all-null columns included).
 REQUEST_DTYPES = {
     "request_id": "int64", "stage": "int64", "phase": "string", "variant": "string",
-    "block": "int64", "conversation": "int64", "turn": "int64", "prompt_index": "int64", "scheduled_s": "float64", "sent_s": "float64", "headers_s": "float64",
+    "block": "int64", "conversation": "int64", "turn": "int64", "prompt_index": "int64", "scheduled_s": "float64", "submitted_s": "float64", "sent_s": "float64", "headers_s": "float64",
     "end_s": "float64", "status": "string", "error_kind": "string", "error_message": "string",
     "http_status": "Int64", "retry_after_s": "float64", "finish_reason": "string",
     "usage_prompt_tokens": "Int64", "usage_completion_tokens": "Int64", "server_request_id": "string",

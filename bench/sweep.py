@@ -64,6 +64,10 @@ class SweepRequest:
 def run_sweep(scenario: Scenario, options: RunOptions, request: SweepRequest) -> SweepOutcome:
     if request.find_max_rate and scenario.slo is None:
         raise BenchInputError(f"{options.scenario_path}: slo: --find-max-rate needs an slo section")
+    # The sweep decides how much each point sends; the scenario's own bounds would cap the
+    # whole sweep instead.
+    scenario = scenario.model_copy(update={"load": scenario.load.model_copy(
+        update={"max_requests": None, "warmup": scenario.load.warmup.model_copy(update={"requests": 0})})})
     from contextlib import ExitStack
 
     with ExitStack() as stack:

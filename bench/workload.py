@@ -74,12 +74,12 @@ class Workload:
         self._bases = variant_bodies(scenario, model)
         # A variant's explicit max_tokens beats per-prompt output lengths: it is the point of it.
         self._pinned = {name: set(v.model_dump(exclude_unset=True)) for name, v in scenario.variants.items()}
-        self._order = scenario.requests.order
+        self._order = scenario.requests.order if scenario.requests else "cycle"
         self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
         self._variant_rng = np.random.default_rng([scenario.seed, 0xB10C])
         self._think_rng = np.random.default_rng([scenario.seed, 0x7A1C])
         self.prompts = prompts if prompts is not None else load_prompts(scenario, scenario_path)
-        self._conversation = scenario.requests.conversation
+        self._conversation = scenario.requests.conversation if scenario.requests else None
         self._prefixes = _shared_prefixes(scenario)
         self.keep_text = self._conversation is not None
         self._next = 0
@@ -177,7 +177,7 @@ def _user_messages(prompt: Prompt) -> Messages:
 
 
 def _shared_prefixes(scenario: Scenario) -> list[str]:
-    shared = scenario.requests.shared_prefix
+    shared = scenario.requests.shared_prefix if scenario.requests else None
     if shared is None:
         return []
     rng = np.random.default_rng([scenario.seed, 0x9F1E])
@@ -221,13 +221,50 @@ def _flatten(messages: Messages) -> str:
 
 def load_prompts(scenario: Scenario, scenario_path: Path) -> list[Prompt]:
     req = scenario.requests
+    assert req is not None, "validated: requests is only absent with a trace"
     if req.inline is not None:
         return [_inline_prompt(item) for item in req.inline]
     if req.file is not None:
-        return read_jsonl_prompts(resolve_path(scenario_path, req.file))
+        path = resolve_path(scenario_path, req.file)
+        if req.format == "sharegpt" or (req.format == "auto" and path.suffix == ".json"):
+            return sharegpt_turn_prompts(path)
+        return read_jsonl_prompts(path)
     assert req.synthetic is not None
     return synthetic_prompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens,
                              req.synthetic.seed if req.synthetic.seed is not None else scenario.seed)
+
+
+def sharegpt_turn_prompts(path: Path) -> list[Prompt]:
+    """ShareGPT conversations: the first user turn, with the later user turns kept for
+    multi-turn runs; each turn's max_tokens is the length of the reply that followed it."""
+    from bench.datasets import read_sharegpt, sharegpt_prompts
+
+    conversations = read_sharegpt(path)
+    firsts = sharegpt_prompts(conversations, source=str(path))
+    usable = [c for c in conversations if _first_reply(c) is not None]
+    return [Prompt(p.messages, p.text, p.max_tokens, _later_turns(conv))
+            for p, conv in zip(firsts, usable, strict=False)]
+
+
+def _first_reply(conv: Any) -> int | None:
+    roles = [m["role"] for m in conv]
+    if "user" not in roles:
+        return None
+    first_user = roles.index("user")
+    return first_user + 1 if first_user + 1 < len(roles) and roles[first_user + 1] == "assistant" else None
+
+
+def _later_turns(conv: Any) -> tuple[Prompt, ...]:
+    start = _first_reply(conv)
+    turns = []
+    messages = list(conv)[(start or 0) + 1:]
+    for i, message in enumerate(messages):
+        if message["role"] != "user":
+            continue
+        reply = messages[i + 1]["content"] if i + 1 < len(messages) and messages[i + 1]["role"] == "assistant" else ""
+        turns.append(Prompt([{"role": "user", "content": message["content"]}], None,
+                            max(1, len(reply.split())) if reply else None))
+    return tuple(turns)
 
 
 def _inline_prompt(item: Any) -> Prompt:
