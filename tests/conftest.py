@@ -1,34 +1,10 @@
-"""Shared fixtures: scenario files and runs against the built-in simulator (real processes)."""
+"""Shared fixtures for the top-level tests; helpers live in tests/benchtest.py."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-
-from bench.execute import RunOptions, RunResult, run_scenario
-from bench.scenario import load_scenario
-
-
-def write_scenario(directory: Path, data: dict[str, Any], name: str = "scenario.yaml") -> Path:
-    path = directory / name
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def run_in_process(directory: Path, data: dict[str, Any], out: str = "run") -> RunResult:
-    path = write_scenario(directory, data)
-    scenario = load_scenario(path)
-    return run_scenario(scenario, RunOptions(scenario_path=path, out_dir=directory / out, show_progress=False))
-
-
-def sim_truth(root_url: str) -> dict[str, dict[str, Any]]:
-    with urllib.request.urlopen(f"{root_url}/sim/requests", timeout=10) as resp:
-        return {str(item["id"]): item for item in json.load(resp)}
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 import bench
 from bench.sim import start_sim
-from conftest import write_scenario
+from benchtest import write_scenario
 
 
 def _start_run(scenario_dir: Path, base_url: str) -> tuple[subprocess.Popen, Path]:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bench.sim import start_sim
 from bench.traces import read_trace
-from conftest import run_in_process
+from benchtest import run_in_process
 
 TRACES = Path(__file__).resolve().parents[1] / "scenarios" / "traces"
 SMALL = {"synthetic": {"prompt_tokens": 16, "output_tokens": 8}}

@@ -11,7 +11,7 @@ import pytest
 import bench
 from bench.cli import main
 from bench.sim import start_sim
-from conftest import run_in_process, sim_truth, write_scenario
+from benchtest import run_in_process, sim_truth, write_scenario
 
 SYNTH = {"synthetic": {"prompt_tokens": 64, "output_tokens": 32}}
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from bench.cli import parse_variant_flag
 from bench.sim import start_sim
-from conftest import run_in_process
+from benchtest import run_in_process
 
 
 def _variant_run(scenario_dir, variants, out="run"):
