@@ -57,11 +57,14 @@ async def _serve(args: argparse.Namespace, server: SimServer) -> None:
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
                            shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, backlog=4096, reuse_address=True)
-    await site.start()
-    port = runner.addresses[0][1]
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    assert runner.server is not None
+    # Our own listening socket (instead of web.TCPSite) so that each connection's
+    # protocol is wrapped to stamp request arrival (SimServer.protocol_factory).
+    listener = await loop.create_server(server.protocol_factory(runner.server), args.host,
+                                        args.port, backlog=4096, reuse_address=True)
+    port = listener.sockets[0].getsockname()[1]
+    stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watchdog = None
@@ -78,6 +81,7 @@ async def _serve(args: argparse.Namespace, server: SimServer) -> None:
     finally:
         if watchdog is not None:
             watchdog.cancel()
+        listener.close()
         await runner.cleanup()
 
 

@@ -33,6 +33,41 @@ perf_counter = time.perf_counter
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
+class RxStamp(asyncio.Protocol):
+    """Wraps aiohttp's per-connection protocol to stamp when a request's first bytes
+    arrive. Stamping in the handler instead would miss the time a request waits behind
+    others (64 requests arriving together are handled one after another: ~10 ms)."""
+
+    def __init__(self, inner: asyncio.Protocol, registry: dict[Any, "RxStamp"]) -> None:
+        self.inner = inner
+        self.registry = registry
+        self.transport: asyncio.BaseTransport | None = None
+        self.rx: float | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.registry[transport] = self
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.rx is None:
+            self.rx = perf_counter()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.registry.pop(self.transport, None)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 class SimServer:
     def __init__(self, profile: Profile, seed: int = 0, faults: list[FaultSpec] | None = None,
                  trace_path: str | Path | None = None) -> None:
@@ -52,6 +87,12 @@ class SimServer:
         self.errors_total: dict[int, int] = {}
         self.faults_total: dict[str, int] = {}
         self.created = int(time.time())
+        self._rx: dict[Any, RxStamp] = {}
+
+    def protocol_factory(self, inner: Any) -> Any:
+        """Wrap aiohttp's protocol factory (`AppRunner.server`) with arrival stamping."""
+        registry = self._rx
+        return lambda: RxStamp(inner(), registry)
 
     # -- app ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -184,13 +225,19 @@ class SimServer:
         return err.response(headers)
 
     async def _complete(self, request: web.Request, chat: bool) -> web.StreamResponse:
-        received = perf_counter()
+        # Received = the first bytes of this request reached the process (see RxStamp);
+        # after its body is read, later bytes on the connection belong to the next one.
+        stamp = self._rx.get(request.transport)
+        received = stamp.rx if stamp is not None and stamp.rx is not None else perf_counter()
+        raw = await request.read()
+        if stamp is not None:
+            stamp.rx = None
         self.counter += 1
         counter = self.counter
         self.requests_total += 1
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.tag}{counter:07d}"
         try:
-            seq, emitter, req, fault = self._prepare(await request.read(), chat, counter,
+            seq, emitter, req, fault = self._prepare(raw, chat, counter,
                                                      received, request, rid)
         except ApiError as err:
             # Rejected requests have a (short) ground-truth record too.
