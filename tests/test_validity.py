@@ -35,7 +35,7 @@ def make_run(*, n: int = 2000, rate: float | None = 10.0, achieved: float | None
     raw = pd.DataFrame({
         "request_id": np.arange(total, dtype="int64"), "stage": 0,
         "phase": ["warmup"] * warmup + ["measure"] * n, "variant": "",
-        "scheduled_s": scheduled, "sent_s": sent, "end_s": sent + 0.05 + 0.01 * tokens,
+        "scheduled_s": scheduled, "submitted_s": sent, "sent_s": sent, "end_s": sent + 0.05 + 0.01 * tokens,
         "status": pd.array(status, dtype="string"), "error_kind": pd.array(kind, dtype="string"),
         "usage_prompt_tokens": pd.array([10] * total, dtype="Int64"),
         "usage_completion_tokens": pd.array([tokens] * total, dtype="Int64"), "n": 1,
