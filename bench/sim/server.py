@@ -96,7 +96,8 @@ class SimServer:
 
     # -- app ---------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024,
+                              middlewares=[self._forget_rx_stamp])
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -109,6 +110,16 @@ class SimServer:
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
+
+    @web.middleware
+    async def _forget_rx_stamp(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # Only the completion handlers use the arrival stamp; any other request on the
+        # connection must not leave its stamp to the next one.
+        if request.method != "POST" or not request.path.endswith("completions"):
+            stamp = self._rx.get(request.transport)
+            if stamp is not None:
+                stamp.rx = None
+        return await handler(request)
 
     async def _on_startup(self, app: web.Application) -> None:
         if self.trace_path is not None:

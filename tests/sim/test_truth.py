@@ -173,3 +173,21 @@ def test_truth_since_and_clear() -> None:
         urllib.request.urlopen(urllib.request.Request(f"{sim.root_url}/sim/requests",
                                                       method="DELETE"))
         assert get_json(f"{sim.root_url}/sim/requests") == []
+
+
+def test_received_stamp_is_this_requests_arrival() -> None:
+    # A GET on the same keep-alive connection must not lend its arrival time to the
+    # next completion request.
+    with start_sim("zero") as sim:
+        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+        conn.request("GET", "/metrics")
+        conn.getresponse().read()
+        time.sleep(0.2)
+        sent = time.perf_counter()
+        conn.request("POST", "/v1/completions", headers={"Content-Type": "application/json"},
+                     body=json.dumps({"model": "sim-zero", "prompt": "a", "max_tokens": 1}))
+        resp = conn.getresponse()
+        resp.read()
+        record = truth(sim, resp.headers["x-request-id"])
+        conn.close()
+    assert 0 <= record["received_s"] - sent < 0.05
