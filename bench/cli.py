@@ -23,6 +23,7 @@ RUN_OVERRIDES = {
     "api_key_env": "target.api_key_env",
     "endpoint": "target.endpoint",
     "profile": "target.sim_profile",
+    "launch": "target.launch.command",
     "rate": "load.rate",
     "arrival": "load.arrival",
     "concurrency": "load.concurrency",
@@ -65,6 +66,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", help="name of the environment variable holding the API key")
     p.add_argument("--endpoint", choices=["chat", "completions"])
     p.add_argument("--profile", help="simulator profile when no base URL is given")
+    p.add_argument("--launch", metavar="CMD", help="start this server command first, stop it after (needs --base-url)")
     p.add_argument("--rate", type=float, help="open loop: requests per second")
     p.add_argument("--arrival", choices=["constant", "poisson", "gamma"])
     p.add_argument("--concurrency", type=int, help="closed loop: requests in flight")
@@ -273,9 +275,9 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="baseline first, then the others")
     p.add_argument("--out", type=Path, default=Path("."), help="where compare.md/compare.html go (default: .)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--min-effect", type=float, default=0.02,
-                   help="differences under this share of the baseline are not significant (default 0.02)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--min-effect", type=float, default=0.05,
+                   help="differences under this share of the baseline are not significant (default 0.05)")
 
 
 def _validity_messages(run: Any) -> list[str]:
@@ -316,19 +318,22 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench.compare import compare_runs, console_table, write_compare
+    from bench.compare import compare_runs, console_tables, write_compare
     from bench.results import load_run
 
     if len(args.run_dirs) < 2:
         raise BenchInputError("compare: give at least two run directories (baseline first)")
-    if args.resamples < 100:
-        raise BenchInputError(f"--resamples: {args.resamples} is too few for a 95 % interval (use >= 100)")
+    if args.resamples < 500:
+        raise BenchInputError(f"--resamples: {args.resamples} is too few for the intervals (use >= 500)")
     runs = [load_run(path) for path in args.run_dirs]
     if not 0 <= args.min_effect < 1:
         raise BenchInputError(f"--min-effect: {args.min_effect} is not a share between 0 and 1")
     comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
     console = Console()
-    console.print(console_table(comparison))
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # a file or pipe has no width to fit
+    for table in console_tables(comparison):
+        console.print(table)
     for warning in comparison.warnings:
         console.print(f"WARNING: scenario mismatch: {warning}", style="yellow", highlight=False)
     for path in write_compare(comparison, runs, args.out):

@@ -10,9 +10,11 @@ import asyncio
 import gc
 import os
 import platform
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
@@ -26,9 +28,9 @@ from bench.errors import BenchInputError, RunFailed
 from bench.records import RequestRecord
 from bench.results import Run, finalize_run
 from bench.runner import Progress, RunPlan, Runner, StagePlan
-from bench.scenario import Load, Scenario, resolve_path
+from bench.scenario import Launch, Load, Scenario, resolve_path
 from bench.schedule import Schedule, StageSpec, build_schedule
-from bench.store import SCHEMA_VERSION, Manifest, RunWriter
+from bench.store import SCHEMA_VERSION, SERVER_LOG, SERVER_METRICS, Manifest, RunWriter
 from bench.workload import Workload
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
@@ -52,9 +54,11 @@ class RunResult:
 def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     """Run a validated scenario to a stored, summarised run directory."""
     with ExitStack() as stack:
-        base_url, sim_note = _resolve_target(scenario, stack)
+        target = _resolve_target(scenario, stack)
         api_key = read_api_key(scenario)
-        return _run_loop(_execute(scenario, options, base_url, api_key, sim_note))
+        result: RunResult = _run_loop(_execute(scenario, options, target, api_key))
+    keep_server_log(target, result.run.path)
+    return result
 
 
 def _run_loop(coro: Any) -> Any:
@@ -68,14 +72,59 @@ def _run_loop(coro: Any) -> Any:
         return runner.run(coro)
 
 
-def _resolve_target(scenario: Scenario, stack: ExitStack) -> tuple[str, str | None]:
-    if scenario.target.base_url:
-        return scenario.target.base_url, None
+@dataclass(frozen=True)
+class TargetInfo:
+    base_url: str
+    description: str
+    simulated: bool = False
+    launch_pid: int | None = None
+    launch_command: str | None = None
+    launch_log: Path | None = None
+
+    def manifest_dict(self, endpoint: str) -> dict[str, Any]:
+        info: dict[str, Any] = {"base_url": self.base_url, "endpoint": endpoint, "simulated": self.simulated,
+                                "description": self.description}
+        if self.launch_pid is not None:
+            info["launched"] = {"pid": self.launch_pid, "command": self.launch_command}
+        return info
+
+
+def _resolve_target(scenario: Scenario, stack: ExitStack) -> TargetInfo:
+    target = scenario.target
+    if target.launch is not None and target.base_url:
+        return _launch_server(target.launch, target.base_url, stack)
+    if target.base_url:
+        return TargetInfo(target.base_url, "external server")
     from bench.sim import start_sim  # only needed when no server was given
 
-    profile = scenario.target.sim_profile or "default"
+    profile = target.sim_profile or "default"
     sim = stack.enter_context(start_sim(profile=profile, seed=scenario.seed))
-    return sim.base_url, f"built-in simulator, profile {profile!r}"
+    return TargetInfo(sim.base_url, f"built-in simulator, profile {profile!r}", simulated=True)
+
+
+def _launch_server(launch: Launch, base_url: str, stack: ExitStack) -> TargetInfo:
+    from bench.launch import LaunchedServer, LaunchError, split_command
+
+    fd, name = tempfile.mkstemp(prefix="bench-server-", suffix=".log")
+    os.close(fd)
+    log = Path(name)
+    server = LaunchedServer(launch.command, base_url, log, env=launch.env or None,
+                            ready_timeout_s=launch.ready_timeout_s)
+    try:
+        server.start()
+    except LaunchError as exc:
+        raise RunFailed(f"target.launch: {exc}") from None
+    # Stopped by PID (its process group) however the run ends.
+    stack.callback(server.stop)
+    command = " ".join(split_command(launch.command))
+    return TargetInfo(base_url, "launched server", launch_pid=server.pid, launch_command=command, launch_log=log)
+
+
+def keep_server_log(target: TargetInfo, run_dir: Path) -> None:
+    """Move the launched server's log into the run directory (it is stopped by now)."""
+    log = target.launch_log
+    if log is not None and log.exists() and run_dir.is_dir():
+        shutil.move(str(log), run_dir / SERVER_LOG)
 
 
 def read_api_key(scenario: Scenario) -> str | None:
@@ -94,9 +143,8 @@ def read_api_key(scenario: Scenario) -> str | None:
     return None
 
 
-async def _execute(scenario: Scenario, options: RunOptions, base_url: str, api_key: str | None,
-                   sim_note: str | None) -> RunResult:
-    async with RunSession(scenario, options, base_url, api_key, sim_note) as session:
+async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None) -> RunResult:
+    async with RunSession(scenario, options, target, api_key) as session:
         stages = stage_plans(session.schedule, scenario.load)
         session.ended = await session.runner.run(stages, session.stop)
     return session.result()
@@ -107,13 +155,12 @@ class RunSession:
     writer, runner, signal handling. Used by `bench run` (all stages at once) and by
     `bench sweep` (one stage at a time, deciding the next from the stored results)."""
 
-    def __init__(self, scenario: Scenario, options: RunOptions, base_url: str, api_key: str | None,
-                 sim_note: str | None) -> None:
+    def __init__(self, scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None) -> None:
         self.scenario = scenario
         self.options = options
-        self.base_url = base_url
+        self.target = target
+        self.base_url = target.base_url
         self.api_key = api_key
-        self.sim_note = sim_note
         self.stop = asyncio.Event()
         self.signals: list[str] = []
         self.ended = "failed"
@@ -132,10 +179,13 @@ class RunSession:
                                                 scenario.target.timeouts.connect_s, max(peak, 64)))
         self._cleanup.push_async_callback(self.client.aclose)
         self.model = await _resolve_model(scenario, self.client, self.base_url)
+        server_info = await fetch_server_info(self.base_url)
         prompts = trace_prompts_for(scenario, trace)
         self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts)
         self.writer = RunWriter(_run_dir(scenario, self.options),
-                                _manifest(scenario, self.options, self.base_url, self.model, self.sim_note))
+                                _manifest(scenario, self.options, self.target, self.model))
+        self.writer.manifest.server = server_info
+        self.writer.write_manifest()
         self.sink = _GuardedSink(self.writer, self.stop)
         self.progress = Progress()
         self._install_signals()
@@ -146,6 +196,7 @@ class RunSession:
         t0 = time.perf_counter() + 0.01
         self.writer.manifest.t0_perf_counter = t0
         self.writer.write_manifest()
+        await self._start_scraper(t0)
         self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
         return self
 
@@ -155,6 +206,30 @@ class RunSession:
                 await self.runner.cancel_in_flight() if hasattr(self, "runner") else None
         finally:
             await self._cleanup.aclose()
+
+    async def _start_scraper(self, t0: float) -> None:
+        settings = self.scenario.target.metrics
+        if not settings.enabled:
+            return
+        from bench.promscrape import MetricsScraper
+
+        url = settings.url or f"{_root_url(self.base_url)}/metrics"
+        scraper = MetricsScraper(url, settings.interval_s, clock=lambda: time.perf_counter() - t0)
+        await scraper.start()
+
+        async def finish() -> None:
+            await scraper.stop()
+            self._store_server_metrics(scraper)
+
+        self._cleanup.push_async_callback(finish)
+
+    def _store_server_metrics(self, scraper: Any) -> None:
+        stats = scraper.stats
+        manifest = self.writer.manifest
+        manifest.server["metrics"] = {"url": scraper.url, "scrapes_ok": stats.ok, "scrapes_failed": stats.errors,
+                                      "last_error": stats.last_error}
+        if stats.ok:
+            scraper.to_frame().to_parquet(self.writer.run_dir / SERVER_METRICS, index=False)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -178,6 +253,38 @@ class RunSession:
             reason = f"signal {self.signals[0]}" if self.signals else "stopped"
         self.writer.manifest.stages = self.stage_notes or [_stage_note(s) for s in self.schedule.stages]
         return _finish(self.writer, ended, reason)
+
+
+def _root_url(base_url: str) -> str:
+    root = base_url.rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+async def fetch_server_info(base_url: str) -> dict[str, Any]:
+    """What the server says about itself (vLLM /version, llama.cpp /props, TGI /info)."""
+    import aiohttp
+
+    info: dict[str, Any] = {}
+    root = _root_url(base_url)
+    timeout = aiohttp.ClientTimeout(total=2.0)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for path in ("/version", "/props", "/info"):
+            try:
+                async with session.get(root + path) as resp:
+                    if resp.status == 200 and "json" in resp.content_type:
+                        info[path.strip("/")] = _small(await resp.json())
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                continue  # not every server has every endpoint
+    return info
+
+
+def _small(value: Any) -> Any:
+    """Keep run.json readable: drop long strings (chat templates) and deep nesting."""
+    if isinstance(value, dict):
+        return {k: _small(v) for k, v in list(value.items())[:50] if not (isinstance(v, str) and len(v) > 500)}
+    if isinstance(value, list):
+        return [_small(v) for v in value[:20]]
+    return value
 
 
 def stage_plans(schedule: Schedule, load: Load) -> list[StagePlan]:
@@ -299,16 +406,14 @@ def _run_dir(scenario: Scenario, options: RunOptions) -> Path:
     return options.results_root / f"{stamp}-{scenario.name}"
 
 
-def _manifest(scenario: Scenario, options: RunOptions, base_url: str, model: str,
-              sim_note: str | None) -> Manifest:
+def _manifest(scenario: Scenario, options: RunOptions, target: TargetInfo, model: str) -> Manifest:
     return Manifest(
         schema_version=SCHEMA_VERSION,
         bench_version=__version__,
         name=scenario.name,
         scenario=scenario.model_dump(mode="json"),
         scenario_path=str(options.scenario_path),
-        target={"base_url": base_url, "endpoint": scenario.target.endpoint, "simulated": sim_note is not None,
-                "description": sim_note or "external server"},
+        target=target.manifest_dict(scenario.target.endpoint),
         model=model,
         seed=scenario.seed,
         t0_perf_counter=0.0,

@@ -15,6 +15,8 @@ Inputs are never modified; every function returns a new frame or series.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -43,7 +45,8 @@ def per_request(raw: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
     out["token_source"] = np.where(usage.notna().to_numpy(dtype=bool), "usage", "chunks")
     out["prompt_tokens"] = out["usage_prompt_tokens"].astype("Int64")
     out["schedule_lag_ms"] = (out["sent_s"] - out["scheduled_s"]) * 1e3
-    out["client_overhead_ms"] = (out["sent_s"] - out["submitted_s"]) * 1e3
+    submitted = out["submitted_s"] if "submitted_s" in out else np.nan
+    out["client_overhead_ms"] = (out["sent_s"] - submitted) * 1e3
     out["ttft_ms"] = (out["first_token_s"] - out["sent_s"]) * 1e3
     out["e2e_ms"] = (out["last_token_s"] - out["sent_s"]) * 1e3
     per_choice = out["output_tokens"].astype("float64") / out["n"].clip(lower=1).astype("float64")
@@ -51,7 +54,18 @@ def per_request(raw: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
     out["tpot_ms"] = (out["e2e_ms"] - out["ttft_ms"]) / decode_tokens
     out["output_tokens_per_s"] = out["output_tokens"].astype("float64") / (out["e2e_ms"] / 1e3)
     out["duration_ms"] = (out["end_s"] - out["sent_s"]) * 1e3
-    return out
+    return out.join(server_timing_columns(out))
+
+
+def server_timing_columns(requests: pd.DataFrame) -> pd.DataFrame:
+    """The server's own per-request timings when it streams them (llama.cpp's `timings`):
+    prompt processing ms (~ its TTFT) and generation ms after the first token."""
+    names = {"prompt_ms": "server_prompt_ms", "predicted_ms": "server_predicted_ms",
+             "prompt_n": "server_prompt_n", "predicted_n": "server_predicted_n"}
+    raw = requests["server_timings"] if "server_timings" in requests else pd.Series(index=requests.index)
+    parsed = [json.loads(v) if isinstance(v, str) else {} for v in raw]
+    return pd.DataFrame({new: [p.get(old) for p in parsed] for old, new in names.items()},
+                        index=requests.index, dtype="float64")
 
 
 def itl_gaps(chunks: pd.DataFrame) -> pd.DataFrame:

@@ -84,6 +84,22 @@ class Timeouts(Strict):
     total_s: PositiveFloat = 900.0
 
 
+class Launch(Strict):
+    """A server command bench starts before the run and stops (by PID) after it."""
+
+    command: str | list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    ready_timeout_s: PositiveFloat = 300.0
+
+
+class ServerMetrics(Strict):
+    """Prometheus scraping of the server under test during the run."""
+
+    enabled: bool = True
+    url: str | None = Field(default=None, description="Default: the base URL's root + /metrics.")
+    interval_s: PositiveFloat = 1.0
+
+
 class Target(Strict):
     base_url: str | None = None
     model: str | None = None
@@ -96,6 +112,8 @@ class Target(Strict):
     sim_profile: str | None = Field(
         default=None, description="Profile of the built-in simulator used when no base_url is set."
     )
+    launch: Launch | None = None
+    metrics: ServerMetrics = ServerMetrics()
 
     @field_validator("base_url")
     @classmethod
@@ -311,6 +329,8 @@ class Scenario(Strict):
 
 
 def _requests_needed(scenario: Scenario, source: str) -> None:
+    if scenario.target.launch is not None and scenario.target.base_url is None:
+        raise BenchInputError(f"{source}: target.base_url: required with target.launch (the URL it will serve)")
     if scenario.requests is None and scenario.load.trace is None:
         raise BenchInputError(f"{source}: requests: required field is missing")
     if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":

@@ -36,6 +36,8 @@ JOURNAL = "requests.jsonl"
 CHUNKS = "chunks.parquet"
 REQUESTS = "requests.parquet"
 SUMMARY = "summary.json"
+SERVER_METRICS = "server_metrics.parquet"
+SERVER_LOG = "server.log"
 
 _CHUNK_SCHEMA = pa.schema([
     ("request_id", pa.int64()),
@@ -80,6 +82,7 @@ class Manifest(BaseModel):
     platform: str
     host: str
     client: dict[str, Any] = {}
+    server: dict[str, Any] = {}
     stages: list[dict[str, Any]] = []
     notes: list[str] = []
 

@@ -19,7 +19,16 @@ import pandas as pd
 
 from bench import aggregate, metrics, store
 from bench.errors import BenchInputError
-from bench.execute import RunOptions, RunResult, RunSession, _resolve_target, _run_loop, read_api_key
+from bench.execute import (
+    RunOptions,
+    RunResult,
+    RunSession,
+    TargetInfo,
+    _resolve_target,
+    _run_loop,
+    keep_server_log,
+    read_api_key,
+)
 from bench.runner import StagePlan
 from bench.scenario import Scenario
 from bench.schedule import arrival_offsets
@@ -71,15 +80,17 @@ def run_sweep(scenario: Scenario, options: RunOptions, request: SweepRequest) ->
     from contextlib import ExitStack
 
     with ExitStack() as stack:
-        base_url, sim_note = _resolve_target(scenario, stack)
+        target = _resolve_target(scenario, stack)
         api_key = read_api_key(scenario)
-        return _run_loop(_sweep(scenario, options, request, base_url, api_key, sim_note))
+        outcome: SweepOutcome = _run_loop(_sweep(scenario, options, request, target, api_key))
+    keep_server_log(target, outcome.result.run.path)
+    return outcome
 
 
-async def _sweep(scenario: Scenario, options: RunOptions, request: SweepRequest, base_url: str,
-                 api_key: str | None, sim_note: str | None) -> SweepOutcome:
+async def _sweep(scenario: Scenario, options: RunOptions, request: SweepRequest, target: TargetInfo,
+                 api_key: str | None) -> SweepOutcome:
     max_rate: dict[str, Any] | None = None
-    async with RunSession(scenario, options, base_url, api_key, sim_note) as session:
+    async with RunSession(scenario, options, target, api_key) as session:
         driver = _Driver(session, request)
         try:
             if request.find_max_rate:

@@ -1,0 +1,51 @@
+"""`target.launch` / `--launch`: bench starts the server, runs, and stops it by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from bench.cli import main
+from bench.launch import free_port
+from benchtest import write_scenario
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_launched_server_is_used_logged_and_stopped(scenario_dir):
+    port = free_port()
+    path = write_scenario(scenario_dir, {
+        "requests": {"synthetic": {"prompt_tokens": 8, "output_tokens": 4}},
+        "load": {"concurrency": 2, "max_requests": 6},
+    })
+    out = scenario_dir / "run"
+    code = main(["run", str(path), "--quiet", "--no-report", "--out", str(out),
+                 "--base-url", f"http://127.0.0.1:{port}/v1",
+                 "--launch", f"{sys.executable} -m bench.sim --port {port} --profile zero"])
+    assert code == 0
+    manifest = json.loads((out / "run.json").read_text())
+    launched = manifest["target"]["launched"]
+    assert "bench.sim" in launched["command"]
+    assert not _alive(launched["pid"])
+    assert "bench-sim ready" in (out / "server.log").read_text()
+    assert (out / "server_metrics.parquet").exists()
+
+
+def test_a_server_that_never_starts_fails_the_run_with_its_log_tail(scenario_dir, capsys):
+    path = write_scenario(scenario_dir, {
+        "target": {"launch": {"command": [sys.executable, "-c", "print('boom at start'); raise SystemExit(3)"],
+                              "ready_timeout_s": 20},
+                   "base_url": f"http://127.0.0.1:{free_port()}/v1"},
+        "requests": {"synthetic": {"prompt_tokens": 8}},
+        "load": {"concurrency": 1, "max_requests": 1},
+    })
+    assert main(["run", str(path), "--quiet", "--out", str(scenario_dir / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "target.launch" in err and "code 3" in err and "boom at start" in err
