@@ -1,11 +1,21 @@
 """`bench compare`: percentiles of several runs side by side, ratios to the first run, and a
-seeded bootstrap 95 % CI of each difference, so that noise is called noise.
+seeded bootstrap confidence interval of each difference, so that noise is called noise.
 
 The first run is the baseline. Per metric and statistic, the difference is run - baseline;
-"not significant" when its interval contains 0. ITL gaps are resampled in blocks of
-ITL_BLOCK_S seconds of run time (cluster bootstrap): concurrent streams share the server's
-decode steps, so one slow step lengthens a gap in every stream at once. Treating gaps as
-independent would call a momentary hiccup of either run "significant".
+"not significant" when its interval contains 0. Samples are resampled in blocks of BLOCK_S
+seconds of run time (cluster bootstrap; requests by send time, ITL gaps by arrival time):
+concurrent requests share the server's batch and the client's CPU, so one slow step or one
+scheduling hiccup moves many samples at once. Treating them as independent would call a
+momentary hiccup of either run "significant".
+
+The intervals are simultaneous: FAMILY_CONFIDENCE (95 %) holds for the whole table of one run
+against the baseline (Bonferroni over its metric x statistic cells). With 20 cells at 95 %
+each, two identical runs would show about one "significant" cell by chance alone.
+
+A difference smaller than MIN_EFFECT of the baseline is reported "not significant (< 5 %)"
+even when its interval excludes 0: two runs of one scenario on one shared machine differ by
+that much (CPU contention, timer jitter), and the bootstrap, which sees one run of each,
+cannot know it. Tighten it with `--min-effect` on a quiet, tuned machine.
 """
 
 from __future__ import annotations
@@ -33,7 +43,10 @@ THROUGHPUT = (("requests/s (run)", "requests_per_s"), ("output tokens/s (run)", 
 # Scenario sections that must match for a comparison to compare like with like.
 SCENARIO_SECTIONS = (("prompts", "requests"), ("load", "load"), ("sampling", "sampling"))
 COMPARE_MD, COMPARE_HTML = "compare.md", "compare.html"
-ITL_BLOCK_S = 1.0
+BLOCK_S = 0.25
+MIN_EFFECT = 0.05  # relative to the baseline value
+FAMILY_CONFIDENCE = 0.95
+N_RESAMPLES = 2000  # the Bonferroni tails (0.125 % each) need more resamples than a plain 95 % CI
 
 
 @dataclass(frozen=True)
@@ -58,19 +71,49 @@ class Comparison:
     warnings: list[str]
     seed: int
     n_resamples: int
+    min_effect: float = MIN_EFFECT
+
+
+def min_samples(statistic: str) -> int:
+    """Samples a statistic needs in each run: pNN needs 1/(1-p) (p99: 100), as the validity checks say."""
+    if statistic == "mean":
+        return 2
+    return int(np.ceil(1.0 / (1.0 - float(statistic[1:]) / 100.0) - 1e-9))
+
+
+def verdict(diff: stats.DiffCI, min_effect: float = MIN_EFFECT) -> str:
+    """higher / lower / not significant (CI contains 0, or under min_effect of the baseline) / n/a."""
+    need = min_samples(diff.statistic)
+    if min(diff.n_a, diff.n_b) < need:
+        return f"n/a (n < {need})"  # a p99 of 60 samples is a maximum; no verdict on it
+    if not diff.significant:
+        return diff.verdict  # "not significant", or "n/a" without an interval
+    if np.isfinite(diff.a) and abs(diff.diff) < min_effect * abs(diff.a):
+        return f"not significant (< {min_effect:.0%})"
+    return diff.verdict
+
+
+def is_significant(diff: stats.DiffCI | None, min_effect: float = MIN_EFFECT) -> bool:
+    return diff is not None and verdict(diff, min_effect) in ("higher", "lower")
 
 
 def run_metric_samples(run: Run) -> dict[str, Sample]:
     ok = figures.measured_ok(run)
-    out = {m: Sample(ok[m].to_numpy(dtype="float64", na_value=np.nan))
+    sent_blocks = np.floor(ok["sent_s"].to_numpy(dtype="float64") / BLOCK_S)
+    out = {m: Sample(ok[m].to_numpy(dtype="float64", na_value=np.nan), sent_blocks)
            for m in ("ttft_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s")}
     itl = run.itl
-    blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / ITL_BLOCK_S)
-    out["itl_ms"] = Sample(itl["itl_ms"].to_numpy(dtype="float64"), blocks)
+    gap_blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / BLOCK_S)
+    out["itl_ms"] = Sample(itl["itl_ms"].to_numpy(dtype="float64"), gap_blocks)
     return out
 
 
-def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = stats.N_RESAMPLES,
+def cell_confidence() -> float:
+    """Per-cell confidence giving FAMILY_CONFIDENCE over one run's table (Bonferroni)."""
+    return 1.0 - (1.0 - FAMILY_CONFIDENCE) / (len(METRICS) * len(STATISTICS))
+
+
+def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMPLES, min_effect: float = MIN_EFFECT,
                  samples: Sequence[dict[str, Sample]] | None = None) -> Comparison:
     if len(runs) < 2:
         raise BenchInputError("compare: give at least two run directories")
@@ -84,14 +127,16 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = stats.N_
             per_run.append(stats.bootstrap_diff(
                 base[metric].values, other[metric].values, STATISTICS,
                 groups_a=base[metric].groups, groups_b=other[metric].groups,
-                n_resamples=n_resamples, seed=_derive_seed(seed, m_index, r_index)))
+                n_resamples=n_resamples, seed=_derive_seed(seed, m_index, r_index),
+                confidence=cell_confidence()))
         for stat in STATISTICS:
             values = [stats.point(s[metric].values, stat) for s in samples]
             rows.append(Row(label, metric, stat, values, [None, *(d[stat] for d in per_run)]))
     for label, key in THROUGHPUT:
         values = [_number((r.summary.get("throughput") or {}).get(key)) for r in runs]
         rows.append(Row(label, key, "run", values, [None] * len(runs)))
-    return Comparison([figures.run_label(r) for r in runs], rows, scenario_mismatches(runs), seed, n_resamples)
+    return Comparison([figures.run_label(r) for r in runs], rows, scenario_mismatches(runs), seed, n_resamples,
+                      min_effect)
 
 
 def scenario_mismatches(runs: Sequence[Run]) -> list[str]:
@@ -116,7 +161,7 @@ def scenario_mismatches(runs: Sequence[Run]) -> list[str]:
 def table(cmp: Comparison) -> report.Table:
     header = ["metric", "stat", cmp.labels[0]]
     for other in cmp.labels[1:]:
-        header += [other, f"{other}/{cmp.labels[0]}", "diff [95% CI]", "verdict"]
+        header += [other, f"{other}/{cmp.labels[0]}", f"diff [{FAMILY_CONFIDENCE:.0%} CI]", "verdict"]
     rows = []
     for row in cmp.rows:
         cells = [row.label, row.statistic, report.fmt(row.values[0])]
@@ -126,22 +171,35 @@ def table(cmp: Comparison) -> report.Table:
             if diff is None:
                 cells += ["-", "-"]
             else:
-                cells += [f"{report.fmt(diff.diff)} [{report.fmt(diff.low)}, {report.fmt(diff.high)}]", diff.verdict]
+                cells += [f"{report.fmt(diff.diff)} [{report.fmt(diff.low)}, {report.fmt(diff.high)}]",
+                          verdict(diff, cmp.min_effect)]
         rows.append(cells)
     return report.Table("Comparison (difference = run - first run)", header, rows)
 
 
-def console_table(cmp: Comparison) -> RichTable:
-    t = table(cmp)
-    out = RichTable(title=f"compare (95 % bootstrap CI, {cmp.n_resamples} resamples, seed {cmp.seed})",
-                    title_justify="left")
-    for i, head in enumerate(t.header):
-        out.add_column(head, justify="left" if i < 2 else "right")
-    for cells in t.rows:
-        styled = [f"[bold]{c}[/bold]" if c in ("higher", "lower") else f"[dim]{c}[/dim]" if c == "not significant"
-                  else c for c in cells]
-        out.add_row(*styled)
+def console_tables(cmp: Comparison) -> list[RichTable]:
+    """One table per run against the baseline: narrow enough for a terminal."""
+    full = table(cmp)
+    out = []
+    for k, other in enumerate(cmp.labels[1:]):
+        cols = [0, 1, 2, *range(3 + 4 * k, 7 + 4 * k)]
+        t = RichTable(title=f"{other} vs {cmp.labels[0]} ({FAMILY_CONFIDENCE:.0%} simultaneous bootstrap CI, "
+                            f"{cmp.n_resamples} resamples, "
+                            f"seed {cmp.seed})", title_justify="left")
+        for c in cols:
+            t.add_column(full.header[c], justify="left" if c < 2 else "right", no_wrap=c != 5 + 4 * k)
+        for cells in full.rows:
+            t.add_row(*(_style(cells[c]) for c in cols))
+        out.append(t)
     return out
+
+
+def _style(cell: str) -> str:
+    if cell in ("higher", "lower"):
+        return f"[bold]{cell}[/bold]"
+    if cell.startswith("not significant"):
+        return f"[dim]{cell}[/dim]"
+    return cell
 
 
 def render_markdown(cmp: Comparison, figure_prefix: str, figure_stems: Sequence[str]) -> str:
@@ -158,7 +216,7 @@ def render_markdown(cmp: Comparison, figure_prefix: str, figure_stems: Sequence[
 def render_html(cmp: Comparison, pngs: dict[str, bytes]) -> str:
     title = f"bench compare: {' vs '.join(cmp.labels)}"
     t = table(cmp)
-    classes = [["sig" if c in ("higher", "lower") else "ns" if c == "not significant" else "" for c in row]
+    classes = [["sig" if c in ("higher", "lower") else "ns" if c.startswith("not significant") else "" for c in row]
                for row in t.rows]
     parts = [report.html_head(title), f"<h1>{html.escape(title)}</h1>",
              "".join(f"<p>{html.escape(line)}</p>" for line in _method_note(cmp) if line)]
@@ -181,10 +239,11 @@ def write_compare(cmp: Comparison, runs: Sequence[Run], out_dir: Path) -> list[P
 
 
 def _method_note(cmp: Comparison) -> list[str]:
-    return [f"Baseline: {cmp.labels[0]}. Difference = run - baseline, with a seeded percentile-bootstrap 95 % "
-            f"confidence interval ({cmp.n_resamples} resamples, seed {cmp.seed}; ITL resampled in "
-            f"{ITL_BLOCK_S:g} s blocks of run time). "
-            "\"not significant\": the interval contains 0.", ""]
+    return [f"Baseline: {cmp.labels[0]}. Difference = run - baseline, with a seeded percentile-bootstrap "
+            f"confidence interval, {FAMILY_CONFIDENCE:.0%} simultaneous over the table (Bonferroni: "
+            f"{cell_confidence():.2%} per cell; {cmp.n_resamples} resamples, seed {cmp.seed}; resampled in "
+            f"{BLOCK_S:g} s blocks of run time). \"not significant\": the interval contains 0, or the "
+            f"difference is under {cmp.min_effect:.0%} of the baseline (run-to-run noise of one machine).", ""]
 
 
 def _derive_seed(seed: int, *parts: int) -> int:
