@@ -21,10 +21,8 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 TOKENS = 8  # content chunks of a healthy stream
@@ -310,6 +308,21 @@ class FaultServer:
             i += 1
             await asyncio.sleep(0.1)
 
+    async def b_trickle_edge(self, request: web.Request, text_api: bool) -> web.StreamResponse:
+        """Tokens every 50 ms to 1.35 s, then from 1.46 s on, forever. With idle_s=1 and
+        total_s=2.5 the 1.46 s token re-arms the idle deadline to ~2.46 s; later ones would
+        move it to the 2.5 s total deadline, less than the runner's 5 % re-arm slack (50 ms)
+        later, so it stays at ~2.46 s: a stream that never paused for more than 110 ms times
+        out before its total deadline. Holds for any client-to-server delay under ~39 ms."""
+        resp = await self._sse(request)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times = [0.05 * k for k in range(28)] + [1.46 + 0.05 * k for k in range(200)]
+        for i, at in enumerate(times):
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            await resp.write(_event(_chunk(f" t{i}", text_api=text_api)))
+        return resp
+
     # not a stream at all ------------------------------------------------------------------
 
     async def b_http_400_json(self, request: web.Request, text_api: bool) -> web.StreamResponse:
@@ -421,22 +434,3 @@ def _behaviour(body: dict[str, Any], from_path: str | None) -> str:
         return str(from_path)
     return "ok"
 
-
-# -- scenario helpers ----------------------------------------------------------------------
-# The same as tests/conftest.py's. Importing those with `from conftest import ...` fails when
-# the whole suite is collected: tests/sim/conftest.py is then the module named `conftest`.
-
-
-def write_scenario(directory: Path, data: dict[str, Any], name: str = "scenario.yaml") -> Path:
-    path = directory / name
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def run_in_process(directory: Path, data: dict[str, Any], out: str = "run") -> Any:
-    from bench.execute import RunOptions, run_scenario
-    from bench.scenario import load_scenario
-
-    path = write_scenario(directory, data)
-    return run_scenario(load_scenario(path), RunOptions(scenario_path=path, out_dir=directory / out,
-                                                        show_progress=False))

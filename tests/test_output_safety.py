@@ -18,7 +18,8 @@ from bench.cli import main
 from bench.errors import BenchInputError
 from bench.execute import RunOptions, run_scenario
 from bench.scenario import load_scenario
-from faultserver import FaultServer, write_scenario
+from benchtest import write_scenario
+from faultserver import FaultServer
 
 REPO = Path(__file__).resolve().parents[1]
 FSIZE_LIMIT = 64 * 1024  # bytes per file: run.json fits, the journal outgrows it after ~12 records

@@ -17,7 +17,8 @@ import pytest
 
 from bench.client import ClientConfig
 from bench.cli import main
-from faultserver import FaultServer, run_in_process, write_scenario
+from benchtest import run_in_process, write_scenario
+from faultserver import FaultServer
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "BENCH_TEST_SECRET_KEY"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from faultserver import TOKENS, FaultServer, refused_port, run_in_process, unanswered_port
+from benchtest import run_in_process
+from faultserver import TOKENS, FaultServer, refused_port, unanswered_port
 
 TIMEOUTS = {"connect_s": 2.0, "ttft_s": 1.0, "idle_s": 0.6, "total_s": 2.5}
 
@@ -161,12 +162,13 @@ def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):
     assert (no_done["output_tokens"] == TOKENS).all() and (no_done["finish_reason"] == "stop").all()
     assert (~no_done["done_seen"]).all()
     for behaviour, limit in (("ttft_silent", "ttft_s"), ("ttft_pings", "ttft_s"), ("trickle", "total_s")):
+        # The deadline runs from before connecting, the duration from the send.
         duration = by.get_group(behaviour)["duration_ms"] / 1e3
-        assert duration.between(TIMEOUTS[limit] - 0.01, TIMEOUTS[limit] + 0.5).all(), (behaviour, duration)
+        assert duration.between(TIMEOUTS[limit] - 0.1, TIMEOUTS[limit] + 0.5).all(), (behaviour, duration)
     assert by.get_group("ttft_pings")["ttft_ms"].isna().all()  # a role chunk is not a token
     stall = by.get_group("stall")
-    idle_end = (stall["end_s"] - stall["last_token_s"])
-    assert idle_end.between(TIMEOUTS["idle_s"] - 0.01, TIMEOUTS["idle_s"] * 1.05 + 0.5).all(), idle_end
+    idle_end = stall["end_s"] - stall["last_token_s"]  # the runner re-arms with 5 % slack
+    assert idle_end.between(TIMEOUTS["idle_s"] * 0.95 - 0.01, TIMEOUTS["idle_s"] + 0.5).all(), idle_end
     huge = by.get_group("huge_line")
     assert (huge["duration_ms"] < 2000).all()  # cut off, not buffered to the end
 
@@ -180,6 +182,19 @@ def test_keep_alives_after_a_stall_do_not_hold_off_the_idle_timeout(tmp_path):
         result, req = _run(tmp_path, server.base_url, ["stall_pings"], concurrency=2, timeouts=timeouts)
     assert result.ended == "completed"
     assert (req["error_kind"] == "idle_timeout").all(), req["error_kind"].tolist()
+    # ... idle_s after the last token, not at the total deadline
+    assert ((req["end_s"] - req["last_token_s"]) < timeouts["idle_s"] + 0.2).all()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "runner._Attempt._read leaves the deadline up to 5 % of idle_s before the total deadline "
+    "and _timeout_kind then calls it idle_timeout; see the issue 7 report"))
+def test_a_stream_that_never_pauses_ends_as_total_timeout_not_idle(tmp_path):
+    timeouts = {**TIMEOUTS, "idle_s": 1.0, "total_s": 2.5}  # trickle_edge is timed for these
+    with FaultServer() as server:
+        result, req = _run(tmp_path, server.base_url, ["trickle_edge"], concurrency=2, timeouts=timeouts)
+    assert result.ended == "completed"
+    assert (req["error_kind"] == "total_timeout").all(), req["error_kind"].tolist()
 
 
 def test_completions_endpoint_faults(tmp_path):
