@@ -92,6 +92,15 @@ async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
         box.append(time.perf_counter())
 
 
+_REUSED = -1.0  # marker in the sent box: this attempt went out on a pooled keep-alive connection
+
+
+async def _on_reuse(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    box = _SENT_BOX.get()
+    if box is not None:
+        box.append(_REUSED)
+
+
 def _session_factory(max_connections: int) -> Any:
     def make() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
@@ -99,6 +108,7 @@ def _session_factory(max_connections: int) -> Any:
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(_on_sent)
         trace.on_request_chunk_sent.append(_on_sent)
+        trace.on_connection_reuseconn.append(_on_reuse)
         return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
 
     return make
@@ -110,6 +120,7 @@ class StreamResponse:
     def __init__(self, response: httpx2.Response, sent_at: float | None) -> None:
         self._response = response
         self.sent_at = sent_at
+        self.reconnected = False
         self.status = response.status_code
         self.server_request_id = response.headers.get("x-request-id")
         self.content_type = response.headers.get("content-type", "")
@@ -152,6 +163,10 @@ class StreamResponse:
             pass  # closing an already broken stream: its error was recorded when reading
 
 
+class _StaleConnection(Exception):
+    """A reused keep-alive connection was already closed by the server."""
+
+
 class StreamClient:
     """One AsyncOpenAI client for the whole run, its pool sized above the peak in flight."""
 
@@ -175,7 +190,20 @@ class StreamClient:
         self._secret = config.api_key
 
     async def open_stream(self, path: str, body: bytes) -> StreamResponse:
-        """POST `body` (JSON bytes) to `path`; raise ClientError on any failure to start."""
+        """POST `body` (JSON bytes) to `path`; raise ClientError on any failure to start.
+
+        One transparent reconnect, and only one: when a pooled keep-alive connection turns
+        out to have been closed by the server (llama.cpp closes after each stream) before any
+        response. The request never reached the server, so this is not a retry of a failure.
+        """
+        try:
+            return await self._open(path, body)
+        except _StaleConnection:
+            response = await self._open(path, body, allow_stale=False)
+            response.reconnected = True
+            return response
+
+    async def _open(self, path: str, body: bytes, allow_stale: bool = True) -> StreamResponse:
         box: list[float] = []
         token = _SENT_BOX.set(box)
         try:
@@ -184,10 +212,14 @@ class StreamClient:
         except openai.APIStatusError as exc:
             raise self._redact(_status_error(exc)) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
-            raise self._redact(ClientError(_connection_kind(exc), _describe(exc))) from None
+            kind = _connection_kind(exc)
+            if allow_stale and kind == "server_disconnected" and _REUSED in box:
+                raise _StaleConnection from None
+            raise self._redact(ClientError(kind, _describe(exc))) from None
         finally:
             _SENT_BOX.reset(token)
-        return StreamResponse(response, box[-1] if box else None)
+        sent = [t for t in box if t != _REUSED]
+        return StreamResponse(response, sent[-1] if sent else None)
 
     async def list_models(self) -> list[str]:
         try:

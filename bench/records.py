@@ -55,6 +55,7 @@ class RequestRecord:
     max_tokens: int | None
     n: int
     done_seen: bool
+    reconnected: bool  # the pooled connection was stale; sent again on a fresh one
     output_chars: int
     chunks: ChunkColumns
     server_timings: dict[str, Any] | None = None

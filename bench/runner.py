@@ -302,6 +302,7 @@ class _Attempt:
         self.timeouts = timeouts
         self.lead = lead
         self.submitted_abs = 0.0
+        self.reconnected = False
         self.recorder = StreamRecorder(t0)
         self.recorder.keep_text = keep_text
         self.sent_abs = 0.0
@@ -331,6 +332,7 @@ class _Attempt:
                     if self.lead is not None:
                         self.lead.observe(response.sent_at - self.submitted_abs)
                 self.http_status = response.status
+                self.reconnected = response.reconnected
                 self.server_request_id = response.server_request_id
                 await self._read(response, deadline, loop, ttft_deadline, total_deadline)
         except TimeoutError:
@@ -408,7 +410,7 @@ class _Attempt:
             retry_after_s=self.retry_after_s, finish_reason=recorder.finish_reason(),
             usage_prompt_tokens=prompt_tokens, usage_completion_tokens=completion_tokens,
             server_request_id=self.server_request_id, max_tokens=spec.max_tokens,
-            n=spec.n, done_seen=recorder.done_seen, output_chars=recorder.output_chars,
+            n=spec.n, done_seen=recorder.done_seen, reconnected=self.reconnected, output_chars=recorder.output_chars,
             chunks=recorder.chunks, server_timings=recorder.server_timings,
         )
 

@@ -56,7 +56,7 @@ REQUEST_DTYPES = {
     "end_s": "float64", "status": "string", "error_kind": "string", "error_message": "string",
     "http_status": "Int64", "retry_after_s": "float64", "finish_reason": "string",
     "usage_prompt_tokens": "Int64", "usage_completion_tokens": "Int64", "server_request_id": "string",
-    "max_tokens": "Int64", "n": "int64", "done_seen": "bool", "output_chars": "int64",
+    "max_tokens": "Int64", "n": "int64", "done_seen": "bool", "reconnected": "bool", "output_chars": "int64",
 }
 
 

@@ -9,7 +9,7 @@ from bench.store import REQUEST_DTYPES
 
 def _raw(rows):
     base = {k: None for k in REQUEST_DTYPES}
-    base.update(stage=0, phase="measure", variant="", block=0, conversation=-1, turn=0, prompt_index=0, submitted_s=0.0, n=1, done_seen=True,
+    base.update(stage=0, phase="measure", variant="", block=0, conversation=-1, turn=0, prompt_index=0, submitted_s=0.0, n=1, done_seen=True, reconnected=False,
                 output_chars=0, status="ok")
     frame = pd.DataFrame([{**base, **r} for r in rows])
     return frame.astype(REQUEST_DTYPES)
