@@ -47,6 +47,7 @@ class StreamRecorder:
         self.first_token_t: float | None = None
         self.finish_reasons: dict[int, str] = {}
         self.usage: dict[str, Any] | None = None
+        self._final_usages: list[dict[str, Any]] = []  # usage-only chunks (choices == [])
         self.server_timings: dict[str, Any] | None = None
         self.output_chars = 0
         self.text_parts: list[str] = []
@@ -154,6 +155,7 @@ class StreamRecorder:
         choices = event.get("choices") or []
         kind, choice_index = self._classify(choices)
         if kind == KIND_OTHER and not choices and usage:
+            self._final_usages.append(usage)
             kind = KIND_USAGE
         tokens = self._tokens(kind, usage)
         if self.first_token_t is None and kind in (KIND_CONTENT, KIND_REASONING):
@@ -211,6 +213,13 @@ class StreamRecorder:
         return reasons[0] if len(set(reasons)) == 1 else ",".join(reasons)
 
     def usage_tokens(self) -> tuple[int | None, int | None]:
+        if len(self._final_usages) > 1:
+            # llama.cpp with n > 1 sends one usage chunk per choice, each counting only its
+            # own completion; vLLM sends one for all. Sum completions, keep the prompt once.
+            completions = [u.get("completion_tokens") for u in self._final_usages]
+            prompt = self._final_usages[-1].get("prompt_tokens")
+            if all(isinstance(c, int) for c in completions):
+                return (prompt if isinstance(prompt, int) else None, sum(completions))
         if not self.usage:
             return None, None
         prompt = self.usage.get("prompt_tokens")

@@ -93,3 +93,14 @@ def test_error_event_in_stream():
     with pytest.raises(StreamProtocolError) as info:
         rec.feed(1.0, _event({"error": {"message": "boom"}}))
     assert info.value.kind == "server_error_event"
+
+
+def test_one_usage_chunk_per_choice_is_summed():
+    # llama.cpp with n=2: each choice ends with its own usage chunk counting its own tokens
+    rec = StreamRecorder(0.0)
+    usage = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+    rec.feed(1.0, _event(usage) + _event(usage) + b"data: [DONE]\n\n")
+    assert rec.usage_tokens() == (5, 6)
+    single = StreamRecorder(0.0)
+    single.feed(1.0, _event({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6}}))
+    assert single.usage_tokens() == (5, 6)
