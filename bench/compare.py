@@ -135,23 +135,23 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMP
     for label, key in THROUGHPUT:
         values = [_number((r.summary.get("throughput") or {}).get(key)) for r in runs]
         rows.append(Row(label, key, "run", values, [None] * len(runs)))
-    return Comparison([figures.run_label(r) for r in runs], rows, scenario_mismatches(runs), seed, n_resamples,
+    return Comparison(figures.run_labels(runs), rows, scenario_mismatches(runs), seed, n_resamples,
                       min_effect)
 
 
 def scenario_mismatches(runs: Sequence[Run]) -> list[str]:
     """One line per way a run's scenario differs from the baseline's (model, prompts, load, sampling)."""
     base = runs[0]
+    labels = figures.run_labels(runs)
     out = []
-    for run in runs[1:]:
-        name = figures.run_label(run)
+    for name, run in zip(labels[1:], runs[1:], strict=True):
         if run.manifest.model != base.manifest.model:
             out.append(f"{name}: model {run.manifest.model!r} differs from {base.manifest.model!r}")
         for label, key in SCENARIO_SECTIONS:
             mine, theirs = base.manifest.scenario.get(key), run.manifest.scenario.get(key)
             differing = _diff_keys(mine, theirs)
             if differing:
-                out.append(f"{name}: {label} ({key}:) differ from {figures.run_label(base)}: {differing}")
+                out.append(f"{name}: {label} ({key}:) differ from {labels[0]}: {differing}")
     return out
 
 
@@ -161,7 +161,7 @@ def scenario_mismatches(runs: Sequence[Run]) -> list[str]:
 def table(cmp: Comparison) -> report.Table:
     header = ["metric", "stat", cmp.labels[0]]
     for other in cmp.labels[1:]:
-        header += [other, f"{other}/{cmp.labels[0]}", f"diff [{FAMILY_CONFIDENCE:.0%} CI]", "verdict"]
+        header += [other, "ratio", f"diff [{FAMILY_CONFIDENCE:.0%} CI]", "verdict"]
     rows = []
     for row in cmp.rows:
         cells = [row.label, row.statistic, report.fmt(row.values[0])]

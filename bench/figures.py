@@ -41,6 +41,19 @@ def run_label(run: Run) -> str:
     return run.path.name or run.name
 
 
+def run_labels(runs: Sequence[Run]) -> list[str]:
+    """Distinct labels for several runs: the directory name, with its parent or a number if needed.
+
+    Plots key their series by label; two runs called `run` would otherwise draw as one.
+    """
+    labels = [run_label(r) for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{r.path.parent.name}/{r.path.name}" for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
+    return labels
+
+
 def measured_ok(run: Run) -> pd.DataFrame:
     req = run.requests
     return req[(req["phase"] == "measure") & (req["status"] == "ok")]
@@ -197,7 +210,8 @@ def run_figures(run: Run) -> dict[str, Figure]:
 
 def compare_figures(runs: Sequence[Run], samples: Mapping[str, Mapping[str, np.ndarray]] | None = None
                     ) -> dict[str, Figure]:
-    samples = samples if samples is not None else {run_label(r): run_samples(r) for r in runs}
+    if samples is None:
+        samples = {label: run_samples(r) for label, r in zip(run_labels(runs), runs, strict=True)}
     return {"compare_cdf": cdf_figure(samples, "Latency CDFs, overlaid"),
             "compare_ladder": ladder_figure(samples, "Percentile ladder, overlaid")}
 
@@ -207,9 +221,9 @@ def plot_runs(runs: Sequence[Run]) -> dict[str, Figure]:
     if len(runs) == 1:
         return run_figures(runs[0])
     figs: dict[str, Figure] = {}
-    for run in runs:
+    for label, run in zip(run_labels(runs), runs, strict=True):
         for stem, fig in run_figures(run).items():
-            figs[f"{run_label(run)}-{stem}"] = fig
+            figs[f"{label.replace('/', '-').replace(' #', '-')}-{stem}"] = fig
     figs.update(compare_figures(runs))
     return figs
 

@@ -140,7 +140,9 @@ def in_flight_over_time(requests: pd.DataFrame) -> pd.DataFrame:
 def token_rate(chunks: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
     """Output tokens per second in consecutive `bin_s` bins from t=0: `t_s` (bin start), `tokens_per_s`.
 
-    A chunk counts its `tokens` when the server said, else 1 (as in `per_request`).
+    A chunk counts its `tokens` when the server said, else 1 (as in `per_request`). The last
+    bin is divided by the time it covers up to the last token, not by `bin_s`: a run ending
+    just after a bin boundary would otherwise show a collapse of throughput that never was.
     """
     if bin_s <= 0:
         raise ValueError("bin_s must be positive")
@@ -151,7 +153,9 @@ def token_rate(chunks: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
     counts = tok["tokens"].fillna(1).to_numpy(dtype="float64")
     bins = np.floor(np.clip(t, 0.0, None) / bin_s).astype("int64")
     sums = np.bincount(bins, weights=counts)
-    return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / bin_s})
+    spans = np.full(sums.size, bin_s)
+    spans[-1] = max(float(t.max()) - (sums.size - 1) * bin_s, 1e-3 * bin_s)
+    return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / spans})
 
 
 def meets_slo(requests: pd.DataFrame, limits: dict[str, float]) -> pd.Series:

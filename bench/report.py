@@ -82,9 +82,9 @@ def report_tables(run: Run) -> list[Table]:
     """Everything tabular in the report, in order."""
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
-    stages = stages_table(summary)
-    if stages is not None:
-        tables.append(stages)
+    for optional in (slo_table(summary), stages_table(summary), variants_table(summary)):
+        if optional is not None:
+            tables.append(optional)
     return tables
 
 
@@ -139,6 +139,46 @@ def errors_table(summary: dict[str, Any]) -> Table:
     errors = (summary.get("requests") or {}).get("errors") or {}
     rows = [[kind, fmt(count)] for kind, count in sorted(errors.items())] or [["none", "0"]]
     return Table("Errors by kind", ["kind", "count"], rows)
+
+
+def slo_table(summary: dict[str, Any]) -> Table | None:
+    """The scenario's SLO, when it has one: limits, values at the percentile, shares, goodput."""
+    slo = summary.get("slo")
+    if not isinstance(slo, dict) or not slo.get("limits"):
+        return None
+    pct = slo.get("percentile")
+    pname = f"p{pct:g}" if isinstance(pct, (int, float)) else "p?"
+    values = slo.get("value_at_percentile") or {}
+    shares = slo.get("share_meeting") or {}
+    rows = [[metric, fmt(limit), fmt(values.get(metric)),
+             "yes" if values.get(metric) is not None and values[metric] <= limit else "NO",
+             _share(shares.get(metric))] for metric, limit in slo["limits"].items()]
+    rows.append(["all limits", "", "", "yes" if slo.get("met") else "NO", _share(slo.get("share_meeting_all"))])
+    rows.append(["goodput", "", "", "", f"{fmt(slo.get('goodput_requests_per_s'))} req/s, "
+                                        f"{fmt(slo.get('goodput_output_tokens_per_s'))} tok/s"])
+    return Table(f"SLO (limits at {pname})", ["metric", "limit", f"value at {pname}", "met", "share of requests"], rows)
+
+
+def variants_table(summary: dict[str, Any]) -> Table | None:
+    variants = summary.get("variants") or {}
+    if not variants:
+        return None
+    header = ["variant", "requests", "errors", "out tok/req p50", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
+              "E2E p50", "E2E p99"]
+    rows = []
+    for name in sorted(variants):
+        v = variants[name]
+        req = v.get("requests") or {}
+        rows.append([name, fmt(req.get("total")), fmt(sum((req.get("errors") or {}).values())),
+                     fmt((v.get("output_tokens_per_request") or {}).get("p50")),
+                     *(fmt((v.get(m) or {}).get(p)) for m, p in (("ttft_ms", "p50"), ("ttft_ms", "p99"),
+                                                                 ("tpot_ms", "p50"), ("tpot_ms", "p99"),
+                                                                 ("e2e_ms", "p50"), ("e2e_ms", "p99")))])
+    return Table("Per variant (ms)", header, rows)
+
+
+def _share(value: Any) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{value:.1%}"
 
 
 def stages_table(summary: dict[str, Any]) -> Table | None:

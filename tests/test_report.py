@@ -151,3 +151,17 @@ def test_csv_is_long_format_with_one_value_per_line():
     frame = pd.DataFrame(rows[1:], columns=rows[0])
     assert not frame.duplicated(["scope", "metric", "statistic"]).any()
     assert frame.set_index(["metric", "statistic"]).loc[("errors", "http_500"), "value"] == "3"
+
+
+def test_slo_and_variant_tables_appear_when_the_run_has_them():
+    base = make_run(n=300)
+    requests = base.requests.copy()
+    requests["variant"] = np.where(np.arange(len(requests)) % 2, "short", "long")
+    summary = aggregate.summarize(requests, base.chunks, 10.0, {"ttft_ms": 60.0, "tpot_ms": 5.0, "percentile": 90})
+    run = bench.results.Run(base.path, base.manifest, requests, base.chunks, summary)
+    tables = {t.title: t for t in report.report_tables(run)}
+    slo = tables["SLO (limits at p90)"]
+    assert ["ttft_ms", "60.00", "50.00", "yes", "100.0%"] in slo.rows
+    assert ["tpot_ms", "5.00", "10.00", "NO", "0.0%"] in slo.rows
+    assert [row[0] for row in tables["Per variant (ms)"].rows] == ["long", "short"]
+    assert "SLO" not in {t.title[:3] for t in report.report_tables(make_run(n=50))}
