@@ -8,6 +8,8 @@ tests/sim/test_faults.py holds that basename and pytest's rootless imports would
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from benchtest import run_in_process
@@ -81,7 +83,10 @@ def test_the_run_completes_with_one_record_per_request_and_no_retries(chat_run):
     assert result.ended == "completed"
     expected_total = 2 * (len(HEALTHY) - 1 + len(EXPECTED)) * CYCLES
     assert len(req) == expected_total == req["request_id"].nunique()
-    assert len(seen) == expected_total  # the server saw each request once: retries are off
+    # the server saw each request once: retries are off (close_early: see the xfail below)
+    sent = Counter(s["behaviour"] for s in seen if s["behaviour"] != "close_early")
+    recorded = Counter(req.loc[req["behaviour"] != "close_early", "behaviour"])
+    assert sent == recorded, (sent - recorded, recorded - sent)
     errors = req["error_kind"].dropna().value_counts().to_dict()
     assert result.run.summary["requests"]["errors"] == {k: int(v) for k, v in sorted(errors.items())}
 
@@ -171,6 +176,21 @@ def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):
     assert idle_end.between(TIMEOUTS["idle_s"] * 0.95 - 0.01, TIMEOUTS["idle_s"] + 0.5).all(), idle_end
     huge = by.get_group("huge_line")
     assert (huge["duration_ms"] < 2000).all()  # cut off, not buffered to the end
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "client.open_stream's stale-connection reconnect (822c588) also fires when the server read "
+    "the request and then closed: the POST goes out twice, and the failed record says "
+    "reconnected=False; see the issue 7 report"))
+def test_a_request_the_server_received_is_not_sent_again_unrecorded(tmp_path):
+    # concurrency 1: close_early always goes out on the keep-alive connection "ok" used
+    with FaultServer() as server:
+        result, req = _run(tmp_path, server.base_url, ["ok", "close_early"], concurrency=1)
+        seen = [s["behaviour"] for s in server.seen]
+    dropped = req[req["behaviour"] == "close_early"]
+    assert (dropped["error_kind"] == "server_disconnected").all()
+    resent = seen.count("close_early") - len(dropped)
+    assert resent == 0 or dropped["reconnected"].sum() == resent, (seen, dropped["reconnected"].tolist())
 
 
 @pytest.mark.xfail(strict=True, reason=(
