@@ -36,7 +36,7 @@ def test_latency_rises_and_throughput_saturates() -> None:
     assert m[128]["ttft_ms"] == pytest.approx(p[128]["ttft_ms"], rel=0.3), report
     # Single stream: ITL is exactly one decode step of a batch of one.
     assert m[1]["itl_p50_ms"] == pytest.approx(
-        profile.decode_ms_base + profile.decode_ms_per_seq, abs=0.3), report
+        profile.decode_ms_base + profile.decode_ms_per_seq, abs=0.5), report
 
 
 def test_kv_budget_limits_the_batch() -> None:
