@@ -237,7 +237,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     outcome = run_sweep(scenario, options, request)
     run = outcome.result.run
     if args.json:
-        print(json.dumps({"summary": run.summary, "stages": outcome.stages, "max_rate": outcome.max_rate}, indent=2))
+        print(json.dumps({"summary": run.summary, "stages": outcome.stages, "max_rate": outcome.max_rate,
+                          "saturation_stage": outcome.saturation_stage}, indent=2))
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({outcome.result.ended})", str(run.path), [])
         print_stages(outcome.stages, outcome.max_rate)

@@ -126,6 +126,8 @@ def print_stages(stages: list[dict[str, Any]], max_rate: dict[str, Any] | None) 
     for st in stages:
         load = f"rate {st['rate']:.3g}/s" if st.get("rate") is not None else f"concurrency {st['concurrency']}"
         note = "SATURATED (cut short)" if st.get("saturated") else st.get("note", "")
+        if st.get("knee"):
+            note = (note + "; " if note else "") + "knee: server stops keeping up"
         table.add_row(str(st["index"]), load, _fmt(st.get("achieved_requests_per_s")),
                       _fmt(st.get("output_tokens_per_s")), _fmt(st.get("ttft_p99_ms")),
                       "met" if st.get("slo_met") else "NOT met", note)

@@ -59,6 +59,31 @@ class SweepOutcome:
     stages: list[dict[str, Any]] = field(default_factory=list)
     max_rate: dict[str, Any] | None = None
 
+    @property
+    def saturation_stage(self) -> int | None:
+        return saturation_stage(self.stages)
+
+
+KNEE_SHORTFALL = 0.10  # achieved below offered by more than this: the server stopped keeping up
+KNEE_OF_PEAK = 0.90  # or throughput within this share of the best measured: the curve flattens
+
+
+def saturation_stage(stages: list[dict[str, Any]]) -> int | None:
+    """The knee of the throughput curve: the lowest-rate stage where the server stopped
+    keeping up (cut short, or achieved more than KNEE_SHORTFALL below offered) or where
+    throughput reached KNEE_OF_PEAK of the best any stage measured."""
+    rates = sorted((n for n in stages if n.get("rate") is not None), key=lambda n: n["rate"])
+    peak = max((n.get("achieved_requests_per_s") or 0.0 for n in stages), default=0.0)
+    for note in rates:
+        achieved = note.get("achieved_requests_per_s")
+        if note.get("saturated") or achieved is None:
+            return int(note["index"])
+        if achieved < (1 - KNEE_SHORTFALL) * note["rate"] or (peak > 0 and achieved >= KNEE_OF_PEAK * peak):
+            return int(note["index"])
+    # Every rate was served: the saturation point is the measured maximum throughput (--auto).
+    closed = [n for n in stages if n.get("rate") is None and n.get("achieved_requests_per_s") == peak and peak > 0]
+    return int(closed[0]["index"]) if closed and len(closed) < len(stages) else None
+
 
 @dataclass(frozen=True)
 class SweepRequest:
@@ -99,6 +124,9 @@ async def _sweep(scenario: Scenario, options: RunOptions, request: SweepRequest,
                 await driver.run_points()
             session.ended = "interrupted" if session.stop.is_set() else "completed"
         finally:
+            knee = saturation_stage(driver.notes)
+            for note in driver.notes:
+                note["knee"] = note["index"] == knee
             session.stage_notes = driver.notes
             if max_rate is not None:
                 session.writer.manifest.notes.append(f"highest rate meeting the SLO: {max_rate['rate']}")

@@ -141,6 +141,7 @@ def test_multi_turn_sends_the_replies_actually_received(scenario_dir):
     assert len(later) == 8
 
 
+@pytest.mark.slow
 def test_sweep_auto_rises_then_flattens_and_marks_saturation(scenario_dir, capsys):
     from bench.cli import main
 
@@ -166,3 +167,35 @@ def test_sweep_auto_rises_then_flattens_and_marks_saturation(scenario_dir, capsy
     ttft = [s["ttft_p99_ms"] for s in stages[2:]]
     assert ttft[-1] > ttft[0]
     assert stages[0]["achieved_requests_per_s"] < achieved[0]
+    knee = out["saturation_stage"]
+    assert knee is not None  # marked: a rate point near capacity, or the max-throughput point
+    assert stages[knee]["knee"] and sum(s["knee"] for s in stages) == 1
+    assert stages[knee]["achieved_requests_per_s"] >= 0.9 * peak or \
+        stages[knee]["achieved_requests_per_s"] < 0.9 * stages[knee]["rate"]
+
+
+@pytest.mark.slow
+def test_find_max_rate_lands_near_the_profile_prediction(scenario_dir, capsys):
+    from bench.cli import main
+    from bench.sim.profile import load_profile, predict
+
+    profile = {"models": ["sim-small"], "max_num_seqs": 64, "decode_ms_base": 10.0, "decode_ms_per_seq": 1.0,
+               "prefill_ms_per_token": 0.0, "output_len": {"dist": "fixed", "mean": 32}}
+    slo_tpot = 20.0
+    # Predicted: the largest steady concurrency whose per-token time meets the SLO, as a rate.
+    model = load_profile(profile)
+    best = max((c for c in range(1, 65) if predict(model, c, 16, 32)["itl_ms"] <= slo_tpot))
+    predicted_rate = predict(model, best, 16, 32)["requests_per_s"]
+    with start_sim(profile=profile, seed=4) as sim:
+        path = scenario_dir / "s.yaml"
+        path.write_text(json.dumps({
+            "target": {"base_url": sim.base_url}, "requests": {"synthetic": {"prompt_tokens": 16, "output_tokens": 32}},
+            "sampling": {"extra_body": {"ignore_eos": True}}, "load": {"rate": 1, "duration": 1},
+            "slo": {"tpot_ms": slo_tpot, "percentile": 50}}))
+        code = main(["sweep", str(path), "--find-max-rate", "--start-rate", "4", "--stage-duration", "5",
+                     "--out", str(scenario_dir / "search"), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    found = out["max_rate"]["rate"]
+    print(f"predicted {predicted_rate:.2f} req/s, found {found} req/s, points {out['max_rate']['points']}")
+    assert found == pytest.approx(predicted_rate, rel=0.15)
