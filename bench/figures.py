@@ -107,13 +107,23 @@ def stage_frame(run: Run) -> pd.DataFrame | None:
 
 
 def saturation_row(stages: pd.DataFrame) -> int | None:
-    """Index of the first stage that saturated: flagged so by the run, or achieving less than offered."""
+    """Index of the first stage that saturated (the knee), or None.
+
+    A stage saturated when the run flagged it so, or when its efficiency (completed requests/s
+    over offered requests/s) falls SATURATION_SHORTFALL below the best of the stages before
+    it. Relative, not absolute: a short stage's throughput window includes the drain of its
+    last requests, so even an idle server "achieves" a few per cent less than offered.
+    """
+    best = 0.0
     for i, row in stages.iterrows():
         if row["saturated"]:
             return int(i)
-        if row["offered_known"] and np.isfinite(row["requests_per_s"]) and np.isfinite(row["offered_rate"]) \
-                and row["requests_per_s"] < (1.0 - SATURATION_SHORTFALL) * row["offered_rate"]:
+        if not (row["offered_known"] and np.isfinite(row["requests_per_s"]) and row["offered_rate"] > 0):
+            continue
+        efficiency = row["requests_per_s"] / row["offered_rate"]
+        if best > 0 and efficiency < (1.0 - SATURATION_SHORTFALL) * best:
             return int(i)
+        best = max(best, efficiency)
     return None
 
 

@@ -26,6 +26,7 @@ LADDER_TICKS = {2.0: "p50", 10.0: "p90", 100.0: "p99", 1e3: "p99.9", 1e4: "p99.9
 LADDER_MAX_X = 1e4
 _CDF_GRID = np.concatenate([np.linspace(0.0, 0.99, 400), 1.0 - np.logspace(-2, -5, 100)[1:], [1.0]])
 ERROR_COLOR = "tab:red"
+LOG_SCALE_SPAN = 20.0  # a y range wider than this factor is drawn on a log scale
 
 
 def label(metric: str) -> str:
@@ -126,6 +127,8 @@ def plot_throughput_vs_offered(ax: Axes, stages: pd.DataFrame, knee: float | Non
     twin = ax.twinx()
     twin.plot(x, stages["output_tokens_per_s"], marker="s", color="tab:orange", label="output tok/s")
     twin.set_ylabel("output tokens/s")
+    twin.set_ylim(bottom=0)  # both axes from zero, or the two curves' shapes mislead
+    ax.set_ylim(bottom=0)
     if knee is not None:
         ax.axvline(knee, color=ERROR_COLOR, linestyle="--", label=f"saturation ~{knee:g}/s")
     ax.set_xlabel("offered load (req/s)")
@@ -143,10 +146,15 @@ def plot_latency_vs_throughput(ax: Axes, stages: pd.DataFrame, metric: str,
     `stages` has columns `requests_per_s` and `<metric>.p50` etc.; `slo` is (limit, percentile).
     """
     x = stages["requests_per_s"]
+    drawn = []
     for pname in ("p50", "p90", "p99"):
         column = f"{metric}.{pname}"
         if column in stages:
             ax.plot(x, stages[column], marker="o", label=pname)
+            drawn.append(stages[column].to_numpy(dtype="float64"))
+    values = _finite(np.concatenate(drawn)) if drawn else np.empty(0)
+    if values.size and values.min() > 0 and values.max() / values.min() > LOG_SCALE_SPAN:
+        ax.set_yscale("log")  # past the knee latency grows by orders of magnitude
     if slo is not None:
         limit, pname = slo
         ax.axhline(limit, color=ERROR_COLOR, linestyle="--", label=f"SLO {pname} <= {limit:g}")

@@ -82,7 +82,7 @@ def report_tables(run: Run) -> list[Table]:
     """Everything tabular in the report, in order."""
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
-    for optional in (slo_table(summary), stages_table(summary), variants_table(summary)):
+    for optional in (slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary)):
         if optional is not None:
             tables.append(optional)
     return tables
@@ -181,18 +181,21 @@ def _share(value: Any) -> str:
     return "-" if not isinstance(value, (int, float)) else f"{value:.1%}"
 
 
-def stages_table(summary: dict[str, Any]) -> Table | None:
+def stages_table(summary: dict[str, Any], declared: Sequence[dict[str, Any]] = ()) -> Table | None:
+    """One row per stage; the offered rate comes from the run's stage list when the summary lacks it."""
     stages = summary.get("stages") or {}
     if len(stages) < 2:
         return None
-    header = ["stage", "requests", "errors", "offered/s", "achieved/s", "req/s", "out tok/s",
+    header = ["stage", "requests", "errors", "offered/s", "sent/s", "done/s", "out tok/s",
               "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "E2E p99"]
     rows = []
-    for key in sorted(stages, key=lambda k: (len(k), k)):
+    for i, key in enumerate(sorted(stages, key=lambda k: (len(k), k))):
         s = stages[key]
         req, thr, rate = s.get("requests") or {}, s.get("throughput") or {}, s.get("rate") or {}
+        info = declared[i] if i < len(declared) and isinstance(declared[i], dict) else {}
+        offered = rate.get("offered") if rate.get("offered") is not None else info.get("rate")
         rows.append([key, fmt(req.get("total")), fmt(sum((req.get("errors") or {}).values())),
-                     fmt(rate.get("offered")), fmt(rate.get("achieved")), fmt(thr.get("requests_per_s")),
+                     fmt(offered), fmt(rate.get("achieved")), fmt(thr.get("requests_per_s")),
                      fmt(thr.get("output_tokens_per_s")),
                      *(fmt((s.get(m) or {}).get(p)) for m, p in (("ttft_ms", "p50"), ("ttft_ms", "p99"),
                                                                   ("tpot_ms", "p50"), ("tpot_ms", "p99"),

@@ -7,12 +7,15 @@ import base64
 import csv
 import io
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
 
 import bench
 from bench import aggregate, figures, plots, report
@@ -22,6 +25,7 @@ from benchtest import write_scenario
 from test_validity import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +123,14 @@ def test_multi_stage_run_gets_a_stage_table_and_sweep_figure_with_slo(tmp_path):
     base = make_run(n=600)
     requests = base.requests.copy()
     requests["stage"] = np.repeat(np.arange(3), 200)
-    # stage 2 is offered 30/s but only gets through 10/s: saturated
-    stages = [{"rate": 5.0}, {"rate": 10.0}, {"rate": 30.0}]
+    # every stage completes ~10/s; stage 2 is offered 30/s: saturated
+    stages = [{"rate": 9.8}, {"rate": 10.0}, {"rate": 30.0}]
     manifest = base.manifest.model_copy(update={
         "stages": stages, "scenario": {**base.manifest.scenario, "slo": {"ttft_ms": 80.0, "percentile": 90}}})
     summary = aggregate.summarize(requests, base.chunks, 10.0)
     run = bench.results.Run(tmp_path, manifest, requests, base.chunks, summary)
     frame = figures.stage_frame(run)
-    assert frame is not None and list(frame["offered_rate"]) == [5.0, 10.0, 30.0]
+    assert frame is not None and list(frame["offered_rate"]) == [9.8, 10.0, 30.0]
     assert figures.saturation_row(frame) == 2
     assert figures.slo_limits(manifest.scenario) == {"ttft_ms": (80.0, "p90")}
     figs = figures.run_figures(run)
@@ -165,3 +169,17 @@ def test_slo_and_variant_tables_appear_when_the_run_has_them():
     assert ["tpot_ms", "5.00", "10.00", "NO", "0.0%"] in slo.rows
     assert [row[0] for row in tables["Per variant (ms)"].rows] == ["long", "short"]
     assert "SLO" not in {t.title[:3] for t in report.report_tables(make_run(n=50))}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed (apt-get install -y chromium)")
+def test_headless_chromium_renders_the_report_offline(run_dir, tmp_path):
+    shot = tmp_path / "report.png"
+    done = subprocess.run([str(REPO / "scripts" / "screenshot_report.sh"), str(run_dir / "report.html"), str(shot)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert shot.read_bytes().startswith(PNG_MAGIC)
+    # The figures drew: the page holds many pixels of matplotlib's first colour (tab:blue,
+    # #1f77b4), which nothing else on the page uses. A missing image would leave none.
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    blue = (np.abs(pixels - np.array([31, 119, 180])).sum(axis=2) < 40).sum()
+    assert blue > 5_000, blue
