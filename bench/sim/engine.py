@@ -300,6 +300,9 @@ class Engine:
             budget -= chunk
         while self.waiting and budget > 0:
             seq = self.waiting[0]
+            if not seq.sink.alive():  # gave up while queued: never admit it
+                self.cancel(seq)
+                continue
             if self.running_choices + seq.n > p.max_num_seqs:
                 break
             if self.kv_reserved + seq.reserved > p.kv_cache_tokens:

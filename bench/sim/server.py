@@ -100,6 +100,7 @@ class SimServer:
                               middlewares=[self._forget_rx_stamp])
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/v1/models/{model}", self.get_model)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_get("/metrics", self.metrics)
@@ -143,6 +144,15 @@ class SimServer:
             for m in self.profile.models
         ]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if name not in self.models:
+            return ApiError(404, f"The model `{name}` does not exist.", "model").response()
+        return web.Response(body=orjson.dumps(
+            {"id": name, "object": "model", "created": self.created, "owned_by": "bench-sim",
+             "root": name, "parent": None, "max_model_len": self.profile.max_model_len}),
+            content_type=JSON)
 
     async def profile_json(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.profile.model_dump(mode="json")),

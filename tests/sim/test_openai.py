@@ -34,6 +34,9 @@ def stream_chat(sim: SimHandle, **kw: Any) -> tuple[str, list[Any], dict[str, An
 def test_models_and_health(sim_default: SimHandle) -> None:
     models = client(sim_default).models.list()
     assert [m.id for m in models.data] == ["sim-small"]
+    assert client(sim_default).models.retrieve("sim-small").id == "sim-small"
+    with pytest.raises(openai.NotFoundError):
+        client(sim_default).models.retrieve("other")
     with urllib.request.urlopen(f"{sim_default.root_url}/health") as resp:
         assert resp.status == 200
 

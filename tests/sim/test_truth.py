@@ -194,3 +194,28 @@ def test_received_stamp_is_this_requests_arrival() -> None:
         record = truth(sim, resp.headers["x-request-id"])
         conn.close()
     assert 0 <= record["received_s"] - sent < 0.05
+
+
+def test_client_that_leaves_the_queue_is_never_admitted() -> None:
+    profile = {"models": ["m"], "max_num_seqs": 1, "decode_ms_base": 2,
+               "decode_ms_per_seq": 0, "prefill_ms_per_token": 0}
+    body = json.dumps({"model": "m", "prompt": "x", "max_tokens": 150, "stream": True,
+                       "ignore_eos": True})
+    with start_sim(profile) as sim:
+        conns = []
+        for _ in range(2):  # the first runs ~0.3 s, the second waits for the only slot
+            conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+            conn.request("POST", "/v1/completions", body=body,
+                         headers={"Content-Type": "application/json"})
+            conns.append(conn)
+        first = conns[0].getresponse()
+        queued = conns[1].getresponse()  # headers come at once; tokens wait for a slot
+        queued_id = queued.headers["x-request-id"]
+        conns[1].sock.close()
+        conns[1].close()
+        first.read()
+        conns[0].close()
+        time.sleep(0.05)
+        record = truth(sim, queued_id)
+    assert record["cancelled"] and record["admitted_s"] is None
+    assert record["output_tokens"] == 0
