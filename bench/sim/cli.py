@@ -121,8 +121,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sim",
+def main(argv: list[str] | None = None, prog: str = "python -m bench.sim") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Simulated OpenAI-compatible LLM server.")
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
