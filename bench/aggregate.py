@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench import metrics
+from bench.paired import paired_variants
 
 LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms")
 
@@ -34,6 +35,9 @@ def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float 
         summary["variants"] = {
             name: _summarize_frame(measured[measured["variant"] == name], chunks, None, slo) for name in variants
         }
+        paired = paired_variants(requests)
+        if paired is not None:
+            summary["paired"] = paired
     return summary
 
 

@@ -103,7 +103,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str]) -> None:
     console = Console()
     console.print(summary_table(summary, title))
-    for line in summary_lines(summary):
+    for line in summary_lines(summary) + paired_lines(summary):
         console.print(line, highlight=False)
     for warning in warnings:
         console.print(f"WARNING: {warning}", style="yellow", highlight=False)
@@ -136,3 +136,21 @@ def print_stages(stages: list[dict[str, Any]], max_rate: dict[str, Any] | None) 
         rate = max_rate.get("rate")
         console.print(f"highest rate meeting the SLO: {_fmt(rate) if rate is not None else 'none found'} req/s "
                       f"(first failing: {_fmt(max_rate.get('first_failing_rate'))})", highlight=False)
+
+
+def paired_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per variant and metric: paired mean difference, its CI, and the verdict."""
+    paired = summary.get("paired")
+    if not paired:
+        return []
+    lines = [f"paired vs {paired['baseline']!r} (same prompts; 95 % bootstrap CI of the mean difference):"]
+    for name, comp in paired["comparisons"].items():
+        for metric, by_stat in comp["metrics"].items():
+            ci = by_stat["mean"]
+            if ci["diff"] is None:
+                continue
+            lines.append(f"  {name} {metric}: {ci['diff']:+.2f} [{_fmt(ci['low'])}, {_fmt(ci['high'])}] "
+                         f"{ci['verdict']} ({comp['pairs']} pairs)")
+        if comp.get("explanation"):
+            lines.append(f"  {name}: {comp['explanation']}")
+    return lines

@@ -9,14 +9,14 @@ from bench.sim import start_sim
 from benchtest import run_in_process
 
 
-def _variant_run(scenario_dir, variants, out="run"):
+def _variant_run(scenario_dir, variants, out="run", max_requests=60):
     with start_sim(profile="default", seed=8) as sim:
         return run_in_process(scenario_dir, {
             "seed": 5, "target": {"base_url": sim.base_url},
             "requests": {"synthetic": {"prompt_tokens": {"dist": "uniform", "min": 20, "max": 200}}},
             "sampling": {"temperature": 0.5, "extra_body": {"ignore_eos": True}},
             "variants": variants,
-            "load": {"concurrency": 8, "max_requests": 60},
+            "load": {"concurrency": 8, "max_requests": max_requests},
         }, out=out)
 
 
@@ -44,3 +44,29 @@ def test_variant_flag_parsing():
     assert parse_variant_flag("a=max_tokens:64,temperature:0.5,stop:END") == (
         "a", {"max_tokens": 64, "temperature": 0.5, "stop": "END"})
     assert parse_variant_flag("b=extra_body.ignore_eos:true") == ("b", {"extra_body": {"ignore_eos": True}})
+
+
+def _paired(result, metric):
+    comp = next(iter(result.run.summary["paired"]["comparisons"].values()))
+    return comp, comp["metrics"][metric]["mean"]
+
+
+def test_max_tokens_variants_differ_in_e2e_not_tpot(scenario_dir):
+    result = _variant_run(scenario_dir, {"short": {"max_tokens": 64}, "long": {"max_tokens": 256}})
+    comp, e2e = _paired(result, "e2e_ms")
+    _, tpot = _paired(result, "tpot_ms")
+    _, length = _paired(result, "output_tokens")
+    assert result.run.summary["paired"]["baseline"] == "long"
+    assert e2e["significant"] and e2e["diff"] < 0  # short is faster end to end ...
+    assert not tpot["significant"]  # ... but not per token
+    assert length["significant"] and length["diff"] == -192
+    assert "outputs are shorter" in comp["explanation"]
+
+
+def test_identical_variants_show_nothing_significant(scenario_dir):
+    result = _variant_run(scenario_dir, {"a": {"max_tokens": 48}, "b": {"max_tokens": 48}}, max_requests=120)
+    comp = next(iter(result.run.summary["paired"]["comparisons"].values()))
+    for metric, by_stat in comp["metrics"].items():
+        for stat, ci in by_stat.items():
+            assert not ci["significant"], (metric, stat, ci)
+    assert comp["explanation"] is None
