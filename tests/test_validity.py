@@ -115,3 +115,14 @@ def test_warnings_are_frozen_with_a_code_and_a_message():
     with pytest.raises(AttributeError):
         warning.code = "other"  # type: ignore[misc]
     assert str(warning) == "text"
+
+
+def test_sweep_stages_are_checked_for_lag_stage_by_stage_and_not_for_shortfall():
+    base = make_run(n=400, lag_ms=30.0)  # 30 ms late: fine at 10/s, far behind at 50/s
+    requests = base.requests.copy()
+    requests["stage"] = np.repeat([0, 1], 200)
+    summary = aggregate.summarize(requests, base.chunks, 10.0)
+    manifest = base.manifest.model_copy(update={"stages": [{"rate": 10.0}, {"rate": 50.0}]})
+    warnings = validity.check(Run(base.path, manifest, requests, base.chunks, summary))
+    assert [(w.code, w.message.split(":")[0]) for w in warnings if w.code != "few_samples_p999"] == [
+        ("schedule_lag", "stage 1")]
