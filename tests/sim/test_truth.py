@@ -18,7 +18,8 @@ from bench.sim import SimHandle, start_sim
 from tests.sim.conftest import get_json, truth
 
 
-async def _measure(url: str, streams: int, tokens: int) -> list[tuple[str, float, list[float]]]:
+async def _measure(url: str, streams: int, tokens: int,
+                   rtts: list[float]) -> list[tuple[str, float, list[float]]]:
     """Per request: id, send time, and one perf_counter stamp per content event (the
     stamp of the network read that delivered it, taken before parsing)."""
     body = {"model": "sim-small", "prompt": "a b c d", "max_tokens": tokens,
@@ -42,6 +43,12 @@ async def _measure(url: str, streams: int, tokens: int) -> list[tuple[str, float
         out.append((rid, sent, stamps))
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=streams)) as s:
+        # The machine's present noise: round trips of a trivial request.
+        for _ in range(20):
+            t0 = time.perf_counter()
+            async with s.get(url.replace("/v1/completions", "/health")) as resp:
+                await resp.read()
+            rtts.append(time.perf_counter() - t0)
         # Warm-up round: open the keep-alive connections, so that the measured round's
         # send stamps are not followed by TCP connects.
         await asyncio.gather(*(one(s, i) for i in range(streams)))
@@ -62,7 +69,8 @@ def test_client_sees_ground_truth(sim_default: SimHandle, streams: int) -> None:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    results = runner(_measure(f"{sim_default.base_url}/completions", streams, 40))
+    rtts: list[float] = []
+    results = runner(_measure(f"{sim_default.base_url}/completions", streams, 40, rtts))
     errors, gap_errors, ttft_errors = [], [], []
     for rid, sent, stamps in results:
         t = truth(sim_default, rid)
@@ -72,7 +80,10 @@ def test_client_sees_ground_truth(sim_default: SimHandle, streams: int) -> None:
         gap_errors += [abs((s2 - s1) - (w2 - w1))
                        for s1, s2, w1, w2 in zip(stamps, stamps[1:], writes, writes[1:])]
         ttft_errors.append(abs((stamps[0] - sent) - (writes[0] - t["received_s"])))
-    bound = 0.002 if streams <= 8 else 0.004
+    # Bounds grow with the machine's noise (a loaded shared VM), but stay below one
+    # decode step (8 ms), the error of a stamp that is not the write.
+    noise = statistics.median(rtts)
+    bound = min(0.006, max(0.002 if streams <= 8 else 0.004, 4 * noise))
     assert statistics.median(gap_errors) < bound
     assert statistics.median(errors) < bound
     # TTFT: the server's receive stamp is close to when the request really arrived. Only
