@@ -35,10 +35,12 @@ def label(metric: str) -> str:
 
 def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
     """Empirical CDF of each named sample, overlaid."""
+    drawn = False
     for name, values in series.items():
         arr = _finite(values)
         if arr.size == 0:
             continue
+        drawn = True
         if arr.size > _CDF_GRID.size:
             probs, xs = _CDF_GRID, np.quantile(arr, _CDF_GRID)
         else:
@@ -48,7 +50,7 @@ def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
     ax.set_ylabel("fraction of samples")
     ax.set_ylim(0, 1.01)
     ax.grid(True, alpha=0.3)
-    if series:
+    if drawn:
         ax.legend(fontsize="small", loc="lower right")
 
 
