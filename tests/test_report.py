@@ -161,6 +161,7 @@ def test_slo_and_variant_tables_appear_when_the_run_has_them():
     base = make_run(n=300)
     requests = base.requests.copy()
     requests["variant"] = np.where(np.arange(len(requests)) % 2, "short", "long")
+    requests["block"] = np.arange(len(requests)) // 2  # one prompt per block, sent under both variants
     summary = aggregate.summarize(requests, base.chunks, 10.0, {"ttft_ms": 60.0, "tpot_ms": 5.0, "percentile": 90})
     run = bench.results.Run(base.path, base.manifest, requests, base.chunks, summary)
     tables = {t.title: t for t in report.report_tables(run)}
