@@ -25,6 +25,7 @@ from typing import Any
 from bench import __version__
 from bench.client import ClientConfig, ClientError, StreamClient
 from bench.errors import BenchInputError, RunFailed
+from bench.loopmon import LoopMonitor, client_warnings
 from bench.records import RequestRecord
 from bench.results import Run, finalize_run
 from bench.runner import Progress, RunPlan, Runner, StagePlan
@@ -197,6 +198,7 @@ class RunSession:
         self.writer.manifest.t0_perf_counter = t0
         self.writer.write_manifest()
         await self._start_scraper(t0)
+        self._start_monitor()
         self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
         return self
 
@@ -206,6 +208,16 @@ class RunSession:
                 await self.runner.cancel_in_flight() if hasattr(self, "runner") else None
         finally:
             await self._cleanup.aclose()
+
+    def _start_monitor(self) -> None:
+        """Self-calibration: event-loop lag and CPU of this process, into manifest.client."""
+        monitor = LoopMonitor()
+        monitor.start()
+
+        async def finish() -> None:
+            self.writer.manifest.client.update(await monitor.stop())
+
+        self._cleanup.push_async_callback(finish)
 
     async def _start_scraper(self, t0: float) -> None:
         settings = self.scenario.target.metrics
@@ -252,7 +264,20 @@ class RunSession:
         elif ended == "interrupted":
             reason = f"signal {self.signals[0]}" if self.signals else "stopped"
         self.writer.manifest.stages = self.stage_notes or [_stage_note(s) for s in self.schedule.stages]
-        return _finish(self.writer, ended, reason)
+        result = _finish(self.writer, ended, reason)
+        _note_client_warnings(result, self.schedule.offered_rate)
+        self.writer.write_manifest()
+        return result
+
+
+def _note_client_warnings(result: RunResult, offered_rate: float | None) -> None:
+    """Store why the client may have shaped the figures (run.json: client.warnings and notes)."""
+    run = result.run
+    manifest = run.manifest
+    warnings = client_warnings(manifest.client, run.requests, offered_rate)
+    manifest.client["warnings"] = [{"code": w.code, "message": w.message} for w in warnings]
+    manifest.notes.extend(w.message for w in warnings)
+    result.notes.extend(w.message for w in warnings)
 
 
 def _root_url(base_url: str) -> str:
