@@ -82,7 +82,8 @@ def report_tables(run: Run) -> list[Table]:
     """Everything tabular in the report, in order."""
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
-    for optional in (slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary)):
+    for optional in (slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
+                     paired_table(summary)):
         if optional is not None:
             tables.append(optional)
     return tables
@@ -175,6 +176,25 @@ def variants_table(summary: dict[str, Any]) -> Table | None:
                                                                  ("tpot_ms", "p50"), ("tpot_ms", "p99"),
                                                                  ("e2e_ms", "p50"), ("e2e_ms", "p99")))])
     return Table("Per variant (ms)", header, rows)
+
+
+def paired_table(summary: dict[str, Any]) -> Table | None:
+    """The per-prompt paired comparison of variants (summary["paired"], from bench.paired)."""
+    paired = summary.get("paired")
+    if not isinstance(paired, dict) or not paired.get("comparisons"):
+        return None
+    base = paired.get("baseline", "?")
+    rows = []
+    for name, comp in sorted(paired["comparisons"].items()):
+        for metric, by_stat in (comp.get("metrics") or {}).items():
+            for stat, ci in by_stat.items():
+                rows.append([f"{name} vs {base}", metric, stat, fmt(ci.get("a")), fmt(ci.get("b")),
+                             f"{fmt(ci.get('diff'))} [{fmt(ci.get('low'))}, {fmt(ci.get('high'))}]",
+                             str(ci.get("verdict", "-"))])
+        if comp.get("explanation"):
+            rows.append([f"{name} vs {base}", "note", "", "", "", "", str(comp["explanation"])])
+    return Table("Paired variant comparison (same prompts; simultaneous bootstrap CIs)",
+                 ["variants", "metric", "stat", "baseline", "variant", "diff [CI]", "verdict"], rows)
 
 
 def _share(value: Any) -> str:

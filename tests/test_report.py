@@ -169,6 +169,9 @@ def test_slo_and_variant_tables_appear_when_the_run_has_them():
     assert ["ttft_ms", "60.00", "50.00", "yes", "100.0%"] in slo.rows
     assert ["tpot_ms", "5.00", "10.00", "NO", "0.0%"] in slo.rows
     assert [row[0] for row in tables["Per variant (ms)"].rows] == ["long", "short"]
+    paired = next(t for title, t in tables.items() if title.startswith("Paired variant comparison"))
+    assert {row[0] for row in paired.rows} == {"short vs long"}
+    assert all(row[-1] == "not significant" for row in paired.rows if row[1] != "note")  # identical variants
     assert "SLO" not in {t.title[:3] for t in report.report_tables(make_run(n=50))}
 
 
