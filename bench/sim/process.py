@@ -151,9 +151,11 @@ def _wait_ready(proc: subprocess.Popen[bytes], timeout: float, stderr_path: Path
     port = int(match.group(1))
     host_url = text[len(READY_PREFIX):].split()[0].removesuffix("/v1") + "/health"
     host_url = host_url.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
+    # No proxy: an http_proxy in the environment must not capture a loopback probe.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while True:
         try:
-            with urllib.request.urlopen(host_url, timeout=1.0) as resp:
+            with opener.open(host_url, timeout=1.0) as resp:
                 if resp.status == 200:
                     return port
         except (urllib.error.URLError, ConnectionError, TimeoutError):
