@@ -40,14 +40,16 @@ class _Parser(argparse.ArgumentParser):
         raise BenchInputError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_sim: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Load and benchmark harness for OpenAI-compatible LLM servers.")
     from bench import __version__
 
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub.add_parser("run", help="run a scenario and store the results"))
-    _add_sim(sub.add_parser("sim", help="serve the built-in simulated OpenAI-compatible server"))
+    sim = sub.add_parser("sim", help="serve the built-in simulated OpenAI-compatible server")
+    if with_sim:  # its flags live with the simulator, whose import costs most of a second
+        _add_sim(sim)
     _add_sweep(sub.add_parser("sweep", help="run a scenario at several load points (one stage each)"))
     sub.add_parser("scenario-schema", help="print the scenario file's JSON Schema")
     summary = sub.add_parser("summary", help="print the summary of a stored run")
@@ -115,13 +117,15 @@ def _ints(text: str) -> list[int]:
 
 
 def _add_sim(p: argparse.ArgumentParser) -> None:
-    # The simulator parses its own flags (`bench sim --help` shows them).
-    p.add_argument("sim_args", nargs=argparse.REMAINDER, help="simulator options (--port, --profile, --seed, ...)")
+    from bench.sim.cli import add_arguments  # light: argparse only, no server imports
+
+    add_arguments(p)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else argv
+        args = build_parser(with_sim=argv[:1] == ["sim"]).parse_args(argv)
         return _dispatch(args)
     except BenchInputError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -138,9 +142,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "sim":
-        from bench.sim.cli import main as sim_main
+        from bench.sim.cli import run_from_args
 
-        return sim_main(args.sim_args)
+        return run_from_args(args)
     if args.command == "sweep":
         return _cmd_sweep(args)
     if args.command == "scenario-schema":
