@@ -41,6 +41,7 @@ class ClientError(Exception):
         self.http_status = http_status
         self.retry_after_s = retry_after_s
         self.server_request_id = server_request_id
+        self.reconnected = False  # failed on the fresh connection after a stale pooled one
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +200,11 @@ class StreamClient:
         try:
             return await self._open(path, body)
         except _StaleConnection:
-            response = await self._open(path, body, allow_stale=False)
+            try:
+                response = await self._open(path, body, allow_stale=False)
+            except ClientError as exc:
+                exc.reconnected = True
+                raise
             response.reconnected = True
             return response
 

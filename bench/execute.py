@@ -414,13 +414,23 @@ def _thaw_gc() -> None:
 
 
 def _finish(writer: RunWriter, ended: str, reason: str | None) -> RunResult:
-    writer.close()
+    try:
+        writer.close()
+    except RunFailed as exc:
+        ended, reason = "failed", reason or str(exc)
     manifest = writer.manifest
     manifest.ended = ended
     manifest.end_reason = reason
     manifest.ended_at = _utc_now()
-    writer.write_manifest()
-    run = finalize_run(writer.run_dir, manifest)
+    try:
+        writer.write_manifest()
+        run = finalize_run(writer.run_dir, manifest)
+    except (RunFailed, OSError) as exc:
+        if ended != "failed":
+            raise RunFailed(f"{writer.run_dir}: cannot finish the run: {exc}") from None
+    if ended == "failed":
+        # Everything journalled before the failure stays readable with bench.load_run.
+        raise RunFailed(f"{reason} (records written before it are kept in {writer.run_dir})")
     return RunResult(run, ended)
 
 

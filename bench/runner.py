@@ -338,6 +338,7 @@ class _Attempt:
         except TimeoutError:
             self._fail(self._timeout_kind(loop.time(), total_deadline), "no data before the deadline")
         except ClientError as exc:
+            self.reconnected = self.reconnected or exc.reconnected
             self.http_status = exc.http_status or self.http_status
             self.retry_after_s = exc.retry_after_s
             self.server_request_id = exc.server_request_id or self.server_request_id
@@ -358,13 +359,18 @@ class _Attempt:
         slack = idle * 0.05  # re-arming the timer on every read would cost more than it buys
         if "json" in response.content_type:
             raise StreamProtocolError("not_sse", f"expected text/event-stream, got {response.content_type}")
+        seen = 0
         async for now_abs, data in response.reads():
             recorder.feed(now_abs, data)
-            if recorder.first_token_t is not None:
+            # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
+            # of a stuck backend must not hold it off.
+            if recorder.first_token_t is not None and len(recorder.chunks) > seen:
+                seen = len(recorder.chunks)
                 now = loop.time()
                 target = min(now + idle, total_deadline)
                 when = deadline.when()
-                if when is None or target - when > slack or target < when:
+                if (when is None or target - when > slack or target < when
+                        or (target == total_deadline and when != target)):
                     deadline.reschedule(target)
         recorder.close(time.perf_counter())
 

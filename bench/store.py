@@ -136,7 +136,10 @@ class RunWriter:
                 self._chunk_writer = pq.ParquetWriter(self.run_dir / CHUNKS, _CHUNK_SCHEMA)
             self._chunk_writer.close()
         finally:
-            self._journal.close()
+            try:
+                self._journal.close()
+            except OSError:
+                pass  # its failed flush was reported by write(); the complete lines are kept
 
     def _flush_chunks(self) -> None:
         if not self._pending:

@@ -141,9 +141,6 @@ def test_a_write_failure_stops_the_run_and_keeps_what_was_written(full_disk_run)
     assert manifest["t0_perf_counter"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "store.RunWriter.close re-raises the journal's EFBIG as a bare OSError (traceback) and "
-    "execute._finish never records ended=failed nor says why; fix proposed in the issue 7 report"))
 def test_a_write_failure_is_one_clear_line_and_the_run_still_loads(full_disk_run):
     proc, out, _ = full_disk_run
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]

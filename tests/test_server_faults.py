@@ -178,10 +178,6 @@ def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):
     assert (huge["duration_ms"] < 2000).all()  # cut off, not buffered to the end
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client.open_stream's stale-connection reconnect (822c588) also fires when the server read "
-    "the request and then closed: the POST goes out twice, and the failed record says "
-    "reconnected=False; see the issue 7 report"))
 def test_a_request_the_server_received_is_not_sent_again_unrecorded(tmp_path):
     # concurrency 1: close_early always goes out on the keep-alive connection "ok" used
     with FaultServer() as server:
@@ -193,9 +189,6 @@ def test_a_request_the_server_received_is_not_sent_again_unrecorded(tmp_path):
     assert resent == 0 or dropped["reconnected"].sum() == resent, (seen, dropped["reconnected"].tolist())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runner._Attempt._read re-arms the idle deadline on every read, keep-alive-only reads "
-    "included, so a stall behind keep-alives ends as total_timeout; see the issue 7 report"))
 def test_keep_alives_after_a_stall_do_not_hold_off_the_idle_timeout(tmp_path):
     timeouts = {**TIMEOUTS, "idle_s": 0.3, "total_s": 1.5}
     with FaultServer() as server:
@@ -206,9 +199,6 @@ def test_keep_alives_after_a_stall_do_not_hold_off_the_idle_timeout(tmp_path):
     assert ((req["end_s"] - req["last_token_s"]) < timeouts["idle_s"] + 0.2).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runner._Attempt._read leaves the deadline up to 5 % of idle_s before the total deadline "
-    "and _timeout_kind then calls it idle_timeout; see the issue 7 report"))
 def test_a_stream_that_never_pauses_ends_as_total_timeout_not_idle(tmp_path):
     timeouts = {**TIMEOUTS, "idle_s": 1.0, "total_s": 2.5}  # trickle_edge is timed for these
     with FaultServer() as server:
