@@ -244,8 +244,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(json.dumps({"summary": run.summary, "stages": outcome.stages, "max_rate": outcome.max_rate,
                           "saturation_stage": outcome.saturation_stage}, indent=2))
     elif not args.quiet:
-        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({outcome.result.ended})", str(run.path), [])
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({outcome.result.ended})", str(run.path),
+                      _validity_messages(run))
         print_stages(outcome.stages, outcome.max_rate)
+    if not args.no_report:
+        _write_run_reports(run, announce=not (args.quiet or args.json))
     if outcome.result.ended == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_OK if outcome.result.ended == "completed" else EXIT_FAILED

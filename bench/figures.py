@@ -92,6 +92,7 @@ def stage_frame(run: Run) -> pd.DataFrame | None:
             "requests_per_s": thr.get("requests_per_s"),
             "output_tokens_per_s": thr.get("output_tokens_per_s"),
             "saturated": bool(info.get("saturated", False)),
+            "knee": bool(info.get("knee", False)),
             "requests": (summ.get("requests") or {}).get("total"),
             "errors": sum((summ.get("requests") or {}).get("errors", {}).values()),
         }
@@ -101,7 +102,7 @@ def stage_frame(run: Run) -> pd.DataFrame | None:
                 row[f"{metric}.{pname}"] = dist.get(pname)
         rows.append(row)
     frame = pd.DataFrame(rows)
-    numeric = [c for c in frame.columns if c not in ("stage", "offered_known", "saturated")]
+    numeric = [c for c in frame.columns if c not in ("stage", "offered_known", "saturated", "knee")]
     frame[numeric] = frame[numeric].astype("float64")
     return frame
 
@@ -109,11 +110,15 @@ def stage_frame(run: Run) -> pd.DataFrame | None:
 def saturation_row(stages: pd.DataFrame) -> int | None:
     """Index of the first stage that saturated (the knee), or None.
 
+    A `bench sweep` run marks its knee itself (`knee` in the manifest's stages); use that.
+    Otherwise (a `load.stages` run):
     A stage saturated when the run flagged it so, or when its efficiency (completed requests/s
     over offered requests/s) falls SATURATION_SHORTFALL below the best of the stages before
     it. Relative, not absolute: a short stage's throughput window includes the drain of its
     last requests, so even an idle server "achieves" a few per cent less than offered.
     """
+    if "knee" in stages and stages["knee"].any():
+        return int(stages.index[stages["knee"].to_numpy(dtype=bool)][0])  # bench sweep marked it
     best = 0.0
     for i, row in stages.iterrows():
         if row["saturated"]:

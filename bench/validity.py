@@ -55,7 +55,22 @@ def check(run: Run) -> list[ValidityWarning]:
         warnings += check_schedule_lag(summary)
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
+    warnings += check_reconnects(run.requests)
     return warnings
+
+
+def check_reconnects(requests: Any) -> list[ValidityWarning]:
+    """Requests re-sent once because their pooled keep-alive connection was already closed:
+    harmless when the server closes after each response (llama.cpp does), but the request
+    may have reached a server that then dropped the connection, so say how many."""
+    if "reconnected" not in requests:
+        return []
+    count = int(requests["reconnected"].fillna(False).astype(bool).sum())
+    if count == 0:
+        return []
+    return [ValidityWarning("reconnects", f"{count} of {len(requests)} requests were sent again on a fresh connection "
+                                          "after their pooled keep-alive connection turned out closed "
+                                          "(column `reconnected`); TTFT includes the reconnect")]
 
 
 def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:

@@ -126,3 +126,13 @@ def test_sweep_stages_are_checked_for_lag_stage_by_stage_and_not_for_shortfall()
     warnings = validity.check(Run(base.path, manifest, requests, base.chunks, summary))
     assert [(w.code, w.message.split(":")[0]) for w in warnings if w.code != "few_samples_p999"] == [
         ("schedule_lag", "stage 1")]
+
+
+def test_reconnects_are_reported_only_when_they_happened():
+    import pandas as pd
+
+    from bench.validity import check_reconnects
+
+    assert check_reconnects(pd.DataFrame({"reconnected": [False, False]})) == []
+    warnings = check_reconnects(pd.DataFrame({"reconnected": [True, False, True]}))
+    assert [w.code for w in warnings] == ["reconnects"] and "2 of 3" in warnings[0].message
