@@ -438,7 +438,12 @@ def _run_dir(scenario: Scenario, options: RunOptions) -> Path:
     if options.out_dir is not None:
         return options.out_dir
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return options.results_root / f"{stamp}-{scenario.name}"
+    candidate = options.results_root / f"{stamp}-{scenario.name}"
+    suffix = 2
+    while candidate.exists():  # two runs in one second: a new name, never the old directory
+        candidate = options.results_root / f"{stamp}-{scenario.name}-{suffix}"
+        suffix += 1
+    return candidate
 
 
 def _manifest(scenario: Scenario, options: RunOptions, target: TargetInfo, model: str) -> Manifest:
