@@ -155,13 +155,18 @@ def test_metrics_show_running_and_waiting() -> None:
             async with aiohttp.ClientSession() as s:
                 async def one() -> None:
                     async with s.post(f"{sim.base_url}/completions", json={
-                            "model": "m", "prompt": "x", "max_tokens": 60,
+                            "model": "m", "prompt": "x", "max_tokens": 200,
                             "ignore_eos": True}) as r:
                         await r.read()
                 tasks = [asyncio.create_task(one()) for _ in range(5)]
-                await asyncio.sleep(0.1)
-                async with s.get(f"{sim.root_url}/metrics") as r:
-                    text = await r.text()
+                # The first wave runs for 1 s (200 steps of 5 ms); poll until all five are in
+                # (a loaded machine may take a while to deliver them).
+                for _ in range(40):
+                    await asyncio.sleep(0.02)
+                    async with s.get(f"{sim.root_url}/metrics") as r:
+                        text = await r.text()
+                    if 'vllm:num_requests_waiting{model_name="m"} 3' in text:
+                        break
                 await asyncio.gather(*tasks)
                 return text
         text = asyncio.run(load())
