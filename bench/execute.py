@@ -17,10 +17,13 @@ import sys
 import tempfile
 import time
 from contextlib import AsyncExitStack, ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import orjson
 
 from bench import __version__
 from bench.client import ClientConfig, ClientError, StreamClient
@@ -32,7 +35,8 @@ from bench.runner import Progress, RunPlan, Runner, StagePlan
 from bench.scenario import Launch, Load, Scenario, resolve_path
 from bench.schedule import Schedule, StageSpec, build_schedule
 from bench.store import SCHEMA_VERSION, SERVER_LOG, SERVER_METRICS, Manifest, RunWriter
-from bench.workload import Workload
+from bench.recorder import StreamProtocolError, StreamRecorder
+from bench.workload import TokenModel, Workload, synthetic_text
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
@@ -182,10 +186,13 @@ class RunSession:
         self.model = await _resolve_model(scenario, self.client, self.base_url)
         server_info = await fetch_server_info(self.base_url)
         prompts = trace_prompts_for(scenario, trace)
-        self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts)
+        token_model = await calibrate_prompts(scenario, self.client, self.model)
+        self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts, token_model)
         self.writer = RunWriter(_run_dir(scenario, self.options),
                                 _manifest(scenario, self.options, self.target, self.model))
         self.writer.manifest.server = server_info
+        if token_model is not None:
+            self.writer.manifest.client["prompt_tokens_model"] = asdict(token_model)
         self.writer.write_manifest()
         self.sink = _GuardedSink(self.writer, self.stop)
         self.progress = Progress()
@@ -278,6 +285,48 @@ def _note_client_warnings(result: RunResult, offered_rate: float | None) -> None
     manifest.client["warnings"] = [{"code": w.code, "message": w.message} for w in warnings]
     manifest.notes.extend(w.message for w in warnings)
     result.notes.extend(w.message for w in warnings)
+
+
+CALIBRATION_WORDS = (64, 512)
+
+
+async def calibrate_prompts(scenario: Scenario, client: StreamClient, model: str) -> TokenModel | None:
+    """Probe how many prompt tokens the server counts for two synthetic prompt sizes, so
+    synthetic prompts can be sized in the server's own tokens (tokenizer and template)."""
+    req = scenario.requests
+    if req is None or req.synthetic is None or not req.synthetic.calibrate:
+        return None
+    counts = [await _probe_prompt_tokens(scenario, client, model, words) for words in CALIBRATION_WORDS]
+    if any(c is None for c in counts):
+        return None  # the server gives no usage: prompts stay one word per requested token
+    (w1, w2), (t1, t2) = CALIBRATION_WORDS, counts
+    per_word = (t2 - t1) / (w2 - w1)
+    if per_word <= 0:
+        return None
+    return TokenModel(overhead=t1 - per_word * w1, per_word=per_word)
+
+
+async def _probe_prompt_tokens(scenario: Scenario, client: StreamClient, model: str, words: int) -> int | None:
+    rng = np.random.default_rng([scenario.seed, words, 0xCA1])
+    text = synthetic_text(words, rng, "calibration")
+    body: dict[str, Any] = {"model": model, "max_tokens": 1, "stream": True, "stream_options": {"include_usage": True}}
+    if scenario.target.endpoint == "chat":
+        body["messages"] = [{"role": "user", "content": text}]
+    else:
+        body["prompt"] = text
+    recorder = StreamRecorder(0.0)
+    try:
+        async with asyncio.timeout(scenario.target.timeouts.ttft_s):
+            response = await client.open_stream(ENDPOINT_PATHS[scenario.target.endpoint], orjson.dumps(body))
+            try:
+                async for t, data in response.reads():
+                    recorder.feed(t, data)
+            finally:
+                await response.aclose()
+    except (ClientError, StreamProtocolError, TimeoutError) as exc:
+        raise BenchInputError("requests.synthetic.calibrate: probing the server's prompt token count "
+                              f"failed ({getattr(exc, 'kind', 'timeout')}: {exc}); set calibrate: false to skip") from None
+    return recorder.usage_tokens()[0]
 
 
 def _root_url(base_url: str) -> str:

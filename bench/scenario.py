@@ -132,6 +132,11 @@ class Synthetic(Strict):
     prompt_tokens: LengthDist
     output_tokens: LengthDist | None = None
     seed: int | None = None
+    calibrate: bool = Field(
+        default=True,
+        description="Probe the server's usage.prompt_tokens for two prompt sizes before the run and "
+                    "size prompts so they reach the requested token counts on its tokenizer and template.",
+    )
 
     _c1 = field_validator("prompt_tokens", mode="before")(lambda cls, v: _coerce_length(v))
     _c2 = field_validator("output_tokens", mode="before")(lambda cls, v: _coerce_length(v))

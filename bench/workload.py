@@ -39,6 +39,18 @@ class Prompt:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenModel:
+    """Prompt tokens the server counts for a prompt of `words` words: overhead + per_word x words
+    (measured by probing; on the built-in simulator a word is a token, plus the chat template)."""
+
+    overhead: float = 0.0
+    per_word: float = 1.0
+
+    def words_for(self, tokens: int) -> int:
+        return max(1, round((tokens - self.overhead) / self.per_word))
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationState:
     """Where a multi-turn chat stands: the history sent so far and the user turns to come."""
 
@@ -69,7 +81,7 @@ class Workload:
     """
 
     def __init__(self, scenario: Scenario, scenario_path: Path, model: str,
-                 prompts: list[Prompt] | None = None) -> None:
+                 prompts: list[Prompt] | None = None, token_model: TokenModel | None = None) -> None:
         self._endpoint = scenario.target.endpoint
         self._bases = variant_bodies(scenario, model)
         # A variant's explicit max_tokens beats per-prompt output lengths: it is the point of it.
@@ -78,7 +90,7 @@ class Workload:
         self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
         self._variant_rng = np.random.default_rng([scenario.seed, 0xB10C])
         self._think_rng = np.random.default_rng([scenario.seed, 0x7A1C])
-        self.prompts = prompts if prompts is not None else load_prompts(scenario, scenario_path)
+        self.prompts = prompts if prompts is not None else load_prompts(scenario, scenario_path, token_model)
         self._conversation = scenario.requests.conversation if scenario.requests else None
         self._prefixes = _shared_prefixes(scenario)
         self.keep_text = self._conversation is not None
@@ -219,7 +231,7 @@ def _flatten(messages: Messages) -> str:
 # --- prompt sources ---------------------------------------------------------------------
 
 
-def load_prompts(scenario: Scenario, scenario_path: Path) -> list[Prompt]:
+def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenModel | None = None) -> list[Prompt]:
     req = scenario.requests
     assert req is not None, "validated: requests is only absent with a trace"
     if req.inline is not None:
@@ -231,7 +243,7 @@ def load_prompts(scenario: Scenario, scenario_path: Path) -> list[Prompt]:
         return read_jsonl_prompts(path)
     assert req.synthetic is not None
     return synthetic_prompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens,
-                             req.synthetic.seed if req.synthetic.seed is not None else scenario.seed)
+                             req.synthetic.seed if req.synthetic.seed is not None else scenario.seed, token_model)
 
 
 def sharegpt_turn_prompts(path: Path) -> list[Prompt]:
@@ -321,19 +333,26 @@ def _check_messages(where: str, messages: Any) -> Messages:
 _SYNTHETIC_POOL = 1024  # distinct prompts; enough that repeats are rare at typical run sizes
 
 
-def synthetic_prompts(prompt_len: LengthDist, output_len: LengthDist | None, seed: int) -> list[Prompt]:
+def synthetic_prompts(prompt_len: LengthDist, output_len: LengthDist | None, seed: int,
+                      token_model: TokenModel | None = None) -> list[Prompt]:
     rng = np.random.default_rng([seed, 0x5EED])
     lengths = sample_lengths(prompt_len, _SYNTHETIC_POOL, rng)
     outputs = sample_lengths(output_len, _SYNTHETIC_POOL, rng) if output_len is not None else None
-    vocab = np.array(_VOCAB)
     prompts = []
     for i, n in enumerate(lengths):
-        words = vocab[rng.integers(len(vocab), size=int(n))]
-        # A unique leading number keeps prompts distinct so prefix caches do not flatter TTFT.
-        words[0] = f"{i}"
-        prompts.append(Prompt(messages=None, text=" ".join(words),
+        count = token_model.words_for(int(n)) if token_model is not None else int(n)
+        prompts.append(Prompt(messages=None, text=synthetic_text(count, rng, f"{i}"),
                               max_tokens=int(outputs[i]) if outputs is not None else None))
     return prompts
+
+
+def synthetic_text(words: int, rng: np.random.Generator, first: str) -> str:
+    """`words` words from the vocabulary; a unique first word keeps prompts distinct so
+    prefix caches do not flatter TTFT."""
+    vocab = np.array(_VOCAB)
+    picked = vocab[rng.integers(len(vocab), size=max(1, words))]
+    picked[0] = first
+    return " ".join(picked)
 
 
 def sample_lengths(dist: LengthDist, count: int, rng: np.random.Generator) -> np.ndarray:
