@@ -112,3 +112,30 @@ def _common_checks(run) -> None:
     assert pid_gone(launched["pid"])
     assert (run.path / "server.log").stat().st_size > 0
     assert np.isfinite(req["server_prompt_ms"]).all()
+
+
+def test_synthetic_prompts_reach_requested_token_counts(tmp_path, llama):
+    from bench.scenario import Uniform
+    from bench.workload import sample_lengths
+
+    port = free_port()
+    dist = {"dist": "uniform", "min": 100, "max": 400}
+    data = {
+        "name": "calibrated", "seed": 3,
+        "target": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "gemma3-270m",
+                   "launch": {"command": llama_command(*llama, port), "ready_timeout_s": 120}},
+        "requests": {"synthetic": {"prompt_tokens": dist, "output_tokens": 4}},
+        "load": {"concurrency": 4, "max_requests": 12},
+    }
+    path = tmp_path / "calibrated.json"
+    path.write_text(json.dumps(data))
+    run = run_scenario(load_scenario(path), RunOptions(scenario_path=path, out_dir=tmp_path / "run",
+                                                       show_progress=False)).run
+    model = run.manifest.client["prompt_tokens_model"]
+    requested = sample_lengths(Uniform(**dist), 1024, np.random.default_rng([3, 0x5EED]))
+    req = run.requests
+    wanted = requested[req["prompt_index"].to_numpy()]
+    error = np.abs(req["prompt_tokens"].to_numpy(dtype=float) - wanted) / wanted
+    print(f"token model {model}; relative prompt-length error max {error.max():.3f}")
+    assert model["per_word"] != 1.0 or model["overhead"] != 0.0  # a real tokenizer, really probed
+    assert error.max() < 0.10
