@@ -8,6 +8,7 @@ the caller can stamp each read before parsing. Exceptions leave this module as
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from bisect import bisect_left
@@ -73,6 +74,7 @@ class _StampingProtocol(ResponseHandler):
         super().__init__(loop)
         self.stamp_payload: Any = None
         self.stamps: list[tuple[float, int]] = []
+        self.sink: _Feeder | None = None
 
     def data_received(self, data: bytes) -> None:
         t = time.perf_counter()
@@ -81,10 +83,78 @@ class _StampingProtocol(ResponseHandler):
         payload = self._payload or before
         if payload is None:
             return
+        sink = self.sink
+        if sink is not None and payload is sink.payload:
+            sink.pump(t)  # parsed here, in the socket callback: no task wake-up per read
+            return
         if payload is not self.stamp_payload:
             self.stamp_payload = payload
             self.stamps = []
         self.stamps.append((t, payload.total_bytes))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        sink = self.sink
+        super().connection_lost(exc)
+        if sink is not None:
+            sink.lost()
+
+
+class _Feeder:
+    """Hands each socket read of one response body to `feed(t, data)` from `data_received`.
+
+    `done` resolves at the end of the body, or with the error that `feed` raised or that
+    broke the connection (as a `ClientError("stream_dropped")`).
+    """
+
+    __slots__ = ("protocol", "payload", "feed", "done", "_busy", "_again")
+
+    def __init__(self, protocol: _StampingProtocol, payload: Any, feed: Any, done: Any) -> None:
+        self.protocol = protocol
+        self.payload = payload
+        self.feed = feed
+        self.done = done
+        self._busy = False
+        self._again: float | None = None
+
+    def pump(self, t: float) -> None:
+        if self._busy:  # re-entered: draining the buffer resumed reading, which read more
+            self._again = t
+            return
+        payload = self.payload
+        self._busy = True
+        try:
+            while True:
+                data = payload.read_nowait(-1)
+                if data:
+                    self.feed(t, data)
+                if self._again is None:
+                    break
+                t, self._again = self._again, None
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting task, raised there
+            self.end(exc)
+            return
+        finally:
+            self._busy = False
+        if payload.is_eof():
+            self.end(None)
+
+    def lost(self) -> None:
+        if self.payload.exception() is None:
+            self.pump(time.perf_counter())
+        if not self.done.done():
+            self.end(self.payload.exception() or ClientError("stream_dropped", "connection closed mid-body"))
+
+    def end(self, exc: BaseException | None) -> None:
+        if self.protocol.sink is self:
+            self.protocol.sink = None
+        if self.done.done():
+            return
+        if exc is None:
+            self.done.set_result(None)
+            return
+        if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError)):
+            exc = ClientError("stream_dropped", f"{type(exc).__name__}: {exc}"[:500])
+        self.done.set_exception(exc)
 
 
 async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
@@ -126,6 +196,14 @@ class StreamResponse:
         self.server_request_id = response.headers.get("x-request-id")
         self.content_type = response.headers.get("content-type", "")
         self._content, self._stamps = _stamp_log(response)
+
+    def start_feeding(self, feed: Any) -> Any:
+        """Call `feed(arrival perf_counter, bytes)` for every read, from the socket callback.
+
+        Returns a future resolved at the end of the body (or failed with the error), or None
+        when this response can only be read with `reads()`.
+        """
+        return None
 
     async def reads(self) -> AsyncIterator[tuple[float, bytes]]:
         """Yield (arrival perf_counter, bytes), split where the bytes arrived in separate reads."""
@@ -176,6 +254,29 @@ class _AioStreamResponse(StreamResponse):
         self.server_request_id = headers.get("x-request-id")
         self.content_type = headers.get("content-type", "")
         self._content, self._stamps = _aio_stamp_log(response)
+        self._feeder: _Feeder | None = None
+
+    def start_feeding(self, feed: Any) -> Any:
+        content, stamps = self._content, self._stamps
+        protocol = getattr(self._aio.connection, "protocol", None)
+        if content is None or stamps is None or not isinstance(protocol, _StampingProtocol):
+            return None
+        done = asyncio.get_running_loop().create_future()
+        feeder = self._feeder = _Feeder(protocol, content, feed, done)
+        try:  # what arrived before now, each piece with its own read's stamp
+            buffered = content.read_nowait(-1)
+            for t, piece in _split_by_arrival(stamps, 0, buffered) if buffered else ():
+                feed(t, piece)
+        except Exception as exc:  # noqa: BLE001
+            feeder.end(exc)
+            return done
+        if content.is_eof():
+            feeder.end(None)
+        elif content.exception() is not None:
+            feeder.end(content.exception())
+        else:
+            protocol.sink = feeder
+        return done
 
     async def _reads_via_httpx(self) -> AsyncIterator[tuple[float, bytes]]:
         try:
@@ -186,6 +287,12 @@ class _AioStreamResponse(StreamResponse):
 
     async def aclose(self) -> None:
         aio = self._aio
+        feeder = self._feeder
+        if feeder is not None:
+            if feeder.protocol.sink is feeder:
+                feeder.protocol.sink = None
+            if feeder.done.done() and not feeder.done.cancelled():
+                feeder.done.exception()  # retrieved: no "never retrieved" log after a cancel
         if aio.content.at_eof():
             aio.release()  # read to its end: the connection goes back to the pool
         else:

@@ -314,6 +314,9 @@ class _Attempt:
         self.retry_after_s: float | None = None
         self.server_request_id: str | None = None
         self.status = "ok"
+        self._seen = 0  # chunks seen when the idle deadline was last moved
+        self._last_event_abs = 0.0
+        self._first_token: asyncio.Future[None] | None = None
 
     async def run(self, client: StreamClient, path: str, body: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -359,6 +362,10 @@ class _Attempt:
         slack = idle * 0.05  # re-arming the timer on every read would cost more than it buys
         if "json" in response.content_type:
             raise StreamProtocolError("not_sse", f"expected text/event-stream, got {response.content_type}")
+        done = response.start_feeding(self._on_read)
+        if done is not None:
+            await self._wait_body(done, deadline, loop, ttft_deadline, total_deadline)
+            return
         seen = 0
         async for now_abs, data in response.reads():
             recorder.feed(now_abs, data)
@@ -373,6 +380,44 @@ class _Attempt:
                         or (target == total_deadline and when != target)):
                     deadline.reschedule(target)
         recorder.close(time.perf_counter())
+
+    def _on_read(self, t_abs: float, data: bytes) -> None:
+        """One socket read, fed from the connection's callback (no task wake-up per read)."""
+        recorder = self.recorder
+        recorder.feed(t_abs, data)
+        # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
+        # of a stuck backend must not hold it off.
+        if len(recorder.chunks) != self._seen and recorder.first_token_t is not None:
+            self._seen = len(recorder.chunks)
+            self._last_event_abs = t_abs
+            first = self._first_token
+            if first is not None and not first.done():
+                first.set_result(None)  # from the TTFT deadline to the idle one
+
+    async def _wait_body(self, done: asyncio.Future[None], deadline: asyncio.Timeout,
+                         loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
+        """Sleep until the body ends; wake only when a deadline may have passed: TTFT until the
+        first token, then the idle deadline from the last event (checked lazily, never re-armed
+        per read), never beyond the total deadline."""
+        deadline.reschedule(None)
+        recorder = self.recorder
+        idle = self.timeouts.idle_s
+        perf = time.perf_counter
+        while not done.done():
+            waiting: tuple[asyncio.Future[None], ...] = (done,)
+            if recorder.first_token_t is None:
+                target = ttft_deadline
+                self._first_token = loop.create_future()
+                waiting = (done, self._first_token)
+            else:
+                target = min(loop.time() + (self._last_event_abs + idle - perf()), total_deadline)
+            remaining = target - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            self._first_token = None
+        done.result()  # the error that ended the body, if any
+        recorder.close(perf())
 
     def _timeout_kind(self, now: float, total_deadline: float) -> str:
         if now >= total_deadline - 1e-3:
