@@ -31,6 +31,7 @@ RUN_OVERRIDES = {
     "duration": "load.duration",
     "max_requests": "load.max_requests",
     "seed": "seed",
+    "workers": "load.workers",
 }
 
 
@@ -77,6 +78,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests", type=int)
     p.add_argument("--warmup", type=int, help="requests excluded from the statistics")
     p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=_workers_arg, metavar="K|auto",
+                   help="client processes sharing the schedule (auto: as many as the load needs, one per core)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=key:value,...",
                    help="add or override a sampling variant, e.g. short=max_tokens:64,temperature:0")
     p.add_argument("--out", type=Path, help="run directory (must not exist)")
@@ -97,6 +100,18 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-rate", type=float, default=1.0, help="first rate of --find-max-rate")
     p.add_argument("--stage-duration", type=float, default=15.0, help="seconds per point")
     p.add_argument("--sweep-max-concurrency", type=int, default=256, help="concurrency of --auto's throughput point")
+
+
+def _workers_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def _floats(text: str) -> list[float]:

@@ -149,7 +149,7 @@ def read_api_key(scenario: Scenario) -> str | None:
 
 
 async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None) -> RunResult:
-    async with RunSession(scenario, options, target, api_key) as session:
+    async with RunSession(scenario, options, target, api_key, workers=scenario.load.workers) as session:
         stages = stage_plans(session.schedule, scenario.load)
         session.ended = await session.runner.run(stages, session.stop)
     return session.result()
@@ -160,8 +160,11 @@ class RunSession:
     writer, runner, signal handling. Used by `bench run` (all stages at once) and by
     `bench sweep` (one stage at a time, deciding the next from the stored results)."""
 
-    def __init__(self, scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None) -> None:
+    def __init__(self, scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None,
+                 workers: int | str = 1) -> None:
         self.scenario = scenario
+        self._workers_setting = workers  # > 1 or "auto": client worker processes (`bench run` only)
+        self.pool: Any = None
         self.options = options
         self.target = target
         self.base_url = target.base_url
@@ -197,17 +200,46 @@ class RunSession:
         self.sink = _GuardedSink(self.writer, self.stop)
         self.progress = Progress()
         self._install_signals()
+        workers = self._worker_count()
+        if workers > 1:
+            await self._start_workers(workers, peak)
         _freeze_gc()
         self._cleanup.callback(_thaw_gc)
         await self._cleanup.enter_async_context(live_progress(self.progress, self.options.show_progress))
-        # t0 is taken after all set-up so the first send is not born late.
-        t0 = time.perf_counter() + 0.01
+        # t0 is taken after all set-up so the first send is not born late (workers need
+        # the start message first).
+        t0 = time.perf_counter() + (0.1 if self.pool is not None else 0.01)
         self.writer.manifest.t0_perf_counter = t0
         self.writer.write_manifest()
         await self._start_scraper(t0)
         self._start_monitor()
-        self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
+        if self.pool is not None:
+            self.pool.t0 = t0
+            self.runner = self.pool
+        else:
+            self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
         return self
+
+    def _worker_count(self) -> int:
+        from bench.workers import resolve_workers
+
+        closed = [s.concurrency or 0 for s in self.schedule.stages if s.kind == "closed"]
+        return resolve_workers(self._workers_setting, self.schedule.offered_rate, max(closed, default=0),
+                               simulated=self.target.simulated)
+
+    async def _start_workers(self, count: int, peak: int) -> None:
+        from bench.workers import WorkerConfig, WorkerPool, shard_plan
+
+        plan = build_plan(self.scenario)
+        configs = [WorkerConfig(index=k, count=count, scenario=self.scenario,
+                                scenario_path=self.options.scenario_path, base_url=self.base_url,
+                                api_key=self.api_key, model=self.model,
+                                max_connections=max(peak // count + 1, 64), plan=shard_plan(plan, k, count))
+                   for k in range(count)]
+        self.pool = WorkerPool(configs, self.sink, self.progress)
+        self._cleanup.push_async_callback(self.pool.aclose)
+        await self.pool.start()
+        self.writer.manifest.client["worker_count"] = count
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
@@ -271,6 +303,8 @@ class RunSession:
         elif ended == "interrupted":
             reason = f"signal {self.signals[0]}" if self.signals else "stopped"
         self.writer.manifest.stages = self.stage_notes or [_stage_note(s) for s in self.schedule.stages]
+        if self.pool is not None:
+            self.writer.manifest.client["workers"] = self.pool.worker_stats
         result = _finish(self.writer, ended, reason)
         _note_client_warnings(result, self.schedule.offered_rate)
         self.writer.write_manifest()

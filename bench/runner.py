@@ -82,14 +82,16 @@ class Progress:
 
 class Runner:
     def __init__(self, plan: RunPlan, source: RequestSource, client: StreamClient,
-                 sink: RecordSink, t0: float, progress: Progress | None = None) -> None:
+                 sink: RecordSink, t0: float, progress: Progress | None = None,
+                 id_start: int = 0, id_step: int = 1) -> None:
         self._plan = plan
         self._source = source
         self._client = client
         self._sink = sink
         self._t0 = t0
         self.progress = progress or Progress()
-        self._next_id = 0
+        self._next_id = id_start  # worker k of K numbers its requests k, k+K, k+2K, ...
+        self._id_step = id_step
         self._tasks: set[asyncio.Task[None]] = set()
         self._launched = 0  # counted when a request is created, before it first runs
         self._stage_launched = 0
@@ -234,7 +236,7 @@ class Runner:
     async def _request(self, spec: RequestSpec, scheduled_s: float, stage: int) -> str | None:
         """Send one request and record it; the reply text when the turn has a follow-up."""
         request_id = self._next_id
-        self._next_id += 1
+        self._next_id += self._id_step
         progress = self.progress
         progress.sent += 1
         progress.in_flight += 1

@@ -282,6 +282,9 @@ class Load(Strict):
     duration: PositiveFloat | None = Field(default=None, description="Seconds.")
     max_requests: Annotated[int, Field(ge=1)] | None = None
     warmup: Warmup = Warmup()
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        default=1, description="Client processes sharing the schedule (`auto`: enough for the load, one per core)."
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Load:
