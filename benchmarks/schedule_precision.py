@@ -1,0 +1,87 @@
+"""Schedule precision: Poisson arrivals at fixed rates, achieved rate and send lag.
+
+Runs `bench run` (in this process; `--workers` adds client processes) against the
+zero-latency server of benchmarks/_sse_server.py (another process), 16-token responses,
+and prints per rate: requests, achieved/offered rate, send lag (sent - scheduled)
+p50/p99/max, client loop lag and CPU from run.json, and the run's client warnings.
+
+    python benchmarks/schedule_precision.py [--rates 10 100 1000 5000] [--workers 1 2] [--tokens 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _sse_server import start_server  # noqa: E402
+
+from bench.execute import RunOptions, run_scenario  # noqa: E402
+from bench.scenario import load_scenario  # noqa: E402
+
+
+def duration_for(rate: float) -> float:
+    return float(np.clip(2000.0 / rate, 3.0, 20.0))
+
+
+def measure(base_url: str, rate: float, workers: int, tokens: int, tmp: Path, seconds: float | None) -> dict:
+    name = f"poisson-{rate:g}-w{workers}"
+    data = {"name": name, "seed": 7, "target": {"base_url": base_url, "model": "zero"},
+            "requests": {"synthetic": {"prompt_tokens": 8, "output_tokens": tokens}},
+            "load": {"rate": rate, "arrival": "poisson", "duration": seconds or duration_for(rate),
+                     "workers": workers}}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    run = run_scenario(load_scenario(path), RunOptions(scenario_path=path, out_dir=tmp / name,
+                                                       show_progress=False)).run
+    req = run.requests
+    lag = ((req["sent_s"] - req["scheduled_s"]) * 1e3).to_numpy(dtype="float64")
+    client = run.manifest.client
+    procs = client.get("workers") or [client]
+    return {
+        "rate": rate, "workers": workers, "requests": len(req), "errors": int((req["status"] != "ok").sum()),
+        "achieved": run.summary["rate"]["achieved"],
+        "lag_p50": float(np.percentile(lag, 50)), "lag_p99": float(np.percentile(lag, 99)),
+        "lag_max": float(lag.max()),
+        "loop_lag_p99": max((p.get("loop_lag_ms") or {}).get("p99") or 0.0 for p in procs),
+        "cpu": max((p.get("cpu_percent") or {}).get("mean") or 0.0 for p in procs),
+        "warnings": [w["code"] for w in client.get("warnings", [])],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[10, 100, 1000, 5000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=None, help="override the per-rate duration")
+    args = parser.parse_args(argv)
+    proc, base_url = start_server()
+    try:
+        print(f"zero-latency SSE server {base_url}; Poisson arrivals; {args.tokens}-token responses")
+        print(f"{'rate':>6} {'workers':>7} {'requests':>8} {'achieved':>9} {'ratio':>6}  {'lag p50':>8} {'p99':>7} "
+              f"{'max':>7}  {'loop p99':>8} {'cpu%':>5}  warnings")
+        with tempfile.TemporaryDirectory() as tmp:
+            for rate in args.rates:
+                for workers in args.workers:
+                    r = measure(base_url, rate, workers, args.tokens, Path(tmp), args.seconds)
+                    print(f"{r['rate']:6g} {r['workers']:7d} {r['requests']:8d} {r['achieved']:9.1f} "
+                          f"{r['achieved'] / rate:6.3f}  {r['lag_p50']:6.2f}ms {r['lag_p99']:7.2f} {r['lag_max']:7.1f}  "
+                          f"{r['loop_lag_p99']:8.2f} {r['cpu']:5.0f}  {','.join(r['warnings']) or '-'}"
+                          + (f"  errors={r['errors']}" if r["errors"] else ""), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
