@@ -201,7 +201,7 @@ def read_manifest(run_dir: Path) -> Manifest:
 
 def read_raw_requests(run_dir: Path) -> pd.DataFrame:
     """Scalar fields of every journalled record (the journal is the source of truth)."""
-    rows = list(_journal_rows(run_dir))
+    rows = list(_journal_rows(run_dir, scalars_only=True))
     columns = [k for k in SCALAR_FIELDS if k != "server_timings"]
     frame = pd.DataFrame.from_records([{k: row.get(k) for k in columns} for row in rows], columns=columns)
     frame = frame.astype(REQUEST_DTYPES)
@@ -244,7 +244,12 @@ def _chunks_from_journal(run_dir: Path) -> pa.Table:
     return _chunk_columns(ids, ts, kinds, tokens, choices)
 
 
-def _journal_rows(run_dir: Path) -> Any:
+_CHUNK_KEY = b',"chunk_t":'  # records put their chunk arrays last (RequestRecord.to_json_dict)
+
+
+def _journal_rows(run_dir: Path, scalars_only: bool = False) -> Any:
+    """Journal records; `scalars_only` cuts each line before its chunk arrays, so reading
+    the request columns does not build a Python float per chunk (chunks.parquet has them)."""
     path = run_dir / JOURNAL
     try:
         handle = open(path, "rb")  # noqa: SIM115
@@ -254,4 +259,9 @@ def _journal_rows(run_dir: Path) -> Any:
         for line in handle:
             if not line.endswith(b"\n"):
                 break  # the last line of a killed run may be cut short
+            if scalars_only:
+                cut = line.find(_CHUNK_KEY)
+                if cut > 0:
+                    yield orjson.loads(line[:cut] + b"}")
+                    continue
             yield orjson.loads(line)

@@ -1,0 +1,134 @@
+"""Scale: storing, loading and summarising many requests; memory per in-flight stream.
+
+For each size N (default 100k and 1M requests x 128 chunks), in a fresh child process:
+1. store: N synthetic RequestRecords through `RunWriter.write` (journal + chunk parquet
+   row groups), as a run does;
+2. finalize: `finalize_run` (requests.parquet + summary.json from the raw data);
+3. load: `bench.load_run` of the directory.
+Prints seconds per step and the child's peak RSS. Then the memory of one in-flight
+stream's state (`_Attempt` + recorder after 128 chunks), measured with tracemalloc.
+
+    python benchmarks/scale.py [--sizes 100000 1000000] [--chunks 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from array import array
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.records import KIND_CONTENT, KIND_ROLE, KIND_USAGE, NO_TOKENS, ChunkColumns, RequestRecord  # noqa: E402
+
+
+def _records(n: int, chunks: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    kinds = array("b", [KIND_ROLE] + [KIND_CONTENT] * (chunks - 2) + [KIND_USAGE])
+    tokens = array("i", [NO_TOKENS] * chunks)
+    choice = array("i", [0] * chunks)
+    sched = np.sort(rng.uniform(0, n / 1000.0, n))
+    for i in range(n):
+        start = float(sched[i])
+        t = start + 0.05 + np.cumsum(rng.exponential(0.02, chunks))
+        yield RequestRecord(
+            request_id=i, stage=0, phase="measure", variant="", block=-1, conversation=-1, turn=0,
+            prompt_index=i % 1000, scheduled_s=start, submitted_s=start, sent_s=start + 1e-4,
+            headers_s=start + 0.01, end_s=float(t[-1]) + 1e-4, status="ok", error_kind=None,
+            error_message=None, http_status=200, retry_after_s=None, finish_reason="length",
+            usage_prompt_tokens=64, usage_completion_tokens=chunks - 2, server_request_id=str(i),
+            max_tokens=chunks - 2, n=1, done_seen=True, reconnected=False, output_chars=4 * chunks,
+            chunks=ChunkColumns(array("d", t.tobytes()), array("b", kinds), array("i", tokens), array("i", choice)),
+        )
+
+
+def child(n: int, chunks: int) -> dict[str, float]:
+    from bench import load_run
+    from bench.results import finalize_run
+    from bench.store import SCHEMA_VERSION, Manifest, RunWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        manifest = Manifest(schema_version=SCHEMA_VERSION, bench_version="scale", name="scale",
+                            scenario={"load": {"rate": 1000.0}}, target={}, model="m", seed=0,
+                            t0_perf_counter=0.0, started_at="", ended="completed", python="", platform="",
+                            host="")
+        t = time.perf_counter()
+        writer = RunWriter(run_dir, manifest)
+        for record in _records(n, chunks):
+            writer.write(record)
+        writer.close()
+        store_s = time.perf_counter() - t
+        sizes = {p.name: p.stat().st_size for p in run_dir.iterdir()}
+        t = time.perf_counter()
+        run = finalize_run(run_dir, manifest)
+        finalize_s = time.perf_counter() - t
+        assert run.summary["requests"]["total"] == n
+        del run
+        t = time.perf_counter()
+        run = load_run(run_dir)
+        load_s = time.perf_counter() - t
+        assert len(run.requests) == n
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # KiB -> GiB
+    return {"n": n, "store_s": store_s, "finalize_s": finalize_s, "load_s": load_s, "peak_gib": peak,
+            "journal_mb": sizes.get("requests.jsonl", 0) / 1e6, "chunks_mb": sizes.get("chunks.parquet", 0) / 1e6}
+
+
+def in_flight_bytes(chunks: int, streams: int = 1000) -> float:
+    from bench.runner import _Attempt
+    from bench.scenario import Timeouts
+
+    timeouts = Timeouts()
+    line = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+            b'"choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}\n\n')
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    attempts = []
+    for _ in range(streams):
+        attempt = _Attempt(0.0, timeouts)
+        for i in range(chunks):
+            attempt.recorder.feed(float(i), line)
+        attempts.append(attempt)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return used / streams
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--chunks", type=int, default=128)
+    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return 0
+    print(f"{'requests':>9} {'chunks':>6} {'store s':>8} {'finalize s':>10} {'load s':>7} {'total s':>8} "
+          f"{'peak RSS GiB':>12} {'journal MB':>10} {'chunks MB':>9}")
+    for n in args.sizes:
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), str(args.chunks)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"{n:9d} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        total = r["store_s"] + r["finalize_s"] + r["load_s"]
+        print(f"{n:9d} {args.chunks:6d} {r['store_s']:8.1f} {r['finalize_s']:10.1f} {r['load_s']:7.1f} {total:8.1f} "
+              f"{r['peak_gib']:12.2f} {r['journal_mb']:10.0f} {r['chunks_mb']:9.0f}", flush=True)
+    per = in_flight_bytes(args.chunks)
+    print(f"in-flight stream state after {args.chunks} chunks: {per / 1024:.1f} KiB per stream (tracemalloc)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
