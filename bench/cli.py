@@ -59,6 +59,9 @@ def build_parser(with_sim: bool = True) -> argparse.ArgumentParser:
     _add_report(sub.add_parser("report", help="write report.md, report.html and summary.csv for a stored run"))
     _add_plot(sub.add_parser("plot", help="draw latency CDFs, percentile ladders and timelines of stored runs"))
     _add_compare(sub.add_parser("compare", help="compare stored runs with bootstrap confidence intervals"))
+    calibrate = sub.add_parser("calibrate", help="measure this machine's client ceiling against the zero-latency simulator")
+    calibrate.add_argument("--seconds", type=float, default=3.0, help="seconds per point (default 3)")
+    calibrate.add_argument("--workers", type=_workers_arg, default=1, metavar="K|auto")
     return parser
 
 
@@ -175,6 +178,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_plot(args)
     if args.command == "compare":
         return _cmd_compare(args)
+    if args.command == "calibrate":
+        return _cmd_calibrate(args)
     raise BenchInputError(f"unknown command {args.command!r}")
 
 
@@ -335,6 +340,22 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     out = args.out or (runs[0].path / "figures" if len(runs) == 1 else Path("."))
     for path in save_figures(plot_runs(runs), out, formats_for(args.format)):
         print(path)
+    return EXIT_OK
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from bench.calibrate import calibrate, safe_range
+
+    print(f"client ceiling against `bench sim --profile zero` (same machine), {args.seconds:g} s per point, "
+          f"workers={args.workers}")
+    safe = safe_range(calibrate(seconds=args.seconds, workers=args.workers))
+    if safe["ceiling_chunks_per_s"]:
+        print(f"ceiling (client and simulator on this machine): {safe['ceiling_chunks_per_s']:,.0f} chunks/s, "
+              f"{safe['ceiling_requests_per_s']:,.0f} req/s")
+    rate = f"up to {safe['rate']:g} req/s" if safe["rate"] else "below the lowest rate tried"
+    chunks = f"{safe['safe_chunks_per_s']:,.0f}" if safe["safe_chunks_per_s"] else "?"
+    print(f"safe operating range: open loop {rate} with no client warning; streaming loads up to ~{chunks} "
+          "chunks/s in total (streams x tokens/s each). Above it, use --workers or another client machine.")
     return EXIT_OK
 
 
