@@ -49,3 +49,31 @@ def test_a_server_that_never_starts_fails_the_run_with_its_log_tail(scenario_dir
     assert main(["run", str(path), "--quiet", "--out", str(scenario_dir / "run")]) == 1
     err = capsys.readouterr().err
     assert "target.launch" in err and "code 3" in err and "boom at start" in err
+
+
+def test_launched_server_is_stopped_when_the_run_is_interrupted(scenario_dir):
+    import signal
+    import subprocess
+    import time
+
+    port = free_port()
+    path = write_scenario(scenario_dir, {
+        "target": {"base_url": f"http://127.0.0.1:{port}/v1",
+                   "launch": {"command": [sys.executable, "-m", "bench.sim", "--port", str(port)]}},
+        "requests": {"synthetic": {"prompt_tokens": 8, "output_tokens": 200}},
+        "load": {"rate": 10, "duration": 60},
+    })
+    out = scenario_dir / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(path), "--quiet", "--no-report",
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (out / "requests.jsonl").exists() or not (out / "requests.jsonl").read_bytes():
+        assert time.monotonic() < deadline, "no record written"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["ended"] == "interrupted"
+    assert not _alive(manifest["target"]["launched"]["pid"])
+    assert (out / "server.log").exists()
