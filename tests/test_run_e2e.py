@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -48,18 +50,30 @@ def test_cli_run_stores_a_complete_run(scenario_dir, capsys):
     assert main(["run", str(path), "--out", str(run_dir), "--quiet"]) == 2
 
 
-# (streams, TTFT median bound ms). At 64 streams the simulator writes one chunk to every
-# stream within ~1 ms each step and, on a 2-core machine shared with it, the client stamps
-# the reads of such a burst ~1.1 ms late on average (measured; the lateness is common to all
-# of a stream's chunks, so gaps stay exact): TTFT error there is ~1.2 ms median, not < 1 ms.
-TRUTH_CASES = [(16, 1.0), (64, 2.0)]
+@contextmanager
+def separate_cores(server_pid: int):
+    """The load generator and the server on different cores, as on any honest test bed.
+
+    Left to the OS scheduler on a 2-core machine, the client and the simulator keep landing
+    on one core and every stamp waits for the other process: measured, ~1.1 ms of added
+    lateness at 64 streams, ~0.1 ms pinned."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        yield
+        return
+    os.sched_setaffinity(server_pid, {cpus[-1]})
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, set(cpus))
 
 
-@pytest.mark.parametrize("streams,ttft_median_ms", TRUTH_CASES)
-def test_measured_timings_match_simulator_truth(scenario_dir, streams, ttft_median_ms):
+@pytest.mark.parametrize("streams", [16, 64])
+def test_measured_timings_match_simulator_truth(scenario_dir, streams):
     profile = {"models": ["sim-truth"], "max_num_seqs": 128, "decode_ms_base": 20.0, "decode_ms_per_seq": 0.05,
                "prefill_ms_per_token": 0.01}
-    with start_sim(profile=profile, seed=2) as sim:
+    with start_sim(profile=profile, seed=2) as sim, separate_cores(sim.pid):
         # Output lengths vary so completions, and so the next sends, spread over the steps
         # as in a real closed loop; the first wave (new connections at once) is warmup.
         result = run_in_process(scenario_dir, {
@@ -87,7 +101,7 @@ def test_measured_timings_match_simulator_truth(scenario_dir, streams, ttft_medi
     print(f"{streams} streams: TTFT abs error ms p50 {np.median(ttft_err):.3f} p99 {np.percentile(ttft_err, 99):.3f}; "
           f"ITL abs error ms p50 {np.median(gap_err):.3f} p99 {np.percentile(gap_err, 99):.3f}")
     assert np.median(gap_err) < 1.0 and np.percentile(gap_err, 99) < 5.0
-    assert np.median(ttft_err) < ttft_median_ms and np.percentile(ttft_err, 99) < 5.0
+    assert np.median(ttft_err) < 1.0 and np.percentile(ttft_err, 99) < 5.0
 
 
 def test_poisson_50_per_s_for_20_s_holds_rate_and_schedule(scenario_dir):
