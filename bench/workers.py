@@ -15,6 +15,9 @@ Records stream back in batches (pickled over a socketpair) to the parent, which 
 the one run directory, so a run with workers has the same shape as one without.
 SIGINT/SIGTERM reach the parent (workers ignore SIGINT from the terminal); it tells
 every worker to stop, and their cancelled in-flight requests are recorded as usual.
+
+One shard's life (`run_shard`) and the parent's bookkeeping (`WorkerPool`) do not depend on
+the transport: a worker process here, a Ray actor in `bench.ray_workers`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import traceback
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
@@ -206,11 +209,25 @@ class WorkerPool:
                 self._ready[index].set_result(msg[1])
         elif kind == "done":
             _, ended, stats = msg
-            self.worker_stats[index] = {"index": index, "pid": self._procs[index].pid, **stats}
+            self.worker_stats[index] = {**self._worker_info(index), **stats}
             if not self._done[index].done():
                 self._done[index].set_result(ended)
         elif kind == "error":
             self._fail(index, f"client worker {index} failed: {msg[1]}")
+
+    def _worker_info(self, index: int) -> dict[str, Any]:
+        return {"index": index, "pid": self._procs[index].pid}
+
+    def _post(self, index: int, msg: tuple[Any, ...]) -> None:
+        """Send one message to worker `index` (the transport: a socket here)."""
+        try:
+            self._conns[index].send(msg)
+        except OSError:
+            pass  # that worker is gone already
+
+    def _start_time(self, index: int) -> float:
+        """The common start time on worker `index`'s own clock (one clock on one machine)."""
+        return self._t0
 
     def _fail(self, index: int, message: str) -> None:
         if self.failure is None:
@@ -239,16 +256,13 @@ class WorkerPool:
         if self._stopping:
             return
         self._stopping = True
-        for conn in self._conns:
-            try:
-                conn.send(("stop",))
-            except OSError:
-                pass  # that worker is gone already
+        for cfg in self._configs:
+            self._post(cfg.index, ("stop",))
 
     async def run(self, stages: list[StagePlan], stop: asyncio.Event) -> str:
         count = len(self._configs)
-        for cfg, conn in zip(self._configs, self._conns, strict=True):
-            conn.send(("start", self._t0, shard_stages(stages, cfg.index, count)))
+        for cfg in self._configs:
+            self._post(cfg.index, ("start", self._start_time(cfg.index), shard_stages(stages, cfg.index, count)))
         all_done = asyncio.ensure_future(asyncio.gather(*self._done))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({all_done, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -296,8 +310,8 @@ class WorkerPool:
 class _BatchSink:
     """Collects finished records; `flush` sends them to the parent in one message."""
 
-    def __init__(self, conn: Connection, progress: Progress) -> None:
-        self._conn = conn
+    def __init__(self, send: Callable[[tuple[Any, ...]], None], progress: Progress) -> None:
+        self._send = send
         self._progress = progress
         self._records: list[RequestRecord] = []
 
@@ -308,7 +322,7 @@ class _BatchSink:
 
     def flush(self) -> None:
         records, self._records = self._records, []
-        self._conn.send(("records", records, asdict(self._progress)))
+        self._send(("records", records, asdict(self._progress)))
 
     async def flush_every(self, interval_s: float) -> None:
         while True:
@@ -317,13 +331,51 @@ class _BatchSink:
                 self.flush()
 
 
-async def _worker(conn: Connection) -> None:
+Send = Callable[[tuple[Any, ...]], None]
+
+
+async def run_shard(cfg: WorkerConfig, send: Send, receive: Callable[[], Awaitable[tuple[Any, ...]]],
+                    stop: asyncio.Event) -> None:
+    """One shard, whoever drives it (a worker process, a Ray actor): build the client and the
+    workload, send ("ready", pid), wait for ("start", t0, stages) with t0 on this process's
+    `perf_counter` clock, run, stream ("records", batch, progress) and end with ("done", ended, stats)."""
     from bench.client import ClientConfig, StreamClient
     from bench.execute import _freeze_gc, read_trace_for, trace_prompts_for
     from bench.loopmon import LoopMonitor
     from bench.runner import Runner
     from bench.workload import Workload
 
+    scenario = cfg.scenario
+    client = StreamClient(ClientConfig(cfg.base_url, cfg.api_key, scenario.target.timeouts.connect_s,
+                                       cfg.max_connections))
+    try:
+        trace = read_trace_for(scenario, cfg.scenario_path)
+        workload = Workload(scenario, cfg.scenario_path, cfg.model, trace_prompts_for(scenario, trace))
+        source = _ShardedSource(workload, cfg.index, cfg.count) if cfg.count > 1 else workload
+        send(("ready", os.getpid()))
+        msg = await receive()
+        if msg[0] != "start":
+            return
+        _, t0, stages = msg
+        progress = Progress()
+        sink = _BatchSink(send, progress)
+        runner = Runner(cfg.plan, source, client, sink, t0, progress, id_start=cfg.index, id_step=cfg.count)
+        _freeze_gc()
+        monitor = LoopMonitor()
+        monitor.start()
+        flusher = asyncio.ensure_future(sink.flush_every(_BATCH_S))
+        try:
+            ended = await runner.run(stages, stop)
+        finally:
+            flusher.cancel()
+            stats = await monitor.stop()
+        sink.flush()
+        send(("done", ended, stats))
+    finally:
+        await client.aclose()
+
+
+async def _worker(conn: Connection) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -343,38 +395,12 @@ async def _worker(conn: Connection) -> None:
 
     loop.add_reader(conn.fileno(), on_readable)
     os.set_blocking(conn.fileno(), True)  # whole messages, even when the parent is slow to read
+    # SIGTERM to the whole process group: stop like the parent would have asked, keep records.
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     msg = await inbox.get()
     if msg[0] != "config":
         return
-    cfg: WorkerConfig = msg[1]
-    scenario = cfg.scenario
-    client = StreamClient(ClientConfig(cfg.base_url, cfg.api_key, scenario.target.timeouts.connect_s,
-                                       cfg.max_connections))
-    try:
-        trace = read_trace_for(scenario, cfg.scenario_path)
-        workload = Workload(scenario, cfg.scenario_path, cfg.model, trace_prompts_for(scenario, trace))
-        source = _ShardedSource(workload, cfg.index, cfg.count) if cfg.count > 1 else workload
-        conn.send(("ready", os.getpid()))
-        msg = await inbox.get()
-        if msg[0] != "start":
-            return
-        _, t0, stages = msg
-        progress = Progress()
-        sink = _BatchSink(conn, progress)
-        runner = Runner(cfg.plan, source, client, sink, t0, progress, id_start=cfg.index, id_step=cfg.count)
-        _freeze_gc()
-        monitor = LoopMonitor()
-        monitor.start()
-        flusher = asyncio.ensure_future(sink.flush_every(_BATCH_S))
-        try:
-            ended = await runner.run(stages, stop)
-        finally:
-            flusher.cancel()
-            stats = await monitor.stop()
-        sink.flush()
-        conn.send(("done", ended, stats))
-    finally:
-        await client.aclose()
+    await run_shard(msg[1], conn.send, inbox.get, stop)
 
 
 def _main(fd: int) -> int:
