@@ -181,13 +181,27 @@ def ladder_figure(samples: Mapping[str, Mapping[str, np.ndarray]], title: str = 
 
 
 def timeline_figure(run: Run) -> Figure:
-    fig = new_figure(11, 8)
-    ax_flight, ax_rate, ax_ttft = fig.subplots(3, 1, sharex=True)
-    plots.plot_in_flight(ax_flight, run.requests)
-    plots.plot_token_rate(ax_rate, run.chunks)
-    plots.plot_ttft_over_time(ax_ttft, run.requests)
+    server = _server_key_series(run)
+    rows = 4 if server is not None else 3
+    fig = new_figure(11, 8 if rows == 3 else 10.5)
+    axes = fig.subplots(rows, 1, sharex=True)
+    plots.plot_in_flight(axes[0], run.requests)
+    plots.plot_token_rate(axes[1], run.chunks)
+    if server is not None:
+        plots.plot_server_metrics(axes[2], server)
+    plots.plot_ttft_over_time(axes[-1], run.requests)
     fig.suptitle(f"Timeline: {run_label(run)}")
     return fig
+
+
+def _server_key_series(run: Run) -> pd.DataFrame | None:
+    frame = run.server_metrics
+    if frame is None or frame.empty:
+        return None
+    from bench.promscrape import key_series
+
+    key = key_series(frame)
+    return key if not key.empty else None
 
 
 def sweep_figure(run: Run) -> Figure | None:

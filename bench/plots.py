@@ -116,6 +116,25 @@ def plot_ttft_over_time(ax: Axes, requests: pd.DataFrame) -> None:
     ax.legend(fontsize="small", loc="upper left")
 
 
+def plot_server_metrics(ax: Axes, key: pd.DataFrame) -> None:
+    """The server's own view (Prometheus): running and waiting requests, KV-cache use."""
+    if key.empty:
+        ax.text(0.5, 0.5, "no server metrics", transform=ax.transAxes, ha="center", va="center")
+        return
+    for column, name in (("running", "running"), ("waiting", "waiting")):
+        if column in key and key[column].notna().any():
+            ax.step(key["t"], key[column], where="post", linewidth=0.9, label=f"server {name}")
+    ax.set_ylabel("server requests")
+    ax.grid(True, alpha=0.3)
+    if "kv_cache_usage" in key and key["kv_cache_usage"].notna().any():
+        twin = ax.twinx()
+        twin.plot(key["t"], key["kv_cache_usage"] * 100, color="grey", linestyle="--", linewidth=0.9,
+                  label="KV cache %")
+        twin.set_ylabel("KV cache %")
+        twin.set_ylim(bottom=0)
+    ax.legend(fontsize="small", loc="upper left")
+
+
 def plot_throughput_vs_offered(ax: Axes, stages: pd.DataFrame, knee: float | None = None) -> None:
     """Achieved requests/s (and output tok/s on a twin axis) per stage against the offered rate.
 

@@ -37,6 +37,17 @@ class Run:
     def name(self) -> str:
         return self.manifest.name
 
+    @property
+    def server_metrics(self) -> pd.DataFrame | None:
+        """The server's Prometheus series scraped during the run (t seconds from t0), if any."""
+        path = self.path / store.SERVER_METRICS
+        if not path.exists():
+            return None
+        try:
+            return pd.read_parquet(path)
+        except (OSError, pa.ArrowInvalid):
+            return None
+
 
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Open a run directory (completed, interrupted or recovered after a crash)."""
