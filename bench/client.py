@@ -396,14 +396,16 @@ class StreamClient:
         token = _SENT_BOX.set(box)
         try:
             aio = await session.post(url, data=body, headers=headers, timeout=self._timeout)
-        except aiohttp.ServerDisconnectedError as exc:
-            if allow_stale and _REUSED in box:
-                raise _StaleConnection from None
-            raise self._redact(ClientError("server_disconnected", _describe_aio(exc))) from None
-        except aiohttp.ClientConnectorError as exc:
+        except aiohttp.ClientConnectorError as exc:  # before ClientOSError: it is one
             refused = isinstance(exc.os_error, ConnectionRefusedError) or "connect call failed" in str(exc).lower()
             raise self._redact(ClientError("connect_refused" if refused else "connect_error",
                                            _describe_aio(exc))) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # "Server disconnected" or "Can not write request body": on a reused keep-alive
+            # connection this is the server having closed it while it sat in the pool.
+            if allow_stale and _REUSED in box:
+                raise _StaleConnection from None
+            raise self._redact(ClientError("server_disconnected", _describe_aio(exc))) from None
         except TimeoutError as exc:  # aiohttp's connect timeout
             raise self._redact(ClientError("connect_timeout", _describe_aio(exc))) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
