@@ -83,6 +83,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=_workers_arg, metavar="K|auto",
                    help="client processes sharing the schedule (auto: as many as the load needs, one per core)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the load from Ray actors: ADDRESS auto, ray://HOST:10001 or HOST:PORT "
+                        "(none: a local Ray for the run); needs pip install 'bench[ray]'")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=key:value,...",
                    help="add or override a sampling variant, e.g. short=max_tokens:64,temperature:0")
     p.add_argument("--out", type=Path, help="run directory (must not exist)")
@@ -193,6 +196,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides.setdefault("load.rate", None)
     if args.warmup is not None:
         overrides["load.warmup.requests"] = args.warmup
+    if getattr(args, "ray", None) is not None:
+        overrides["ray.address"] = args.ray or None
     for spec in args.variant:
         name, fields = parse_variant_flag(spec)
         for key, value in fields.items():
@@ -253,6 +258,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweep import SweepRequest, run_sweep
 
     scenario = load_scenario(args.scenario, run_overrides(args))
+    if scenario.ray is not None:
+        raise BenchInputError("ray: Ray actors drive `bench run` only; run the sweep's points as separate runs")
     options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
                          show_progress=not (args.quiet or args.json))
     request = SweepRequest(rates=args.rates or ([args.start_rate] if args.find_max_rate else None),

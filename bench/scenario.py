@@ -317,6 +317,18 @@ class Slo(Strict):
         return self
 
 
+class RaySettings(Strict):
+    """Load from a Ray cluster (`bench run --ray`): the schedule's shards run in Ray actors."""
+
+    address: str | None = Field(
+        default=None, description="`auto`, `ray://HOST:10001` or HOST:PORT of a running cluster; "
+                                  "unset: start a local Ray for the run.")
+    workers: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        default=None, description="Load-generator actors (default: one per node); replaces load.workers.")
+    continue_on_actor_failure: bool = Field(
+        default=False, description="An actor that dies: go on with the others (default: the run fails).")
+
+
 class Scenario(Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "scenario"
     description: str = ""
@@ -331,6 +343,7 @@ class Scenario(Strict):
     )
     load: Load
     slo: Slo | None = None
+    ray: RaySettings | None = Field(default=None, description="Run the load from a Ray cluster's actors.")
 
 
 # --- loading ----------------------------------------------------------------------------

@@ -26,6 +26,8 @@ LAG_FLOOR_MS = 2.0
 MAX_ERROR_RATE = 0.05
 # Achieved send rate may fall short of the offered rate by at most this share.
 MAX_RATE_SHORTFALL = 0.05
+# Ray actors: the clock-offset uncertainty (half the best round trip) against the median TTFT.
+MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT = 0.1
 
 PERCENTILE_METRICS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"))
 
@@ -56,7 +58,31 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)
+    warnings += check_clock_offsets(run.manifest.client.get("workers") or [],
+                                    (summary.get("ttft_ms") or {}).get("p50"))
     return warnings
+
+
+def check_clock_offsets(workers: list[dict[str, Any]], ttft_p50_ms: float | None) -> list[ValidityWarning]:
+    """Ray actors on other machines: each one's clock offset to the driver is known only to
+    within half the best round trip. Latencies are measured on one actor's clock and do not
+    depend on it; when it is large against the TTFT, the interleaving of the actors' sends
+    and any comparison of times across actors are uncertain at the scale of a TTFT."""
+    if not ttft_p50_ms or ttft_p50_ms <= 0:
+        return []
+    limit = MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT * ttft_p50_ms
+    loose = [(w.get("index", i), float(w["clock"]["uncertainty_ms"])) for i, w in enumerate(workers)
+             if isinstance(w.get("clock"), dict) and w["clock"].get("uncertainty_ms") is not None
+             and float(w["clock"]["uncertainty_ms"]) > limit]
+    if not loose:
+        return []
+    worst = max(u for _, u in loose)
+    which = ", ".join(f"actor {i} ±{u:.2f} ms" for i, u in loose)
+    return [ValidityWarning("clock_offset", f"clock offsets to the driver are uncertain by up to {worst:.2f} ms "
+                                            f"({which}), more than {MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT:.0%} of "
+                                            f"the median TTFT ({ttft_p50_ms:.2f} ms): per-request latencies are "
+                                            "unaffected (one clock each), but the actors' sends interleave and "
+                                            "line up across actors only to within that")]
 
 
 def check_reconnects(requests: Any) -> list[ValidityWarning]:

@@ -136,3 +136,16 @@ def test_reconnects_are_reported_only_when_they_happened():
     assert check_reconnects(pd.DataFrame({"reconnected": [False, False]})) == []
     warnings = check_reconnects(pd.DataFrame({"reconnected": [True, False, True]}))
     assert [w.code for w in warnings] == ["reconnects"] and "2 of 3" in warnings[0].message
+
+
+def test_clock_offset_uncertainty_large_against_ttft():
+    from bench.validity import check_clock_offsets
+
+    actors = [{"index": 0, "clock": {"offset_ms": 3.1, "uncertainty_ms": 0.05}},
+              {"index": 1, "clock": {"offset_ms": -812.4, "uncertainty_ms": 4.0}}]
+    assert check_clock_offsets(actors, ttft_p50_ms=80.0) == []  # 4 ms is 5 % of 80 ms
+    warnings = check_clock_offsets(actors, ttft_p50_ms=20.0)
+    assert [w.code for w in warnings] == ["clock_offset"]
+    assert "actor 1 ±4.00 ms" in warnings[0].message and "actor 0" not in warnings[0].message
+    assert check_clock_offsets([{"index": 0, "pid": 1}], ttft_p50_ms=1.0) == []  # local worker processes
+    assert check_clock_offsets(actors, ttft_p50_ms=None) == []

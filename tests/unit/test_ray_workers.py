@@ -1,0 +1,53 @@
+"""Ray load generation: the pure parts (no Ray needed) and the missing-Ray message."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+
+from bench.ray_workers import actor_cpus, clock_offset
+
+
+def test_actors_ask_for_cpus_so_that_they_spread():
+    assert actor_cpus(3, [8.0, 8.0, 16.0]) == 8.0  # one per node: a whole node's worth each
+    assert actor_cpus(2, [2.0]) == 1.0  # two on one 2-core node
+    assert actor_cpus(6, [4.0, 4.0]) == 1.0
+    assert actor_cpus(1, []) == 1.0
+
+
+def test_clock_offset_takes_the_round_trip_with_the_smallest_rtt():
+    # (driver send, actor clock, driver receive); the actor's clock runs 100 s ahead
+    samples = [(0.0, 100.004, 0.010), (1.0, 101.0006, 1.001), (2.0, 102.003, 2.004)]
+    clock = clock_offset(samples)
+    assert clock["offset_s"] == pytest.approx(100.0001)
+    assert clock["uncertainty_ms"] == pytest.approx(0.5)
+    assert clock["rtt_min_ms"] == pytest.approx(1.0) and clock["round_trips"] == 3
+
+
+def test_ray_flag_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"requests": {"synthetic": {"prompt_tokens": 8, "output_tokens": 4}},
+                                    "load": {"rate": 5, "duration": 1}}))
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(["run", str(path), "--ray", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'bench[ray]'" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_section_is_strict_and_the_flag_sets_the_address():
+    from bench.cli import build_parser, run_overrides
+    from bench.errors import BenchInputError
+    from bench.scenario import validate_scenario
+
+    base = {"requests": {"synthetic": {"prompt_tokens": 8, "output_tokens": 4}}, "load": {"rate": 5, "duration": 1}}
+    assert validate_scenario({**base, "ray": {"address": "auto", "workers": 3}}, "x").ray.workers == 3
+    with pytest.raises(BenchInputError, match="ray"):
+        validate_scenario({**base, "ray": {"adress": "auto"}}, "x")
+    assert run_overrides(build_parser().parse_args(["run", "x.yaml", "--ray"]))["ray.address"] is None
+    assert run_overrides(build_parser().parse_args(["run", "x.yaml", "--ray", "auto"]))["ray.address"] == "auto"
+    assert "ray.address" not in run_overrides(build_parser().parse_args(["run", "x.yaml"]))
