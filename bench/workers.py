@@ -352,6 +352,7 @@ async def run_shard(cfg: WorkerConfig, send: Send, receive: Callable[[], Awaitab
         trace = read_trace_for(scenario, cfg.scenario_path)
         workload = Workload(scenario, cfg.scenario_path, cfg.model, trace_prompts_for(scenario, trace))
         source = _ShardedSource(workload, cfg.index, cfg.count) if cfg.count > 1 else workload
+        _freeze_gc()  # before "ready": a full collection after the start would make the first sends late
         send(("ready", os.getpid()))
         msg = await receive()
         if msg[0] != "start":
@@ -360,7 +361,6 @@ async def run_shard(cfg: WorkerConfig, send: Send, receive: Callable[[], Awaitab
         progress = Progress()
         sink = _BatchSink(send, progress)
         runner = Runner(cfg.plan, source, client, sink, t0, progress, id_start=cfg.index, id_step=cfg.count)
-        _freeze_gc()
         monitor = LoopMonitor()
         monitor.start()
         flusher = asyncio.ensure_future(sink.flush_every(_BATCH_S))
