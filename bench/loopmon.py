@@ -165,7 +165,10 @@ def _processes(client: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if client.get("loop_lag_ms") or client.get("cpu_percent"):
         procs.append(("client" if not client.get("workers") else "client parent", client))
     for i, worker in enumerate(client.get("workers") or []):
-        procs.append((f"client worker {worker.get('index', i)}", worker))
+        index = worker.get("index", i)
+        # Ray actors (bench/ray_workers.py) carry their host: name the machine that was overloaded
+        name = f"ray actor {index} on {worker['host']}" if worker.get("clock") else f"client worker {index}"
+        procs.append((name, worker))
     return procs
 
 

@@ -83,7 +83,7 @@ def report_tables(run: Run) -> list[Table]:
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
     for optional in (slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
-                     paired_table(summary)):
+                     paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
         if optional is not None:
             tables.append(optional)
     return tables
@@ -140,6 +140,30 @@ def errors_table(summary: dict[str, Any]) -> Table:
     errors = (summary.get("requests") or {}).get("errors") or {}
     rows = [[kind, fmt(count)] for kind, count in sorted(errors.items())] or [["none", "0"]]
     return Table("Errors by kind", ["kind", "count"], rows)
+
+
+def client_workers_table(client: dict[str, Any], requests: Any = None) -> Table | None:
+    """Load per client worker process or Ray actor (`client.workers`): an overloaded
+    generator (high CPU, loop lag) shows up here. Worker k of K sent request ids k mod K."""
+    workers = client.get("workers") or []
+    if not workers:
+        return None
+    ids = requests["request_id"].to_numpy() % len(workers) if requests is not None and "request_id" in requests \
+        else None
+    rows = []
+    for i, w in enumerate(workers):
+        index = w.get("index", i)
+        lag, cpu, clock = w.get("loop_lag_ms") or {}, w.get("cpu_percent") or {}, w.get("clock") or {}
+        offset = (f"{clock['offset_ms']:+.3f} ± {clock['uncertainty_ms']:.3f}"
+                  if clock.get("offset_ms") is not None and clock.get("uncertainty_ms") is not None else "-")
+        where = w.get("host") or (f"pid {w['pid']}" if w.get("pid") else "-")
+        if w.get("lost"):
+            where += " (lost)"
+        rows.append([str(index), where, fmt(int((ids == index).sum())) if ids is not None else "-",
+                     fmt(cpu.get("mean")), fmt(cpu.get("max")), fmt(lag.get("p99")), fmt(lag.get("max")), offset])
+    return Table("Client workers (load per process or Ray actor)",
+                 ["worker", "host", "requests", "CPU mean %", "CPU max %", "loop lag p99 ms", "loop lag max ms",
+                  "clock offset ms"], rows)
 
 
 def slo_table(summary: dict[str, Any]) -> Table | None:

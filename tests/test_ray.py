@@ -75,6 +75,11 @@ def test_ray_run_matches_a_local_run(local_ray, scenario_dir):
         assert actor["clock"]["round_trips"] >= 8 and 0 < actor["clock"]["uncertainty_ms"] < 50
         assert abs(actor["clock"]["offset_ms"]) < 50  # one machine: one CLOCK_MONOTONIC
         assert actor["loop_lag_ms"]["count"] > 0 and actor["cpu_percent"]["mean"] is not None
+    from bench.report import report_tables
+
+    table = next(t for t in report_tables(remote) if t.title.startswith("Client workers"))
+    assert [row[1] for row in table.rows] == [a["host"] for a in actors]
+    assert sum(int(row[2].replace(",", "")) for row in table.rows) == len(remote.requests)
     # stamps on the driver's timeline: sends start at t0 and follow the global schedule
     lag = (remote.requests["sent_s"] - remote.requests["scheduled_s"]).to_numpy()
     assert np.median(lag) < 0.01 and lag.min() > -0.005
