@@ -67,6 +67,24 @@ def run_samples(run: Run) -> dict[str, np.ndarray]:
     return {m: out[m] for m in LATENCY}
 
 
+def variant_samples(run: Run) -> dict[str, dict[str, np.ndarray]]:
+    """run_samples split by sampling variant ({} when the run has no variants)."""
+    ok = measured_ok(run)
+    names = sorted(v for v in ok["variant"].dropna().unique().tolist() if v)
+    if len(names) < 2:
+        return {}
+    gaps = run.itl
+    by_request = ok.set_index("request_id")["variant"]
+    gap_variant = gaps["request_id"].map(by_request)
+    out = {}
+    for name in names:
+        rows = ok[ok["variant"] == name]
+        sample = {m: rows[m].to_numpy(dtype="float64", na_value=np.nan) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
+        sample["itl_ms"] = gaps.loc[gap_variant == name, "itl_ms"].to_numpy(dtype="float64")
+        out[name] = {m: sample[m] for m in LATENCY}
+    return out
+
+
 def stage_frame(run: Run) -> pd.DataFrame | None:
     """One row per stage of a multi-stage run (a sweep), or None for a single-stage run.
 
@@ -231,6 +249,10 @@ def run_figures(run: Run) -> dict[str, Figure]:
         "percentile_ladder": ladder_figure(samples),
         "timeline": timeline_figure(run),
     }
+    by_variant = variant_samples(run)
+    if by_variant:
+        figs["variant_cdf"] = cdf_figure(by_variant, "Latency CDFs by sampling variant")
+        figs["variant_ladder"] = ladder_figure(by_variant, "Percentile ladder by sampling variant")
     sweep = sweep_figure(run)
     if sweep is not None:
         figs["sweep"] = sweep

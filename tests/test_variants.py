@@ -70,3 +70,20 @@ def test_identical_variants_show_nothing_significant(scenario_dir):
         for stat, ci in by_stat.items():
             assert not ci["significant"], (metric, stat, ci)
     assert comp["explanation"] is None
+
+
+def test_reports_show_one_row_and_one_plot_series_per_variant(scenario_dir):
+    from bench.figures import run_figures
+    from bench.report import write_reports
+
+    result = _variant_run(scenario_dir, {"short": {"max_tokens": 16}, "long": {"max_tokens": 48}})
+    figs = run_figures(result.run)
+    for stem in ("variant_cdf", "variant_ladder"):
+        for ax in figs[stem].axes:
+            labels = [line.get_label().split(" (")[0] for line in ax.get_lines()
+                      if not line.get_label().startswith("_")]
+            assert sorted(set(labels) & {"short", "long"}) == ["long", "short"], (stem, labels)
+    write_reports(result.run)
+    report = (result.run.path / "report.md").read_text()
+    assert "| short |" in report and "| long |" in report
+    assert "variant_cdf" in report
