@@ -60,7 +60,16 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings += check_reconnects(run.requests)
     warnings += check_clock_offsets(run.manifest.client.get("workers") or [],
                                     (summary.get("ttft_ms") or {}).get("p50"))
+    warnings += check_client(run.manifest.client, run.requests, (summary.get("rate") or {}).get("offered"))
     return warnings
+
+
+def check_client(client: dict[str, Any], requests: Any, offered_rate: float | None) -> list[ValidityWarning]:
+    """The client near its own ceiling (event-loop lag, CPU, growing send lag): then it, not
+    the server, shaped the figures (self-calibration from bench.loopmon)."""
+    from bench.loopmon import client_warnings
+
+    return [ValidityWarning(w.code, w.message) for w in client_warnings(client, requests, offered_rate)]
 
 
 def check_clock_offsets(workers: list[dict[str, Any]], ttft_p50_ms: float | None) -> list[ValidityWarning]:

@@ -149,3 +149,16 @@ def test_clock_offset_uncertainty_large_against_ttft():
     assert "actor 1 ±4.00 ms" in warnings[0].message and "actor 0" not in warnings[0].message
     assert check_clock_offsets([{"index": 0, "pid": 1}], ttft_p50_ms=1.0) == []  # local worker processes
     assert check_clock_offsets(actors, ttft_p50_ms=None) == []
+
+
+def test_client_near_its_ceiling_is_a_validity_warning():
+    import pandas as pd
+
+    from bench.validity import check_client
+
+    calm = {"loop_lag_ms": {"p50": 0.1, "p99": 0.5, "max": 1.0}, "cpu_percent": {"mean": 10.0, "max": 20.0}}
+    busy = {"loop_lag_ms": {"p50": 5.0, "p99": 80.0, "max": 120.0}, "cpu_percent": {"mean": 97.0, "max": 100.0}}
+    frame = pd.DataFrame({"phase": ["measure"] * 3, "scheduled_s": [0.0, 1.0, 2.0], "sent_s": [0.0, 1.0, 2.0]})
+    assert check_client(calm, frame, 10.0) == []
+    codes = {w.code for w in check_client(busy, frame, 10.0)}
+    assert codes, "a client at 97 % CPU with 80 ms loop lag must be flagged"
