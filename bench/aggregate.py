@@ -121,10 +121,3 @@ def _per_s(amount: float, window: float | None) -> float | None:
     if window is None:
         return None
     return float(amount / window)
-
-
-def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
-    """Latency distributions as a tidy frame: one row per metric, one column per statistic."""
-    rows = {name: summary[name] for name in LATENCY_METRICS if name in summary}
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    return frame.replace({None: np.nan})

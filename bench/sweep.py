@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from bench import aggregate, metrics, store
 from bench.errors import BenchInputError
@@ -280,7 +279,3 @@ def _growing(samples: list[tuple[float, int, int, int]], start: float) -> bool:
     slope = float(np.polyfit(t - t[0], n, 1)[0])
     rise = slope * SATURATION_WINDOW_S
     return rise >= max(SATURATION_MIN_RISE, SATURATION_RELATIVE_RISE * float(n.mean()))
-
-
-def stage_table(notes: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(notes)
