@@ -7,7 +7,6 @@ import os
 from contextlib import contextmanager
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import bench

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 
 from bench.cli import parse_variant_flag
 from bench.sim import start_sim

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench
 from bench.execute import RunOptions, run_scenario
 from bench.launch import free_port
 from bench.scenario import load_scenario
