@@ -121,3 +121,11 @@ def _per_s(amount: float, window: float | None) -> float | None:
     if window is None:
         return None
     return float(amount / window)
+
+
+def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """Latency distributions as a tidy frame: one row per metric, one column per statistic
+    (used by notebooks/analysis.ipynb)."""
+    rows = {name: summary[name] for name in LATENCY_METRICS if name in summary}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    return frame.replace({None: np.nan})
