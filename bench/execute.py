@@ -30,6 +30,7 @@ from bench.client import ClientConfig, ClientError, StreamClient
 from bench.errors import BenchInputError, RunFailed
 from bench.loopmon import LoopMonitor, client_warnings
 from bench.records import RequestRecord
+from bench.redact import redact_argv, redact_scenario
 from bench.results import Run, finalize_run
 from bench.runner import Progress, RunPlan, Runner, StagePlan
 from bench.scenario import Launch, Load, Scenario, resolve_path
@@ -147,7 +148,7 @@ def _launch_server(launch: Launch, base_url: str, stack: ExitStack) -> TargetInf
         raise RunFailed(f"target.launch: {exc}") from None
     # Stopped by PID (its process group) however the run ends.
     stack.callback(server.stop)
-    command = " ".join(split_command(launch.command))
+    command = " ".join(redact_argv(split_command(launch.command)))
     return TargetInfo(base_url, "launched server", launch_pid=server.pid, launch_command=command, launch_log=log)
 
 
@@ -590,7 +591,7 @@ def _manifest(scenario: Scenario, options: RunOptions, target: TargetInfo, model
         schema_version=SCHEMA_VERSION,
         bench_version=__version__,
         name=scenario.name,
-        scenario=scenario.model_dump(mode="json"),
+        scenario=redact_scenario(scenario.model_dump(mode="json")),
         scenario_path=str(options.scenario_path),
         target=target.manifest_dict(scenario.target.endpoint),
         model=model,

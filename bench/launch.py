@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from bench.redact import redact_argv
+
 __all__ = ["LaunchError", "LaunchedServer", "free_port", "split_command", "log_tail"]
 
 DEFAULT_READY_TIMEOUT_S = 120.0
@@ -162,7 +164,7 @@ class LaunchedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self._env} if self._inherit_env else dict(self._env)
         with self.log_path.open("ab") as log:
-            header = f"# bench launch: {shlex.join(self.argv)}\n"
+            header = f"# bench launch: {shlex.join(redact_argv(self.argv))}\n"
             log.write(header.encode())
             log.flush()
             try:
@@ -204,7 +206,7 @@ class LaunchedServer:
         tail = self.log_tail()
         body = tail if tail else "(log is empty)"
         return (
-            f"server {shlex.join(self.argv)!r} {what}\n"
+            f"server {shlex.join(redact_argv(self.argv))!r} {what}\n"
             f"--- last {LOG_TAIL_LINES} lines of {self.log_path} ---\n{body}"
         )
 

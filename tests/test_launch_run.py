@@ -77,3 +77,22 @@ def test_launched_server_is_stopped_when_the_run_is_interrupted(scenario_dir):
     assert manifest["ended"] == "interrupted"
     assert not _alive(manifest["target"]["launched"]["pid"])
     assert (out / "server.log").exists()
+
+
+def test_secrets_in_the_launch_command_and_env_never_reach_the_run_directory(scenario_dir):
+    port = free_port()
+    secret_env = "hf-secret-env-4711"
+    path = write_scenario(scenario_dir, {
+        "target": {"base_url": f"http://127.0.0.1:{port}/v1",
+                   "launch": {"command": [sys.executable, "-m", "bench.sim", "--port", str(port), "--profile", "zero",
+                                          "--trace", "/dev/null"],
+                              "env": {"HF_TOKEN": secret_env}}},
+        "requests": {"synthetic": {"prompt_tokens": 8, "output_tokens": 4}},
+        "load": {"concurrency": 1, "max_requests": 2},
+    })
+    out = scenario_dir / "run"
+    assert main(["run", str(path), "--quiet", "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["scenario"]["target"]["launch"]["env"]["HF_TOKEN"] == "***"
+    for file in out.rglob("*"):
+        if file.is_file():
+            assert secret_env.encode() not in file.read_bytes(), file
