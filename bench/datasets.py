@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bench.errors import BenchInputError
+from bench.errors import BenchInputError, read_input_bytes
 from bench.workload import Prompt
 
 Conversation = tuple[dict[str, str], ...]
@@ -33,14 +33,7 @@ _ROLES = {
 def read_sharegpt(path: Path) -> list[Conversation]:
     """All usable conversations of a ShareGPT file, in file order."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BenchInputError(f"{path}: dataset file not found") from None
-    except OSError as exc:
-        raise BenchInputError(f"{path}: cannot read dataset: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise BenchInputError(f"{path}: dataset is empty")
+    data = read_input_bytes(path, "dataset", file_word="")
     records = _records(path, data)
     conversations: list[Conversation] = []
     first_problem: str | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class BenchInputError(Exception):
     """Bad input from the user: a scenario, a flag, a dataset or a run directory.
@@ -16,3 +18,18 @@ class RunFailed(Exception):
     """A run could not go on (for example the results directory became unwritable)."""
 
     exit_code = 1
+
+
+def read_input_bytes(path: Path, what: str, file_word: str = "file") -> bytes:
+    """The bytes of a user-given input file (dataset, trace), or a one-line BenchInputError:
+    "<what> file not found", "cannot read <what>...", "<what> is empty"."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BenchInputError(f"{path}: {what} file not found") from None
+    except OSError as exc:
+        label = f"{what} {file_word}".strip()
+        raise BenchInputError(f"{path}: cannot read {label}: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise BenchInputError(f"{path}: {what} is empty")
+    return data

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from bench.errors import BenchInputError
+from bench.errors import BenchInputError, read_input_bytes
 from bench.workload import _VOCAB, Prompt
 
 TraceFormat = Literal["auto", "azure", "mooncake"]
@@ -43,14 +43,7 @@ _UNIQUE_STREAM = 0x7A11
 def read_trace(path: Path, fmt: TraceFormat = "auto") -> pd.DataFrame:
     """Read a trace file into a frame with `COLUMNS`; `fmt="auto"` picks by suffix, then content."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BenchInputError(f"{path}: trace file not found") from None
-    except OSError as exc:
-        raise BenchInputError(f"{path}: cannot read trace file: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise BenchInputError(f"{path}: trace is empty")
+    data = read_input_bytes(path, "trace")
     if fmt == "auto":
         fmt = _detect(path, data)
     if fmt == "azure":
