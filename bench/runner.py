@@ -353,7 +353,7 @@ class _Attempt:
         finally:
             self.end_abs = time.perf_counter()
             if response is not None:
-                await _close_quietly(response)
+                await response.aclose()
         if self.error_kind is None:
             self._check_complete()
 
@@ -474,7 +474,3 @@ async def _sleep_until(target: float) -> None:
         await asyncio.sleep(delay - _SPIN_S)
     while time.perf_counter() < target:
         await asyncio.sleep(0)
-
-
-async def _close_quietly(response: StreamResponse) -> None:
-    await response.aclose()
