@@ -19,9 +19,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import aiohappyeyeballs
 import httpx2
 import openai
 from aiohttp.client_proto import ResponseHandler
+
+from bench.sockstamp import StampedTransport, stamped_transport_supported
 
 try:  # the SDK's own aiohttp bridge; we only give it a session of ours
     from openai._vendor.httpx_aiohttp import AiohttpTransport
@@ -63,11 +66,12 @@ _SENT_BOX: ContextVar[list[float] | None] = ContextVar("bench_sent_box", default
 
 
 class _StampingProtocol(ResponseHandler):
-    """aiohttp's connection protocol, stamping each socket read as it arrives.
+    """aiohttp's connection protocol, stamping each socket read with its arrival time.
 
-    The stamp is taken in `data_received`, before HTTP parsing and before any task runs,
-    so a stream whose reading task is scheduled late is still stamped on time. Each stamp
-    is paired with the response body's byte count after that read.
+    On the kernel-stamped transport (`bench.sockstamp`, plain TCP on Linux) the stamp is
+    the time the bytes reached the socket, whenever the loop gets to them; elsewhere (TLS)
+    it is taken in `data_received`, before HTTP parsing and before any task runs. Each
+    stamp is paired with the response body's byte count after that read.
     """
 
     def __init__(self, loop: Any) -> None:
@@ -77,7 +81,8 @@ class _StampingProtocol(ResponseHandler):
         self.sink: _Feeder | None = None
 
     def data_received(self, data: bytes) -> None:
-        t = time.perf_counter()
+        transport = self.transport
+        t = transport.rx_time if type(transport) is StampedTransport else time.perf_counter()
         before = self._payload
         super().data_received(data)
         payload = self._payload or before
@@ -172,9 +177,30 @@ async def _on_reuse(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
         box.append(_REUSED)
 
 
+class _StampingConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, opening plain-TCP connections on a kernel-stamped transport."""
+
+    async def _wrap_create_connection(self, *args: Any, addr_infos: Any, req: Any, timeout: Any,
+                                      client_error: type[Exception] = aiohttp.ClientConnectorError,
+                                      **kwargs: Any) -> tuple[asyncio.Transport, ResponseHandler]:
+        if kwargs.get("ssl"):  # TLS needs the loop's transport: stamps come from data_received
+            return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, timeout=timeout,
+                                                         client_error=client_error, **kwargs)
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                sock = await aiohappyeyeballs.start_connection(addr_infos=addr_infos, loop=self._loop)
+        except OSError as exc:
+            if exc.errno is None and isinstance(exc, TimeoutError):
+                raise
+            raise client_error(req.connection_key, exc) from exc
+        protocol = args[0]()
+        return StampedTransport(self._loop, sock, protocol), protocol
+
+
 def _session_factory(max_connections: int) -> Any:
     def make() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
+        kind = _StampingConnector if stamped_transport_supported() else aiohttp.TCPConnector
+        connector = kind(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
         connector._factory = functools.partial(_StampingProtocol, loop=connector._loop)  # noqa: SLF001
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(_on_sent)

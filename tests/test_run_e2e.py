@@ -68,7 +68,7 @@ def separate_cores(server_pid: int):
         os.sched_setaffinity(0, set(cpus))
 
 
-@pytest.mark.parametrize("streams", [16, 64])
+@pytest.mark.parametrize("streams", [16, 64, 256])
 def test_measured_timings_match_simulator_truth(scenario_dir, streams):
     profile = {"models": ["sim-truth"], "max_num_seqs": 128, "decode_ms_base": 20.0, "decode_ms_per_seq": 0.05,
                "prefill_ms_per_token": 0.01}
@@ -99,7 +99,10 @@ def test_measured_timings_match_simulator_truth(scenario_dir, streams):
     ttft_err, gap_err = np.asarray(ttft_err), np.asarray(gap_err)
     print(f"{streams} streams: TTFT abs error ms p50 {np.median(ttft_err):.3f} p99 {np.percentile(ttft_err, 99):.3f}; "
           f"ITL abs error ms p50 {np.median(gap_err):.3f} p99 {np.percentile(gap_err, 99):.3f}")
-    assert np.median(gap_err) < 1.0 and np.percentile(gap_err, 99) < 5.0
+    # Chunk stamps are the kernel's receive times: within 1 ms of the server's writes at p99
+    # however many streams share a step. TTFT also holds the send stamp and the server's
+    # receive stamp, both taken in user space.
+    assert np.median(gap_err) < 0.1 and np.percentile(gap_err, 99) < 1.0
     assert np.median(ttft_err) < 1.0 and np.percentile(ttft_err, 99) < 5.0
 
 
