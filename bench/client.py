@@ -177,6 +177,12 @@ async def _on_reuse(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
         box.append(_REUSED)
 
 
+def arrival_stamp_source(base_url: str) -> str:
+    """Where chunk arrival stamps for `base_url` come from: "kernel" (the socket's receive
+    time) or "read" (taken in data_received, late by any event-loop delay)."""
+    return "kernel" if stamped_transport_supported() and base_url.lower().startswith("http://") else "read"
+
+
 class _StampingConnector(aiohttp.TCPConnector):
     """aiohttp's connector, opening plain-TCP connections on a kernel-stamped transport."""
 

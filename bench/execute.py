@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from bench import __version__
-from bench.client import ClientConfig, ClientError, StreamClient
+from bench.client import ClientConfig, ClientError, StreamClient, arrival_stamp_source
 from bench.errors import BenchInputError, RunFailed
 from bench.loopmon import LoopMonitor, client_warnings
 from bench.records import RequestRecord
@@ -602,7 +602,7 @@ def _manifest(scenario: Scenario, options: RunOptions, target: TargetInfo, model
         python=sys.version.split()[0],
         platform=platform.platform(),
         host=socket.gethostname(),
-        client={"library": "openai", "pid": os.getpid()},
+        client={"library": "openai", "pid": os.getpid(), "arrival_stamps": arrival_stamp_source(target.base_url)},
     )
 
 

@@ -140,12 +140,12 @@ def client_warnings(client: dict[str, Any], requests: Any = None, offered_rate: 
                "the client's work came in bursts or its process waited for a CPU (other processes)")
         if p99 is not None and p99 > lag_p99_ms:
             out.append(ClientWarning("client_loop_lag", (
-                f"{name}: event-loop lag p99 {p99:.1f} ms (max {worst:.0f} ms) > {lag_p99_ms:g} ms: {why}; sends "
-                "and chunk arrival stamps ran late by as much, so TTFT/ITL tails include client delay")))
+                f"{name}: event-loop lag p99 {p99:.1f} ms (max {worst:.0f} ms) > {lag_p99_ms:g} ms: {why}; "
+                f"{_lag_effect(client)}")))
         elif worst is not None and worst > LOOP_LAG_MAX_MS:
             out.append(ClientWarning("client_loop_stall", (
                 f"{name}: the event loop stalled for {worst:.0f} ms at least once (> {LOOP_LAG_MAX_MS:g} ms): "
-                f"{why}; some stamps of that moment are late by as much")))
+                f"{why}; {_lag_effect(client, 'at that moment')}")))
         mean, peak = cpu.get("mean"), cpu.get("max")
         if mean is not None and mean > cpu_max:
             out.append(ClientWarning("client_cpu", (
@@ -158,6 +158,17 @@ def client_warnings(client: dict[str, Any], requests: Any = None, offered_rate: 
     if requests is not None:
         out += send_lag_growth(requests, offered_rate)
     return out
+
+
+def _lag_effect(client: dict[str, Any], when: str = "") -> str:
+    """What a late event loop distorts, given where chunk arrival stamps came from."""
+    at = f" {when}" if when else ""
+    if client.get("arrival_stamps") == "kernel":
+        # Stamps are the socket's receive times; what the lag still moves is when requests go
+        # out, and a socket read that late can take two chunks at once (one stamp for both).
+        return (f"sends{at} went out late by as much (less load than planned), and chunks that waited "
+                "that long were read together, so ITL tails can include client delay")
+    return f"sends and chunk arrival stamps{at} ran late by as much, so TTFT/ITL tails include client delay"
 
 
 def _processes(client: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -12,6 +12,7 @@ import pytest
 import bench
 from bench.cli import main
 from bench.sim import start_sim
+from bench.sockstamp import stamped_transport_supported
 from benchtest import run_in_process, sim_truth, write_scenario
 
 SYNTH = {"synthetic": {"prompt_tokens": 64, "output_tokens": 32}}
@@ -84,6 +85,7 @@ def test_measured_timings_match_simulator_truth(scenario_dir, streams):
         })
         truth = sim_truth(sim.root_url)
     run = result.run
+    assert run.manifest.client["arrival_stamps"] == ("kernel" if stamped_transport_supported() else "read")
     t0 = run.manifest.t0_perf_counter
     ttft_err, gap_err = [], []
     chunks = run.chunks[run.chunks["kind"] == "content"]
@@ -100,10 +102,10 @@ def test_measured_timings_match_simulator_truth(scenario_dir, streams):
     print(f"{streams} streams: TTFT abs error ms p50 {np.median(ttft_err):.3f} p99 {np.percentile(ttft_err, 99):.3f}; "
           f"ITL abs error ms p50 {np.median(gap_err):.3f} p99 {np.percentile(gap_err, 99):.3f}")
     # Chunk stamps are the kernel's receive times: within 1 ms of the server's writes at p99
-    # however many streams share a step. TTFT also holds the send stamp and the server's
-    # receive stamp, both taken in user space.
+    # however many streams share a step. TTFT's truth starts at the simulator's own receive
+    # stamp, taken in its (busy, at 256 streams) event loop: a looser reference.
     assert np.median(gap_err) < 0.1 and np.percentile(gap_err, 99) < 1.0
-    assert np.median(ttft_err) < 1.0 and np.percentile(ttft_err, 99) < 5.0
+    assert np.median(ttft_err) < 1.0 and np.percentile(ttft_err, 99) < (5.0 if streams <= 64 else 8.0)
 
 
 def test_poisson_50_per_s_for_20_s_holds_rate_and_schedule(scenario_dir):

@@ -51,6 +51,13 @@ def test_lag_with_idle_cpu_blames_the_machine_not_the_client():
     assert warning.code == "client_loop_lag" and "client-bound" not in warning.message
 
 
+def test_the_lag_warning_says_what_it_distorts_given_where_stamps_came_from():
+    (read,) = client_warnings(_stats(12.0, 20.0))
+    (kernel,) = client_warnings({**_stats(12.0, 20.0), "arrival_stamps": "kernel"})
+    assert "arrival stamps ran late" in read.message
+    assert "arrival stamps" not in kernel.message and "read together" in kernel.message
+
+
 def test_per_worker_stats_are_checked_each():
     client = {**_stats(0.5, 10.0), "workers": [{"index": 0, **_stats(0.5, 20.0)},
                                                 {"index": 1, **_stats(0.5, 97.0)}]}
