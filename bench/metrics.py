@@ -30,16 +30,29 @@ def token_chunks(chunks: pd.DataFrame) -> pd.DataFrame:
 
 def per_request(raw: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
     """The raw request columns plus every derived per-request metric."""
+    return per_request_from_stats(raw, token_stats(chunks))
+
+
+def token_stats(chunks: pd.DataFrame) -> pd.DataFrame:
+    """Per request having token chunks (index `request_id`): `first_token_s`, `last_token_s`,
+    and `chunk_tokens`, the sum of the chunks' token counts (1 when unknown)."""
     tok = token_chunks(chunks)
     grouped = tok.groupby("request_id", sort=False)
-    first = grouped["t_s"].min()
-    last = grouped["t_s"].max()
-    counted = tok["tokens"].fillna(1).astype("int64").groupby(tok["request_id"]).sum()
+    return pd.DataFrame({
+        "first_token_s": grouped["t_s"].min(),
+        "last_token_s": grouped["t_s"].max(),
+        "chunk_tokens": tok["tokens"].fillna(1).astype("int64").groupby(tok["request_id"]).sum(),
+    })
+
+
+def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """`per_request` from token statistics already computed (`token_stats`, or
+    `chunkscan.scan` over stored chunks without a chunk frame)."""
     out = raw.copy()
     ids = out["request_id"]
-    out["first_token_s"] = ids.map(first).astype("float64")
-    out["last_token_s"] = ids.map(last).astype("float64")
-    chunk_tokens = ids.map(counted).fillna(0).astype("int64")
+    out["first_token_s"] = ids.map(stats["first_token_s"]).astype("float64")
+    out["last_token_s"] = ids.map(stats["last_token_s"]).astype("float64")
+    chunk_tokens = ids.map(stats["chunk_tokens"]).fillna(0).astype("int64")
     usage = out["usage_completion_tokens"].astype("Float64")
     out["output_tokens"] = usage.fillna(chunk_tokens.astype("Float64")).astype("Int64")
     out["token_source"] = np.where(usage.notna().to_numpy(dtype=bool), "usage", "chunks")
@@ -62,10 +75,14 @@ def server_timing_columns(requests: pd.DataFrame) -> pd.DataFrame:
     prompt processing ms (~ its TTFT) and generation ms after the first token."""
     names = {"prompt_ms": "server_prompt_ms", "predicted_ms": "server_predicted_ms",
              "prompt_n": "server_prompt_n", "predicted_n": "server_predicted_n"}
-    raw = requests["server_timings"] if "server_timings" in requests else pd.Series(index=requests.index)
-    parsed = [json.loads(v) if isinstance(v, str) else {} for v in raw]
-    return pd.DataFrame({new: [p.get(old) for p in parsed] for old, new in names.items()},
-                        index=requests.index, dtype="float64")
+    columns = {new: np.full(len(requests), np.nan) for new in names.values()}
+    if "server_timings" in requests:
+        raw = requests["server_timings"]
+        given = raw.notna().to_numpy(dtype=bool)  # only llama.cpp sends them: parse those rows only
+        parsed = [json.loads(v) for v in raw[given]]
+        for old, new in names.items():
+            columns[new][given] = np.array([p.get(old) for p in parsed], dtype="float64")
+    return pd.DataFrame(columns, index=requests.index)
 
 
 def itl_gaps(chunks: pd.DataFrame) -> pd.DataFrame:
@@ -102,18 +119,26 @@ def _grouped_in_time_order(tok: pd.DataFrame) -> bool:
     return runs == len(pd.unique(ids))
 
 
-def distribution(values: pd.Series | np.ndarray) -> dict[str, float | int | None]:
-    """count, mean, percentiles and max of the finite values (None when there are none)."""
+def distribution(values: pd.Series | np.ndarray, overwrite: bool = False) -> dict[str, float | int | None]:
+    """count, mean, percentiles and max of the finite values (None when there are none).
+
+    `overwrite=True` lets the percentiles reorder a float64 array in place instead of
+    copying it (125M ITL gaps are 1 GB); the caller must not need its order afterwards.
+    """
     arr = np.asarray(values, dtype="float64")
-    arr = arr[np.isfinite(arr)]
+    finite = np.isfinite(arr)
+    if not finite.all():
+        arr, overwrite = arr[finite], True  # a copy of our own
+    del finite
     if arr.size == 0:
         return {"count": 0, "mean": None, **{_pname(p): None for p in PERCENTILES}, "max": None}
-    qs = np.percentile(arr, PERCENTILES)
+    mean, top = float(arr.mean()), float(arr.max())  # before the percentiles reorder the array
+    qs = np.percentile(arr, PERCENTILES, overwrite_input=overwrite)
     return {
         "count": int(arr.size),
-        "mean": float(arr.mean()),
+        "mean": mean,
         **{_pname(p): float(q) for p, q in zip(PERCENTILES, qs, strict=True)},
-        "max": float(arr.max()),
+        "max": top,
     }
 
 
