@@ -60,16 +60,5 @@ class RequestRecord:
     chunks: ChunkColumns
     server_timings: dict[str, Any] | None = None
 
-    def to_json_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in _SCALAR_FIELDS}
-        data["chunk_t"] = self.chunks.t.tolist()
-        data["chunk_kind"] = self.chunks.kind.tolist()
-        data["chunk_tokens"] = self.chunks.tokens.tolist()
-        data["chunk_choice"] = self.chunks.choice.tolist()
-        return data
 
-
-_SCALAR_FIELDS = tuple(
-    name for name in RequestRecord.__dataclass_fields__ if name != "chunks"
-)
-SCALAR_FIELDS = _SCALAR_FIELDS
+SCALAR_FIELDS = tuple(name for name in RequestRecord.__dataclass_fields__ if name != "chunks")

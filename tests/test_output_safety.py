@@ -18,6 +18,7 @@ from bench.cli import main
 from bench.errors import BenchInputError
 from bench.execute import RunOptions, run_scenario
 from bench.scenario import load_scenario
+from bench.store import journal_chunks
 from benchtest import write_scenario
 from faultserver import FaultServer
 
@@ -135,7 +136,7 @@ def test_a_write_failure_stops_the_run_and_keeps_what_was_written(full_disk_run)
     assert len(journal) <= FSIZE_LIMIT
     rows = _journal_lines(out)
     assert len(rows) >= 5  # every record written before the failure parses
-    assert all(r["status"] == "ok" and len(r["chunk_t"]) == 203 for r in rows)
+    assert all(r["status"] == "ok" and journal_chunks(r)[0].size == 203 for r in rows)
     assert sent < MAX_REQUESTS / 2  # sending stopped soon after the failure
     manifest = orjson.loads((out / "run.json").read_bytes())
     assert manifest["t0_perf_counter"] > 0

@@ -15,7 +15,7 @@ import pytest
 
 from bench import aggregate, metrics, validity
 from bench.results import Run
-from bench.store import Manifest
+from bench.store import SCHEMA_VERSION, Manifest
 
 
 def make_run(*, n: int = 2000, rate: float | None = 10.0, achieved: float | None = None, lag_ms: float = 0.5,
@@ -49,7 +49,7 @@ def make_run(*, n: int = 2000, rate: float | None = 10.0, achieved: float | None
     load: dict[str, Any] = {"rate": rate, "concurrency": concurrency, "warmup": {"requests": warmup, "seconds": 0.0}}
     summary = aggregate.summarize(requests, chunks, rate)
     manifest = Manifest.model_validate({
-        "schema_version": 1, "bench_version": "test", "name": "synthetic", "scenario": {"load": load},
+        "schema_version": SCHEMA_VERSION, "bench_version": "test", "name": "synthetic", "scenario": {"load": load},
         "target": {}, "model": "m", "seed": 0, "t0_perf_counter": 0.0, "started_at": "now", "ended": ended,
         "end_reason": "signal SIGINT" if ended == "interrupted" else None,
         "python": "3", "platform": "test", "host": "test",
