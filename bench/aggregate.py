@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import metrics
+from bench import chunkscan, metrics
 from bench.paired import paired_variants
 
 LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms")
@@ -21,36 +21,55 @@ SLO_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
 
 def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None,
               slo: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Summary of the measure phase; one entry per stage / variant when the run has several."""
+    """Summary of the measure phase from a chunk frame held in memory (see `summarize_gaps`)."""
+    gaps = chunkscan.scan_frame(chunks, counted_ids(requests)).gaps
+    return summarize_gaps(requests, gaps, offered_rate, slo)
+
+
+def counted_ids(requests: pd.DataFrame) -> np.ndarray:
+    """The requests whose ITL gaps summaries count: measured and successful."""
+    counted = (requests["phase"] == "measure") & (requests["status"] == "ok")
+    return requests.loc[counted, "request_id"].to_numpy(dtype=np.int64)
+
+
+def summarize_gaps(requests: pd.DataFrame, gaps: chunkscan.ItlGaps, offered_rate: float | None,
+                   slo: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Summary of the measure phase; one entry per stage / variant when the run has several.
+
+    `gaps` holds at least the ITL gaps of `counted_ids(requests)`; it is consumed (its
+    buffer reordered in place by the overall percentiles, computed last for that reason).
+    """
     measured = requests[requests["phase"] == "measure"]
-    summary = _summarize_frame(measured, chunks, offered_rate, slo)
+    parts: dict[str, Any] = {}
     stages = sorted(requests["stage"].unique().tolist()) if not requests.empty else []
     if len(stages) > 1:
-        summary["stages"] = {
-            str(stage): _summarize_frame(measured[measured["stage"] == stage], chunks, None, slo)
+        parts["stages"] = {
+            str(stage): _summarize_frame(measured[measured["stage"] == stage], gaps, None, slo)
             for stage in stages
         }
     variants = sorted(v for v in requests["variant"].dropna().unique().tolist() if v)
     if variants:
-        summary["variants"] = {
-            name: _summarize_frame(measured[measured["variant"] == name], chunks, None, slo) for name in variants
+        parts["variants"] = {
+            name: _summarize_frame(measured[measured["variant"] == name], gaps, None, slo) for name in variants
         }
         paired = paired_variants(requests)
         if paired is not None:
-            summary["paired"] = paired
+            parts["paired"] = paired
+    summary = _summarize_frame(measured, gaps, offered_rate, slo, consume=True)
+    summary.update(parts)
     return summary
 
 
-def _summarize_frame(measured: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None,
-                     slo: dict[str, Any] | None = None) -> dict[str, Any]:
+def _summarize_frame(measured: pd.DataFrame, gaps: chunkscan.ItlGaps, offered_rate: float | None,
+                     slo: dict[str, Any] | None = None, consume: bool = False) -> dict[str, Any]:
     ok = measured[measured["status"] == "ok"]
-    gaps = metrics.itl_gaps(chunks[chunks["request_id"].isin(ok["request_id"])])
+    itl = gaps.take(ok["request_id"].to_numpy(dtype=np.int64), consume=consume)
     window = _window(measured)
     out_tokens = float(ok["output_tokens"].fillna(0).sum())
     prompt_tokens = float(ok["prompt_tokens"].fillna(0).sum())
     summary: dict[str, Any] = {
         "ttft_ms": metrics.distribution(ok["ttft_ms"]),
-        "itl_ms": metrics.distribution(gaps["itl_ms"]),
+        "itl_ms": metrics.distribution(itl, overwrite=True),
         "tpot_ms": metrics.distribution(ok["tpot_ms"]),
         "e2e_ms": metrics.distribution(ok["e2e_ms"]),
         "schedule_lag_ms": metrics.distribution(measured["schedule_lag_ms"]),
@@ -65,6 +84,7 @@ def _summarize_frame(measured: pd.DataFrame, chunks: pd.DataFrame, offered_rate:
         "rate": {"offered": offered_rate, "achieved": metrics.send_rate(measured["sent_s"])},
         "concurrency": {"peak": metrics.peak_concurrency(measured)},
     }
+    del itl  # up to 1 GB: freed before the SLO part
     if slo:
         summary["slo"] = _slo(measured, slo, window)
     return summary

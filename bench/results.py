@@ -1,7 +1,9 @@
 """Loading stored runs (`bench.load_run`) and deriving their tables from the raw data.
 
-Works on completed, interrupted and killed runs: when `requests.parquet` or
-`chunks.parquet` is missing or cut short, everything is rebuilt from `requests.jsonl`.
+Works on completed, interrupted and killed runs: when `requests.parquet`, `chunks.parquet`
+or `raw_requests.parquet` is missing or cut short, everything is rebuilt from
+`requests.jsonl`. Derived tables come from one streaming pass over the stored chunks
+(`chunkscan`); the chunk frame itself is read only when `Run.chunks` or `Run.itl` is used.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from bench import aggregate, metrics, store
+from bench import aggregate, chunkscan, metrics, store
 from bench.errors import BenchInputError
 
 
@@ -24,10 +27,16 @@ class Run:
     path: Path
     manifest: store.Manifest
     requests: pd.DataFrame  # one row per request: raw fields + derived metrics
-    chunks: pd.DataFrame  # one row per SSE event
+    chunk_frame: pd.DataFrame | None  # the chunks when already in memory; None: read on first use
     summary: dict[str, Any]
 
-    @property
+    @cached_property
+    def chunks(self) -> pd.DataFrame:
+        """One row per SSE event (`store.chunk_frame` types), read from the run directory on
+        first use: 128M rows at 1M requests take seconds and GiBs nobody opening a run needs."""
+        return self.chunk_frame if self.chunk_frame is not None else store.read_chunks(self.path)
+
+    @cached_property
     def itl(self) -> pd.DataFrame:
         ok = self.requests.loc[(self.requests["status"] == "ok") & (self.requests["phase"] == "measure"),
                                "request_id"]
@@ -55,21 +64,30 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     if not run_dir.is_dir():
         raise BenchInputError(f"{run_dir}: run directory not found")
     manifest = store.read_manifest(run_dir)
-    chunks = store.read_chunks(run_dir)
-    requests = _read_requests(run_dir, chunks)
-    summary = _read_summary(run_dir) or aggregate.summarize(requests, chunks, offered_rate(manifest),
-                                                           manifest.scenario.get("slo"))
-    return Run(run_dir, manifest, requests, chunks, summary)
+    requests = _read_requests(run_dir)
+    gaps = None
+    if requests is None:
+        requests, gaps = derive(run_dir, store.read_raw_requests(run_dir))
+    summary = _read_summary(run_dir)
+    if not summary:
+        summary = _summarize(requests, gaps or _scan(run_dir, requests).gaps, manifest)
+    return Run(run_dir, manifest, requests, None, summary)
 
 
 def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
-    """Write requests.parquet and summary.json from the journal and chunks."""
-    chunks = store.read_chunks(run_dir)
-    requests = metrics.per_request(store.read_raw_requests(run_dir), chunks)
-    summary = aggregate.summarize(requests, chunks, offered_rate(manifest), manifest.scenario.get("slo"))
+    """Write requests.parquet and summary.json from the raw records and chunks."""
+    requests, gaps = derive(run_dir, store.read_raw_requests(run_dir))
+    summary = _summarize(requests, gaps, manifest)
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
     (run_dir / store.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return Run(run_dir, manifest, requests, chunks, summary)
+    return Run(run_dir, manifest, requests, None, summary)
+
+
+def derive(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, chunkscan.ItlGaps]:
+    """Per-request metrics of the raw requests given, and the ITL gaps of those the
+    summary counts, in one pass over the stored chunks."""
+    result = _scan(run_dir, raw)
+    return metrics.per_request_from_stats(raw, result.stats), result.gaps
 
 
 def offered_rate(manifest: store.Manifest) -> float | None:
@@ -78,14 +96,23 @@ def offered_rate(manifest: store.Manifest) -> float | None:
     return float(rate) if rate is not None else None
 
 
-def _read_requests(run_dir: Path, chunks: pd.DataFrame) -> pd.DataFrame:
+def _scan(run_dir: Path, requests: pd.DataFrame) -> chunkscan.ScanResult:
+    source = store.chunk_source(run_dir)
+    return chunkscan.scan(source.batches, aggregate.counted_ids(requests), source.rows)
+
+
+def _summarize(requests: pd.DataFrame, gaps: chunkscan.ItlGaps, manifest: store.Manifest) -> dict[str, Any]:
+    return aggregate.summarize_gaps(requests, gaps, offered_rate(manifest), manifest.scenario.get("slo"))
+
+
+def _read_requests(run_dir: Path) -> pd.DataFrame | None:
     path = run_dir / store.REQUESTS
     if path.exists():
         try:
             return pd.read_parquet(path)
         except (OSError, pa.ArrowInvalid):
-            pass  # cut short by a crash: rebuilt from the journal below
-    return metrics.per_request(store.read_raw_requests(run_dir), chunks)
+            pass  # cut short by a crash: rebuilt from the journal
+    return None
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:

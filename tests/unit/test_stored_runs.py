@@ -1,5 +1,6 @@
 """Stored runs: the format's recovery paths (journal only, parquet files missing or cut
-short, a writer never closed)."""
+short, a writer never closed), and the streaming summary (chunkscan) against a
+straightforward pandas computation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 import bench
-from bench import store
+from bench import chunkscan, metrics, store
 from bench.errors import BenchInputError
 from bench.records import (
     KIND_CONTENT,
@@ -164,3 +165,107 @@ def test_another_schema_version_is_refused(stored, tmp_path):
     (copy / "run.json").write_text(json.dumps({**manifest, "schema_version": 1}))
     with pytest.raises(BenchInputError, match="schema_version 1 is not supported"):
         bench.load_run(copy)
+
+
+# -- the streaming summary ----------------------------------------------------------------
+
+
+def _reference_gaps(chunks: pd.DataFrame) -> pd.DataFrame:
+    """ITL the plain pandas way: token chunks sorted by request, choice and time; each
+    gap from the previous token chunk of the same request and choice."""
+    tok = chunks[chunks["kind"].isin(["content", "reasoning"])].sort_values(["request_id", "choice", "t_s"])
+    previous = tok.groupby(["request_id", "choice"])["t_s"].shift()
+    return pd.DataFrame({"request_id": tok["request_id"], "itl_ms": (tok["t_s"] - previous) * 1e3}).dropna()
+
+
+def _assert_same_distribution(got: dict, want: dict) -> None:
+    assert got["count"] == want["count"]
+    assert {k: v for k, v in got.items() if k != "mean"} == {k: v for k, v in want.items() if k != "mean"}
+    # the mean sums the same gaps in another order when choices interleave: the last bits may differ
+    assert got["mean"] == pytest.approx(want["mean"], rel=1e-12)
+
+
+def test_streaming_summary_matches_pandas(stored):
+    run = bench.load_run(stored)
+    chunks = run.chunks
+    raw = store.read_raw_requests(stored)
+    assert len(raw) == 1200 and raw["request_id"].tolist() == list(range(1200))
+    pd.testing.assert_frame_equal(run.requests, metrics.per_request(raw, chunks))
+    tok = chunks[chunks["kind"].isin(["content", "reasoning"])]
+    first = tok.groupby("request_id")["t_s"].min()
+    req = run.requests.set_index("request_id")
+    assert req["first_token_s"].dropna().to_dict() == first.to_dict()
+    assert (req["output_tokens"] > 0).any() and (req["token_source"] == "chunks").any()
+    assert req["server_prompt_ms"].dropna().eq(1.5).all() and req["server_prompt_ms"].notna().sum() == 150
+
+    gaps = _reference_gaps(chunks)
+    measured = run.requests[run.requests["phase"] == "measure"]
+    groups = {(): measured}
+    groups.update({("stages", str(s)): measured[measured["stage"] == s] for s in (0, 1)})
+    groups.update({("variants", v): measured[measured["variant"] == v] for v in "ab"})
+    for path, frame in groups.items():
+        ok = frame.loc[frame["status"] == "ok", "request_id"]
+        want = metrics.distribution(gaps.loc[gaps["request_id"].isin(ok), "itl_ms"])
+        got = run.summary
+        for key in path:
+            got = got[key]
+        assert want["count"] > 100
+        _assert_same_distribution(got["itl_ms"], want)
+        assert got["ttft_ms"] == metrics.distribution(frame.loc[frame["status"] == "ok", "ttft_ms"])
+        assert got["requests"]["total"] == len(frame)
+    assert set(run.summary["requests"]["errors"]) == {"http_500", "cancelled"}
+    assert "slo" in run.summary and "paired" in run.summary
+    # the in-memory path (a chunk frame) gives the same summary as the stored one
+    assert bench.aggregate.summarize(run.requests, chunks, 20.0, SLO) == run.summary
+    # and Run.itl, from the chunk frame, the same gaps
+    ok = measured.loc[measured["status"] == "ok", "request_id"]
+    assert sorted(run.itl["itl_ms"]) == sorted(gaps.loc[gaps["request_id"].isin(ok), "itl_ms"])
+
+
+def test_batches_cut_anywhere_give_the_same_gaps(stored):
+    whole = store.frame_batch(store.read_chunks(stored))
+    keep = np.arange(0, 1200, 2)
+    reference = chunkscan.scan(lambda: [whole], keep)
+    for size in (1, 7, 500):
+        pieces = [store.ChunkBatch(*(col[i:i + size] for col in whole)) for i in range(0, whole.t_s.size, size)]
+        result = chunkscan.scan(lambda pieces=pieces: pieces, keep, rows=whole.t_s.size)
+        pd.testing.assert_frame_equal(result.stats, reference.stats)
+        np.testing.assert_array_equal(result.gaps.values, reference.gaps.values)
+        np.testing.assert_array_equal(result.gaps.request_ids, reference.gaps.request_ids)
+    assert set(reference.gaps.request_ids) <= set(keep)
+
+
+def test_a_request_stored_in_two_places_still_gives_every_gap(stored):
+    chunks = store.read_chunks(stored)
+    ok = bench.load_run(stored).requests.query("status == 'ok'")["request_id"]
+    half = len(chunks) // 2
+    shuffled = pd.concat([chunks.iloc[half:], chunks.iloc[:half]], ignore_index=True)  # a request cut in two
+    moved = pd.concat([shuffled.iloc[::2], shuffled.iloc[1::2]], ignore_index=True)  # every request in two places
+    want = _reference_gaps(chunks)
+    for frame in (shuffled, moved):
+        gaps = chunkscan.scan_frame(frame, ok).gaps
+        got = gaps.take(ok)
+        assert sorted(got) == sorted(want.loc[want["request_id"].isin(ok), "itl_ms"])
+        pd.testing.assert_frame_equal(metrics.token_stats(frame).sort_index(),
+                                      chunkscan.scan_frame(frame, ok).stats.sort_index(), check_index_type=False)
+
+
+def test_take_consumes_only_when_everything_is_selected():
+    gaps = chunkscan.ItlGaps(np.array([1.0, 2.0, 3.0]), np.array([4, 9]), np.array([2, 1]))
+    assert gaps.take([9], consume=True).tolist() == [3.0]
+    assert gaps.take([4, 9, 11], consume=True).tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError):
+        gaps.take([4])
+
+
+def test_runs_are_opened_without_reading_their_chunks(stored, tmp_path):
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for path in stored.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    run = bench.load_run(copy)
+    (copy / store.CHUNKS).unlink()
+    (copy / store.JOURNAL).unlink()
+    assert run.summary["requests"]["total"] > 0 and len(run.requests) == 1200  # opened without them
+    with pytest.raises(BenchInputError):
+        run.chunks
