@@ -529,10 +529,16 @@ class _GuardedSink:
         self.failure: str | None = None
 
     def write(self, record: RequestRecord) -> None:
+        self._guard(self._writer.write, record)
+
+    def write_values(self, batch: list[tuple[Any, ...]]) -> None:
+        self._guard(self._writer.write_values, batch)
+
+    def _guard(self, write: Any, item: Any) -> None:
         if self.failure is not None:
             return
         try:
-            self._writer.write(record)
+            write(item)
         except RunFailed as exc:
             self.failure = str(exc)
             self._stop.set()

@@ -6,6 +6,7 @@ so adding t0 gives the raw monotonic stamp. Chunk data are compact columns, not 
 
 from __future__ import annotations
 
+import operator
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,10 @@ class ChunkColumns:
 
     def __len__(self) -> int:
         return len(self.t)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The dataclass's own pickling sets each slot in Python: 4x slower across processes.
+        return ChunkColumns, (self.t, self.kind, self.tokens, self.choice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,4 +66,9 @@ class RequestRecord:
     server_timings: dict[str, Any] | None = None
 
 
-SCALAR_FIELDS = tuple(name for name in RequestRecord.__dataclass_fields__ if name != "chunks")
+RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)
+SCALAR_FIELDS = tuple(name for name in RECORD_FIELDS if name != "chunks")
+CHUNKS_INDEX = RECORD_FIELDS.index("chunks")
+# A record as a plain tuple in field order: how worker processes ship records. Rebuilding
+# the frozen dataclass on the other side costs ~10 us a record; the store takes the tuple.
+record_values = operator.attrgetter(*RECORD_FIELDS)

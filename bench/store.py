@@ -26,6 +26,7 @@ import operator
 import os
 import sys
 from array import array
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +41,15 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from bench.errors import BenchInputError, RunFailed
-from bench.records import CHUNK_KINDS, NO_TOKENS, SCALAR_FIELDS, RequestRecord
+from bench.records import (
+    CHUNK_KINDS,
+    CHUNKS_INDEX,
+    NO_TOKENS,
+    RECORD_FIELDS,
+    SCALAR_FIELDS,
+    ChunkColumns,
+    RequestRecord,
+)
 
 SCHEMA_VERSION = 2
 MANIFEST = "run.json"
@@ -61,7 +70,10 @@ _CHUNK_SCHEMA = pa.schema([
 ])
 _KIND_DICT = pa.array(CHUNK_KINDS, type=pa.string())
 _BATCH_RECORDS = 512
-_RAW_GROUP_ROWS = 1 << 16  # request rows per row group: 28 columns x 512 rows cost 2 s to read at 1M requests
+# Request rows per row group: 1,954 groups of 512 rows took 2 s to read at 1M requests; a
+# 64k-row group took ~100 ms to write, long enough to fill the I/O queue at full speed.
+_RAW_GROUP_ROWS = 1 << 14
+_IO_QUEUE = 8  # batches at the I/O thread before `write` waits for one (~13 MB at 128 chunks)
 _READ_BATCH_ROWS = 1 << 20
 # Dictionary-encoding t_s (all distinct) tripled the write cost for nothing, and snappy
 # saved 1 % of it (t_s is the bulk and does not compress); statistics serve row-group
@@ -169,9 +181,8 @@ class _PendingBatch:
         self.tokens = bytearray()
         self.choice = bytearray()
 
-    def add(self, record: RequestRecord) -> None:
-        self.scalars.append(_SCALARS(record))
-        chunks = record.chunks
+    def add(self, scalars: tuple[Any, ...], chunks: ChunkColumns) -> None:
+        self.scalars.append(scalars)
         self.lengths.append(len(chunks.t))
         self.t += chunks.t
         self.kind += chunks.kind
@@ -199,8 +210,8 @@ class RunWriter:
     (one unbuffered write) and adds its columns to the pending batch; every _BATCH_RECORDS
     records the batch becomes Arrow tables here and is written to parquet by one I/O
     thread (pyarrow encodes and writes without the GIL), so the loop does not wait for it.
-    At most one batch is being written while the next fills: memory does not grow with
-    the finished requests.
+    At most _IO_QUEUE batches wait for the thread while the next fills: memory does not
+    grow with the finished requests.
     """
 
     def __init__(self, run_dir: Path, manifest: Manifest) -> None:
@@ -219,19 +230,34 @@ class RunWriter:
         self._pending = _PendingBatch()
         self._raw_tables: list[pa.Table] = []  # request rows waiting for a row group of their own
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-parquet")
-        self._io_busy: Future[None] | None = None
+        self._io_busy: deque[Future[None]] = deque()
         self._broken = False  # a parquet write failed: the files may lack records, readers must use the journal
         self.count = 0
 
     def write(self, record: RequestRecord) -> None:
-        line = memoryview(journal_line(record))
+        self._journal_write(journal_line(record))
+        self._add(_SCALARS(record), record.chunks)
+
+    def write_values(self, batch: list[tuple[Any, ...]]) -> None:
+        """Records as `records.record_values(record)` tuples, a batch from a worker process:
+        the same journal lines and columns as `write`, without rebuilding each dataclass,
+        and the batch's lines in one write (they arrived together)."""
+        self._journal_write(b"".join(
+            [orjson.dumps(dict(zip(RECORD_FIELDS, values)), default=_encode_array) + b"\n" for values in batch]))
+        for values in batch:
+            self._add(values[:CHUNKS_INDEX] + values[CHUNKS_INDEX + 1:], values[CHUNKS_INDEX])
+
+    def _journal_write(self, data: bytes) -> None:
+        view = memoryview(data)
         try:
-            while line:
-                line = line[self._journal.write(line):]
+            while view:
+                view = view[self._journal.write(view):]
         except OSError as exc:
             raise RunFailed(f"{self.run_dir / JOURNAL}: cannot write records: {exc.strerror or exc}") from None
+
+    def _add(self, scalars: tuple[Any, ...], chunks: ChunkColumns) -> None:
         self.count += 1
-        self._pending.add(record)
+        self._pending.add(scalars, chunks)
         if len(self._pending.scalars) >= _BATCH_RECORDS:
             self._flush()
 
@@ -271,7 +297,7 @@ class RunWriter:
         pending, self._pending = self._pending, _PendingBatch()
         if self._broken:
             return
-        self._wait_io()  # the previous batch: its failure is reported here
+        self._wait_io(keep=_IO_QUEUE - 1)  # a failed write is reported here, at the latest _IO_QUEUE batches on
         tables: list[tuple[str, pa.Table]] = []
         try:
             if pending.scalars:
@@ -284,9 +310,9 @@ class RunWriter:
             self._broken = True
             raise RunFailed(f"{self.run_dir}: cannot convert records for parquet: {exc}") from None
         if tables:
-            self._io_busy = self._io.submit(self._write_tables, tables)
+            self._io_busy.append(self._io.submit(self._write_tables, tables))
         if last:
-            self._wait_io()
+            self._wait_io(keep=0)
 
     def _write_tables(self, tables: list[tuple[str, pa.Table]]) -> None:
         """On the I/O thread."""
@@ -296,15 +322,14 @@ class RunWriter:
             except (OSError, pa.ArrowException) as exc:
                 raise RunFailed(f"{self.run_dir / name}: cannot write records: {exc}") from None
 
-    def _wait_io(self) -> None:
-        busy, self._io_busy = self._io_busy, None
-        if busy is None:
-            return
-        try:
-            busy.result()
-        except RunFailed:
-            self._broken = True
-            raise
+    def _wait_io(self, keep: int) -> None:
+        """Collect finished writes, and wait until at most `keep` are left."""
+        while self._io_busy and (len(self._io_busy) > keep or self._io_busy[0].done()):
+            try:
+                self._io_busy.popleft().result()
+            except RunFailed:
+                self._broken = True
+                raise
 
     def _writer(self, name: str) -> pq.ParquetWriter:
         if name not in self._writers:

@@ -11,7 +11,7 @@ stamps from every worker are on one clock) and its shard of every stage:
 - closed loop: the concurrency (and max_requests) split as evenly as possible.
 
 Request ids are global and unique: worker k numbers its requests k, k+K, k+2K, ...
-Records stream back in batches (pickled over a socketpair) to the parent, which writes
+Records stream back in batches (as plain tuples, pickled over a socketpair) to the parent, which writes
 the one run directory, so a run with workers has the same shape as one without.
 SIGINT/SIGTERM reach the parent (workers ignore SIGINT from the terminal); it tells
 every worker to stop, and their cancelled in-flight requests are recorded as usual.
@@ -38,7 +38,7 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 from bench.errors import RunFailed
-from bench.records import RequestRecord
+from bench.records import RequestRecord, record_values
 from bench.runner import Progress, RunPlan, StagePlan
 from bench.scenario import Scenario
 
@@ -200,9 +200,7 @@ class WorkerPool:
         kind = msg[0]
         if kind == "records":
             _, records, progress = msg
-            write = self._sink.write
-            for record in records:
-                write(record)
+            self._sink.write_values(records)
             self._update_progress(index, progress)
         elif kind == "ready":
             if not self._ready[index].done():
@@ -313,10 +311,10 @@ class _BatchSink:
     def __init__(self, send: Callable[[tuple[Any, ...]], None], progress: Progress) -> None:
         self._send = send
         self._progress = progress
-        self._records: list[RequestRecord] = []
+        self._records: list[tuple[Any, ...]] = []
 
     def write(self, record: RequestRecord) -> None:
-        self._records.append(record)
+        self._records.append(record_values(record))
         if len(self._records) >= _BATCH_MAX:
             self.flush()
 
