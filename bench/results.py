@@ -32,7 +32,7 @@ class Run:
 
     @cached_property
     def chunks(self) -> pd.DataFrame:
-        """One row per SSE event (`store.chunk_frame` types), read from the run directory on
+        """One row per SSE event (`store.read_chunks` types), read from the run directory on
         first use: 128M rows at 1M requests take seconds and GiBs nobody opening a run needs."""
         return self.chunk_frame if self.chunk_frame is not None else store.read_chunks(self.path)
 
