@@ -194,7 +194,12 @@ class _StampingConnector(aiohttp.TCPConnector):
                                                          client_error=client_error, **kwargs)
         try:
             async with asyncio.timeout(timeout.sock_connect):
-                sock = await aiohappyeyeballs.start_connection(addr_infos=addr_infos, loop=self._loop)
+                sock = await aiohappyeyeballs.start_connection(
+                    addr_infos=addr_infos, loop=self._loop,
+                    # the connector's own settings, as aiohttp passes them (absent in older aiohttp)
+                    local_addr_infos=getattr(self, "_local_addr_infos", None),
+                    happy_eyeballs_delay=getattr(self, "_happy_eyeballs_delay", None),
+                    interleave=getattr(self, "_interleave", None))
         except OSError as exc:
             if exc.errno is None and isinstance(exc, TimeoutError):
                 raise
