@@ -260,6 +260,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, run_overrides(args))
     if scenario.ray is not None:
         raise BenchInputError("ray: Ray actors drive `bench run` only; run the sweep's points as separate runs")
+    if scenario.load.workers != 1:  # the sweep steers one client stage by stage: never ignore the setting
+        raise BenchInputError(f"{args.scenario}: load.workers: worker processes drive `bench run` only; a sweep "
+                              "runs in one client process (run its highest points as `bench run --workers K`)")
     options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
                          show_progress=not (args.quiet or args.json))
     request = SweepRequest(rates=args.rates or ([args.start_rate] if args.find_max_rate else None),

@@ -74,6 +74,18 @@ def test_empty_dataset(tmp_path, capsys):
     assert "dataset is empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("workers", [["--workers", "2"], ["--workers", "auto"]])
+def test_a_sweep_refuses_workers_instead_of_ignoring_them(tmp_path, capsys, workers):
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD_REQUESTS + GOOD_LOAD)
+    code = main(["sweep", str(path), "--rates", "1,2", "--quiet", "--base-url", "http://127.0.0.1:9/v1",
+                 "--model", "m", "--out", str(tmp_path / "run"), *workers])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "s.yaml" in err[0] and "load.workers" in err[0] and "bench run" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_flag_errors_are_one_line(tmp_path, capsys):
     assert main(["run"]) == 2
     assert main(["run", "x.yaml", "--rate", "fast"]) == 2
