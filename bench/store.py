@@ -382,11 +382,40 @@ def read_raw_requests(run_dir: Path) -> pd.DataFrame:
     try:
         frame = pq.read_table(run_dir / RAW_REQUESTS).to_pandas()
     except (OSError, pa.ArrowInvalid):
-        rows = [{k: row.get(k) for k in SCALAR_FIELDS} for row in _journal_rows(run_dir)]
-        frame = pd.DataFrame.from_records(rows, columns=list(SCALAR_FIELDS))
-        frame["server_timings"] = [json.dumps(v) if v else None for v in frame["server_timings"]]
+        return _raw_frame(_journal_rows(run_dir))
     frame = frame.astype({**REQUEST_DTYPES, "server_timings": "string"})
     return frame.sort_values("request_id", kind="stable", ignore_index=True)
+
+
+def _raw_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records([{k: row.get(k) for k in SCALAR_FIELDS} for row in rows],
+                                      columns=list(SCALAR_FIELDS))
+    frame["server_timings"] = [json.dumps(v) if v else None for v in frame["server_timings"]]
+    frame = frame.astype({**REQUEST_DTYPES, "server_timings": "string"})
+    return frame.sort_values("request_id", kind="stable", ignore_index=True)
+
+
+class JournalReader:
+    """The journal of a run in progress, read incrementally: each `read` returns the
+    records (scalar fields, chunks) journalled since the previous one, so a caller judging
+    a run stage by stage (the sweep) does not re-read every earlier stage."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._path = run_dir / JOURNAL
+        self._offset = 0
+
+    def read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        with open(self._path, "rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        complete = data.rfind(b"\n") + 1  # a line being written now is read next time
+        self._offset += complete
+        rows = [orjson.loads(line) for line in data[:complete].splitlines()]
+        batch = _join_records([(row["request_id"], *journal_chunks(row)) for row in rows]) if rows else None
+        columns = _CompactChunks(batch.request_id.size if batch is not None else 0)
+        if batch is not None:
+            columns.add(batch)
+        return _raw_frame(rows), columns.frame()
 
 
 class ChunkBatch(NamedTuple):

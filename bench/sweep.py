@@ -137,6 +137,7 @@ class _Driver:
         self.session = session
         self.request = request
         self.notes: list[dict[str, Any]] = []
+        self._journal = store.JournalReader(session.writer.run_dir)
 
     # -- strategies ---------------------------------------------------------------------------
 
@@ -246,9 +247,9 @@ class _Driver:
             await asyncio.sleep(SAMPLE_S)
 
     def _note(self, index: int, point: Point, start: float, saturated: bool) -> dict[str, Any]:
-        run_dir = self.session.writer.run_dir
-        raw = store.read_raw_requests(run_dir)
-        chunks = store.read_chunks(run_dir)
+        # Every request of this stage has ended (drained or cancelled) and is journalled;
+        # earlier stages were read for their own notes.
+        raw, chunks = self._journal.read()
         stage_raw = raw[raw["stage"] == index]
         stage_chunks = chunks[chunks["request_id"].isin(stage_raw["request_id"])]
         requests = metrics.per_request(stage_raw, stage_chunks)

@@ -1,4 +1,5 @@
-"""Records shipped from worker processes as plain tuples are stored exactly like records."""
+"""Records shipped from worker processes as plain tuples are stored exactly like records;
+the journal of a run in progress is read back incrementally."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from bench.records import (
     RequestRecord,
     record_values,
 )
-from bench.store import JOURNAL, SCHEMA_VERSION, Manifest, RunWriter, read_chunks, read_raw_requests
+from bench.store import JOURNAL, SCHEMA_VERSION, JournalReader, Manifest, RunWriter, read_chunks, read_raw_requests
 
 
 def _record(i: int) -> RequestRecord:
@@ -69,3 +70,28 @@ def test_a_batch_of_values_is_stored_exactly_as_the_records_are(tmp_path: Path):
     raw = read_raw_requests(tmp_path / "values")
     pd.testing.assert_frame_equal(read_raw_requests(tmp_path / "records"), raw)
     assert len(raw) == 1500 and int(np.count_nonzero(raw["status"] == "error")) == 300
+
+
+def test_the_journal_reader_returns_each_record_once_in_the_order_of_stages(tmp_path: Path):
+    writer = RunWriter(tmp_path / "run", _manifest())
+    reader = JournalReader(tmp_path / "run")
+    records = [_record(i) for i in range(300)]
+    seen_raw, seen_chunks = [], []
+    for start, end in ((0, 100), (100, 250), (250, 300)):  # three "stages", journalled while open
+        for record in records[start:end]:
+            writer.write(record)
+        raw, chunks = reader.read()
+        seen_raw.append(raw)
+        seen_chunks.append(chunks)
+    empty_raw, empty_chunks = reader.read()
+    writer.close()
+    assert [len(r) for r in seen_raw] == [100, 150, 50] and len(empty_raw) == 0 and len(empty_chunks) == 0
+    everything = read_raw_requests(tmp_path / "run")
+    together = pd.concat(seen_raw, ignore_index=True).sort_values("request_id", ignore_index=True)
+    pd.testing.assert_frame_equal(together, everything)
+    all_chunks = read_chunks(tmp_path / "run")
+    assert sum(len(c) for c in seen_chunks) == len(all_chunks)
+    ids = seen_chunks[1]["request_id"].to_numpy()
+    assert ids.min() == 100 and ids.max() == 249
+    assert np.array_equal(seen_chunks[2]["t_s"].to_numpy(),
+                          all_chunks.loc[all_chunks["request_id"] >= 250, "t_s"].to_numpy())
