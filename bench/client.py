@@ -337,7 +337,12 @@ class _AioStreamResponse(StreamResponse):
 
 
 class _StaleConnection(Exception):
-    """A reused keep-alive connection was already closed by the server."""
+    """A reused keep-alive connection was already closed by the server. `unsent`: writing
+    the request failed, so the server got none of it."""
+
+    def __init__(self, unsent: bool = False) -> None:
+        super().__init__()
+        self.unsent = unsent
 
 
 class StreamClient:
@@ -368,6 +373,7 @@ class StreamClient:
         # turns every 4xx/5xx into its typed error. Set `direct=False` for the SDK's path.
         self._direct = AiohttpTransport is not None
         self._new_session = _session_factory(config.max_connections)
+        self._max_connections = config.max_connections
         self._session: aiohttp.ClientSession | None = None
         self._templates: dict[str, tuple[str, dict[str, str], httpx2.Request]] = {}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
@@ -375,19 +381,25 @@ class StreamClient:
     async def open_stream(self, path: str, body: bytes) -> StreamResponse:
         """POST `body` (JSON bytes) to `path`; raise ClientError on any failure to start.
 
-        One transparent reconnect, and only one: when a pooled keep-alive connection turns
-        out to have been closed by the server (llama.cpp closes after each stream) before any
-        response. The request never reached the server, so this is not a retry of a failure.
+        A transparent reconnect when a pooled keep-alive connection turns out to have been
+        closed by the server (llama.cpp closes after each stream) before any response: once
+        when the server may have read the request, and, while writing it is what failed (the
+        server got none of it), on the next pooled connection too, up to the pool's size:
+        streams that end together leave several stale connections at once.
         """
-        try:
-            return await self._open(path, body)
-        except _StaleConnection:
+        unsent_retries = self._max_connections
+        reconnected = False
+        while True:
             try:
-                response = await self._open(path, body, allow_stale=False)
+                response = await self._open(path, body, allow_stale=unsent_retries > 0)
+            except _StaleConnection as stale:
+                reconnected = True
+                unsent_retries = unsent_retries - 1 if stale.unsent else 0
+                continue
             except ClientError as exc:
-                exc.reconnected = True
+                exc.reconnected = reconnected
                 raise
-            response.reconnected = True
+            response.reconnected = reconnected
             return response
 
     async def _open(self, path: str, body: bytes, allow_stale: bool = True) -> StreamResponse:
@@ -441,7 +453,9 @@ class StreamClient:
             # "Server disconnected" or "Can not write request body": on a reused keep-alive
             # connection this is the server having closed it while it sat in the pool.
             if allow_stale and _REUSED in box:
-                raise _StaleConnection from None
+                # aiohttp's words when the request could not be written: nothing reached the server
+                unsent = isinstance(exc, aiohttp.ClientOSError) and "write request body" in str(exc)
+                raise _StaleConnection(unsent) from None
             raise self._redact(ClientError("server_disconnected", _describe_aio(exc))) from None
         except TimeoutError as exc:  # aiohttp's connect timeout
             raise self._redact(ClientError("connect_timeout", _describe_aio(exc))) from None
