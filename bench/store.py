@@ -138,7 +138,12 @@ def journal_line(record: RequestRecord) -> bytes:
     """One journal line: orjson serialises the dataclass (keys are the field names) and
     calls `_encode_array` for the chunk columns. About 5 us for 128 chunks, a third of it
     base64 of the times; the float lists of schema version 1 cost twice that and 2x the bytes."""
-    return orjson.dumps(record, default=_encode_array) + b"\n"
+    return _journal_line(record)
+
+
+def _journal_line(value: Any) -> bytes:
+    """A RequestRecord, or a dict of its fields by name: the same JSON either way."""
+    return orjson.dumps(value, default=_encode_array) + b"\n"
 
 
 def _encode_array(value: Any) -> Any:
@@ -242,8 +247,7 @@ class RunWriter:
         """Records as `records.record_values(record)` tuples, a batch from a worker process:
         the same journal lines and columns as `write`, without rebuilding each dataclass,
         and the batch's lines in one write (they arrived together)."""
-        self._journal_write(b"".join(
-            [orjson.dumps(dict(zip(RECORD_FIELDS, values)), default=_encode_array) + b"\n" for values in batch]))
+        self._journal_write(b"".join([_journal_line(dict(zip(RECORD_FIELDS, values))) for values in batch]))
         for values in batch:
             self._add(values[:CHUNKS_INDEX] + values[CHUNKS_INDEX + 1:], values[CHUNKS_INDEX])
 
@@ -383,14 +387,17 @@ def read_raw_requests(run_dir: Path) -> pd.DataFrame:
         frame = pq.read_table(run_dir / RAW_REQUESTS).to_pandas()
     except (OSError, pa.ArrowInvalid):
         return _raw_frame(_journal_rows(run_dir))
-    frame = frame.astype({**REQUEST_DTYPES, "server_timings": "string"})
-    return frame.sort_values("request_id", kind="stable", ignore_index=True)
+    return _typed_raw(frame)
 
 
 def _raw_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records([{k: row.get(k) for k in SCALAR_FIELDS} for row in rows],
                                       columns=list(SCALAR_FIELDS))
     frame["server_timings"] = [json.dumps(v) if v else None for v in frame["server_timings"]]
+    return _typed_raw(frame)
+
+
+def _typed_raw(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.astype({**REQUEST_DTYPES, "server_timings": "string"})
     return frame.sort_values("request_id", kind="stable", ignore_index=True)
 
@@ -411,11 +418,8 @@ class JournalReader:
         complete = data.rfind(b"\n") + 1  # a line being written now is read next time
         self._offset += complete
         rows = [orjson.loads(line) for line in data[:complete].splitlines()]
-        batch = _join_records([(row["request_id"], *journal_chunks(row)) for row in rows]) if rows else None
-        columns = _CompactChunks(batch.request_id.size if batch is not None else 0)
-        if batch is not None:
-            columns.add(batch)
-        return _raw_frame(rows), columns.frame()
+        batches = [_join_records([(row["request_id"], *journal_chunks(row)) for row in rows])] if rows else []
+        return _raw_frame(rows), _compact_frame(batches)
 
 
 class ChunkBatch(NamedTuple):
@@ -469,8 +473,11 @@ def read_chunks(run_dir: Path) -> pd.DataFrame:
     it fits. 19 bytes a chunk (2.3 GiB at 1M x 128), filled batch by batch: building it
     from int64 columns first peaked at 4.4 GiB."""
     source = chunk_source(run_dir)
-    batches: Iterable[ChunkBatch] = source.batches()
-    rows = source.rows
+    return _compact_frame(source.batches(), source.rows)
+
+
+def _compact_frame(batches: Iterable[ChunkBatch], rows: int | None = None) -> pd.DataFrame:
+    """`batches` in read_chunks' types; `rows` is their total when known (parquet)."""
     if rows is None:  # the journal: its length is known once read
         batches = list(batches)
         rows = sum(batch.request_id.size for batch in batches)
