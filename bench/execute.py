@@ -109,13 +109,14 @@ def _resolve_target(scenario: Scenario, stack: ExitStack) -> TargetInfo:
 
     profile = target.sim_profile or "default"
     sim = stack.enter_context(start_sim(profile=profile, seed=scenario.seed))
-    cores = _separate_cores(sim.pid, stack)
+    cores = separate_cores(sim.pid, stack)
     note = f"built-in simulator, profile {profile!r}" + (f", on core {cores}" if cores is not None else "")
     return TargetInfo(sim.base_url, note, simulated=True)
 
 
-def _separate_cores(server_pid: int, stack: ExitStack) -> int | None:
-    """Put the embedded simulator on a core of its own (Linux, >= 2 cores).
+def separate_cores(server_pid: int, stack: ExitStack) -> int | None:
+    """Put a local server (the embedded simulator, a test's or benchmark's) on a core of its
+    own and this process on the others (Linux, >= 2 cores), until `stack` closes.
 
     Left to the OS scheduler, client and simulator keep landing on one core and every
     timestamp waits for the other process (measured on 2 cores: ~1.1 ms of added lateness

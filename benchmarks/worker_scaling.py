@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
@@ -34,22 +34,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _sse_server import start_server  # noqa: E402
 
-from bench.execute import RunOptions, run_scenario  # noqa: E402
+from bench.execute import RunOptions, run_scenario, separate_cores  # noqa: E402
 from bench.scenario import load_scenario  # noqa: E402
 
 
 @contextmanager
 def _placement(server_pid: int, workers: int) -> Iterator[None]:
     """1 worker: client and server on separate cores. More: every process on every core."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if workers == 1 and len(cpus) >= 2:
-        os.sched_setaffinity(server_pid, {cpus[-1]})
-        os.sched_setaffinity(0, set(cpus[:-1]))
-    try:
+    every_cpu = os.sched_getaffinity(0)
+    with ExitStack() as stack:
+        if workers == 1 and separate_cores(server_pid, stack) is not None:
+            stack.callback(os.sched_setaffinity, server_pid, every_cpu)  # the server stays up for the next run
         yield
-    finally:
-        os.sched_setaffinity(0, set(cpus))
-        os.sched_setaffinity(server_pid, set(cpus))
 
 
 def measure(base_url: str, workers: int, seconds: float, concurrency: int, tmp: Path, run: int) -> dict:

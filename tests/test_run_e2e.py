@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
 
 import bench
 from bench.cli import main
+from bench.execute import separate_cores
 from bench.sim import start_sim
 from bench.sockstamp import stamped_transport_supported
 from benchtest import run_in_process, sim_truth, write_scenario
@@ -50,30 +50,13 @@ def test_cli_run_stores_a_complete_run(scenario_dir, capsys):
     assert main(["run", str(path), "--out", str(run_dir), "--quiet"]) == 2
 
 
-@contextmanager
-def separate_cores(server_pid: int):
-    """The load generator and the server on different cores, as on any honest test bed.
-
-    Left to the OS scheduler on a 2-core machine, the client and the simulator keep landing
-    on one core and every stamp waits for the other process: measured, ~1.1 ms of added
-    lateness at 64 streams, ~0.1 ms pinned."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        yield
-        return
-    os.sched_setaffinity(server_pid, {cpus[-1]})
-    os.sched_setaffinity(0, set(cpus[:-1]))
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, set(cpus))
-
-
 @pytest.mark.parametrize("streams", [16, 64, 256])
 def test_measured_timings_match_simulator_truth(scenario_dir, streams):
     profile = {"models": ["sim-truth"], "max_num_seqs": 128, "decode_ms_base": 20.0, "decode_ms_per_seq": 0.05,
                "prefill_ms_per_token": 0.01}
-    with start_sim(profile=profile, seed=2) as sim, separate_cores(sim.pid):
+    # The load generator and the server on different cores, as on any honest test bed.
+    with start_sim(profile=profile, seed=2) as sim, ExitStack() as stack:
+        separate_cores(sim.pid, stack)
         # Output lengths vary so completions, and so the next sends, spread over the steps
         # as in a real closed loop; the first wave (new connections at once) is warmup.
         result = run_in_process(scenario_dir, {
