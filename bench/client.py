@@ -208,10 +208,13 @@ class _StampingConnector(aiohttp.TCPConnector):
         return StampedTransport(self._loop, sock, protocol), protocol
 
 
-def _session_factory(max_connections: int) -> Any:
+def _session_factory(max_connections: int, fresh: bool = False) -> Any:
+    """`fresh`: every request on a new connection, closed after its response (no pool)."""
+
     def make() -> aiohttp.ClientSession:
         kind = _StampingConnector if stamped_transport_supported() else aiohttp.TCPConnector
-        connector = kind(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
+        pooling: dict[str, Any] = {"force_close": True} if fresh else {"keepalive_timeout": 60.0}
+        connector = kind(limit=max_connections, limit_per_host=0, **pooling)
         connector._factory = functools.partial(_StampingProtocol, loop=connector._loop)  # noqa: SLF001
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(_on_sent)
@@ -337,12 +340,7 @@ class _AioStreamResponse(StreamResponse):
 
 
 class _StaleConnection(Exception):
-    """A reused keep-alive connection was already closed by the server. `unsent`: writing
-    the request failed, so the server got none of it."""
-
-    def __init__(self, unsent: bool = False) -> None:
-        super().__init__()
-        self.unsent = unsent
+    """A reused keep-alive connection was already closed by the server, before any response."""
 
 
 class StreamClient:
@@ -370,41 +368,40 @@ class StreamClient:
         # ~0.7 ms of CPU, 5x the HTTP exchange itself. What they produce for a POST does not
         # change during a run, so the SDK builds each path's request once (URL, auth and
         # default headers) and the requests go out on our aiohttp session; the SDK still
-        # turns every 4xx/5xx into its typed error. Set `direct=False` for the SDK's path.
+        # turns every 4xx/5xx into its typed error. The SDK's own path remains for an openai
+        # without its vendored aiohttp bridge; there a stale retry goes through its pool.
         self._direct = AiohttpTransport is not None
         self._new_session = _session_factory(config.max_connections)
-        self._max_connections = config.max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._new_fresh_session = _session_factory(config.max_connections, fresh=True)
+        self._fresh_session: aiohttp.ClientSession | None = None
         self._templates: dict[str, tuple[str, dict[str, str], httpx2.Request]] = {}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
 
     async def open_stream(self, path: str, body: bytes) -> StreamResponse:
         """POST `body` (JSON bytes) to `path`; raise ClientError on any failure to start.
 
-        A transparent reconnect when a pooled keep-alive connection turns out to have been
-        closed by the server (llama.cpp closes after each stream) before any response: once
-        when the server may have read the request, and, while writing it is what failed (the
-        server got none of it), on the next pooled connection too, up to the pool's size:
-        streams that end together leave several stale connections at once.
+        A pooled keep-alive connection the server closed without a byte of response
+        (llama.cpp advertises keep-alive but closes after every stream, and a closed loop
+        that sends at once races that close) gets one retry, marked `reconnected`, on a
+        connection opened for it: the other pooled ones may be stale too, as streams that
+        end together leave several.
         """
-        unsent_retries = self._max_connections
-        reconnected = False
-        while True:
-            try:
-                response = await self._open(path, body, allow_stale=unsent_retries > 0)
-            except _StaleConnection as stale:
-                reconnected = True
-                unsent_retries = unsent_retries - 1 if stale.unsent else 0
-                continue
-            except ClientError as exc:
-                exc.reconnected = reconnected
-                raise
-            response.reconnected = reconnected
-            return response
+        try:
+            return await self._open(path, body, fresh=False)
+        except _StaleConnection:
+            pass
+        try:
+            response = await self._open(path, body, fresh=True)
+        except ClientError as exc:
+            exc.reconnected = True
+            raise
+        response.reconnected = True
+        return response
 
-    async def _open(self, path: str, body: bytes, allow_stale: bool = True) -> StreamResponse:
+    async def _open(self, path: str, body: bytes, fresh: bool) -> StreamResponse:
         if self._direct:
-            return await self._open_direct(path, body, allow_stale)
+            return await self._open_direct(path, body, fresh)
         box: list[float] = []
         token = _SENT_BOX.set(box)
         try:
@@ -414,7 +411,7 @@ class StreamClient:
             raise self._redact(_status_error(exc)) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
             kind = _connection_kind(exc)
-            if allow_stale and kind == "server_disconnected" and _REUSED in box:
+            if not fresh and kind == "server_disconnected" and _REUSED in box:
                 raise _StaleConnection from None
             raise self._redact(ClientError(kind, _describe(exc))) from None
         finally:
@@ -436,11 +433,9 @@ class StreamClient:
         self._templates[path] = template
         return template
 
-    async def _open_direct(self, path: str, body: bytes, allow_stale: bool) -> StreamResponse:
+    async def _open_direct(self, path: str, body: bytes, fresh: bool) -> StreamResponse:
         url, headers, request = self._templates.get(path) or await self._template(path)
-        session = self._session
-        if session is None:
-            session = self._session = self._new_session()
+        session = self._fresh() if fresh else self._pooled()
         box: list[float] = []
         token = _SENT_BOX.set(box)
         try:
@@ -452,10 +447,8 @@ class StreamClient:
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
             # "Server disconnected" or "Can not write request body": on a reused keep-alive
             # connection this is the server having closed it while it sat in the pool.
-            if allow_stale and _REUSED in box:
-                # aiohttp's words when the request could not be written: nothing reached the server
-                unsent = isinstance(exc, aiohttp.ClientOSError) and "write request body" in str(exc)
-                raise _StaleConnection(unsent) from None
+            if not fresh and _REUSED in box:
+                raise _StaleConnection from None
             raise self._redact(ClientError("server_disconnected", _describe_aio(exc))) from None
         except TimeoutError as exc:  # aiohttp's connect timeout
             raise self._redact(ClientError("connect_timeout", _describe_aio(exc))) from None
@@ -469,6 +462,16 @@ class StreamClient:
             raise self._redact(await self._status_error(aio, request)) from None
         sent = [t for t in box if t != _REUSED]
         return _AioStreamResponse(aio, sent[-1] if sent else None)
+
+    def _pooled(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = self._new_session()
+        return self._session
+
+    def _fresh(self) -> aiohttp.ClientSession:
+        if self._fresh_session is None:
+            self._fresh_session = self._new_fresh_session()
+        return self._fresh_session
 
     async def _status_error(self, aio: aiohttp.ClientResponse, request: httpx2.Request) -> ClientError:
         try:
@@ -498,8 +501,9 @@ class StreamClient:
         return error
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._fresh_session):
+            if session is not None:
+                await session.close()
         await self._sdk.close()
 
 

@@ -210,6 +210,15 @@ class RunSession:
         self._cleanup = AsyncExitStack()
 
     async def __aenter__(self) -> RunSession:
+        try:
+            await self._enter()
+        except BaseException:
+            # __aexit__ only runs after a successful __aenter__: close what was opened
+            await self._cleanup.aclose()
+            raise
+        return self
+
+    async def _enter(self) -> None:
         from bench.console import live_progress
 
         scenario = self.scenario
@@ -253,7 +262,6 @@ class RunSession:
             self.runner = self.pool
         else:
             self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
-        return self
 
     def _worker_count(self) -> int:
         from bench.workers import resolve_workers

@@ -3,11 +3,13 @@ run with one clear line while everything written before stays readable."""
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import orjson
@@ -67,6 +69,21 @@ def test_an_existing_out_path_is_refused_and_left_untouched(tmp_path, capsys, ex
     assert err.count("\n") == 1 and "already exists" in err and str(out) in err, err
     assert seen == []  # refused before sending anything
     assert _snapshot(tmp_path) == before
+
+
+def test_a_run_refused_during_set_up_still_closes_its_client(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()  # run_scenario finds this only after it has set up the client
+    with FaultServer(tokens=4) as server:
+        scenario = _scenario(server.base_url)
+        del scenario["target"]["model"]  # asked of the server: the client is in use before the refusal
+        path = write_scenario(tmp_path, scenario)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            with pytest.raises(BenchInputError, match="already exists"):
+                run_scenario(load_scenario(path), RunOptions(scenario_path=path, out_dir=out, show_progress=False))
+            gc.collect()
+    assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
 
 
 def test_runs_in_the_same_second_never_share_a_directory(tmp_path):

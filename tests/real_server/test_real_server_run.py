@@ -133,6 +133,7 @@ def test_synthetic_prompts_reach_requested_token_counts(tmp_path, llama):
     model = run.manifest.client["prompt_tokens_model"]
     requested = sample_lengths(Uniform(**dist), 1024, np.random.default_rng([3, 0x5EED]))
     req = run.requests
+    assert (req["status"] == "ok").all(), req["error_message"].tolist()
     wanted = requested[req["prompt_index"].to_numpy()]
     error = np.abs(req["prompt_tokens"].to_numpy(dtype=float) - wanted) / wanted
     print(f"token model {model}; relative prompt-length error max {error.max():.3f}")
