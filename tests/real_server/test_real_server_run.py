@@ -74,14 +74,18 @@ def test_real_server_concurrency_1(tmp_path, llama):
 
 
 def test_real_server_concurrency_4_with_stop_variant(tmp_path, llama):
+    # This small model rarely writes a full stop within 32 tokens (3 of 4 runs had none) but
+    # breaks lines often: a newline stops 6-8 of the 8 requests.
     run = _run(tmp_path, llama, "c4", {"concurrency": 4, "max_requests": 16},
-               variants={"plain": {}, "stop": {"stop": ["."]}})
+               variants={"plain": {}, "stop": {"stop": ["\n"]}})
     req = run.requests
     assert run.manifest.ended == "completed" and (req["status"] == "ok").all(), req["error_message"].tolist()
     _common_checks(run)
     stopped = req[req["variant"] == "stop"]
     assert set(stopped["finish_reason"]) <= {"stop", "length"}
-    assert (stopped["finish_reason"] == "stop").any()
+    assert (stopped["finish_reason"] == "stop").sum() >= 4
+    plain = req[req["variant"] == "plain"]
+    assert stopped["output_tokens"].mean() < plain["output_tokens"].mean()
     assert run.summary["concurrency"]["peak"] == 4
     assert set(run.summary["variants"]) == {"plain", "stop"}
 
