@@ -37,6 +37,19 @@ class ItlGaps:
     values: np.ndarray | None  # float64; None once consumed by `take(..., consume=True)`
     request_ids: np.ndarray  # int64, the request of each run
     counts: np.ndarray  # int64, gaps in each run
+    times: np.ndarray | None = None  # float64, each gap's closing chunk time, when asked for
+
+    def frame(self) -> pd.DataFrame:
+        """The gaps as `metrics.itl_gaps` gives them (`request_id`, `t_s`, `itl_ms`), each
+        request's in stored order. Needs `times` (scan with times=True)."""
+        if self.values is None or self.times is None:
+            raise ValueError("a gap frame needs the gaps and their times: scan(..., times=True)")
+        run_ids = self.request_ids
+        if run_ids.size == 0 or run_ids.max() <= np.iinfo(np.int32).max:
+            run_ids = run_ids.astype(np.int32)  # as read_chunks stores them, before the 125M-row repeat
+        ids = np.repeat(run_ids, self.counts)
+        return pd.DataFrame({"request_id": ids,
+                             "t_s": self.times, "itl_ms": self.values}, copy=False)
 
     def take(self, request_ids: Iterable[int] | np.ndarray, consume: bool = False) -> np.ndarray:
         """The gaps of the given requests, as an array the caller owns.
@@ -60,14 +73,15 @@ class ScanResult:
 
 
 def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.ndarray,
-         rows: int | None = None) -> ScanResult:
+         rows: int | None = None, times: bool = False) -> ScanResult:
     """Token statistics of every request and the ITL gaps of the `keep` requests.
 
     `batches` returns a fresh iterator each call (a second pass is needed only for a file
     whose requests are not each in one place); `rows`, when known, bounds the number of
-    gaps so their buffer is allocated once.
+    gaps so their buffer is allocated once. `times`: keep each gap's time too (8 more
+    bytes a gap), for `ItlGaps.frame`.
     """
-    scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows)
+    scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows, times)
     carry: _TokenRows | None = None  # the last request of the previous batch, which may go on here
     for batch in batches():
         tok = _token_rows(batch)
@@ -94,24 +108,43 @@ def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.n
     result = scanner.result()
     if result is None:  # some request's chunks are in more than one place
         sorted_rows = _sorted_token_rows(batches(), scanner.keep)
-        fallback = _Scanner(scanner.keep, None)
+        fallback = _Scanner(scanner.keep, None, times)
         fallback.add(sorted_rows)
         result = ScanResult(scanner.stats(), fallback.gaps())
     return result
 
 
-def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray) -> ScanResult:
+def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bool = False) -> ScanResult:
     """`scan` of a chunk frame held in memory."""
     batch = frame_batch(chunks)
-    return scan(lambda: [batch], keep)
+    return scan(lambda: [batch], keep, times=times)
+
+
+class _Buffer:
+    """float64 values appended batch by batch: into one array allocated up front when the
+    total is bounded (the untouched rest is never paged in), else into parts."""
+
+    def __init__(self, bound: int | None) -> None:
+        self._array = np.empty(bound, dtype=np.float64) if bound is not None else None
+        self._parts: list[np.ndarray] = []
+        self.filled = 0
+
+    def add(self, values: np.ndarray) -> None:
+        if self._array is None:
+            self._parts.append(values)
+        else:
+            self._array[self.filled:self.filled + values.size] = values
+        self.filled += values.size
+
+    def array(self) -> np.ndarray:
+        return _cat(self._parts, np.float64) if self._array is None else self._array[:self.filled]
 
 
 class _Scanner:
-    def __init__(self, keep: np.ndarray, rows: int | None) -> None:
+    def __init__(self, keep: np.ndarray, rows: int | None, times: bool = False) -> None:
         self.keep = keep  # sorted unique request ids whose gaps are kept
-        self._values = np.empty(rows, dtype=np.float64) if rows is not None else None
-        self._parts: list[np.ndarray] = []
-        self._filled = 0
+        self._values = _Buffer(rows)
+        self._times = _Buffer(rows) if times else None
         self._seg_ids: list[np.ndarray] = []
         self._first: list[np.ndarray] = []
         self._last: list[np.ndarray] = []
@@ -156,14 +189,9 @@ class _Scanner:
         runs = counts > 0
         self._run_ids.append(seg_ids[runs])
         self._run_counts.append(counts[runs])
-        self._store(gaps)
-
-    def _store(self, gaps: np.ndarray) -> None:
-        if self._values is None:
-            self._parts.append(gaps)
-        else:
-            self._values[self._filled:self._filled + gaps.size] = gaps
-        self._filled += gaps.size
+        self._values.add(gaps)
+        if self._times is not None:
+            self._times.add(t[1:][pair[1:]])  # as metrics.itl_gaps: the closing chunk's time
 
     def stats(self) -> pd.DataFrame:
         ids = _cat(self._seg_ids, np.int64)
@@ -177,11 +205,9 @@ class _Scanner:
                                                chunk_tokens=("chunk_tokens", "sum"))
 
     def gaps(self) -> ItlGaps:
-        if self._values is None:
-            values = _cat(self._parts, np.float64)
-        else:
-            values = self._values[:self._filled]  # the untouched rest was never paged in
-        return ItlGaps(values, _cat(self._run_ids, np.int64), _cat(self._run_counts, np.int64))
+        times = self._times.array() if self._times is not None else None
+        return ItlGaps(self._values.array(), _cat(self._run_ids, np.int64), _cat(self._run_counts, np.int64),
+                       times)
 
     def result(self) -> ScanResult | None:
         """None when a kept request's chunks were in more than one place: gaps across the

@@ -38,9 +38,15 @@ class Run:
 
     @cached_property
     def itl(self) -> pd.DataFrame:
+        """One row per ITL gap of the measured ok requests (`metrics.itl_gaps` columns), from
+        one streaming pass: through the whole chunk frame, 125M gaps took 35 s and 11 GiB."""
         ok = self.requests.loc[(self.requests["status"] == "ok") & (self.requests["phase"] == "measure"),
-                               "request_id"]
-        return metrics.itl_gaps(self.chunks[self.chunks["request_id"].isin(ok)])
+                               "request_id"].to_numpy(dtype="int64")
+        frame = self.__dict__.get("chunks", self.chunk_frame)  # already in memory: no second read
+        if frame is not None:
+            return chunkscan.scan_frame(frame, ok, times=True).gaps.frame()
+        source = store.chunk_source(self.path)
+        return chunkscan.scan(source.batches, ok, source.rows, times=True).gaps.frame()
 
     @property
     def name(self) -> str:

@@ -222,6 +222,25 @@ def test_streaming_summary_matches_pandas(stored):
     assert sorted(run.itl["itl_ms"]) == sorted(gaps.loc[gaps["request_id"].isin(ok), "itl_ms"])
 
 
+def test_run_itl_streamed_from_disk_is_metrics_itl_gaps(stored):
+    chunks = store.read_chunks(stored)
+    run = bench.load_run(stored)
+    req = run.requests
+    ok = req.loc[(req["status"] == "ok") & (req["phase"] == "measure"), "request_id"]
+    want = metrics.itl_gaps(chunks[chunks["request_id"].isin(ok)])
+
+    def ordered(gaps: pd.DataFrame) -> pd.DataFrame:
+        return gaps.sort_values(["request_id", "t_s", "itl_ms"], kind="stable").reset_index(drop=True)
+
+    assert len(want) > 1000 and want["request_id"].nunique() < len(ok)  # some ok requests have no gap
+    streamed = run.itl  # run.chunks was never read: the stored batches were scanned
+    assert "chunks" not in run.__dict__
+    pd.testing.assert_frame_equal(ordered(streamed), ordered(want))
+    in_memory = bench.load_run(stored)
+    assert len(in_memory.chunks) == len(chunks)  # read first: Run.itl scans this frame instead
+    pd.testing.assert_frame_equal(ordered(in_memory.itl), ordered(want))
+
+
 def test_batches_cut_anywhere_give_the_same_gaps(stored):
     whole = store.frame_batch(store.read_chunks(stored))
     keep = np.arange(0, 1200, 2)
