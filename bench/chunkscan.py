@@ -120,6 +120,25 @@ def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bo
     return scan(lambda: [batch], keep, times=times)
 
 
+def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFrame:
+    """`metrics.token_rate` of stored chunk batches, without a frame of them all."""
+    sums = np.zeros(0)
+    last = 0.0
+    for batch in batches:
+        rows = _token_rows(batch)
+        if rows.t_s.size == 0:
+            continue
+        counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one, as metrics
+        part = metrics.token_bins(rows.t_s, counted, bin_s)
+        if part.size > sums.size:
+            part[:sums.size] += sums
+            sums = part
+        else:
+            sums[:part.size] += part
+        last = max(last, float(rows.t_s.max()))
+    return metrics.token_rate_from_bins(sums, last, bin_s)
+
+
 class _Buffer:
     """float64 values appended batch by batch: into one array allocated up front when the
     total is bounded (the untouched rest is never paged in), else into parts."""

@@ -204,7 +204,7 @@ def timeline_figure(run: Run) -> Figure:
     fig = new_figure(11, 8 if rows == 3 else 10.5)
     axes = fig.subplots(rows, 1, sharex=True)
     plots.plot_in_flight(axes[0], run.requests)
-    plots.plot_token_rate(axes[1], run.chunks)
+    plots.plot_token_rate(axes[1], run.token_rate(1.0), 1.0)
     if server is not None:
         plots.plot_server_metrics(axes[2], server)
     plots.plot_ttft_over_time(axes[-1], run.requests)

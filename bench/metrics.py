@@ -188,17 +188,27 @@ def token_rate(chunks: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
     bin is divided by the time it covers up to the last token, not by `bin_s`: a run ending
     just after a bin boundary would otherwise show a collapse of throughput that never was.
     """
-    if bin_s <= 0:
-        raise ValueError("bin_s must be positive")
     tok = token_chunks(chunks)
     t = tok["t_s"].to_numpy(dtype="float64")
-    if t.size == 0:
-        return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
     counts = tok["tokens"].fillna(1).to_numpy(dtype="float64")
-    bins = np.floor(np.clip(t, 0.0, None) / bin_s).astype("int64")
-    sums = np.bincount(bins, weights=counts)
+    return token_rate_from_bins(token_bins(t, counts, bin_s), float(t.max()) if t.size else 0.0, bin_s)
+
+
+def token_bins(t_s: np.ndarray, tokens: np.ndarray, bin_s: float) -> np.ndarray:
+    """Tokens in each `bin_s` bin from t=0 (the sums `token_rate` divides); bins of
+    separate batches of chunks add up, the shorter array padded with zeros."""
+    if bin_s <= 0:
+        raise ValueError("bin_s must be positive")
+    bins = np.floor(np.clip(t_s, 0.0, None) / bin_s).astype("int64")
+    return np.bincount(bins, weights=np.asarray(tokens, dtype="float64"))
+
+
+def token_rate_from_bins(sums: np.ndarray, last_t_s: float, bin_s: float) -> pd.DataFrame:
+    """`token_rate` from its bin sums and the last token chunk's time."""
+    if sums.size == 0:
+        return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
     spans = np.full(sums.size, bin_s)
-    spans[-1] = max(float(t.max()) - (sums.size - 1) * bin_s, 1e-3 * bin_s)
+    spans[-1] = max(last_t_s - (sums.size - 1) * bin_s, 1e-3 * bin_s)
     return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / spans})
 
 

@@ -93,9 +93,8 @@ def plot_in_flight(ax: Axes, requests: pd.DataFrame) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def plot_token_rate(ax: Axes, chunks: pd.DataFrame, bin_s: float = 1.0) -> None:
-    """Output tokens per second, in `bin_s` bins."""
-    rate = metrics.token_rate(chunks, bin_s)
+def plot_token_rate(ax: Axes, rate: pd.DataFrame, bin_s: float = 1.0) -> None:
+    """Output tokens per second, in `bin_s` bins (`metrics.token_rate`, or `Run.token_rate`)."""
     if not rate.empty:
         ax.bar(rate["t_s"], rate["tokens_per_s"], width=bin_s, align="edge", alpha=0.7)
     ax.set_ylabel(f"output tok/s ({bin_s:g} s bins)")
@@ -198,5 +197,7 @@ def _mark_errors(ax: Axes, requests: pd.DataFrame) -> None:
 
 
 def _finite(values: np.ndarray | pd.Series) -> np.ndarray:
+    """The finite values; the array itself when all are (125M ITL gaps are 1 GB a copy)."""
     arr = np.asarray(values, dtype="float64").ravel()
-    return arr[np.isfinite(arr)]
+    finite = np.isfinite(arr)
+    return arr if finite.all() else arr[finite]

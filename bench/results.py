@@ -48,6 +48,13 @@ class Run:
         source = store.chunk_source(self.path)
         return chunkscan.scan(source.batches, ok, source.rows, times=True).gaps.frame()
 
+    def token_rate(self, bin_s: float = 1.0) -> pd.DataFrame:
+        """`metrics.token_rate` of the run's chunks, streamed when they are not in memory."""
+        frame = self.__dict__.get("chunks", self.chunk_frame)
+        if frame is not None:
+            return metrics.token_rate(frame, bin_s)
+        return chunkscan.token_rate(store.chunk_source(self.path).batches(), bin_s)
+
     @property
     def name(self) -> str:
         return self.manifest.name

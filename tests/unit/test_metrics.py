@@ -113,3 +113,19 @@ def test_goodput_counts_requests_meeting_every_limit():
     assert slo["met"] is True
     strict = aggregate.summarize(req, chunks, None, {"ttft_ms": 150, "percentile": 99})["slo"]
     assert strict["met"] is False and strict["share_meeting_all"] == pytest.approx(1 / 5)
+
+
+def test_token_rate_counts_tokens_per_bin_and_the_last_bin_up_to_the_last_token():
+    chunks = _chunks([
+        (0, 0.10, "role", None, 0),  # not a token
+        (0, 0.20, "content", 3, 0), (0, 0.50, "content", None, 0),  # unknown: one token
+        (1, 0.90, "reasoning", 2, 0), (1, 1.20, "content", 2, 0),
+        (1, 1.25, "usage", None, 0),
+    ])
+    rate = metrics.token_rate(chunks, bin_s=1.0)
+    assert rate["t_s"].tolist() == [0.0, 1.0]
+    # bin 0: 3 + 1 + 2 tokens over 1 s; bin 1: 2 tokens over the 0.2 s up to the last token
+    assert rate["tokens_per_s"].tolist() == pytest.approx([6.0, 10.0])
+    assert metrics.token_rate(chunks[chunks["kind"] == "role"]).empty
+    with pytest.raises(ValueError):
+        metrics.token_rate(chunks, bin_s=0.0)

@@ -254,6 +254,20 @@ def test_batches_cut_anywhere_give_the_same_gaps(stored):
     assert set(reference.gaps.request_ids) <= set(keep)
 
 
+def test_token_rate_streamed_from_batches_is_metrics_token_rate(stored):
+    chunks = store.read_chunks(stored)
+    whole = store.frame_batch(chunks)
+    for bin_s in (0.05, 1.0):
+        want = metrics.token_rate(chunks, bin_s)
+        assert len(want) > 1 and want["tokens_per_s"].gt(0).any()
+        for size in (7, 5000):
+            pieces = [store.ChunkBatch(*(col[i:i + size] for col in whole)) for i in range(0, whole.t_s.size, size)]
+            pd.testing.assert_frame_equal(chunkscan.token_rate(pieces, bin_s), want)
+    run = bench.load_run(stored)
+    pd.testing.assert_frame_equal(run.token_rate(0.05), metrics.token_rate(chunks, 0.05))
+    assert "chunks" not in run.__dict__
+
+
 def test_a_request_stored_in_two_places_still_gives_every_gap(stored):
     chunks = store.read_chunks(stored)
     ok = bench.load_run(stored).requests.query("status == 'ok'")["request_id"]
