@@ -42,7 +42,7 @@ class Run:
         one streaming pass: through the whole chunk frame, 125M gaps took 35 s and 11 GiB."""
         ok = self.requests.loc[(self.requests["status"] == "ok") & (self.requests["phase"] == "measure"),
                                "request_id"].to_numpy(dtype="int64")
-        frame = self.__dict__.get("chunks", self.chunk_frame)  # already in memory: no second read
+        frame = self._chunks_in_memory()
         if frame is not None:
             return chunkscan.scan_frame(frame, ok, times=True).gaps.frame()
         source = store.chunk_source(self.path)
@@ -50,10 +50,14 @@ class Run:
 
     def token_rate(self, bin_s: float = 1.0) -> pd.DataFrame:
         """`metrics.token_rate` of the run's chunks, streamed when they are not in memory."""
-        frame = self.__dict__.get("chunks", self.chunk_frame)
+        frame = self._chunks_in_memory()
         if frame is not None:
             return metrics.token_rate(frame, bin_s)
         return chunkscan.token_rate(store.chunk_source(self.path).batches(), bin_s)
+
+    def _chunks_in_memory(self) -> pd.DataFrame | None:
+        """The chunk frame when it was given or `chunks` has read it already, else None."""
+        return self.__dict__.get("chunks", self.chunk_frame)
 
     @property
     def name(self) -> str:
