@@ -371,10 +371,9 @@ class StreamClient:
         # turns every 4xx/5xx into its typed error. The SDK's own path remains for an openai
         # without its vendored aiohttp bridge; there a stale retry goes through its pool.
         self._direct = AiohttpTransport is not None
-        self._new_session = _session_factory(config.max_connections)
-        self._session: aiohttp.ClientSession | None = None
-        self._new_fresh_session = _session_factory(config.max_connections, fresh=True)
-        self._fresh_session: aiohttp.ClientSession | None = None
+        # keyed by `fresh`: the pooled session, and the one that opens a connection per request
+        self._session_makers = {fresh: _session_factory(config.max_connections, fresh) for fresh in (False, True)}
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._templates: dict[str, tuple[str, dict[str, str], httpx2.Request]] = {}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
 
@@ -435,7 +434,9 @@ class StreamClient:
 
     async def _open_direct(self, path: str, body: bytes, fresh: bool) -> StreamResponse:
         url, headers, request = self._templates.get(path) or await self._template(path)
-        session = self._fresh() if fresh else self._pooled()
+        session = self._sessions.get(fresh)
+        if session is None:
+            session = self._sessions[fresh] = self._session_makers[fresh]()
         box: list[float] = []
         token = _SENT_BOX.set(box)
         try:
@@ -462,16 +463,6 @@ class StreamClient:
             raise self._redact(await self._status_error(aio, request)) from None
         sent = [t for t in box if t != _REUSED]
         return _AioStreamResponse(aio, sent[-1] if sent else None)
-
-    def _pooled(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = self._new_session()
-        return self._session
-
-    def _fresh(self) -> aiohttp.ClientSession:
-        if self._fresh_session is None:
-            self._fresh_session = self._new_fresh_session()
-        return self._fresh_session
 
     async def _status_error(self, aio: aiohttp.ClientResponse, request: httpx2.Request) -> ClientError:
         try:
@@ -501,9 +492,8 @@ class StreamClient:
         return error
 
     async def aclose(self) -> None:
-        for session in (self._session, self._fresh_session):
-            if session is not None:
-                await session.close()
+        for session in self._sessions.values():
+            await session.close()
         await self._sdk.close()
 
 
