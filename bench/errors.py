@@ -14,6 +14,12 @@ class BenchInputError(Exception):
     exit_code = 2
 
 
+class TargetUnusable(BenchInputError):
+    """The target cannot be benchmarked, found before the run starts: it cannot be reached
+    (a wrong base_url or port, a server that is down), or it failed every try of a set-up
+    request. Exit code 2 and one line, as for other bad input: nothing was measured."""
+
+
 class RunFailed(Exception):
     """A run could not go on (for example the results directory became unwritable)."""
 

@@ -20,14 +20,14 @@ from contextlib import AsyncExitStack, ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import numpy as np
 import orjson
 
 from bench import __version__
 from bench.client import ClientConfig, ClientError, StreamClient, arrival_stamp_source
-from bench.errors import BenchInputError, RunFailed
+from bench.errors import BenchInputError, RunFailed, TargetUnusable
 from bench.loopmon import LoopMonitor, client_warnings
 from bench.records import RequestRecord
 from bench.redact import redact_argv, redact_scenario
@@ -40,6 +40,7 @@ from bench.recorder import StreamProtocolError, StreamRecorder
 from bench.workload import TokenModel, Workload, synthetic_text
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class RunSession:
         self.model = await _resolve_model(scenario, self.client, self.base_url)
         server_info = await fetch_server_info(self.base_url)
         prompts = trace_prompts_for(scenario, trace)
-        token_model = await calibrate_prompts(scenario, self.client, self.model)
+        token_model = await calibrate_prompts(scenario, self.client, self.model, self.base_url)
         self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts, token_model)
         self.writer = RunWriter(_run_dir(scenario, self.options),
                                 _manifest(scenario, self.options, self.target, self.model))
@@ -388,15 +389,27 @@ def _note_client_warnings(result: RunResult, offered_rate: float | None) -> None
 
 
 CALIBRATION_WORDS = (64, 512)
+# Set-up requests (model list, calibration probes) are tried this often while the server
+# fails in a way that can pass (5xx, 429, a dropped stream), with these pauses between.
+PROBE_ATTEMPTS = 4
+PROBE_BACKOFF_S = (0.25, 0.5, 1.0)
+_CONNECT_KINDS = {"connect_refused": "connection refused", "connect_timeout": "connect timed out"}
 
 
-async def calibrate_prompts(scenario: Scenario, client: StreamClient, model: str) -> TokenModel | None:
+async def calibrate_prompts(scenario: Scenario, client: StreamClient, model: str,
+                            base_url: str) -> TokenModel | None:
     """Probe how many prompt tokens the server counts for two synthetic prompt sizes, so
-    synthetic prompts can be sized in the server's own tokens (tokenizer and template)."""
+    synthetic prompts can be sized in the server's own tokens (tokenizer and template).
+
+    TargetUnusable (one line, exit 2) when the server cannot be reached, or fails every
+    one of PROBE_ATTEMPTS tries of a probe (with its HTTP status and message)."""
     req = scenario.requests
     if req is None or req.synthetic is None or not req.synthetic.calibrate:
         return None
-    counts = [await _probe_prompt_tokens(scenario, client, model, words) for words in CALIBRATION_WORDS]
+    what = "the prompt-token calibration probe (requests.synthetic.calibrate; false skips it)"
+    # (a probe that outlasts target.timeouts.ttft_s is not tried again: it would only wait as long again)
+    counts = [await with_retries(base_url, what, lambda w=words: _probe_prompt_tokens(scenario, client, model, w))
+              for words in CALIBRATION_WORDS]
     if any(c is None for c in counts):
         return None  # the server gives no usage: prompts stay one word per requested token
     (w1, w2), (t1, t2) = CALIBRATION_WORDS, counts
@@ -404,6 +417,36 @@ async def calibrate_prompts(scenario: Scenario, client: StreamClient, model: str
     if per_word <= 0:
         return None
     return TokenModel(overhead=t1 - per_word * w1, per_word=per_word)
+
+
+async def with_retries(base_url: str, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, tried again (PROBE_ATTEMPTS in all) while its failure may pass: an HTTP
+    5xx or 429, a dropped or broken stream. An unreachable server, a lasting failure, a
+    4xx or a timeout raise TargetUnusable with one line saying which."""
+    failure: BaseException | None = None
+    for tries in range(1, PROBE_ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except ClientError as exc:
+            if exc.kind in _CONNECT_KINDS or exc.kind == "connect_error":
+                raise TargetUnusable(f"cannot connect to {base_url}: {_CONNECT_KINDS.get(exc.kind, exc)}") from None
+            failure = exc
+            if exc.http_status is not None and exc.http_status < 500 and exc.http_status != 429:
+                break  # the server refused this request: asking again gets the same answer
+        except StreamProtocolError as exc:
+            failure = exc
+        except TimeoutError:
+            raise TargetUnusable(f"the server at {base_url} did not answer {what} in time") from None
+        if tries < PROBE_ATTEMPTS:
+            await asyncio.sleep(PROBE_BACKOFF_S[tries - 1])
+    raise TargetUnusable(f"the server at {base_url} failed {what}"
+                         + (f" {tries} times in a row" if tries > 1 else "") + f": {_failure_line(failure)}")
+
+
+def _failure_line(exc: BaseException | None) -> str:
+    status = getattr(exc, "http_status", None)
+    kind = f"HTTP {status}" if status is not None else getattr(exc, "kind", "error")
+    return f"{kind}: {exc}"
 
 
 async def _probe_prompt_tokens(scenario: Scenario, client: StreamClient, model: str, words: int) -> int | None:
@@ -415,17 +458,13 @@ async def _probe_prompt_tokens(scenario: Scenario, client: StreamClient, model: 
     else:
         body["prompt"] = text
     recorder = StreamRecorder(0.0)
-    try:
-        async with asyncio.timeout(scenario.target.timeouts.ttft_s):
-            response = await client.open_stream(ENDPOINT_PATHS[scenario.target.endpoint], orjson.dumps(body))
-            try:
-                async for t, data in response.reads():
-                    recorder.feed(t, data)
-            finally:
-                await response.aclose()
-    except (ClientError, StreamProtocolError, TimeoutError) as exc:
-        raise BenchInputError("requests.synthetic.calibrate: probing the server's prompt token count "
-                              f"failed ({getattr(exc, 'kind', 'timeout')}: {exc}); set calibrate: false to skip") from None
+    async with asyncio.timeout(scenario.target.timeouts.ttft_s):
+        response = await client.open_stream(ENDPOINT_PATHS[scenario.target.endpoint], orjson.dumps(body))
+        try:
+            async for t, data in response.reads():
+                recorder.feed(t, data)
+        finally:
+            await response.aclose()
     return recorder.usage_tokens()[0]
 
 
@@ -507,10 +546,7 @@ def trace_prompts_for(scenario: Scenario, trace: Any) -> list[Any] | None:
 async def _resolve_model(scenario: Scenario, client: StreamClient, base_url: str) -> str:
     if scenario.target.model:
         return scenario.target.model
-    try:
-        models = await client.list_models()
-    except ClientError as exc:
-        raise BenchInputError(f"target.base_url: cannot list models at {base_url}: {exc.kind}: {exc}") from None
+    models = await with_retries(base_url, "the model list (GET /models; target.model unset)", client.list_models)
     if not models:
         raise BenchInputError(f"target.model: {base_url}/models lists no model; set target.model")
     return models[0]

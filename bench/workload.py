@@ -347,12 +347,15 @@ def synthetic_prompts(prompt_len: LengthDist, output_len: LengthDist | None, see
 
 
 def synthetic_text(words: int, rng: np.random.Generator, first: str) -> str:
-    """`words` words from the vocabulary; a unique first word keeps prompts distinct so
-    prefix caches do not flatter TTFT."""
-    vocab = np.array(_VOCAB)
-    picked = vocab[rng.integers(len(vocab), size=max(1, words))]
+    """`words` words from the vocabulary, the first replaced by `first` (a label that keeps
+    prompts distinct so prefix caches do not flatter TTFT)."""
+    # a list, not a numpy str array: that would cut `first` to the longest word's width
+    picked = _VOCAB_ITEMS.take(rng.integers(len(_VOCAB_ITEMS), size=max(1, words))).tolist()
     picked[0] = first
     return " ".join(picked)
+
+
+_VOCAB_ITEMS = np.array(_VOCAB, dtype=object)  # `take` then `tolist`: 4x faster than a list lookup per word
 
 
 def sample_lengths(dist: LengthDist, count: int, rng: np.random.Generator) -> np.ndarray:

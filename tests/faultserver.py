@@ -434,3 +434,52 @@ def _behaviour(body: dict[str, Any], from_path: str | None) -> str:
         return str(from_path)
     return "ok"
 
+
+
+# --- workload tests: a server that keeps what it received, counts prompt tokens, fails at first ---
+
+PROMPT_TOKENS_PER_WORD = 2  # RecordingServer's stand-in tokenizer: two tokens a word ...
+PROMPT_TOKENS_OVERHEAD = 7  # ... plus a chat template's seven
+
+
+class RecordingServer(FaultServer):
+    """A FaultServer for workload tests.
+
+    Keeps every completion request body it received (`bodies`, in arrival order); answers
+    healthy streams whose `usage.prompt_tokens` is PROMPT_TOKENS_PER_WORD x (words of the
+    prompt) + PROMPT_TOKENS_OVERHEAD, so bench's calibration probe has a tokenizer to find;
+    and answers its first `fail_first` completion requests with HTTP `fail_status` and a
+    JSON error whose message is `FAIL_MESSAGE` (a server still starting, a gateway hiccup).
+    """
+
+    FAIL_MESSAGE = "engine is still loading, try again"
+
+    def __init__(self, fail_first: int = 0, fail_status: int = 503, tokens: int = TOKENS) -> None:
+        super().__init__(tokens=tokens)
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.bodies: list[dict[str, Any]] = []
+
+    async def _completion(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        if len(self.bodies) <= self.fail_first:
+            return web.Response(status=self.fail_status, content_type="application/json",
+                                body=_error_body(self.FAIL_MESSAGE, "server_error"))
+        text_api = "messages" not in body
+        events = healthy_events(text_api, self.tokens)
+        events[-1]["usage"]["prompt_tokens"] = prompt_tokens_of(body)
+        parts: list[bytes | float] = [_event(e) for e in events] + [DONE]
+        return await self._play(request, parts)
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """The prompt a request body carries: its messages' contents, one a line, or `prompt`."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return "\n".join(str(m.get("content", "")) for m in messages)
+    return str(body.get("prompt", ""))
+
+
+def prompt_tokens_of(body: dict[str, Any]) -> int:
+    return PROMPT_TOKENS_PER_WORD * len(prompt_text(body).split()) + PROMPT_TOKENS_OVERHEAD
