@@ -48,6 +48,7 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings: list[ValidityWarning] = []
     warnings += check_ended(run.manifest.ended, run.manifest.end_reason)
     warnings += check_error_rate(summary)
+    warnings += check_empty_ok(run.requests)
     if len(summary.get("stages") or {}) > 1:
         # A sweep: falling short of the offered rate past the knee is its finding, not a flaw;
         # the client falling behind its schedule still is, stage by stage.
@@ -62,6 +63,29 @@ def check(run: Run) -> list[ValidityWarning]:
                                     (summary.get("ttft_ms") or {}).get("p50"))
     warnings += check_client(run.manifest.client, run.requests, (summary.get("rate") or {}).get("offered"))
     return warnings
+
+
+def check_empty_ok(requests: Any) -> list[ValidityWarning]:
+    """Measured requests marked ok that produced no output at all: no chunk of an output
+    kind (`first_token_s` is taken from metrics.TOKEN_KINDS) and no or zero
+    `usage.completion_tokens`. A server that ends a stream cleanly without generating
+    anything (a filter, a template that stops at once, a gateway cutting the answer) has
+    these counted as ok in request throughput, with no TTFT or E2E to show for them."""
+    from bench.metrics import TOKEN_KINDS
+
+    needed = {"status", "first_token_s", "usage_completion_tokens"}
+    if not needed <= set(requests.columns):
+        return []
+    measured = requests[requests["phase"] != "warmup"] if "phase" in requests else requests
+    ok = measured[measured["status"] == "ok"]
+    completion = ok["usage_completion_tokens"].astype("Float64").fillna(0)
+    empty = int((ok["first_token_s"].isna() & (completion == 0)).sum())
+    if empty == 0:
+        return []
+    return [ValidityWarning("empty_ok", f"{empty} of {len(ok)} requests marked ok produced no output at all (no "
+                                        f"{'/'.join(TOKEN_KINDS)} chunk and no completion tokens): the server "
+                                        "answered without generating anything; they count as ok in request "
+                                        "throughput but have no TTFT or E2E")]
 
 
 def check_client(client: dict[str, Any], requests: Any, offered_rate: float | None) -> list[ValidityWarning]:

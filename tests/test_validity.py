@@ -162,3 +162,39 @@ def test_client_near_its_ceiling_is_a_validity_warning():
     assert check_client(calm, frame, 10.0) == []
     codes = {w.code for w in check_client(busy, frame, 10.0)}
     assert codes, "a client at 97 % CPU with 80 ms loop lag must be flagged"
+
+
+def _outputs_run(cases: list[tuple[str, str, list[str], int | None]]) -> Run:
+    """One request per case: (phase, status, chunk kinds it streamed, usage completion tokens)."""
+    base = make_run(n=len(cases))
+    raw = base.requests[["request_id", "stage", "phase", "variant", "scheduled_s", "submitted_s", "sent_s",
+                         "end_s", "status", "error_kind", "usage_prompt_tokens", "usage_completion_tokens", "n"]].copy()
+    raw["phase"] = [c[0] for c in cases]
+    raw["status"] = pd.array([c[1] for c in cases], dtype="string")
+    raw["usage_completion_tokens"] = pd.array([c[3] for c in cases], dtype="Int64")
+    ids = [i for i, c in enumerate(cases) for _ in c[2]]
+    kinds = [k for c in cases for k in c[2]]
+    t = raw["sent_s"].to_numpy()[ids] + 0.05 + 0.001 * np.arange(len(ids))
+    chunks = pd.DataFrame({"request_id": np.asarray(ids, dtype="int64"), "t_s": t,
+                           "kind": pd.Categorical(kinds, categories=["role", *metrics.TOKEN_KINDS, "usage", "other"]),
+                           "tokens": pd.array([1] * len(ids), dtype="Int32"), "choice": np.zeros(len(ids), "int32")})
+    requests = metrics.per_request(raw, chunks)
+    return Run(base.path, base.manifest, requests, chunks, aggregate.summarize(requests, chunks, 10.0))
+
+
+@pytest.mark.parametrize("kind", metrics.TOKEN_KINDS)
+def test_ok_requests_without_any_output_are_flagged(kind):
+    run = _outputs_run([
+        ("measure", "ok", ["role", "content", "content", "usage"], 2),
+        ("measure", "ok", ["role", "usage"], 0),  # role, usage 0: nothing generated
+        ("measure", "ok", ["role", "other"], None),  # a finish-only stream, no usage
+        ("measure", "ok", ["role", kind], None),  # any output kind is output
+        ("measure", "ok", [], 5),  # the server counts 5 tokens it did not stream: not "no output"
+        ("measure", "error", [], None),  # failed requests are counted as errors already
+        ("warmup", "ok", ["role"], 0),  # not measured
+    ])
+    warnings = [w for w in validity.check(run) if w.code == "empty_ok"]
+    assert len(warnings) == 1
+    assert warnings[0].message.startswith("2 of 5 requests marked ok produced no output at all (no "
+                                          + "/".join(metrics.TOKEN_KINDS) + " chunk and no completion tokens)")
+    assert "empty_ok" not in codes(make_run())
