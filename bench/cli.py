@@ -243,7 +243,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(run.summary, indent=2))
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
-                      _validity_messages(run))
+                      _validity_messages(run), _run_notes(run))
     if not args.no_report:
         _write_run_reports(run, announce=not (args.quiet or args.json))
     if result.ended == "interrupted":
@@ -275,7 +275,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                           "saturation_stage": outcome.saturation_stage}, indent=2))
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({outcome.result.ended})", str(run.path),
-                      _validity_messages(run))
+                      _validity_messages(run), _run_notes(run))
         print_stages(outcome.stages, outcome.max_rate)
     if not args.no_report:
         _write_run_reports(run, announce=not (args.quiet or args.json))
@@ -293,7 +293,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         print(json.dumps(run.summary, indent=2))
     else:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({run.manifest.ended})", str(run.path),
-                      _validity_messages(run))
+                      _validity_messages(run), _run_notes(run))
     return EXIT_OK
 
 
@@ -322,6 +322,12 @@ def _validity_messages(run: Any) -> list[str]:
     from bench.validity import check
 
     return [w.message for w in check(run)]
+
+
+def _run_notes(run: Any) -> list[str]:
+    from bench.validity import workload_notes
+
+    return workload_notes(run.manifest)
 
 
 def _write_run_reports(run: Any, announce: bool) -> None:

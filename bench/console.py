@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -100,11 +100,14 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str]) -> None:
+def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str],
+                  notes: Sequence[str] = ()) -> None:
     console = Console()
     console.print(summary_table(summary, title))
     for line in summary_lines(summary) + paired_lines(summary):
         console.print(line, highlight=False)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
     for warning in warnings:
         console.print(f"WARNING: {warning}", style="yellow", highlight=False)
     console.print(f"run directory: {run_dir}", highlight=False)

@@ -35,9 +35,9 @@ from bench.results import Run, finalize_run
 from bench.runner import Progress, RunPlan, Runner, StagePlan
 from bench.scenario import Launch, Load, Scenario, resolve_path
 from bench.schedule import Schedule, StageSpec, build_schedule
-from bench.store import SCHEMA_VERSION, SERVER_LOG, SERVER_METRICS, Manifest, RunWriter
+from bench.store import SCHEMA_VERSION, SERVER_LOG, SERVER_METRICS, Manifest, RunWriter, WorkloadInfo
 from bench.recorder import StreamProtocolError, StreamRecorder
-from bench.workload import TokenModel, Workload, synthetic_text
+from bench.workload import PromptSet, TokenModel, Workload, synthetic_text
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 T = TypeVar("T")
@@ -238,6 +238,7 @@ class RunSession:
         self.writer = RunWriter(_run_dir(scenario, self.options),
                                 _manifest(scenario, self.options, self.target, self.model))
         self.writer.manifest.server = server_info
+        self.writer.manifest.workload = workload_info(self.workload.prompt_set)
         if token_model is not None:
             self.writer.manifest.client["prompt_tokens_model"] = asdict(token_model)
         self.writer.write_manifest()
@@ -373,9 +374,34 @@ class RunSession:
             self.writer.manifest.client["workers"] = self.pool.worker_stats
             self.writer.manifest.notes.extend(getattr(self.pool, "notes", []))
         result = _finish(self.writer, ended, reason)
+        count_repeats(result.run)
         _note_client_warnings(result, self.schedule.offered_rate)
         self.writer.write_manifest()
         return result
+
+
+def workload_info(prompt_set: PromptSet) -> WorkloadInfo:
+    """run.json `workload` at the start: the source, its records and those left out."""
+    synthetic = prompt_set.source == "synthetic"
+    return WorkloadInfo(source=prompt_set.source, records=None if synthetic else prompt_set.records,
+                        prompts=None if synthetic else len(prompt_set.prompts),
+                        skipped=sum(prompt_set.skipped.values()), skipped_reasons=dict(prompt_set.skipped))
+
+
+def count_repeats(run: Run) -> None:
+    """run.json `workload.drawn` / `repeated` from the stored records: how many prompts the
+    run drew (one per block, a conversation's opening turn) and how many of those draws
+    repeated a prompt drawn before (dataset prompts under `order: random`, or cycled past
+    their number; a server may answer a repeat from its prefix cache). Not for traces,
+    whose rows share prompt blocks on purpose."""
+    info = run.manifest.workload
+    requests = run.requests
+    if info is None or info.source == "trace" or not {"turn", "block", "prompt_index"} <= set(requests.columns):
+        return
+    opening = requests.loc[requests["turn"] == 0, ["prompt_index", "block"]]
+    blocks_per_prompt = opening.groupby("prompt_index")["block"].nunique()
+    info.drawn = int(blocks_per_prompt.sum())
+    info.repeated = info.drawn - len(blocks_per_prompt)
 
 
 def _note_client_warnings(result: RunResult, offered_rate: float | None) -> None:

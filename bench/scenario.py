@@ -191,6 +191,21 @@ class Requests(Strict):
             raise ValueError("inline is empty")
         return self
 
+    @field_validator("inline")
+    @classmethod
+    def _no_blank_prompt(cls, inline: list[list[Message] | str] | None) -> list[list[Message] | str] | None:
+        # An empty prompt or user turn is never sent; in a scenario it can only be a slip.
+        for i, item in enumerate(inline or ()):
+            if isinstance(item, str):
+                problem = "the prompt is empty or only whitespace" if not item.strip() else None
+            elif any(m.role == "user" and not m.content.strip() for m in item):
+                problem = "a user message is empty or only whitespace"
+            else:
+                problem = "every message is empty or only whitespace" if all(not m.content.strip() for m in item) else None
+            if problem:
+                raise ValueError(f"item {i} (from 0): {problem}; bench never sends an empty prompt")
+        return inline
+
 
 class Sampling(Strict):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None

@@ -104,6 +104,20 @@ _REQUEST_ID = SCALAR_FIELDS.index("request_id")
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
+class WorkloadInfo(BaseModel):
+    """run.json `workload`: what the prompt source held and how the run drew from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str  # inline | file | synthetic | trace
+    records: int | None = None  # records (or inline items) read; None: synthetic
+    prompts: int | None = None  # usable prompts among them; None: synthetic, one made per draw
+    skipped: int = 0  # records never sent: empty or whitespace-only text, no reply, unreadable
+    skipped_reasons: dict[str, int] = {}  # by reason (bench.workload.SKIP_REASONS)
+    drawn: int | None = None  # prompts drawn in the run (one per block: variants share one)
+    repeated: int | None = None  # draws of a prompt already drawn before in the run
+
+
 class Manifest(BaseModel):
     """run.json. Strict so that a future format is refused loudly, not misread."""
 
@@ -129,6 +143,7 @@ class Manifest(BaseModel):
     server: dict[str, Any] = {}
     stages: list[dict[str, Any]] = []
     notes: list[str] = []
+    workload: WorkloadInfo | None = None  # absent in runs stored before it was recorded
 
 
 # --- writing ----------------------------------------------------------------------------

@@ -88,6 +88,29 @@ def check_empty_ok(requests: Any) -> list[ValidityWarning]:
                                         "throughput but have no TTFT or E2E")]
 
 
+def workload_notes(manifest: Any) -> list[str]:
+    """What the run's prompt source left out or repeated (run.json `workload`), for the
+    summary: records skipped as unusable, and dataset prompts drawn more than once."""
+    from bench.workload import SKIP_REASONS
+
+    info = getattr(manifest, "workload", None)
+    if info is None:
+        return []
+    notes = []
+    if info.skipped:
+        why = "; ".join(f"{count} because {SKIP_REASONS.get(reason, reason)}"
+                        for reason, count in sorted(info.skipped_reasons.items()))
+        notes.append(f"dataset: {info.skipped} of {info.records} records skipped, never sent ({why}); "
+                     f"{info.prompts} prompts used")
+    if info.repeated:
+        order = ((manifest.scenario.get("requests") or {}).get("order")) or "random"
+        how = "drawn with replacement" if order == "random" else "cycled past their number"
+        notes.append(f"prompts: {info.repeated} of {info.drawn} prompt draws repeated a prompt already sent in this "
+                     f"run ({info.prompts} prompts, {how}, order: {order}); a server with a prefix cache may "
+                     "answer repeats faster")
+    return notes
+
+
 def check_client(client: dict[str, Any], requests: Any, offered_rate: float | None) -> list[ValidityWarning]:
     """The client near its own ceiling (event-loop lag, CPU, growing send lag): then it, not
     the server, shaped the figures (self-calibration from bench.loopmon)."""

@@ -1,12 +1,14 @@
 """Workload: the sequence of request bodies a run sends, deterministic given the seed.
 
-Prompts come from inline lists, a JSONL dataset or a synthetic generator. Synthetic prompts
-are words from a fixed vocabulary; on the built-in simulator one word is one token.
+Prompts come from inline lists, a JSONL dataset, a ShareGPT file or a synthetic generator.
+Synthetic prompts are words from a fixed vocabulary; on the built-in simulator one word is
+one token. Dataset records whose user text is empty or only whitespace are never sent:
+they are skipped and counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,26 @@ class Prompt:
     text: str | None
     max_tokens: int | None = None
     later_turns: tuple[Prompt, ...] = ()  # a dataset conversation's further user turns
+
+
+# Why a dataset record was left out (keys of PromptSet.skipped, stored in run.json).
+SKIP_REASONS = {
+    "empty_text": "its user text is empty or only whitespace",
+    "no_reply": "no assistant reply follows its first non-empty user turn",
+    "malformed": "it is not a readable conversation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSet:
+    """A run's prompts and what reading their source left out: `records` is how many
+    records the source had and `skipped` how many of them were left out, by reason
+    (`SKIP_REASONS`)."""
+
+    source: str  # inline | file | synthetic | trace
+    prompts: list[Prompt]
+    records: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +112,9 @@ class Workload:
         self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
         self._variant_rng = np.random.default_rng([scenario.seed, 0xB10C])
         self._think_rng = np.random.default_rng([scenario.seed, 0x7A1C])
-        self.prompts = prompts if prompts is not None else load_prompts(scenario, scenario_path, token_model)
+        self.prompt_set = (PromptSet("trace", prompts, len(prompts)) if prompts is not None
+                           else load_prompts(scenario, scenario_path, token_model))
+        self.prompts = self.prompt_set.prompts
         self._conversation = scenario.requests.conversation if scenario.requests else None
         self._prefixes = _shared_prefixes(scenario)
         self.keep_text = self._conversation is not None
@@ -231,52 +255,28 @@ def _flatten(messages: Messages) -> str:
 # --- prompt sources ---------------------------------------------------------------------
 
 
-def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenModel | None = None) -> list[Prompt]:
+def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenModel | None = None) -> PromptSet:
     req = scenario.requests
     assert req is not None, "validated: requests is only absent with a trace"
     if req.inline is not None:
-        return [_inline_prompt(item) for item in req.inline]
+        # validated: scenario.Requests refuses an empty inline prompt (one line, exit 2)
+        return PromptSet("inline", [_inline_prompt(item) for item in req.inline], len(req.inline))
     if req.file is not None:
         path = resolve_path(scenario_path, req.file)
         if req.format == "sharegpt" or (req.format == "auto" and path.suffix == ".json"):
-            return sharegpt_turn_prompts(path)
+            from bench.datasets import sharegpt_dataset
+
+            return sharegpt_dataset(path)
         return read_jsonl_prompts(path)
     assert req.synthetic is not None
-    return synthetic_prompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens,
-                             req.synthetic.seed if req.synthetic.seed is not None else scenario.seed, token_model)
+    seed = req.synthetic.seed if req.synthetic.seed is not None else scenario.seed
+    prompts = synthetic_prompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens, seed, token_model)
+    return PromptSet("synthetic", prompts, len(prompts))
 
 
-def sharegpt_turn_prompts(path: Path) -> list[Prompt]:
-    """ShareGPT conversations: the first user turn, with the later user turns kept for
-    multi-turn runs; each turn's max_tokens is the length of the reply that followed it."""
-    from bench.datasets import read_sharegpt, sharegpt_prompts
-
-    conversations = read_sharegpt(path)
-    firsts = sharegpt_prompts(conversations, source=str(path))
-    usable = [c for c in conversations if _first_reply(c) is not None]
-    return [Prompt(p.messages, p.text, p.max_tokens, _later_turns(conv))
-            for p, conv in zip(firsts, usable, strict=False)]
-
-
-def _first_reply(conv: Any) -> int | None:
-    roles = [m["role"] for m in conv]
-    if "user" not in roles:
-        return None
-    first_user = roles.index("user")
-    return first_user + 1 if first_user + 1 < len(roles) and roles[first_user + 1] == "assistant" else None
-
-
-def _later_turns(conv: Any) -> tuple[Prompt, ...]:
-    start = _first_reply(conv)
-    turns = []
-    messages = list(conv)[(start or 0) + 1:]
-    for i, message in enumerate(messages):
-        if message["role"] != "user":
-            continue
-        reply = messages[i + 1]["content"] if i + 1 < len(messages) and messages[i + 1]["role"] == "assistant" else ""
-        turns.append(Prompt([{"role": "user", "content": message["content"]}], None,
-                            max(1, len(reply.split())) if reply else None))
-    return tuple(turns)
+def blank(text: str) -> bool:
+    """True for text that must never be sent as a prompt or user turn ("" or whitespace)."""
+    return not text.strip()
 
 
 def _inline_prompt(item: Any) -> Prompt:
@@ -285,25 +285,34 @@ def _inline_prompt(item: Any) -> Prompt:
     return Prompt(messages=[m.model_dump() for m in item], text=None)
 
 
-def read_jsonl_prompts(path: Path) -> list[Prompt]:
+def read_jsonl_prompts(path: Path) -> PromptSet:
+    """A JSONL dataset; records whose prompt or a user message is empty or only whitespace
+    are skipped and counted. BenchInputError (one line) on a malformed line, and when no
+    record is usable."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise BenchInputError(f"{path}: cannot read dataset: {exc.strerror or exc}") from None
-    prompts = [_jsonl_prompt(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    if not prompts:
+    parsed = [_jsonl_prompt(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not parsed:
         raise BenchInputError(f"{path}: dataset is empty")
-    return prompts
+    prompts = [p for p in parsed if p is not None]
+    if not prompts:
+        raise BenchInputError(f"{path}: no usable prompt among {len(parsed)} records: every one has an empty "
+                              "or whitespace-only prompt or user message")
+    skipped = len(parsed) - len(prompts)
+    return PromptSet("file", prompts, len(parsed), {"empty_text": skipped} if skipped else {})
 
 
-def _jsonl_prompt(path: Path, number: int, line: bytes) -> Prompt:
+def _jsonl_prompt(path: Path, number: int, line: bytes) -> Prompt | None:
+    """The line's prompt; None when its text is blank (skipped, not an error)."""
     where = f"{path}: line {number}"
     try:
         item = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise BenchInputError(f"{where}: invalid JSON: {exc}") from None
     if isinstance(item, str):
-        return Prompt(messages=None, text=item)
+        return None if blank(item) else Prompt(messages=None, text=item)
     if isinstance(item, list):
         item = {"messages": item}
     if not isinstance(item, dict):
@@ -312,9 +321,12 @@ def _jsonl_prompt(path: Path, number: int, line: bytes) -> Prompt:
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise BenchInputError(f"{where}: max_tokens must be a positive integer")
     if "messages" in item:
-        return Prompt(messages=_check_messages(where, item["messages"]), text=None, max_tokens=max_tokens)
+        messages = _check_messages(where, item["messages"])
+        if any(m["role"] == "user" and blank(m["content"]) for m in messages) or all(blank(m["content"]) for m in messages):
+            return None
+        return Prompt(messages=messages, text=None, max_tokens=max_tokens)
     if isinstance(item.get("prompt"), str):
-        return Prompt(messages=None, text=item["prompt"], max_tokens=max_tokens)
+        return None if blank(item["prompt"]) else Prompt(messages=None, text=item["prompt"], max_tokens=max_tokens)
     raise BenchInputError(f"{where}: expected 'messages' (a list) or 'prompt' (a string)")
 
 

@@ -25,6 +25,8 @@ CASES = [
     ("no-requests", GOOD_LOAD, ["requests", "missing"]),
     ("two-sources", "requests: {inline: [hi], synthetic: {prompt_tokens: 3}}\n" + GOOD_LOAD, ["requests", "exactly one"]),
     ("empty-inline", "requests: {inline: []}\n" + GOOD_LOAD, ["requests", "empty"]),
+    ("blank-inline", "requests: {inline: [hi, '  ']}\n" + GOOD_LOAD, ["requests.inline", "item 1 (from 0)", "the prompt is empty or only whitespace"]),
+    ("blank-inline-user", "requests: {inline: [[{role: system, content: s}, {role: user, content: ''}]]}\n" + GOOD_LOAD, ["requests.inline", "item 0", "a user message is empty"]),
     ("bad-role", "requests: {inline: [[{role: robot, content: hi}]]}\n" + GOOD_LOAD, ["role"]),
     ("uniform-min-max", "requests: {synthetic: {prompt_tokens: {dist: uniform, min: 9, max: 3}}}\n" + GOOD_LOAD, ["prompt_tokens", "larger than max"]),
     ("bad-dist", "requests: {synthetic: {prompt_tokens: {dist: zipf, value: 3}}}\n" + GOOD_LOAD, ["prompt_tokens", "zipf"]),
@@ -72,6 +74,17 @@ def test_empty_dataset(tmp_path, capsys):
     scenario.write_text("requests: {file: empty.jsonl}\n" + GOOD_LOAD)
     assert main(["run", str(scenario), "--quiet", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
     assert "dataset is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,text", [("blank.jsonl", '{"prompt": " "}\n{"messages": [{"role": "user", "content": ""}]}\n'),
+                                       ("blank.json", '[{"conversations": [{"from": "human", "value": ""}, {"from": "gpt", "value": "?"}]}]')])
+def test_a_dataset_of_blank_prompts_only_is_one_line_naming_it(tmp_path, capsys, name, text):
+    (tmp_path / name).write_text(text)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"requests: {{file: {name}}}\n" + GOOD_LOAD)
+    assert main(["run", str(scenario), "--quiet", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / name) in err[0] and "no usable" in err[0], err
 
 
 @pytest.mark.parametrize("workers", [["--workers", "2"], ["--workers", "auto"]])

@@ -198,3 +198,20 @@ def test_ok_requests_without_any_output_are_flagged(kind):
     assert warnings[0].message.startswith("2 of 5 requests marked ok produced no output at all (no "
                                           + "/".join(metrics.TOKEN_KINDS) + " chunk and no completion tokens)")
     assert "empty_ok" not in codes(make_run())
+
+
+def test_workload_notes_read_run_json_and_runs_without_them_still_load():
+    from bench.validity import workload_notes
+
+    base = make_run(n=10)
+    assert base.manifest.workload is None and workload_notes(base.manifest) == []  # runs stored before
+    manifest = Manifest.model_validate({**base.manifest.model_dump(), "workload": {
+        "source": "file", "records": 10, "prompts": 7, "skipped": 3,
+        "skipped_reasons": {"empty_text": 2, "malformed": 1}, "drawn": 50, "repeated": 43}})
+    assert workload_notes(manifest) == [
+        "dataset: 3 of 10 records skipped, never sent (2 because its user text is empty or only whitespace; "
+        "1 because it is not a readable conversation); 7 prompts used",
+        "prompts: 43 of 50 prompt draws repeated a prompt already sent in this run (7 prompts, drawn with "
+        "replacement, order: random); a server with a prefix cache may answer repeats faster"]
+    with pytest.raises(ValueError):
+        Manifest.model_validate({**base.manifest.model_dump(), "workload": {"source": "file", "skiped": 1}})

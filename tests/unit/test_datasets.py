@@ -123,3 +123,60 @@ def test_missing_dataset(tmp_path):
     with pytest.raises(BenchInputError) as exc:
         read_sharegpt(tmp_path / "none.json")
     assert _one_line(exc) == f"{tmp_path / 'none.json'}: dataset file not found"
+
+
+# --- empty or whitespace-only turns are never sent (issue 14, condition 7) ---------------
+
+def test_a_blank_first_human_turn_gives_way_to_the_first_usable_one(tmp_path):
+    from bench.datasets import sharegpt_dataset
+
+    records = [
+        {"conversations": [  # blank first turn, usable later one
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": ""}, {"from": "gpt", "value": "Say something?"},
+            {"from": "human", "value": "Name a fish."}, {"from": "gpt", "value": "A trout, say."},
+            {"from": "human", "value": " \t"}, {"from": "gpt", "value": "..."},
+            {"from": "human", "value": "And a bird?"}, {"from": "gpt", "value": ""},
+        ]},
+        {"conversations": [{"from": "human", "value": "   "}, {"from": "gpt", "value": "Hm?"}]},  # nothing usable
+        {"conversations": [{"from": "human", "value": ""}, {"from": "gpt", "value": "x"},
+                           {"from": "human", "value": "no reply follows"}]},
+        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello there"}]},
+        {"text": "not a conversation"},
+    ]
+    dataset = sharegpt_dataset(_write(tmp_path, "sg.json", json.dumps(records)))
+    assert dataset.source == "file" and dataset.records == 5
+    assert dataset.skipped == {"empty_text": 1, "no_reply": 1, "malformed": 1}
+    fish, hi = dataset.prompts
+    assert fish.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fish."}]
+    assert fish.max_tokens == 3  # "A trout, say."
+    # later turns skip the blank one; an empty reply leaves the turn's max_tokens open
+    assert [(t.messages, t.max_tokens) for t in fish.later_turns] == [([{"role": "user", "content": "And a bird?"}], None)]
+    assert hi.messages == [{"role": "user", "content": "Hi"}] and hi.max_tokens == 2 and hi.later_turns == ()
+
+
+def test_a_sharegpt_file_of_blank_turns_only_is_one_line_naming_it(tmp_path):
+    from bench.datasets import sharegpt_dataset
+
+    records = [{"conversations": [{"from": "human", "value": " " * k}, {"from": "gpt", "value": "?"}]} for k in range(3)]
+    path = _write(tmp_path, "blank.json", json.dumps(records))
+    with pytest.raises(BenchInputError) as exc:
+        sharegpt_dataset(path)
+    assert _one_line(exc) == (f"{path}: no usable conversation among 3 records (first problem: record 1: no user turn "
+                              "has text (every one is empty or only whitespace))")
+
+
+def test_jsonl_records_with_blank_text_are_skipped_and_counted(tmp_path):
+    from bench.workload import read_jsonl_prompts
+
+    lines = ['{"prompt": "one"}', '{"prompt": ""}', '"  "', '"two"',
+             '{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": " "}]}',
+             '{"messages": [{"role": "user", "content": "three"}, {"role": "assistant", "content": ""}]}',
+             '[{"role": "system", "content": ""}]']
+    dataset = read_jsonl_prompts(_write(tmp_path, "p.jsonl", "\n".join(lines)))
+    assert (dataset.records, dataset.skipped) == (7, {"empty_text": 4})
+    assert [p.text or p.messages[0]["content"] for p in dataset.prompts] == ["one", "two", "three"]
+    blank = _write(tmp_path, "blank.jsonl", '{"prompt": " "}\n""\n')
+    with pytest.raises(BenchInputError) as exc:
+        read_jsonl_prompts(blank)
+    assert _one_line(exc).startswith(f"{blank}: no usable prompt among 2 records")
