@@ -233,7 +233,7 @@ class RunSession:
         self.model = await _resolve_model(scenario, self.client, self.base_url)
         server_info = await fetch_server_info(self.base_url)
         prompts = trace_prompts_for(scenario, trace)
-        token_model = await calibrate_prompts(scenario, self.client, self.model, self.base_url)
+        self.token_model = token_model = await calibrate_prompts(scenario, self.client, self.model, self.base_url)
         self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts, token_model)
         self.writer = RunWriter(_run_dir(scenario, self.options),
                                 _manifest(scenario, self.options, self.target, self.model))
@@ -279,7 +279,8 @@ class RunSession:
         return [WorkerConfig(index=k, count=count, scenario=self.scenario,
                              scenario_path=self.options.scenario_path, base_url=self.base_url,
                              api_key=self.api_key, model=self.model,
-                             max_connections=max(peak // count + 1, 64), plan=shard_plan(plan, k, count))
+                             max_connections=max(peak // count + 1, 64), plan=shard_plan(plan, k, count),
+                             token_model=self.token_model)
                 for k in range(count)]
 
     async def _start_workers(self, count: int, peak: int) -> None:

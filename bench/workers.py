@@ -41,6 +41,7 @@ from bench.errors import RunFailed
 from bench.records import RequestRecord, record_values
 from bench.runner import Progress, RunPlan, StagePlan
 from bench.scenario import Scenario
+from bench.workload import TokenModel
 
 _BATCH_S = 0.02  # records reach the parent within this long of finishing
 _BATCH_MAX = 256
@@ -62,6 +63,7 @@ class WorkerConfig:
     model: str
     max_connections: int
     plan: RunPlan
+    token_model: TokenModel | None = None  # from the parent's probe: the prompt sizes a single process uses
 
 
 def resolve_workers(value: int | str, offered_rate: float | None, peak_streams: int,
@@ -110,7 +112,9 @@ def shard_plan(plan: RunPlan, k: int, count: int) -> RunPlan:
 
 class _ShardedSource:
     """Worker k's view of the workload: the spec the single-process run would send as the
-    same request (the others' specs are drawn and dropped, keeping every generator in step)."""
+    same request (the others' specs are drawn and passed over, keeping every generator in
+    step). Two workers therefore never send the same draw, and synthetic prompts, one per
+    draw, never repeat across workers."""
 
     def __init__(self, inner: Any, index: int, count: int) -> None:
         self._inner = inner
@@ -123,9 +127,10 @@ class _ShardedSource:
             return self._inner.next_spec(item)
         spec = None
         for i in range(self._count):
-            drawn = self._inner.next_spec(None)
             if i == self._index:
-                spec = drawn
+                spec = self._inner.next_spec(None)
+            else:
+                self._inner.skip_spec(None)  # not built: the prompt is made only where it is sent
         return spec
 
     def follow_up(self, spec: Any, reply: str) -> Any:
@@ -348,7 +353,8 @@ async def run_shard(cfg: WorkerConfig, send: Send, receive: Callable[[], Awaitab
                                        cfg.max_connections))
     try:
         trace = read_trace_for(scenario, cfg.scenario_path)
-        workload = Workload(scenario, cfg.scenario_path, cfg.model, trace_prompts_for(scenario, trace))
+        workload = Workload(scenario, cfg.scenario_path, cfg.model, trace_prompts_for(scenario, trace),
+                            cfg.token_model)
         source = _ShardedSource(workload, cfg.index, cfg.count) if cfg.count > 1 else workload
         _freeze_gc()  # before "ready": a full collection after the start would make the first sends late
         send(("ready", os.getpid()))

@@ -2,8 +2,9 @@
 
 Prompts come from inline lists, a JSONL dataset, a ShareGPT file or a synthetic generator.
 Synthetic prompts are words from a fixed vocabulary; on the built-in simulator one word is
-one token. Dataset records whose user text is empty or only whitespace are never sent:
-they are skipped and counted.
+one token. A fresh synthetic prompt is made for every draw, so none repeats within a run
+(a repeat would be answered from the server's prefix cache). Dataset records whose user
+text is empty or only whitespace are never sent: they are skipped and counted.
 """
 
 from __future__ import annotations
@@ -50,14 +51,17 @@ SKIP_REASONS = {
 
 @dataclass(frozen=True, slots=True)
 class PromptSet:
-    """A run's prompts and what reading their source left out: `records` is how many
-    records the source had and `skipped` how many of them were left out, by reason
-    (`SKIP_REASONS`)."""
+    """A run's prompts and what reading their source left out.
+
+    `prompts` lists dataset or inline prompts (empty for a synthetic source, whose prompts
+    `synthetic` makes on demand); `records` is how many records the source had and
+    `skipped` how many of them were left out, by reason (`SKIP_REASONS`)."""
 
     source: str  # inline | file | synthetic | trace
     prompts: list[Prompt]
     records: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    synthetic: SyntheticPrompts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +97,16 @@ class RequestSpec:
     state: ConversationState | None = None
 
 
+# One drawn request before its body is built: prompt index, variant, block, later turns.
+_Draw = tuple[int, str, int, tuple[Prompt, ...] | None]
+
+
 class Workload:
-    """Hands out request specs in order; `order: random` draws with replacement.
+    """Hands out request specs in order; `order: random` draws dataset prompts with
+    replacement, `cycle` takes them in turn. Synthetic prompts ignore `order`: draw i gets
+    synthetic prompt i, made for it, so no synthetic prompt comes twice in a run; worker
+    processes draw the same global sequence and keep their own share of it, so they never
+    send the same one either.
 
     With variants, each drawn prompt becomes a block of one request per variant, in an
     order shuffled per block, so every variant sees the same prompts under the same load.
@@ -115,11 +127,12 @@ class Workload:
         self.prompt_set = (PromptSet("trace", prompts, len(prompts)) if prompts is not None
                            else load_prompts(scenario, scenario_path, token_model))
         self.prompts = self.prompt_set.prompts
+        self._synthetic = self.prompt_set.synthetic
         self._conversation = scenario.requests.conversation if scenario.requests else None
         self._prefixes = _shared_prefixes(scenario)
         self.keep_text = self._conversation is not None
         self._next = 0
-        self._queue: list[RequestSpec] = []
+        self._queue: list[_Draw] = []
 
     @property
     def variants(self) -> list[str]:
@@ -127,6 +140,14 @@ class Workload:
 
     def next_spec(self, item: int | None = None) -> RequestSpec:
         """The next request; `item` picks a prompt directly (trace replay: one per row)."""
+        return self.spec_for(*self._draw(item))
+
+    def skip_spec(self, item: int | None = None) -> None:
+        """Pass over the next request without building it (another worker process sends it):
+        every generator stays in step with a single-process run."""
+        self._draw(item)
+
+    def _draw(self, item: int | None) -> _Draw:
         if not self._queue:
             self._queue = self._next_block(item)
         return self._queue.pop()
@@ -143,9 +164,11 @@ class Workload:
                             spec.variant, spec.block, spec.conversation, spec.turn + 1, new_state),
                 self._think_time())
 
-    def _next_block(self, item: int | None) -> list[RequestSpec]:
+    def _next_block(self, item: int | None) -> list[_Draw]:
         if item is not None:
             index = item
+        elif self._synthetic is not None:
+            index = self._next  # a prompt of its own for every block
         elif self._order == "cycle":
             index = self._next % len(self.prompts)
         else:
@@ -156,11 +179,19 @@ class Workload:
         if len(names) > 1:
             names = [names[i] for i in self._variant_rng.permutation(len(names))]
         upcoming = self._upcoming_turns(index)
-        return [self.spec_for(index, name, block, upcoming) for name in reversed(names)]  # popped from the end
+        return [(index, name, block, upcoming) for name in reversed(names)]  # popped from the end
 
     def spec_for(self, index: int, variant: str = "", block: int = -1,
-                 upcoming: tuple[Prompt, ...] = ()) -> RequestSpec:
-        prompt = self.prompts[index]
+                 upcoming: tuple[Prompt, ...] | None = ()) -> RequestSpec:
+        """The request for prompt `index`; `upcoming` None: a synthetic chat's later turns,
+        made here (only for the requests this process sends)."""
+        if self._synthetic is not None:
+            prompt = self._synthetic[index]
+            if upcoming is None and self._conversation is not None:
+                upcoming = self._synthetic.later_turns(index, self._conversation.turns - 1)
+        else:
+            prompt = self.prompts[index]
+        upcoming = upcoming or ()
         messages = self._prefixed(_user_messages(prompt), block)
         body = self._body(messages if self._endpoint == "chat" or prompt.text is None else None,
                           prompt.max_tokens, variant, text=prompt.text if self._endpoint != "chat" else None)
@@ -186,10 +217,12 @@ class Workload:
         prefix = self._prefixes[max(block, 0) % len(self._prefixes)]
         return [{"role": "system", "content": prefix}, *messages]
 
-    def _upcoming_turns(self, index: int) -> tuple[Prompt, ...]:
+    def _upcoming_turns(self, index: int) -> tuple[Prompt, ...] | None:
         conv = self._conversation
         if conv is None:
             return ()
+        if self._synthetic is not None:
+            return None  # seeded by the index alone: made when the request is built
         own = self.prompts[index].later_turns
         if own:
             return own[: conv.turns - 1]
@@ -270,8 +303,8 @@ def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenMode
         return read_jsonl_prompts(path)
     assert req.synthetic is not None
     seed = req.synthetic.seed if req.synthetic.seed is not None else scenario.seed
-    prompts = synthetic_prompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens, seed, token_model)
-    return PromptSet("synthetic", prompts, len(prompts))
+    synthetic = SyntheticPrompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens, seed, token_model)
+    return PromptSet("synthetic", [], synthetic=synthetic)
 
 
 def blank(text: str) -> bool:
@@ -322,7 +355,8 @@ def _jsonl_prompt(path: Path, number: int, line: bytes) -> Prompt | None:
         raise BenchInputError(f"{where}: max_tokens must be a positive integer")
     if "messages" in item:
         messages = _check_messages(where, item["messages"])
-        if any(m["role"] == "user" and blank(m["content"]) for m in messages) or all(blank(m["content"]) for m in messages):
+        blank_user = any(m["role"] == "user" and blank(m["content"]) for m in messages)
+        if blank_user or all(blank(m["content"]) for m in messages):
             return None
         return Prompt(messages=messages, text=None, max_tokens=max_tokens)
     if isinstance(item.get("prompt"), str):
@@ -342,20 +376,80 @@ def _check_messages(where: str, messages: Any) -> Messages:
 
 # --- synthetic prompts ------------------------------------------------------------------
 
-_SYNTHETIC_POOL = 1024  # distinct prompts; enough that repeats are rare at typical run sizes
+_SIZES_BATCH = 1024  # prompt lengths drawn at a time (batch 0 seeded as the former fixed pool)
+_WORDS_BATCH = 64  # prompts whose words are drawn at a time: ~0.2 ms at 250 words, not 3.5 ms
+_VOCAB_ITEMS = np.array(_VOCAB, dtype=object)  # `take` then `tolist`: 4x faster than a list lookup per word
 
 
-def synthetic_prompts(prompt_len: LengthDist, output_len: LengthDist | None, seed: int,
-                      token_model: TokenModel | None = None) -> list[Prompt]:
-    rng = np.random.default_rng([seed, 0x5EED])
-    lengths = sample_lengths(prompt_len, _SYNTHETIC_POOL, rng)
-    outputs = sample_lengths(output_len, _SYNTHETIC_POOL, rng) if output_len is not None else None
-    prompts = []
-    for i, n in enumerate(lengths):
-        count = token_model.words_for(int(n)) if token_model is not None else int(n)
-        prompts.append(Prompt(messages=None, text=synthetic_text(count, rng, f"{i}"),
-                              max_tokens=int(outputs[i]) if outputs is not None else None))
-    return prompts
+class SyntheticPrompts:
+    """Synthetic prompt i, for any i >= 0, the same for a given seed wherever it is asked for.
+
+    Lengths are drawn 1,024 prompts at a time and words 64 prompts at a time, each from a
+    generator seeded by (seed, batch), so a prompt does not depend on which others were
+    asked for (a worker process asks for its own share only) and no draw holds a request
+    up for long; a prompt's text is joined only when asked for. Every prompt starts with
+    its own index as its first word, so no two are alike; a conversation's later turns
+    start with "i.t" (turn t of conversation i). Lengths are in words, converted from
+    tokens with `token_model` when the server was probed.
+    """
+
+    def __init__(self, prompt_len: LengthDist, output_len: LengthDist | None, seed: int,
+                 token_model: TokenModel | None = None) -> None:
+        self._prompt_len = prompt_len
+        self._output_len = output_len
+        self._seed = seed
+        self._token_model = token_model
+        self._sizes: tuple[int, np.ndarray, np.ndarray | None] = (-1, np.zeros(0, np.int64), None)
+        self._words: tuple[int, np.ndarray, np.ndarray] = (-1, np.zeros(1, np.int64), np.zeros(0, np.uint8))
+        self._last: tuple[int, Prompt] | None = None  # the variants of a block ask for one prompt in turn
+
+    def __getitem__(self, index: int) -> Prompt:
+        if index < 0:
+            raise IndexError(index)
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        batch, offset = divmod(index, _SIZES_BATCH)
+        if self._sizes[0] != batch:
+            rng = np.random.default_rng([self._seed, 0x5EED] if batch == 0 else [self._seed, 0x5EED, batch])
+            self._sizes = (batch, *self._lengths(_SIZES_BATCH, rng))
+        chunk, j = divmod(index, _WORDS_BATCH)
+        if self._words[0] != chunk:
+            first = offset - j
+            words = self._sizes[1][first:first + _WORDS_BATCH]
+            self._words = (chunk, *_pick(words, np.random.default_rng([self._seed, 0x5EED, 0x3D5, chunk])))
+        outputs = self._sizes[2]
+        prompt = _prompt(self._words[1], self._words[2], j, str(index),
+                         int(outputs[offset]) if outputs is not None else None)
+        self._last = (index, prompt)
+        return prompt
+
+    def later_turns(self, index: int, count: int) -> tuple[Prompt, ...]:
+        """The `count` user turns that follow synthetic prompt `index` in a multi-turn chat."""
+        rng = np.random.default_rng([self._seed, 0x5EED, 0x7E2, index])
+        words, outputs = self._lengths(count, rng)
+        bounds, picks = _pick(words, rng)
+        return tuple(_prompt(bounds, picks, t, f"{index}.{t + 1}", int(outputs[t]) if outputs is not None else None)
+                     for t in range(count))
+
+    def _lengths(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """Words (from the token lengths asked for) and output tokens of `count` prompts."""
+        tokens = sample_lengths(self._prompt_len, count, rng)
+        outputs = sample_lengths(self._output_len, count, rng) if self._output_len is not None else None
+        if self._token_model is not None:
+            return np.array([self._token_model.words_for(int(n)) for n in tokens], dtype=np.int64), outputs
+        return np.maximum(tokens.astype(np.int64), 1), outputs
+
+
+def _pick(words: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Vocabulary indices for prompts of `words` words: prompt j's are picks[bounds[j]:bounds[j + 1]]."""
+    bounds = np.concatenate([[0], np.cumsum(words)])
+    return bounds, rng.integers(len(_VOCAB_ITEMS), size=int(bounds[-1]), dtype=np.uint8)
+
+
+def _prompt(bounds: np.ndarray, picks: np.ndarray, j: int, label: str, max_tokens: int | None) -> Prompt:
+    words = _VOCAB_ITEMS.take(picks[bounds[j]:bounds[j + 1]]).tolist()
+    words[0] = label
+    return Prompt(messages=None, text=" ".join(words), max_tokens=max_tokens)
 
 
 def synthetic_text(words: int, rng: np.random.Generator, first: str) -> str:
@@ -365,9 +459,6 @@ def synthetic_text(words: int, rng: np.random.Generator, first: str) -> str:
     picked = _VOCAB_ITEMS.take(rng.integers(len(_VOCAB_ITEMS), size=max(1, words))).tolist()
     picked[0] = first
     return " ".join(picked)
-
-
-_VOCAB_ITEMS = np.array(_VOCAB, dtype=object)  # `take` then `tolist`: 4x faster than a list lookup per word
 
 
 def sample_lengths(dist: LengthDist, count: int, rng: np.random.Generator) -> np.ndarray:

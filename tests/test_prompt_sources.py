@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from bench.cli import main
+from bench.scenario import Uniform
+from bench.workload import sample_lengths
 from benchtest import run_in_process
-from faultserver import RecordingServer
+from faultserver import PROMPT_TOKENS_OVERHEAD, PROMPT_TOKENS_PER_WORD, RecordingServer, prompt_text
+from test_calibration_probe import synthetic_scenario
 
 SHAREGPT = [
     {"id": "blank-first", "conversations": [
@@ -107,3 +112,26 @@ def test_dataset_drawn_with_replacement_counts_its_repeats(scenario_dir, capsys)
     out = " ".join(capsys.readouterr().out.split())
     assert f"note: prompts: {repeats} of 40 prompt draws repeated a prompt already sent in this run (5 prompts, " \
            "drawn with replacement, order: random)" in out
+
+
+def test_synthetic_prompts_are_unique_across_worker_processes_and_calibrated(scenario_dir):
+    # the server fails its first two requests: the calibration probe tries again
+    with RecordingServer(fail_first=2, tokens=2) as server:
+        result = run_in_process(scenario_dir, synthetic_scenario(server.base_url, 1000, workers=2))
+        bodies = list(server.bodies)
+    assert result.ended == "completed"
+    assert result.run.manifest.client["worker_count"] == 2
+    model = result.run.manifest.client["prompt_tokens_model"]
+    assert model == {"overhead": PROMPT_TOKENS_OVERHEAD, "per_word": PROMPT_TOKENS_PER_WORD}
+    probes = [b for b in bodies if prompt_text(b).startswith("calibration")]
+    assert len(probes) == 4  # two failed, then one of each size
+    sent = [prompt_text(b) for b in bodies if b not in probes]
+    assert len(sent) == 1000 and len(set(sent)) == 1000
+    req = result.run.requests
+    assert (req["status"] == "ok").all() and req["prompt_index"].is_unique
+    info = result.run.manifest.workload
+    assert info is not None and (info.source, info.drawn, info.repeated) == ("synthetic", 1000, 0)
+    # every worker sized its prompts with the parent's token model: the server counted what was asked
+    wanted = sample_lengths(Uniform(dist="uniform", min=20, max=120), 1024, np.random.default_rng([3, 0x5EED]))
+    got = req["prompt_tokens"].to_numpy(dtype=float)
+    assert np.abs(got - wanted[req["prompt_index"].to_numpy()]).max() <= PROMPT_TOKENS_PER_WORD / 2
