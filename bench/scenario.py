@@ -200,8 +200,10 @@ class Requests(Strict):
                 problem = "the prompt is empty or only whitespace" if not item.strip() else None
             elif any(m.role == "user" and not m.content.strip() for m in item):
                 problem = "a user message is empty or only whitespace"
+            elif all(not m.content.strip() for m in item):
+                problem = "every message is empty or only whitespace"
             else:
-                problem = "every message is empty or only whitespace" if all(not m.content.strip() for m in item) else None
+                problem = None
             if problem:
                 raise ValueError(f"item {i} (from 0): {problem}; bench never sends an empty prompt")
         return inline

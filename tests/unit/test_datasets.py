@@ -151,14 +151,16 @@ def test_a_blank_first_human_turn_gives_way_to_the_first_usable_one(tmp_path):
     assert fish.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fish."}]
     assert fish.max_tokens == 3  # "A trout, say."
     # later turns skip the blank one; an empty reply leaves the turn's max_tokens open
-    assert [(t.messages, t.max_tokens) for t in fish.later_turns] == [([{"role": "user", "content": "And a bird?"}], None)]
+    later = [(t.messages, t.max_tokens) for t in fish.later_turns]
+    assert later == [([{"role": "user", "content": "And a bird?"}], None)]
     assert hi.messages == [{"role": "user", "content": "Hi"}] and hi.max_tokens == 2 and hi.later_turns == ()
 
 
 def test_a_sharegpt_file_of_blank_turns_only_is_one_line_naming_it(tmp_path):
     from bench.datasets import sharegpt_dataset
 
-    records = [{"conversations": [{"from": "human", "value": " " * k}, {"from": "gpt", "value": "?"}]} for k in range(3)]
+    records = [{"conversations": [{"from": "human", "value": " " * k}, {"from": "gpt", "value": "?"}]}
+               for k in range(3)]
     path = _write(tmp_path, "blank.json", json.dumps(records))
     with pytest.raises(BenchInputError) as exc:
         sharegpt_dataset(path)
