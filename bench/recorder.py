@@ -215,11 +215,11 @@ class StreamRecorder:
             return
         self._data_lines = []
         payload = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
-        if not payload.strip():
+        if not payload or payload.isspace():
             return  # an empty data event: a keep-alive, not a chunk
         self.saw_event = True
         kind = None if event_type is None else event_type.decode("utf-8", "replace")
-        if payload == b"[DONE]" or payload.strip() == b"[DONE]":
+        if payload == b"[DONE]" or (len(payload) < 16 and payload.strip() == b"[DONE]"):
             self.done_seen = True
             if self.keep_events:
                 self.events.append((t, kind, "[DONE]"))
@@ -248,7 +248,8 @@ class StreamRecorder:
     # -- OpenAI chunk semantics ----------------------------------------------------------
 
     def _event(self, t: float, event: dict[str, Any]) -> None:
-        if event.get("error") not in (None, False, ""):  # with or without choices (LiteLLM, OpenRouter, TGI)
+        error = event.get("error")
+        if error is not None and error is not False and error != "":  # with or without choices
             raise StreamProtocolError("server_error_event", _error_message(event))
         usage = event.get("usage")
         if isinstance(usage, dict):
@@ -283,16 +284,24 @@ class StreamRecorder:
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reasons[index] = str(reason)
-            this = self._delta_kind(choice, index)
-            if _RANK[this] < _RANK[kind]:
+            delta = choice.get("delta")
+            if type(delta) is not dict:  # /v1/completions streams `text`
+                this = self._text(choice.get("text"), index)
+            else:
+                text = delta.get("content")
+                if type(text) is str and text:  # the common case, without a call
+                    self.output_chars += len(text)
+                    if self.keep_text and index == 0:
+                        self.text_parts.append(text)
+                    this = KIND_CONTENT
+                else:
+                    this = self._delta_kind(delta, text, index)
+            if this != kind and _RANK[this] < _RANK[kind]:
                 kind = this
         return kind, index
 
-    def _delta_kind(self, choice: dict[str, Any], index: int) -> int:
-        delta = choice.get("delta")
-        if type(delta) is not dict:  # /v1/completions streams `text`
-            return self._text(choice.get("text"), index)
-        text = delta.get("content")
+    def _delta_kind(self, delta: dict[str, Any], text: Any, index: int) -> int:
+        """The kind of a chat delta whose content is not a plain non-empty string."""
         if text and self._text(text, index) == KIND_CONTENT:
             return KIND_CONTENT
         if delta.get("reasoning_content") or delta.get("reasoning"):
@@ -410,4 +419,4 @@ def _error_message(obj: Any) -> str:
             text = f"{text} (code {code})"
     else:
         text = str(err)
-    return text[:500]
+    return text[:500] or "an error event without a message"
