@@ -58,6 +58,7 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)
+    warnings += check_finish_reasons(run.requests)
     warnings += check_clock_offsets(run.manifest.client.get("workers") or [],
                                     (summary.get("ttft_ms") or {}).get("p50"))
     warnings += check_client(run.manifest.client, run.requests, (summary.get("rate") or {}).get("offered"))
@@ -106,6 +107,28 @@ def check_reconnects(requests: Any) -> list[ValidityWarning]:
     return [ValidityWarning("reconnects", f"{count} of {len(requests)} requests were sent again on a fresh connection "
                                           "after their pooled keep-alive connection turned out closed "
                                           "(column `reconnected`); TTFT includes the reconnect")]
+
+
+def check_finish_reasons(requests: Any) -> list[ValidityWarning]:
+    """finish_reason values bench does not know: the requests were counted ok (the server
+    did not say it cut them off), but what the server meant is unknown, so name them."""
+    from bench.recorder import CUT_OFF_REASONS, KNOWN_REASONS
+
+    if "finish_reason" not in requests:
+        return []
+    ok = requests[requests["status"] == "ok"]["finish_reason"].dropna()
+    counts: dict[str, int] = {}
+    for value in ok:
+        for reason in set(str(value).split(",")):
+            if reason.lower() not in KNOWN_REASONS and reason.lower() not in CUT_OFF_REASONS:
+                counts[reason] = counts.get(reason, 0) + 1
+    if not counts:
+        return []
+    named = ", ".join(f"{reason!r} ({n} requests)" for reason, n in sorted(counts.items()))
+    return [ValidityWarning("unknown_finish_reason",
+                            f"finish_reason values bench does not know: {named}; those requests "
+                            "are counted ok with the raw value in `finish_reason`: check what the "
+                            "server means by them")]
 
 
 def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:
