@@ -85,6 +85,7 @@ class StreamRecorder:
         self.saw_event = False
         self.first_token_t: float | None = None
         self.finish_reasons: dict[int, str] = {}
+        self.finish_messages: list[str] = []  # what a finish_reason object said besides its type
         self.usage: dict[str, Any] | None = None
         self._final_usages: list[dict[str, Any]] = []  # usage-only chunks (choices == [])
         self.server_timings: dict[str, Any] | None = None
@@ -283,7 +284,7 @@ class StreamRecorder:
                 index = raw if isinstance(raw, int) else 0
             reason = choice.get("finish_reason")
             if reason:
-                self.finish_reasons[index] = str(reason)
+                self.finish_reasons[index] = reason if type(reason) is str else self._reason_text(reason)
             delta = choice.get("delta")
             if type(delta) is not dict:  # /v1/completions streams `text`
                 this = self._text(choice.get("text"), index)
@@ -299,6 +300,14 @@ class StreamRecorder:
             if this != kind and _RANK[this] < _RANK[kind]:
                 kind = this
         return kind, index
+
+    def _reason_text(self, reason: Any) -> str:
+        """A finish_reason given as an object (SGLang's native {"type": "abort", "message": ...})."""
+        if isinstance(reason, dict) and isinstance(reason.get("type"), str):
+            if reason.get("message"):
+                self.finish_messages.append(str(reason["message"])[:300])
+            return reason["type"]
+        return str(reason)
 
     def _delta_kind(self, delta: dict[str, Any], text: Any, index: int) -> int:
         """The kind of a chat delta whose content is not a plain non-empty string."""
@@ -352,7 +361,8 @@ class StreamRecorder:
         """
         cut = sorted({r for r in self.finish_reasons.values() if r.lower() in CUT_OFF_REASONS})
         if cut:
-            return "server_abort", f"the server cut the answer off (finish_reason {', '.join(cut)})"
+            said = f": {self.finish_messages[0]}" if self.finish_messages else ""
+            return "server_abort", f"the server cut the answer off (finish_reason {', '.join(cut)}){said}"
         if self.done_seen:
             return None
         finished = sum(1 for i in range(self._n) if i in self.finish_reasons)

@@ -122,13 +122,20 @@ def check_finish_reasons(requests: Any) -> list[ValidityWarning]:
         for reason in set(str(value).split(",")):
             if reason.lower() not in KNOWN_REASONS and reason.lower() not in CUT_OFF_REASONS:
                 counts[reason] = counts.get(reason, 0) + 1
-    if not counts:
-        return []
-    named = ", ".join(f"{reason!r} ({n} requests)" for reason, n in sorted(counts.items()))
-    return [ValidityWarning("unknown_finish_reason",
-                            f"finish_reason values bench does not know: {named}; those requests "
-                            "are counted ok with the raw value in `finish_reason`: check what the "
-                            "server means by them")]
+    warnings = []
+    filtered = int(ok.str.contains("content_filter", regex=False).sum())
+    if filtered:
+        warnings.append(ValidityWarning(
+            "content_filter", f"{filtered} answers were ended by the server's content filter "
+                              "(finish_reason content_filter): counted ok, but cut short, so their E2E "
+                              "and output tokens are lower than a full answer's"))
+    if counts:
+        named = ", ".join(f"{reason!r} ({n} requests)" for reason, n in sorted(counts.items()))
+        warnings.append(ValidityWarning(
+            "unknown_finish_reason", f"finish_reason values bench does not know: {named}; those requests "
+                                     "are counted ok with the raw value in `finish_reason`: check what the "
+                                     "server means by them"))
+    return warnings
 
 
 def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:

@@ -170,8 +170,11 @@ def test_unknown_finish_reasons_are_named_with_their_counts():
     from bench.validity import check_finish_reasons
 
     known = pd.DataFrame({"status": ["ok"] * 4 + ["error"],
-                          "finish_reason": ["stop", "length", "tool_calls", "content_filter", "abort"]})
+                          "finish_reason": ["stop", "length", "tool_calls", "eos", "abort"]})
     assert check_finish_reasons(known) == []
+    filtered = check_finish_reasons(pd.DataFrame({"status": ["ok"] * 3,
+                                                  "finish_reason": ["content_filter", "stop", "content_filter"]}))
+    assert [w.code for w in filtered] == ["content_filter"] and filtered[0].message.startswith("2 answers")
     odd = pd.DataFrame({"status": ["ok", "ok", "ok", "error"],
                         "finish_reason": ["eos_reached", "stop,eos_reached", None, "weird"]})
     (warning,) = check_finish_reasons(odd)

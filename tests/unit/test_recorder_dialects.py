@@ -213,6 +213,15 @@ def test_cut_off_finish_reasons_are_server_abort(reason: str):
     assert kind == "server_abort" and reason in message and rec.finish_reason() == reason
 
 
+def test_finish_reason_object_is_read_by_its_type():
+    reason = {"type": "abort", "message": "the prefill instance went away"}
+    rec = fed(ev(delta({"content": "x"})), ev(delta({}, finish=reason)) + DONE)
+    kind, message = rec.incomplete()
+    assert kind == "server_abort" and "the prefill instance went away" in message
+    assert rec.finish_reason() == "abort"
+    assert fed(ev(delta({"content": "x"}, finish={"type": "stop", "matched": 2})) + DONE).incomplete() is None
+
+
 def test_missing_done_is_fine_when_every_choice_finished():
     rec = fed(ev(delta({"content": "x"})), ev(delta({}, finish="stop")) + ev(USAGE))
     assert not rec.done_seen and rec.incomplete() is None
