@@ -59,6 +59,10 @@ class StreamProtocolError(Exception):
         self.kind = kind
 
 
+class _StreamOver(Exception):
+    """`[DONE]` came: whatever follows (heartbeats a proxy keeps sending) is not the answer."""
+
+
 class StreamRecorder:
     """One response body's events, as chunk columns and what the stream said of itself.
 
@@ -100,7 +104,10 @@ class StreamRecorder:
     # -- input ---------------------------------------------------------------------------
 
     def feed(self, t_abs: float, data: bytes) -> None:
-        """Consume one read stamped at absolute perf_counter time `t_abs`."""
+        """Consume one read stamped at absolute perf_counter time `t_abs`; after `[DONE]`
+        nothing more is read (the OpenAI SDK stops there too)."""
+        if self.done_seen:
+            return
         if self._head is not None:
             data = self._strip_bom(data)
             if not data:
@@ -118,12 +125,15 @@ class StreamRecorder:
         else:
             buf = data
         start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            self._line(t, buf[start:nl])
-            start = nl + 1
+        try:
+            while True:
+                nl = buf.find(b"\n", start)
+                if nl < 0:
+                    break
+                self._line(t, buf[start:nl])
+                start = nl + 1
+        except _StreamOver:
+            return
         if start < len(buf):
             self._hold(buf[start:])
 
@@ -158,12 +168,17 @@ class StreamRecorder:
         if self._head:  # a body of one or two bytes
             data, self._head = self._head, None
             self.feed(t_abs, data)
-        if self._pending:
-            line = b"".join(self._pending)
-            self._pending = []
-            self._pending_len = 0
-            self._line(t, line)
-        self._dispatch(t)
+        if self.done_seen:
+            return
+        try:
+            if self._pending:
+                line = b"".join(self._pending)
+                self._pending = []
+                self._pending_len = 0
+                self._line(t, line)
+            self._dispatch(t)
+        except _StreamOver:
+            return
         if not self.saw_event and self._stray is not None:
             raise StreamProtocolError("not_sse", f"body is not an SSE stream: {self._stray!r}")
 
@@ -222,14 +237,16 @@ class StreamRecorder:
         kind = None if event_type is None else event_type.decode("utf-8", "replace")
         if payload == b"[DONE]" or (len(payload) < 16 and payload.strip() == b"[DONE]"):
             self.done_seen = True
+            self._pending = []
+            self._pending_len = 0
             if self.keep_events:
                 self.events.append((t, kind, "[DONE]"))
-            return
+            raise _StreamOver
+        if kind == "error":  # its data may be JSON or plain text ("CUDA error: out of memory")
+            raise StreamProtocolError("server_error_event", _error_message(_parse_lenient(payload)))
         event = self._parse(payload)
         if self.keep_events:
             self.events.append((t, kind, event))
-        if kind == "error":
-            raise StreamProtocolError("server_error_event", _error_message(event))
         if not isinstance(event, dict):
             raise StreamProtocolError("malformed_chunk", f"chunk is not a JSON object: {payload[:80]!r}")
         self._event(t, event)
@@ -259,7 +276,12 @@ class StreamRecorder:
         if isinstance(timings, dict):
             self.server_timings = timings
         choices = event.get("choices") or []
-        kind, choice_index = self._classify(choices) if isinstance(choices, list) else (KIND_OTHER, 0)
+        if type(choices) is not list:
+            choices = []
+        elif self._n > 1 and len(choices) > 1:
+            self._choices_apart(t, choices, usage)
+            return
+        kind, choice_index = self._classify(choices)
         if kind == KIND_OTHER and not choices and usage:
             self._final_usages.append(usage)
             kind = KIND_USAGE
@@ -272,6 +294,28 @@ class StreamRecorder:
         chunks.kind.append(kind)
         chunks.tokens.append(tokens)
         chunks.choice.append(choice_index)
+
+    def _choices_apart(self, t: float, choices: list[Any], usage: Any) -> None:
+        """An event carrying several choices' deltas (a gateway merging candidates): one row
+        per choice with output, all at the event's time, so each choice keeps its own ITL."""
+        rows = [self._classify([choice]) for choice in choices]
+        output = [(kind, index) for kind, index in rows if kind in OUTPUT_KIND_CODES]
+        if not output:
+            kind, index = min(rows, key=lambda row: _RANK[row[0]])
+            self._append(t, kind, NO_TOKENS, index)
+            return
+        if self.first_token_t is None:
+            self.first_token_t = t
+        tokens = self._tokens(usage)  # a running count is the event's: the first row carries it
+        for i, (kind, index) in enumerate(output):
+            self._append(t, kind, tokens if i == 0 or tokens == NO_TOKENS else 0, index)
+
+    def _append(self, t: float, kind: int, tokens: int, choice: int) -> None:
+        chunks = self.chunks
+        chunks.t.append(t)
+        chunks.kind.append(kind)
+        chunks.tokens.append(tokens)
+        chunks.choice.append(choice)
 
     def _classify(self, choices: list[Any]) -> tuple[int, int]:
         kind = KIND_OTHER
