@@ -51,7 +51,10 @@ from bench.records import (
     RequestRecord,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Version 3 added chunk kinds (tool_call, function_call, refusal) after the old codes, so a
+# version 2 run reads unchanged; its records keep the error kinds of their day (no_done).
+READABLE_VERSIONS = (2, 3)
 MANIFEST = "run.json"
 JOURNAL = "requests.jsonl"
 CHUNKS = "chunks.parquet"
@@ -375,8 +378,9 @@ def read_manifest(run_dir: Path) -> Manifest:
     except (OSError, json.JSONDecodeError) as exc:
         raise BenchInputError(f"{path}: cannot read manifest: {exc}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise BenchInputError(f"{path}: schema_version {version!r} is not supported (this bench reads {SCHEMA_VERSION})")
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise BenchInputError(f"{path}: schema_version {version!r} is not supported (this bench reads {readable})")
     return Manifest.model_validate(data)
 
 
