@@ -73,7 +73,9 @@ class ScriptServer:
         case = self.cases.get(name)
         if case is None:
             return web.json_response({"error": {"message": f"no scripted case {name!r}"}}, status=404)
-        headers = {"Content-Type": case.content_type, **dict(case.headers)}
+        headers = dict(case.headers)
+        if case.content_type:  # "": none set (aiohttp then sends application/octet-stream)
+            headers["Content-Type"] = case.content_type
         if case.body is not None:
             return web.Response(status=case.http_status, body=case.body, headers=headers)
         try:

@@ -14,10 +14,10 @@ DONE = b"data: [DONE]\n\n"
 _NOT_GIVEN: Any = object()
 
 
-def dumps(obj: Any) -> str:
-    # Compact, ASCII-escaped (like FastAPI/orjson servers); Python's json writes lone
-    # surrogates as \udXXX escapes and non-finite floats as NaN/Infinity, which cases use.
-    return json.dumps(obj, separators=(",", ":"))
+def dumps(obj: Any, *, ascii_only: bool = True) -> str:
+    # Compact; ASCII-escaped by default. Python's json writes lone surrogates as \udXXX
+    # escapes and non-finite floats as NaN/Infinity, which cases use.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_only)
 
 
 def data(obj: Any, *, space: bool = True, eol: str = "\n") -> bytes:

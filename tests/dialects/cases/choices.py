@@ -103,3 +103,31 @@ CASES = (
                     done_seen=True, finish_reason="stop"),
     ),
 )
+
+
+def _both(at: float, k: int, finish: str | None = None) -> dict[str, Any]:
+    pieces = [{"index": i, "delta": {"content": f" {'ab'[i]}{k}"} if finish is None else {},
+               "finish_reason": finish} for i in (0, 1)]
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m", "choices": pieces}
+
+
+CASES = CASES + (
+    Case(
+        name="n2_one_unfinished_with_done",
+        family="generic", kinds=("choices", "end_of_stream"), n=2,
+        source="n=2, choice 1 has no finish_reason but [DONE] came: [DONE] says the answer is complete",
+        writes=_two_choices(finish=("stop", None)),
+        truth=Truth(**_N2, done_seen=True, finish_reason="stop"),
+    ),
+    Case(
+        name="n2_both_choices_in_each_chunk",
+        family="generic", kinds=("choices",), n=2,
+        source="one chunk carries a delta for each choice (a gateway mapping Vertex candidates to choices, "
+               "envoyproxy/ai-gateway#1487): each choice has its own tokens and gaps",
+        writes=script((0.0, role(index=0)), (0.0, role(index=1)),
+                      *((0.05 * (k + 1), _both(0.05 * (k + 1), k)) for k in range(3)),
+                      (0.155, _both(0.155, 3, "stop")), (0.155, usage_chunk(6)), (0.155, DONE)),
+        truth=Truth(ttft_ms=50, e2e_ms=150, output_tokens=6, itl_gaps=4, gap_ms=50, tpot_ms=100 / 2,
+                    done_seen=True, finish_reason="stop"),
+    ),
+)

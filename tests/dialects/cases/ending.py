@@ -38,3 +38,35 @@ CASES = (
                     finish_reason="stop"),
     ),
 )
+
+
+def _perplexity(so_far: str, piece: str, finish: str | None = None) -> dict:
+    # Each chunk also repeats the whole message so far (perplexityai/api-discussion#209).
+    return chunk({"role": "assistant", "content": piece}, finish=finish,
+                 choice={"message": {"role": "assistant", "content": so_far}})
+
+
+CASES = CASES + (
+    Case(
+        name="growing_message_without_done",
+        family="generic", kinds=("end_of_stream", "output"),
+        source="Perplexity's stream: every chunk repeats the message so far next to the delta, and no "
+               "[DONE] comes (perplexityai/api-discussion#209)",
+        writes=script((0.05, _perplexity("The", "The")), (0.10, _perplexity("The sky", " sky")),
+                      (0.15, _perplexity("The sky is", " is")), (0.20, _perplexity("The sky is blue", " blue")),
+                      (0.205, _perplexity("The sky is blue", "", "stop")), (0.205, usage_chunk(4))),
+        truth=Truth(ttft_ms=50, e2e_ms=200, output_tokens=4, itl_gaps=3, gap_ms=50, done_seen=False,
+                    finish_reason="stop", token_kinds=(("content", 4),)),
+    ),
+    Case(
+        name="done_then_trailing_heartbeats",
+        family="generic", kinds=("end_of_stream",),
+        source="a proxy that goes on sending heartbeats after [DONE] and closes the body much later "
+               "(openai/openai-python#3581; the SDK stops at [DONE]): complete at [DONE], not an idle "
+               "timeout",
+        writes=script((0.0, role()), *tokens_at([0.05, 0.10, 0.15]), (0.155, fin()), (0.155, usage_chunk(3)),
+                      (0.155, DONE)) + tuple((0.155 + 0.4 * k, b": keepalive\n\n") for k in range(1, 4)),
+        truth=Truth(ttft_ms=50, e2e_ms=150, output_tokens=3, itl_gaps=2, gap_ms=50, done_seen=True,
+                    finish_reason="stop"),
+    ),
+)

@@ -76,3 +76,23 @@ CASES = (
                     finish_reason=UNCHECKED),
     ),
 )
+
+CASES = CASES + (
+    Case(
+        name="error_field_plain_text",
+        family="generic", kinds=("error_in_200",),
+        source="an `error:` field whose value is plain text, not JSON: the text is the server's message",
+        writes=script((0.0, role()), (0.05, tok(" a"))) + ((0.08, b"error: upstream timed out after 30s\n\n"),),
+        truth=Truth(status="error", error_kind="server_error_event", message="upstream timed out after 30s",
+                    ttft_ms=50, e2e_ms=50, output_tokens=1, done_seen=False),
+    ),
+    Case(
+        name="event_error_plain_text_data",
+        family="generic", kinds=("error_in_200",),
+        source="`event: error` with the exception text as data, as apps on sse-starlette write it "
+               "({'event': 'error', 'data': str(exc)}): a failure with that text, not a malformed chunk",
+        writes=script((0.0, role()), (0.05, tok(" a"))) + ((0.08, b"event: error\ndata: CUDA error: out of memory\n\n"),),
+        truth=Truth(status="error", error_kind="server_error_event", message="CUDA error: out of memory",
+                    ttft_ms=50, e2e_ms=50, output_tokens=1, done_seen=False),
+    ),
+)

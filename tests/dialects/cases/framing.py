@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialects.case import Case, Truth
-from dialects.sse import DONE, chunk, data, dumps, fin, role, script, tok, tokens_at, usage_chunk
+from dialects.sse import DONE, chunk, data, dumps, fin, plain_stream, role, script, tok, tokens_at, usage_chunk
 
 _BOM = b"\xef\xbb\xbf"
 _OK3 = dict(ttft_ms=50, e2e_ms=150, output_tokens=3, itl_gaps=2, gap_ms=50, done_seen=True, finish_reason="stop")
@@ -146,5 +146,73 @@ CASES = (
         writes=script((0.0, role()), *((at, _logprob_chunk(f" t{i}")) for i, at in enumerate([0.05, 0.10, 0.15])),
                       *_TAIL),
         truth=Truth(**_OK3),
+    ),
+)
+
+
+def _crlf_blank_split(times: list[float]) -> list[tuple[float, bytes]]:
+    """Each event ends `\\r\\n\\r` in its own write; the blank line's `\\n` opens the next write."""
+    writes: list[tuple[float, bytes]] = []
+    lead = b""
+    for i, at in enumerate(times):
+        writes.append((at, lead + f"data: {dumps(tok(f' t{i}'))}\r\n\r".encode()))
+        lead = b"\n"
+    return writes
+
+
+def _utf8_split(at: float, obj: dict, char: str) -> list[tuple[float, bytes]]:
+    raw = data(dumps(obj, ascii_only=False))  # the character as raw UTF-8 bytes
+    cut = raw.index(char.encode()) + 1  # inside the character's two UTF-8 bytes
+    return [(at - 0.02, raw[:cut]), (at, raw[cut:])]
+
+
+def _empty_chunk() -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "m", "choices": []}
+
+
+CASES = CASES + (
+    Case(
+        name="crlf_blank_line_lf_in_next_read",
+        family="generic", kinds=("framing",),
+        source="a CRLF blank line cut after its CR: the event is complete at the CR (an empty line either "
+               "way); the LF that opens the next read ends nothing (rexxars/eventsource-parser#17)",
+        writes=script((0.0, role())) + tuple(_crlf_blank_split([0.05, 0.10, 0.15]))
+        + ((0.155, b"\n" + data(fin()) + data(usage_chunk(3)) + DONE),),
+        truth=Truth(**_OK3),
+    ),
+    Case(
+        name="bom_split_across_reads",
+        family="generic", kinds=("framing",),
+        source="the leading BOM cut between two reads (two bytes, then the third with the first token)",
+        writes=((0.02, _BOM[:2]), (0.05, _BOM[2:] + data(tok(" a")))) + script(*tokens_at([0.10, 0.15]), *_TAIL),
+        truth=Truth(**_OK3),
+    ),
+    Case(
+        name="utf8_char_split_across_reads",
+        family="generic", kinds=("framing",),
+        source="a multi-byte UTF-8 character cut between two reads inside a token's JSON",
+        writes=script((0.0, role())) + tuple(w for i, at in enumerate([0.05, 0.10, 0.15])
+                                             for w in _utf8_split(at, tok(f" caf\u00e9{i}"), "\u00e9"))
+        + script(*_TAIL),
+        truth=Truth(**_OK3),
+    ),
+    Case(
+        name="stream_without_content_type",
+        family="generic", kinds=("framing",),
+        source="an SSE body sent without Content-Type (Starlette StreamingResponse without media_type, "
+               "nearai/private-ml-sdk#20); aiohttp fills in application/octet-stream",
+        writes=plain_stream([0.05, 0.10, 0.15]),
+        content_type="",
+        truth=Truth(**_OK3),
+    ),
+    Case(
+        name="keepalive_empty_chunks",
+        family="generic", kinds=("framing", "output"),
+        source="keep-alive as an empty chat.completion.chunk (choices []) every 50 ms before the first token "
+               "(jundot/omlx#1011): not output",
+        writes=script((0.0, role()), *((at, _empty_chunk()) for at in (0.05, 0.10, 0.15)),
+                      *tokens_at([0.20, 0.25, 0.30]), (0.305, fin()), (0.305, usage_chunk(3)), (0.305, DONE)),
+        truth=Truth(ttft_ms=200, e2e_ms=300, output_tokens=3, itl_gaps=2, gap_ms=50, done_seen=True,
+                    finish_reason="stop"),
     ),
 )

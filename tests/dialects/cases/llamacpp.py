@@ -81,3 +81,16 @@ CASES = (
         truth=Truth(output_tokens=0, done_seen=True, finish_reason="stop"),
     ),
 )
+
+CASES = CASES + (
+    Case(
+        name="lmstudio_error_with_top_level_message",
+        family="llamacpp", kinds=("error_in_200",),
+        source="LM Studio reports a stream failure as {'error': {'message': ...}, 'message': ...} without a "
+               "type (zendev-sh/goai#110)",
+        writes=script((0.0, _ROLE), *_TOKENS[:1], (0.08, {"error": {"message": "Compute error."},
+                                                          "message": "Compute error."})),
+        truth=Truth(status="error", error_kind="server_error_event", message="Compute error.",
+                    ttft_ms=50, e2e_ms=50, output_tokens=1, done_seen=False),
+    ),
+)

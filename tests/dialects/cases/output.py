@@ -70,3 +70,23 @@ CASES = (
                     finish_reason="length", token_kinds=(("content", 4),)),
     ),
 )
+
+
+def _foundry(content: str) -> dict:
+    # Every delta spells out the empty fields (microsoft/foundry-local#263).
+    return chunk({"role": "assistant", "content": content, "name": None, "tool_call_id": None,
+                  "function_call": None, "tool_calls": []})
+
+
+CASES = CASES + (
+    Case(
+        name="empty_tool_calls_array_is_not_output",
+        family="generic", kinds=("output",),
+        source="deltas that carry \"tool_calls\": [] and \"function_call\": null on every chunk "
+               "(microsoft/foundry-local#263): the empty chunks before the answer are not output",
+        writes=script((0.05, _foundry("")), (0.10, _foundry("")), (0.15, _foundry(" a")), (0.20, _foundry(" b")),
+                      (0.25, _foundry(" c")), (0.255, fin()), (0.255, DONE)),
+        truth=Truth(ttft_ms=150, e2e_ms=250, output_tokens=3, itl_gaps=2, gap_ms=50, done_seen=True,
+                    finish_reason="stop", token_kinds=(("content", 3),)),
+    ),
+)

@@ -57,3 +57,27 @@ CASES = (
                     finish_reason="unknown"),
     ),
 )
+
+CASES = CASES + (
+    Case(
+        name="sglang_finish_reason_object_abort",
+        family="sglang", kinds=("finish",),
+        source="SGLang's finish_reason as an object {type, message} (sgl-project/sglang#1407 made it a "
+               "dict): type abort is a cut-off; the message is the server's",
+        writes=script((0.0, _ROLE), (0.05, _s({"content": " a"})), (0.10, _s({"content": " b"})),
+                      (0.105, _s({}, {"type": "abort", "message": "Abort in waiting queue", "status_code": 503})),
+                      (0.105, DONE)),
+        truth=Truth(status="error", error_kind="server_abort", message="Abort in waiting queue", ttft_ms=50,
+                    e2e_ms=100, output_tokens=2, itl_gaps=1, gap_ms=50, done_seen=True, finish_reason="abort"),
+    ),
+    Case(
+        name="sglang_finish_reason_object_stop",
+        family="sglang", kinds=("finish",),
+        source="SGLang's finish_reason object {type: stop, matched: <token id>} (sgl-project/sglang#1407): "
+               "a normal stop",
+        writes=script((0.0, _ROLE), (0.05, _s({"content": " a"})), (0.10, _s({"content": " b"})),
+                      (0.105, _s({}, {"type": "stop", "matched": 151645}))),
+        truth=Truth(ttft_ms=50, e2e_ms=100, output_tokens=2, itl_gaps=1, gap_ms=50, done_seen=False,
+                    finish_reason="stop"),
+    ),
+)
