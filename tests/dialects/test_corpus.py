@@ -121,6 +121,8 @@ def mismatches(case: Case, seen: Observed) -> list[str]:
     truth, row = case.truth, seen.row
     out = _equal("status", truth.status, row["status"])
     out += _equal("error_kind", truth.error_kind, None if _nan(row["error_kind"]) else row["error_kind"])
+    if truth.status == "error" and _nan(row["error_message"]):
+        out.append("error_message: a failed request must say why, got none")
     if truth.message is not None and truth.message not in str(row["error_message"]):
         out.append(f"error_message: expected to contain {truth.message!r}, got {row['error_message']!r}")
     out += _close("ttft_ms", truth.ttft_ms, row["ttft_ms"])
