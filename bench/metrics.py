@@ -1,8 +1,9 @@
 """Every metric's definition, as pure functions over the stored frames.
 
 Definitions (also in the README):
-- first token: the first chunk carrying generated text (content or reasoning); a role-only
-  chunk never counts. Last token: the last such chunk (the usage chunk and [DONE] excluded).
+- first token: the first chunk carrying generated output of any kind (content, reasoning,
+  tool call, legacy function_call, refusal; `text` on /v1/completions); a role-only chunk
+  never counts. Last token: the last such chunk (the usage chunk and [DONE] excluded).
 - TTFT = first token - sent. E2E = last token - sent.
 - output tokens: the server's `usage.completion_tokens` when given (token_source=usage),
   else the sum over token chunks of their token count, 1 when unknown (token_source=chunks).
@@ -20,7 +21,9 @@ import json
 import numpy as np
 import pandas as pd
 
-TOKEN_KINDS = ("content", "reasoning")
+from bench.records import OUTPUT_KINDS
+
+TOKEN_KINDS = OUTPUT_KINDS  # every generated delta counts: text, reasoning, tool calls, refusals
 PERCENTILES = (50, 90, 95, 99, 99.9)
 
 

@@ -11,14 +11,20 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-KIND_ROLE, KIND_CONTENT, KIND_REASONING, KIND_USAGE, KIND_OTHER = range(5)
-CHUNK_KINDS = ("role", "content", "reasoning", "usage", "other")
+# Codes are stored: new kinds go at the end. Output ("token") kinds are every generated
+# delta: text, reasoning, a tool call (or the legacy function_call) and a refusal.
+(KIND_ROLE, KIND_CONTENT, KIND_REASONING, KIND_USAGE, KIND_OTHER,
+ KIND_TOOL_CALL, KIND_FUNCTION_CALL, KIND_REFUSAL) = range(8)
+CHUNK_KINDS = ("role", "content", "reasoning", "usage", "other", "tool_call", "function_call", "refusal")
+OUTPUT_KINDS = ("content", "reasoning", "tool_call", "function_call", "refusal")
+OUTPUT_KIND_CODES = frozenset(CHUNK_KINDS.index(k) for k in OUTPUT_KINDS)
 NO_TOKENS = -1  # the server did not say how many tokens a chunk carries
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkColumns:
-    """One entry per SSE event: arrival time, kind code, tokens (or NO_TOKENS), choice index."""
+    """One entry per SSE event (per choice when an event carries several choices' output):
+    arrival time, kind code, tokens (or NO_TOKENS), choice index."""
 
     t: array = field(default_factory=lambda: array("d"))
     kind: array = field(default_factory=lambda: array("b"))

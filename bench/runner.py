@@ -17,8 +17,8 @@ import numpy as np
 from aiolimiter import AsyncLimiter
 
 from bench.client import ClientError, StreamClient, StreamResponse
-from bench.records import RequestRecord
-from bench.recorder import StreamProtocolError, StreamRecorder
+from bench.records import OUTPUT_KIND_CODES, RequestRecord
+from bench.recorder import StreamProtocolError, StreamRecorder, json_body_error
 from bench.scenario import Timeouts
 from bench.workload import RequestSpec
 
@@ -241,7 +241,8 @@ class Runner:
         progress.sent += 1
         progress.in_flight += 1
         progress.peak_in_flight = max(progress.peak_in_flight, progress.in_flight)
-        attempt = _Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text, lead=self._lead)
+        attempt = _Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text, lead=self._lead,
+                           n=spec.n)
         try:
             await attempt.run(self._client, self._plan.path, spec.body)
         except asyncio.CancelledError:
@@ -259,7 +260,7 @@ class Runner:
         progress = self.progress
         progress.in_flight -= 1
         progress.done += 1
-        progress.output_chunks += attempt.recorder.chunks.kind.count(1)
+        progress.output_chunks += sum(map(OUTPUT_KIND_CODES.__contains__, attempt.recorder.chunks.kind))
         if attempt.error_kind is not None:
             progress.errors += 1
             progress.error_kinds[attempt.error_kind] = progress.error_kinds.get(attempt.error_kind, 0) + 1
@@ -299,13 +300,13 @@ class _Attempt:
     """State of one request while it runs; produces its record at the end."""
 
     def __init__(self, t0: float, timeouts: Timeouts, keep_text: bool = False,
-                 lead: SendLead | None = None) -> None:
+                 lead: SendLead | None = None, n: int = 1) -> None:
         self.t0 = t0
         self.timeouts = timeouts
         self.lead = lead
         self.submitted_abs = 0.0
         self.reconnected = False
-        self.recorder = StreamRecorder(t0)
+        self.recorder = StreamRecorder(t0, n=n)
         self.recorder.keep_text = keep_text
         self.sent_abs = 0.0
         self.headers_abs: float | None = None
@@ -319,6 +320,8 @@ class _Attempt:
         self._seen = 0  # chunks seen when the idle deadline was last moved
         self._last_event_abs = 0.0
         self._first_token: asyncio.Future[None] | None = None
+        self._done_abs: float | None = None  # when [DONE] arrived
+        self._done_wake: asyncio.Future[None] | None = None
 
     async def run(self, client: StreamClient, path: str, body: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -363,7 +366,7 @@ class _Attempt:
         idle = self.timeouts.idle_s
         slack = idle * 0.05  # re-arming the timer on every read would cost more than it buys
         if "json" in response.content_type:
-            raise StreamProtocolError("not_sse", f"expected text/event-stream, got {response.content_type}")
+            await _json_body_failure(response)
         done = response.start_feeding(self._on_read)
         if done is not None:
             await self._wait_body(done, deadline, loop, ttft_deadline, total_deadline)
@@ -371,6 +374,8 @@ class _Attempt:
         seen = 0
         async for now_abs, data in response.reads():
             recorder.feed(now_abs, data)
+            if recorder.done_seen:
+                break  # the answer is complete: a proxy's heartbeats after [DONE] are not waited for
             # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
             # of a stuck backend must not hold it off.
             if recorder.first_token_t is not None and len(recorder.chunks) > seen:
@@ -387,6 +392,13 @@ class _Attempt:
         """One socket read, fed from the connection's callback (no task wake-up per read)."""
         recorder = self.recorder
         recorder.feed(t_abs, data)
+        if recorder.done_seen:
+            if self._done_abs is None:
+                self._done_abs = t_abs
+            wake = self._done_wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)  # to the short wait for the end of the body
+            return
         # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
         # of a stuck backend must not hold it off.
         if len(recorder.chunks) != self._seen and recorder.first_token_t is not None:
@@ -400,17 +412,27 @@ class _Attempt:
                          loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
         """Sleep until the body ends; wake only when a deadline may have passed: TTFT until the
         first token, then the idle deadline from the last event (checked lazily, never re-armed
-        per read), never beyond the total deadline."""
+        per read), never beyond the total deadline. After `[DONE]` the answer is complete: the
+        body gets DONE_GRACE_S to end (so the connection can go back to the pool), then it is
+        closed, whatever a proxy still sends (heartbeats after [DONE])."""
         deadline.reschedule(None)
         recorder = self.recorder
         idle = self.timeouts.idle_s
         perf = time.perf_counter
+        self._done_wake = loop.create_future()
         while not done.done():
-            waiting: tuple[asyncio.Future[None], ...] = (done,)
+            if recorder.done_seen:
+                done_abs = self._done_abs = self._done_abs or perf()
+                remaining = min(done_abs + DONE_GRACE_S - perf(), total_deadline - loop.time())
+                if remaining <= 0:
+                    return
+                await asyncio.wait((done,), timeout=remaining)
+                continue
+            waiting: tuple[asyncio.Future[None], ...] = (done, self._done_wake)
             if recorder.first_token_t is None:
                 target = ttft_deadline
                 self._first_token = loop.create_future()
-                waiting = (done, self._first_token)
+                waiting = (*waiting, self._first_token)
             else:
                 target = min(loop.time() + (self._last_event_abs + idle - perf()), total_deadline)
             remaining = target - loop.time()
@@ -429,11 +451,9 @@ class _Attempt:
         return "idle_timeout"
 
     def _check_complete(self) -> None:
-        recorder = self.recorder
-        if not recorder.done_seen:
-            # Some clients end a dropped stream silently; a missing [DONE] is the tell.
-            kind = "no_done" if recorder.finish_reasons else "stream_dropped"
-            self._fail(kind, "stream ended without [DONE]")
+        problem = self.recorder.incomplete()
+        if problem is not None:
+            self._fail(*problem)
 
     def _fail(self, kind: str, message: str) -> None:
         if self.error_kind is None:
@@ -466,6 +486,28 @@ class _Attempt:
             n=spec.n, done_seen=recorder.done_seen, reconnected=self.reconnected, output_chars=recorder.output_chars,
             chunks=recorder.chunks, server_timings=recorder.server_timings,
         )
+
+
+# After [DONE] the body normally ends at once (the chunked terminator); a body still open
+# this long after it is a proxy sending heartbeats, and is closed without more waiting.
+DONE_GRACE_S = 0.25
+_JSON_BODY_LIMIT = 1 << 20  # an error body is small; a bigger one is not read to its end
+
+
+async def _json_body_failure(response: StreamResponse) -> None:
+    """A JSON body where a stream was asked for: the server's error when it is one (HTTP 200
+    with {"error": ...}), else not_sse. Always raises StreamProtocolError."""
+    parts: list[bytes] = []
+    size = 0
+    async for _t, data in response.reads():
+        parts.append(data)
+        size += len(data)
+        if size > _JSON_BODY_LIMIT:
+            break
+    message = json_body_error(b"".join(parts))
+    if message is not None:
+        raise StreamProtocolError("server_error_body", message)
+    raise StreamProtocolError("not_sse", f"expected text/event-stream, got {response.content_type}")
 
 
 async def _sleep_until(target: float) -> None:

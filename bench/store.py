@@ -7,7 +7,7 @@ A run directory holds:
   crash or `kill -9` loses at most the records being written. Chunk columns are base64 of
   their little-endian bytes (`t` float64, `kind` int8, `tokens` and `choice` int32), or a
   single number when every entry has that value (`"tokens": -1`, `"choice": 0`).
-- `chunks.parquet`: one row per SSE event (`request_id, t_s, kind, tokens, choice`), and
+- `chunks.parquet`: one row per SSE event, or per choice of a multi-choice event (`request_id, t_s, kind, tokens, choice`), and
   `raw_requests.parquet`: the journal's scalar fields, one row per record; both written
   in row groups during the run and readable once closed. When either is missing or cut
   short (a killed run), readers rebuild it from the journal.
@@ -51,7 +51,10 @@ from bench.records import (
     RequestRecord,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Version 3 added chunk kinds (tool_call, function_call, refusal) after the old codes, so a
+# version 2 run reads unchanged; its records keep the error kinds of their day (no_done).
+READABLE_VERSIONS = (2, 3)
 MANIFEST = "run.json"
 JOURNAL = "requests.jsonl"
 CHUNKS = "chunks.parquet"
@@ -390,8 +393,9 @@ def read_manifest(run_dir: Path) -> Manifest:
     except (OSError, json.JSONDecodeError) as exc:
         raise BenchInputError(f"{path}: cannot read manifest: {exc}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise BenchInputError(f"{path}: schema_version {version!r} is not supported (this bench reads {SCHEMA_VERSION})")
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise BenchInputError(f"{path}: schema_version {version!r} is not supported (this bench reads {readable})")
     return Manifest.model_validate(data)
 
 

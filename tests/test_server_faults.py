@@ -20,8 +20,10 @@ TIMEOUTS = {"connect_s": 2.0, "ttft_s": 1.0, "idle_s": 0.6, "total_s": 2.5}
 # Healthy streams spelled in every legal way: each must measure like a plain one.
 HEALTHY = ["ok", "comments", "crlf", "nospace", "coalesced", "split", "keepalive_wait"]
 
+# Complete answers that are not spelled as bench's simulator spells them: ok, as they are.
+COMPLETE = ["no_done"]  # finish_reason and usage, then the body ends without [DONE]
+
 EXPECTED = {
-    "no_done": "no_done",  # finish_reason and usage, then the body ends without [DONE]
     "eof_mid": "stream_dropped",  # clean end of body after 3 tokens, no finish_reason
     "abort_mid": "stream_dropped",  # connection closed inside the chunked body
     "close_early": "server_disconnected",  # connection closed before any response byte
@@ -40,6 +42,7 @@ EXPECTED = {
     "http_502_empty": "http_502",  # no body
     "http_503_html": "http_503",  # HTML body, Retry-After: 7
     "json_200": "not_sse",  # application/json completion although stream=true
+    "json_error_200": "server_error_body",  # {"error": {...}} as application/json with status 200
     "json_as_sse": "not_sse",  # JSON under text/event-stream
     "html_200": "not_sse",
     "text_200": "not_sse",
@@ -71,7 +74,7 @@ def _run(directory, base_url: str, prompts: list[str], *, endpoint: str = "chat"
 
 @pytest.fixture(scope="module")
 def chat_run(tmp_path_factory):
-    prompts = _prompts(HEALTHY[1:] + list(EXPECTED))
+    prompts = _prompts(HEALTHY[1:] + COMPLETE + list(EXPECTED))
     with FaultServer() as server:
         result, req = _run(tmp_path_factory.mktemp("faults"), server.base_url, prompts)
         seen = list(server.seen)
@@ -81,7 +84,7 @@ def chat_run(tmp_path_factory):
 def test_the_run_completes_with_one_record_per_request_and_no_retries(chat_run):
     result, req, seen = chat_run
     assert result.ended == "completed"
-    expected_total = 2 * (len(HEALTHY) - 1 + len(EXPECTED)) * CYCLES
+    expected_total = 2 * (len(HEALTHY) - 1 + len(COMPLETE) + len(EXPECTED)) * CYCLES
     assert len(req) == expected_total == req["request_id"].nunique()
     # the server saw each request once: retries are off (close_early: see the xfail below)
     sent = Counter(s["behaviour"] for s in seen if s["behaviour"] != "close_early")
@@ -105,7 +108,7 @@ def test_each_fault_gets_its_own_error_kind(chat_run, behaviour):
 def test_healthy_streams_measure_correctly_among_faults(chat_run, behaviour):
     result, req, _ = chat_run
     rows = req[req["behaviour"] == behaviour]
-    assert len(rows) == CYCLES * (len(HEALTHY) - 1 + len(EXPECTED) if behaviour == "ok" else 1)
+    assert len(rows) == CYCLES * (len(HEALTHY) - 1 + len(COMPLETE) + len(EXPECTED) if behaviour == "ok" else 1)
     assert (rows["status"] == "ok").all() and rows["error_kind"].isna().all()
     assert (rows["output_tokens"] == TOKENS).all() and (rows["token_source"] == "usage").all()
     assert (rows["finish_reason"] == "stop").all() and rows["done_seen"].all()
@@ -154,6 +157,7 @@ def test_http_errors_keep_status_message_and_retry_after(chat_run):
     assert "503 Service Unavailable" in messages["http_503_html"] and "\n" not in messages["http_503_html"]
     assert "Server disconnected" in messages["close_early"]
     assert "backend crashed while decoding" in messages["error_event"]
+    assert messages["json_error_200"] == "upstream model is loading, retry later (code model_loading)"
 
 
 def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):
@@ -163,9 +167,10 @@ def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):
         rows = by.get_group(behaviour)
         assert (rows["output_tokens"] == 3).all(), behaviour  # the 3 tokens before the fault
         assert rows["ttft_ms"].notna().all() and (rows["token_source"] == "chunks").all()
-    no_done = by.get_group("no_done")
+    no_done = by.get_group("no_done")  # complete but for [DONE]: a valid answer, measured
+    assert (no_done["status"] == "ok").all() and no_done["error_kind"].isna().all()
     assert (no_done["output_tokens"] == TOKENS).all() and (no_done["finish_reason"] == "stop").all()
-    assert (~no_done["done_seen"]).all()
+    assert (~no_done["done_seen"]).all() and no_done["e2e_ms"].notna().all()
     for behaviour, limit in (("ttft_silent", "ttft_s"), ("ttft_pings", "ttft_s"), ("trickle", "total_s")):
         # The deadline runs from before connecting, the duration from the send.
         duration = by.get_group(behaviour)["duration_ms"] / 1e3
@@ -212,7 +217,7 @@ def test_completions_endpoint_faults(tmp_path):
     with FaultServer() as server:
         result, req = _run(tmp_path, server.base_url, _prompts(behaviours), endpoint="completions")
     assert result.ended == "completed"
-    expected = {"ok": None, "crlf": None, "nospace": None, "split": None, "no_done": "no_done",
+    expected = {"ok": None, "crlf": None, "nospace": None, "split": None, "no_done": None,
                 "eof_mid": "stream_dropped", "malformed": "malformed_chunk", "stall": "idle_timeout",
                 "text_200": "not_sse"}
     got = {b: set(kinds.fillna("ok")) for b, kinds in req.groupby("behaviour")["error_kind"]}

@@ -215,3 +215,21 @@ def test_workload_notes_read_run_json_and_runs_without_them_still_load():
         "replacement, order: random); a server with a prefix cache may answer repeats faster"]
     with pytest.raises(ValueError):
         Manifest.model_validate({**base.manifest.model_dump(), "workload": {"source": "file", "skiped": 1}})
+
+
+def test_unknown_finish_reasons_are_named_with_their_counts():
+    import pandas as pd
+
+    from bench.validity import check_finish_reasons
+
+    known = pd.DataFrame({"status": ["ok"] * 4 + ["error"],
+                          "finish_reason": ["stop", "length", "tool_calls", "eos", "abort"]})
+    assert check_finish_reasons(known) == []
+    filtered = check_finish_reasons(pd.DataFrame({"status": ["ok"] * 3,
+                                                  "finish_reason": ["content_filter", "stop", "content_filter"]}))
+    assert [w.code for w in filtered] == ["content_filter"] and filtered[0].message.startswith("2 answers")
+    odd = pd.DataFrame({"status": ["ok", "ok", "ok", "error"],
+                        "finish_reason": ["eos_reached", "stop,eos_reached", None, "weird"]})
+    (warning,) = check_finish_reasons(odd)
+    assert warning.code == "unknown_finish_reason"
+    assert "'eos_reached' (2 requests)" in warning.message and "weird" not in warning.message

@@ -82,7 +82,7 @@ def test_reasoning_then_content_and_continuous_usage_token_counts():
 
 
 def test_completions_text_chunks_and_choices_index():
-    rec = StreamRecorder(0.0)
+    rec = StreamRecorder(0.0, n=2)
     rec.feed(1.0, _event({"choices": [{"index": 1, "text": " hi"}]}))
     assert kinds(rec) == ["content"]
     assert rec.chunks.choice[0] == 1
