@@ -251,7 +251,7 @@ def stop_word(text: str) -> str | None:
 
 def analyse(ex: Mapping[str, Exchange]) -> tuple[Finding, ...]:
     """The dialect rows, in display order, from the exchanges by name."""
-    streams = [e for e in ex.values() if e.ok]
+    streams = [e for e in ex.values() if e.events]  # a stream came back, complete or not
     chat = [e for e in ex.values() if e.path == "/chat/completions"]
     return (
         role_first_chunk(ex["chat"]),
