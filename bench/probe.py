@@ -138,7 +138,8 @@ async def run_probe(base_url: str, model: str | None, api_key: str | None, targe
     """Send the probe's requests to `base_url` (…/v1) and analyse them.
 
     `model` None: the first model the server lists. Raises ProbeConnectError when the server
-    cannot be reached, and ValueError (one line) when it lists no model to use.
+    cannot be reached, and ValueError (one line) when it lists no model to use or answers
+    no request with a stream (a wrong model, key or URL, usually).
     """
     client = StreamClient(ClientConfig(base_url, api_key, connect_timeout_s=min(5.0, timeout_s), max_connections=4))
     try:
@@ -146,6 +147,9 @@ async def run_probe(base_url: str, model: str | None, api_key: str | None, targe
         exchanges = await _exchanges(client, base_url, model, timeout_s)
     finally:
         await client.aclose()
+    if not any(e.events for e in exchanges):
+        failures = sorted({e.error or "" for e in exchanges})
+        raise ValueError(f"the server at {base_url} answered no probe request with a stream: {'; '.join(failures)}"[:600])
     by_name = {e.name: e for e in exchanges}
     dialect = analyse(by_name)
     return ProbeReport(base_url, target, model, dialect, measures(dialect), tuple(exchanges))
@@ -490,10 +494,11 @@ def server_timings(streams: list[Exchange]) -> Finding:
     found = next((e.server_timings for e in streams if e.server_timings), None)
     if not found:
         return Finding(key, label, "none", {"fields": []})
-    carrying = sum(1 for e in streams for p in e.objects() if isinstance(p.get("timings"), dict))
+    timed = [e for e in streams if e.server_timings]
+    carrying = sum(1 for e in timed for p in e.objects() if isinstance(p.get("timings"), dict))
+    where = "every chunk" if carrying >= sum(e.output_chunks() for e in timed) else "final chunk"
     names = list(found)
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-    where = "final chunk" if carrying <= len([e for e in streams if e.server_timings]) * 2 else "every chunk"
     return Finding(key, label, f"`timings` in the {where} ({shown})", {"fields": names, "where": where})
 
 

@@ -105,6 +105,13 @@ def test_unreachable_server_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
     assert err == f"bench: error: cannot connect to {url}: connection refused\n"
 
 
+def test_a_server_that_fails_every_request_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "--model", "no-such-model"]) == 2  # the built-in simulator: a 404 each
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "answered no probe request with a stream" in err[0]
+    assert "http_404: The model `no-such-model` does not exist." in err[0]
+
+
 # -- a server whose answer differs from the simulator's on every row ----------------------
 
 WORDS = [" alpha", " bravo", " charlie", " delta", " echo", " foxtrot"]
