@@ -148,8 +148,8 @@ async def run_probe(base_url: str, model: str | None, api_key: str | None, targe
     finally:
         await client.aclose()
     if not any(e.events for e in exchanges):
-        failures = sorted({e.error or "" for e in exchanges})
-        raise ValueError(f"the server at {base_url} answered no probe request with a stream: {'; '.join(failures)}"[:600])
+        failures = "; ".join(sorted({e.error or "" for e in exchanges}))
+        raise ValueError(f"the server at {base_url} answered no probe request with a stream: {failures}"[:600])
     by_name = {e.name: e for e in exchanges}
     dialect = analyse(by_name)
     return ProbeReport(base_url, target, model, dialect, measures(dialect), tuple(exchanges))
@@ -171,13 +171,14 @@ async def _exchanges(client: StreamClient, base_url: str, model: str, timeout_s:
     async def send(name: str, path: str, body: dict[str, Any]) -> Exchange:
         return await exchange(client, base_url, name, path, body, timeout_s)
 
-    done = [await send("chat", "/chat/completions", _chat_body(model)),
-            await send("chat_usage", "/chat/completions", _chat_body(model, **_usage()))]
-    done.append(await send("chat_continuous", "/chat/completions", _chat_body(model, **_usage(continuous=True))))
-    done.append(await send("chat_n2", "/chat/completions", _chat_body(model, n=2, **_usage())))
-    stop = stop_word(done[1].text)
+    chat = "/chat/completions"
+    done = [await send("chat", chat, _chat_body(model))]
+    done.append(await send("chat_usage", chat, _chat_body(model, **_usage())))
+    done.append(await send("chat_continuous", chat, _chat_body(model, **_usage(continuous=True))))
+    done.append(await send("chat_n2", chat, _chat_body(model, n=2, **_usage())))
+    stop = stop_word(done[1].text)  # from the answer without a stop: the same greedy answer stops early
     if stop is not None:
-        done.append(await send("chat_stop", "/chat/completions", _chat_body(model, stop=[stop], **_usage())))
+        done.append(await send("chat_stop", chat, _chat_body(model, stop=[stop], **_usage())))
     done.append(await send("completions", "/completions",
                            {"model": model, "prompt": COMPLETION_PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0,
                             "seed": SEED, "stream": True, **_usage()}))
