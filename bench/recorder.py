@@ -59,6 +59,10 @@ class StreamProtocolError(Exception):
         self.kind = kind
 
 
+class _StreamOver(Exception):
+    """`[DONE]` came: whatever follows (heartbeats a proxy keeps sending) is not the answer."""
+
+
 class StreamRecorder:
     """One response body's events, as chunk columns and what the stream said of itself.
 
@@ -85,6 +89,7 @@ class StreamRecorder:
         self.saw_event = False
         self.first_token_t: float | None = None
         self.finish_reasons: dict[int, str] = {}
+        self.finish_messages: list[str] = []  # what a finish_reason object said besides its type
         self.usage: dict[str, Any] | None = None
         self._final_usages: list[dict[str, Any]] = []  # usage-only chunks (choices == [])
         self.server_timings: dict[str, Any] | None = None
@@ -99,7 +104,10 @@ class StreamRecorder:
     # -- input ---------------------------------------------------------------------------
 
     def feed(self, t_abs: float, data: bytes) -> None:
-        """Consume one read stamped at absolute perf_counter time `t_abs`."""
+        """Consume one read stamped at absolute perf_counter time `t_abs`; after `[DONE]`
+        nothing more is read (the OpenAI SDK stops there too)."""
+        if self.done_seen:
+            return
         if self._head is not None:
             data = self._strip_bom(data)
             if not data:
@@ -117,12 +125,15 @@ class StreamRecorder:
         else:
             buf = data
         start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            self._line(t, buf[start:nl])
-            start = nl + 1
+        try:
+            while True:
+                nl = buf.find(b"\n", start)
+                if nl < 0:
+                    break
+                self._line(t, buf[start:nl])
+                start = nl + 1
+        except _StreamOver:
+            return
         if start < len(buf):
             self._hold(buf[start:])
 
@@ -157,12 +168,17 @@ class StreamRecorder:
         if self._head:  # a body of one or two bytes
             data, self._head = self._head, None
             self.feed(t_abs, data)
-        if self._pending:
-            line = b"".join(self._pending)
-            self._pending = []
-            self._pending_len = 0
-            self._line(t, line)
-        self._dispatch(t)
+        if self.done_seen:
+            return
+        try:
+            if self._pending:
+                line = b"".join(self._pending)
+                self._pending = []
+                self._pending_len = 0
+                self._line(t, line)
+            self._dispatch(t)
+        except _StreamOver:
+            return
         if not self.saw_event and self._stray is not None:
             raise StreamProtocolError("not_sse", f"body is not an SSE stream: {self._stray!r}")
 
@@ -215,20 +231,22 @@ class StreamRecorder:
             return
         self._data_lines = []
         payload = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
-        if not payload.strip():
+        if not payload or payload.isspace():
             return  # an empty data event: a keep-alive, not a chunk
         self.saw_event = True
         kind = None if event_type is None else event_type.decode("utf-8", "replace")
-        if payload == b"[DONE]" or payload.strip() == b"[DONE]":
+        if payload == b"[DONE]" or (len(payload) < 16 and payload.strip() == b"[DONE]"):
             self.done_seen = True
+            self._pending = []
+            self._pending_len = 0
             if self.keep_events:
                 self.events.append((t, kind, "[DONE]"))
-            return
+            raise _StreamOver
+        if kind == "error":  # its data may be JSON or plain text ("CUDA error: out of memory")
+            raise StreamProtocolError("server_error_event", _error_message(_parse_lenient(payload)))
         event = self._parse(payload)
         if self.keep_events:
             self.events.append((t, kind, event))
-        if kind == "error":
-            raise StreamProtocolError("server_error_event", _error_message(event))
         if not isinstance(event, dict):
             raise StreamProtocolError("malformed_chunk", f"chunk is not a JSON object: {payload[:80]!r}")
         self._event(t, event)
@@ -248,7 +266,8 @@ class StreamRecorder:
     # -- OpenAI chunk semantics ----------------------------------------------------------
 
     def _event(self, t: float, event: dict[str, Any]) -> None:
-        if event.get("error") not in (None, False, ""):  # with or without choices (LiteLLM, OpenRouter, TGI)
+        error = event.get("error")
+        if error is not None and error is not False and error != "":  # with or without choices
             raise StreamProtocolError("server_error_event", _error_message(event))
         usage = event.get("usage")
         if isinstance(usage, dict):
@@ -257,7 +276,12 @@ class StreamRecorder:
         if isinstance(timings, dict):
             self.server_timings = timings
         choices = event.get("choices") or []
-        kind, choice_index = self._classify(choices) if isinstance(choices, list) else (KIND_OTHER, 0)
+        if type(choices) is not list:
+            choices = []
+        elif self._n > 1 and len(choices) > 1:
+            self._choices_apart(t, choices, usage)
+            return
+        kind, choice_index = self._classify(choices)
         if kind == KIND_OTHER and not choices and usage:
             self._final_usages.append(usage)
             kind = KIND_USAGE
@@ -271,6 +295,28 @@ class StreamRecorder:
         chunks.tokens.append(tokens)
         chunks.choice.append(choice_index)
 
+    def _choices_apart(self, t: float, choices: list[Any], usage: Any) -> None:
+        """An event carrying several choices' deltas (a gateway merging candidates): one row
+        per choice with output, all at the event's time, so each choice keeps its own ITL."""
+        rows = [self._classify([choice]) for choice in choices]
+        output = [(kind, index) for kind, index in rows if kind in OUTPUT_KIND_CODES]
+        if not output:
+            kind, index = min(rows, key=lambda row: _RANK[row[0]])
+            self._append(t, kind, NO_TOKENS, index)
+            return
+        if self.first_token_t is None:
+            self.first_token_t = t
+        tokens = self._tokens(usage)  # a running count is the event's: the first row carries it
+        for i, (kind, index) in enumerate(output):
+            self._append(t, kind, tokens if i == 0 or tokens == NO_TOKENS else 0, index)
+
+    def _append(self, t: float, kind: int, tokens: int, choice: int) -> None:
+        chunks = self.chunks
+        chunks.t.append(t)
+        chunks.kind.append(kind)
+        chunks.tokens.append(tokens)
+        chunks.choice.append(choice)
+
     def _classify(self, choices: list[Any]) -> tuple[int, int]:
         kind = KIND_OTHER
         index = 0
@@ -282,17 +328,33 @@ class StreamRecorder:
                 index = raw if isinstance(raw, int) else 0
             reason = choice.get("finish_reason")
             if reason:
-                self.finish_reasons[index] = str(reason)
-            this = self._delta_kind(choice, index)
-            if _RANK[this] < _RANK[kind]:
+                self.finish_reasons[index] = reason if type(reason) is str else self._reason_text(reason)
+            delta = choice.get("delta")
+            if type(delta) is not dict:  # /v1/completions streams `text`
+                this = self._text(choice.get("text"), index)
+            else:
+                text = delta.get("content")
+                if type(text) is str and text:  # the common case, without a call
+                    self.output_chars += len(text)
+                    if self.keep_text and index == 0:
+                        self.text_parts.append(text)
+                    this = KIND_CONTENT
+                else:
+                    this = self._delta_kind(delta, text, index)
+            if this != kind and _RANK[this] < _RANK[kind]:
                 kind = this
         return kind, index
 
-    def _delta_kind(self, choice: dict[str, Any], index: int) -> int:
-        delta = choice.get("delta")
-        if type(delta) is not dict:  # /v1/completions streams `text`
-            return self._text(choice.get("text"), index)
-        text = delta.get("content")
+    def _reason_text(self, reason: Any) -> str:
+        """A finish_reason given as an object (SGLang's native {"type": "abort", "message": ...})."""
+        if isinstance(reason, dict) and isinstance(reason.get("type"), str):
+            if reason.get("message"):
+                self.finish_messages.append(str(reason["message"])[:300])
+            return reason["type"]
+        return str(reason)
+
+    def _delta_kind(self, delta: dict[str, Any], text: Any, index: int) -> int:
+        """The kind of a chat delta whose content is not a plain non-empty string."""
         if text and self._text(text, index) == KIND_CONTENT:
             return KIND_CONTENT
         if delta.get("reasoning_content") or delta.get("reasoning"):
@@ -343,7 +405,8 @@ class StreamRecorder:
         """
         cut = sorted({r for r in self.finish_reasons.values() if r.lower() in CUT_OFF_REASONS})
         if cut:
-            return "server_abort", f"the server cut the answer off (finish_reason {', '.join(cut)})"
+            said = f": {self.finish_messages[0]}" if self.finish_messages else ""
+            return "server_abort", f"the server cut the answer off (finish_reason {', '.join(cut)}){said}"
         if self.done_seen:
             return None
         finished = sum(1 for i in range(self._n) if i in self.finish_reasons)
@@ -410,4 +473,4 @@ def _error_message(obj: Any) -> str:
             text = f"{text} (code {code})"
     else:
         text = str(err)
-    return text[:500]
+    return text[:500] or "an error event without a message"

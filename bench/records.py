@@ -23,7 +23,8 @@ NO_TOKENS = -1  # the server did not say how many tokens a chunk carries
 
 @dataclass(frozen=True, slots=True)
 class ChunkColumns:
-    """One entry per SSE event: arrival time, kind code, tokens (or NO_TOKENS), choice index."""
+    """One entry per SSE event (per choice when an event carries several choices' output):
+    arrival time, kind code, tokens (or NO_TOKENS), choice index."""
 
     t: array = field(default_factory=lambda: array("d"))
     kind: array = field(default_factory=lambda: array("b"))

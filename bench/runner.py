@@ -320,6 +320,8 @@ class _Attempt:
         self._seen = 0  # chunks seen when the idle deadline was last moved
         self._last_event_abs = 0.0
         self._first_token: asyncio.Future[None] | None = None
+        self._done_abs: float | None = None  # when [DONE] arrived
+        self._done_wake: asyncio.Future[None] | None = None
 
     async def run(self, client: StreamClient, path: str, body: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -372,6 +374,8 @@ class _Attempt:
         seen = 0
         async for now_abs, data in response.reads():
             recorder.feed(now_abs, data)
+            if recorder.done_seen:
+                break  # the answer is complete: a proxy's heartbeats after [DONE] are not waited for
             # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
             # of a stuck backend must not hold it off.
             if recorder.first_token_t is not None and len(recorder.chunks) > seen:
@@ -388,6 +392,13 @@ class _Attempt:
         """One socket read, fed from the connection's callback (no task wake-up per read)."""
         recorder = self.recorder
         recorder.feed(t_abs, data)
+        if recorder.done_seen:
+            if self._done_abs is None:
+                self._done_abs = t_abs
+            wake = self._done_wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)  # to the short wait for the end of the body
+            return
         # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
         # of a stuck backend must not hold it off.
         if len(recorder.chunks) != self._seen and recorder.first_token_t is not None:
@@ -401,17 +412,27 @@ class _Attempt:
                          loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
         """Sleep until the body ends; wake only when a deadline may have passed: TTFT until the
         first token, then the idle deadline from the last event (checked lazily, never re-armed
-        per read), never beyond the total deadline."""
+        per read), never beyond the total deadline. After `[DONE]` the answer is complete: the
+        body gets DONE_GRACE_S to end (so the connection can go back to the pool), then it is
+        closed, whatever a proxy still sends (heartbeats after [DONE])."""
         deadline.reschedule(None)
         recorder = self.recorder
         idle = self.timeouts.idle_s
         perf = time.perf_counter
+        self._done_wake = loop.create_future()
         while not done.done():
-            waiting: tuple[asyncio.Future[None], ...] = (done,)
+            if recorder.done_seen:
+                done_abs = self._done_abs = self._done_abs or perf()
+                remaining = min(done_abs + DONE_GRACE_S - perf(), total_deadline - loop.time())
+                if remaining <= 0:
+                    return
+                await asyncio.wait((done,), timeout=remaining)
+                continue
+            waiting: tuple[asyncio.Future[None], ...] = (done, self._done_wake)
             if recorder.first_token_t is None:
                 target = ttft_deadline
                 self._first_token = loop.create_future()
-                waiting = (done, self._first_token)
+                waiting = (*waiting, self._first_token)
             else:
                 target = min(loop.time() + (self._last_event_abs + idle - perf()), total_deadline)
             remaining = target - loop.time()
@@ -467,6 +488,9 @@ class _Attempt:
         )
 
 
+# After [DONE] the body normally ends at once (the chunked terminator); a body still open
+# this long after it is a proxy sending heartbeats, and is closed without more waiting.
+DONE_GRACE_S = 0.25
 _JSON_BODY_LIMIT = 1 << 20  # an error body is small; a bigger one is not read to its end
 
 

@@ -7,7 +7,7 @@ A run directory holds:
   crash or `kill -9` loses at most the records being written. Chunk columns are base64 of
   their little-endian bytes (`t` float64, `kind` int8, `tokens` and `choice` int32), or a
   single number when every entry has that value (`"tokens": -1`, `"choice": 0`).
-- `chunks.parquet`: one row per SSE event (`request_id, t_s, kind, tokens, choice`), and
+- `chunks.parquet`: one row per SSE event, or per choice of a multi-choice event (`request_id, t_s, kind, tokens, choice`), and
   `raw_requests.parquet`: the journal's scalar fields, one row per record; both written
   in row groups during the run and readable once closed. When either is missing or cut
   short (a killed run), readers rebuild it from the journal.

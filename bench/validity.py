@@ -58,6 +58,7 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)
+    warnings += check_finish_reasons(run.requests)
     warnings += check_clock_offsets(run.manifest.client.get("workers") or [],
                                     (summary.get("ttft_ms") or {}).get("p50"))
     warnings += check_client(run.manifest.client, run.requests, (summary.get("rate") or {}).get("offered"))
@@ -106,6 +107,35 @@ def check_reconnects(requests: Any) -> list[ValidityWarning]:
     return [ValidityWarning("reconnects", f"{count} of {len(requests)} requests were sent again on a fresh connection "
                                           "after their pooled keep-alive connection turned out closed "
                                           "(column `reconnected`); TTFT includes the reconnect")]
+
+
+def check_finish_reasons(requests: Any) -> list[ValidityWarning]:
+    """finish_reason values bench does not know: the requests were counted ok (the server
+    did not say it cut them off), but what the server meant is unknown, so name them."""
+    from bench.recorder import CUT_OFF_REASONS, KNOWN_REASONS
+
+    if "finish_reason" not in requests:
+        return []
+    ok = requests[requests["status"] == "ok"]["finish_reason"].dropna()
+    counts: dict[str, int] = {}
+    for value in ok:
+        for reason in set(str(value).split(",")):
+            if reason.lower() not in KNOWN_REASONS and reason.lower() not in CUT_OFF_REASONS:
+                counts[reason] = counts.get(reason, 0) + 1
+    warnings = []
+    filtered = int(ok.str.contains("content_filter", regex=False).sum())
+    if filtered:
+        warnings.append(ValidityWarning(
+            "content_filter", f"{filtered} answers were ended by the server's content filter "
+                              "(finish_reason content_filter): counted ok, but cut short, so their E2E "
+                              "and output tokens are lower than a full answer's"))
+    if counts:
+        named = ", ".join(f"{reason!r} ({n} requests)" for reason, n in sorted(counts.items()))
+        warnings.append(ValidityWarning(
+            "unknown_finish_reason", f"finish_reason values bench does not know: {named}; those requests "
+                                     "are counted ok with the raw value in `finish_reason`: check what the "
+                                     "server means by them"))
+    return warnings
 
 
 def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:

@@ -358,6 +358,11 @@ class FaultServer:
             {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}})
 
+    async def b_json_error_200(self, request: web.Request, text_api: bool) -> web.StreamResponse:
+        """An error as a JSON body with status 200 (gateways that wrap a backend's failure)."""
+        return web.Response(status=200, content_type="application/json", body=_error_body(
+            "upstream model is loading, retry later", "server_error", "model_loading"))
+
     async def b_json_as_sse(self, request: web.Request, text_api: bool) -> web.StreamResponse:
         """A JSON body under a text/event-stream content type."""
         return await self._play(request, [b'{"object": "chat.completion", "choices": []}\n'])

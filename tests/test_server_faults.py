@@ -42,6 +42,7 @@ EXPECTED = {
     "http_502_empty": "http_502",  # no body
     "http_503_html": "http_503",  # HTML body, Retry-After: 7
     "json_200": "not_sse",  # application/json completion although stream=true
+    "json_error_200": "server_error_body",  # {"error": {...}} as application/json with status 200
     "json_as_sse": "not_sse",  # JSON under text/event-stream
     "html_200": "not_sse",
     "text_200": "not_sse",
@@ -156,6 +157,7 @@ def test_http_errors_keep_status_message_and_retry_after(chat_run):
     assert "503 Service Unavailable" in messages["http_503_html"] and "\n" not in messages["http_503_html"]
     assert "Server disconnected" in messages["close_early"]
     assert "backend crashed while decoding" in messages["error_event"]
+    assert messages["json_error_200"] == "upstream model is loading, retry later (code model_loading)"
 
 
 def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):

@@ -162,3 +162,21 @@ def test_client_near_its_ceiling_is_a_validity_warning():
     assert check_client(calm, frame, 10.0) == []
     codes = {w.code for w in check_client(busy, frame, 10.0)}
     assert codes, "a client at 97 % CPU with 80 ms loop lag must be flagged"
+
+
+def test_unknown_finish_reasons_are_named_with_their_counts():
+    import pandas as pd
+
+    from bench.validity import check_finish_reasons
+
+    known = pd.DataFrame({"status": ["ok"] * 4 + ["error"],
+                          "finish_reason": ["stop", "length", "tool_calls", "eos", "abort"]})
+    assert check_finish_reasons(known) == []
+    filtered = check_finish_reasons(pd.DataFrame({"status": ["ok"] * 3,
+                                                  "finish_reason": ["content_filter", "stop", "content_filter"]}))
+    assert [w.code for w in filtered] == ["content_filter"] and filtered[0].message.startswith("2 answers")
+    odd = pd.DataFrame({"status": ["ok", "ok", "ok", "error"],
+                        "finish_reason": ["eos_reached", "stop,eos_reached", None, "weird"]})
+    (warning,) = check_finish_reasons(odd)
+    assert warning.code == "unknown_finish_reason"
+    assert "'eos_reached' (2 requests)" in warning.message and "weird" not in warning.message

@@ -213,6 +213,15 @@ def test_cut_off_finish_reasons_are_server_abort(reason: str):
     assert kind == "server_abort" and reason in message and rec.finish_reason() == reason
 
 
+def test_finish_reason_object_is_read_by_its_type():
+    reason = {"type": "abort", "message": "the prefill instance went away"}
+    rec = fed(ev(delta({"content": "x"})), ev(delta({}, finish=reason)) + DONE)
+    kind, message = rec.incomplete()
+    assert kind == "server_abort" and "the prefill instance went away" in message
+    assert rec.finish_reason() == "abort"
+    assert fed(ev(delta({"content": "x"}, finish={"type": "stop", "matched": 2})) + DONE).incomplete() is None
+
+
 def test_missing_done_is_fine_when_every_choice_finished():
     rec = fed(ev(delta({"content": "x"})), ev(delta({}, finish="stop")) + ev(USAGE))
     assert not rec.done_seen and rec.incomplete() is None
@@ -241,3 +250,28 @@ def test_keep_events_lists_every_dispatched_event():
     rec.feed(1.0, b"event: message\n" + ev(ROLE) + b": ping\n\n" + ev(USAGE) + DONE)
     assert [(t, kind) for t, kind, _ in rec.events] == [(1.0, "message"), (1.0, None), (1.0, None)]
     assert rec.events[0][2] == ROLE and rec.events[-1][2] == "[DONE]"
+
+
+def test_event_error_with_plain_text_data():
+    with pytest.raises(StreamProtocolError) as info:
+        fed(ev(delta({"content": "a"})), b"event: error\ndata: CUDA error: out of memory\n\n")
+    assert info.value.kind == "server_error_event" and str(info.value) == "CUDA error: out of memory"
+
+
+def test_one_event_with_both_choices_is_a_row_per_choice():
+    both = {"choices": [{"index": 0, "delta": {"content": "x"}}, {"index": 1, "delta": {"content": "y"}}]}
+    rec = fed(ev(both), ev(both), n=2)
+    assert list(rec.chunks.choice) == [0, 1, 0, 1] and list(rec.chunks.t) == [1.0, 1.0, 2.0, 2.0]
+    assert kinds(rec) == ["content"] * 4
+    # with a running usage count, the event's new tokens are counted once
+    counted = {**both, "usage": {"completion_tokens": 2}}
+    rec = fed(ev(counted), ev({**both, "usage": {"completion_tokens": 4}}), n=2)
+    assert list(rec.chunks.tokens) == [2, 0, 2, 0]
+    # n=1 never splits an event
+    assert len(fed(ev(both)).chunks) == 1
+
+
+def test_nothing_after_done_is_read():
+    rec = fed(ev(delta({"content": "a"})) + DONE + b": keepalive\n\n" + ev(delta({"content": "late"})),
+              b'error: {"message": "late"}\n\n', b"data: {broken")
+    assert kinds(rec) == ["content"] and rec.done_seen and rec.incomplete() is None
