@@ -384,7 +384,7 @@ def tokens_per_chunk(usage: Exchange, continuous: Exchange) -> Finding:
     tokens = usage.usage_tokens[1] if usage.ok else None
     if said:
         mean = sum(said) / len(said)
-        spread = f"{min(said)}-{max(said)}" if min(said) != max(said) else f"{said[0]} each"
+        spread = f"{min(said)} to {max(said)} per chunk" if min(said) != max(said) else f"{said[0]} each"
         return Finding(key, label, f"{mean:.2f} ({spread}, from per-chunk usage)",
                        {"mean": mean, "source": "continuous_usage"})
     if tokens is not None and chunks:
@@ -407,7 +407,9 @@ def n_choices(e: Exchange) -> Finding:
     if len(choices) < 2:
         return Finding(key, label, f"n ignored: {len(choices)} choice came back", value)
     layout = "interleaved" if switches > 1 else "one after the other"
-    usage = {0: "no usage", 1: "one usage chunk"}.get(usage_chunks, f"{usage_chunks} usage chunks (one per choice)")
+    usage = {0: "no usage", 1: "one usage chunk"}.get(usage_chunks, f"{usage_chunks} usage chunks")
+    if usage_chunks == len(choices):
+        usage += " (one per choice: bench sums them)"
     counts = f"{e.usage_tokens[1]} completion tokens for {len(order)} token chunks" if e.usage_tokens[1] else ""
     summary = f"{len(choices)} choices, {layout}; {usage}" + (f", {counts}" if counts else "")
     if e.error:
@@ -476,7 +478,7 @@ def http_keepalive(exchanges: list[Exchange]) -> Finding:
     value = {"later_requests": len(later), "reused": reused, "reconnects": reconnects, "advertised": advertised}
     if not later:
         return Finding(key, label, "unknown: fewer than two answers", value)
-    said = f"; says {advertised}" if advertised else ""
+    said = f"; advertises `{advertised}`" if advertised else ""
     if reused == len(later):
         return Finding(key, label, f"kept open: {reused} of {len(later)} later requests reused it{said}", value)
     stale = f", {reconnects} found the pooled one closed and reconnected" if reconnects else ""
@@ -528,9 +530,14 @@ def measures(dialect: tuple[Finding, ...]) -> tuple[Finding, ...]:
 def _ttft(rows: Mapping[str, Any]) -> Finding:
     role = rows["role_first_chunk"] or {}
     reasoning = rows["reasoning_field"]["fields"]
-    kinds = "content" + (f", reasoning ({', '.join(reasoning)})" if reasoning else "") + " or tool-call"
-    note = "; the role-only first chunk is not a token" if role.get("role_only") else ""
-    return Finding("ttft", "TTFT", f"from the first {kinds} chunk{note}")
+    named = f" ({', '.join(reasoning)})" if reasoning else ""
+    summary = f"from the first content, reasoning{named} or tool-call chunk"
+    if role.get("role_only"):
+        summary += "; the role-only first chunk is not a token"
+        early = role.get("ms_before_first_token")
+        if early is not None and early >= 1.0:  # tools that count it report a TTFT this much lower
+            summary += f" (it came {early:.0f} ms earlier)"
+    return Finding("ttft", "TTFT", summary)
 
 
 def _output_tokens(rows: Mapping[str, Any]) -> Finding:

@@ -80,7 +80,7 @@ def test_probe_rows_match_the_simulator(capsys: pytest.CaptureFixture[str], prof
     assert rows["request_id"] == {"headers": ["x-request-id"], "matches_chunk_id": True}
 
     measures = {key: row["summary"] for key, row in report["measures"].items()}
-    assert "role-only first chunk is not a token" in measures["ttft"]
+    assert "role-only first chunk is not a token" in measures["ttft"] and "earlier" not in measures["ttft"]
     assert measures["output_tokens"].startswith("server usage")
     assert ("= per token" in measures["itl"]) == (profile.tokens_per_chunk == 1)
 
@@ -110,6 +110,15 @@ def test_a_server_that_fails_every_request_is_one_line(capsys: pytest.CaptureFix
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "answered no probe request with a stream" in err[0]
     assert "http_404: The model `no-such-model` does not exist." in err[0]
+
+
+def test_bad_flags_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["probe", "--timeout", "0"]) == 2
+    monkeypatch.delenv("BENCH_PROBE_NO_SUCH_KEY", raising=False)
+    assert main(["probe", "--api-key-env", "BENCH_PROBE_NO_SUCH_KEY"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "bench: error: --timeout: 0 is not a positive number of seconds",
+        "bench: error: --api-key-env: environment variable BENCH_PROBE_NO_SUCH_KEY is not set"]
 
 
 # -- a server whose answer differs from the simulator's on every row ----------------------
@@ -184,6 +193,7 @@ async def test_probe_rows_follow_a_different_dialect(scripted: str) -> None:
     assert value["server_timings"]["fields"] == ["prompt_ms", "predicted_ms"]
     assert value["request_id"]["headers"] == []
     measures = {f.key: f.summary for f in report.measures}
+    assert "the role-only first chunk is not a token (it came" in measures["ttft"]
     assert measures["output_tokens"].startswith("ESTIMATES")
     assert "tokens per chunk unknown" in measures["itl"]
     assert "no [DONE] needed" in measures["end"]
