@@ -281,7 +281,8 @@ def _failed(key: str, label: str, e: Exchange) -> Finding:
 
 def role_first_chunk(e: Exchange) -> Finding:
     key, label = "role_first_chunk", "role-only first chunk"
-    first = next(((t, p) for t, _, p in e.events if isinstance(p, dict) and p.get("choices")), None)
+    first = next(((t, p) for t, _, p in e.events if isinstance(p, dict) and isinstance(p.get("choices"), list)
+                  and p["choices"]), None)
     if first is None:
         return _failed(key, label, e) if not e.ok else Finding(key, label, "unknown: no chunk had choices")
     t, payload = first
@@ -420,6 +421,9 @@ def n_choices(e: Exchange) -> Finding:
 def stop_sequence(base: Exchange, stopped: Exchange | None) -> Finding:
     key, label = "stop", "stop sequence"
     if stopped is None:
+        if not base.ok:
+            return Finding(key, label, f"not tried: the answer to take a stop word from failed ({base.error})",
+                           {"honoured": None})
         why = "had no word to stop on" if base.text.strip() else "had no content text (reasoning only?)"
         return Finding(key, label, f"not tried: the plain answer {why}", {"honoured": None})
     stop = stopped.body["stop"][0]
