@@ -1,4 +1,4 @@
-"""Command line: `bench run | sim | scenario-schema | summary`.
+"""Command line: `bench run | sim | sweep | probe | scenario-schema | summary | report | plot | compare | calibrate`.
 
 Every user-facing failure is one line on stderr with a non-zero exit code: 2 for bad input,
 1 for a failed run, 130 for an interrupted one. Library code raises; only `main` exits.
@@ -59,6 +59,7 @@ def build_parser(with_sim: bool = True) -> argparse.ArgumentParser:
     _add_report(sub.add_parser("report", help="write report.md, report.html and summary.csv for a stored run"))
     _add_plot(sub.add_parser("plot", help="draw latency CDFs, percentile ladders and timelines of stored runs"))
     _add_compare(sub.add_parser("compare", help="compare stored runs with bootstrap confidence intervals"))
+    _add_probe(sub.add_parser("probe", help="send a few short requests and print the server's stream dialect"))
     calibrate = sub.add_parser("calibrate", help="measure this machine's client ceiling against the zero-latency simulator")
     calibrate.add_argument("--seconds", type=float, default=3.0, help="seconds per point (default 3)")
     calibrate.add_argument("--workers", type=_workers_arg, default=1, metavar="K|auto")
@@ -93,6 +94,15 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress, no table")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout")
     p.add_argument("--no-report", action="store_true", help="do not write report.md/html and summary.csv")
+
+
+def _add_probe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", help="server base URL, e.g. http://127.0.0.1:8000/v1 (default: built-in simulator)")
+    p.add_argument("--model", help="model name (default: the first one the server lists)")
+    p.add_argument("--api-key-env", help="name of the environment variable holding the API key")
+    p.add_argument("--profile", default="default", help="simulator profile when no base URL is given")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds per request (default 15)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
 
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
@@ -183,6 +193,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_compare(args)
     if args.command == "calibrate":
         return _cmd_calibrate(args)
+    if args.command == "probe":
+        return _cmd_probe(args)
     raise BenchInputError(f"unknown command {args.command!r}")
 
 
@@ -372,6 +384,42 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     chunks = f"{safe['safe_chunks_per_s']:,.0f}" if safe["safe_chunks_per_s"] else "?"
     print(f"safe operating range: open loop {rate} with no client warning; streaming loads up to ~{chunks} "
           "chunks/s in total (streams x tokens/s each). Above it, use --workers or another client machine.")
+    return EXIT_OK
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    from contextlib import ExitStack
+
+    from bench.probe import ProbeConnectError, print_report, run_probe
+
+    if args.timeout <= 0:
+        raise BenchInputError(f"--timeout: {args.timeout:g} is not a positive number of seconds")
+    api_key = None
+    if args.api_key_env:
+        api_key = (os.environ.get(args.api_key_env) or "").strip()
+        if not api_key:
+            raise BenchInputError(f"--api-key-env: environment variable {args.api_key_env} is not set")
+    with ExitStack() as stack:
+        base_url, target = args.base_url, "server"
+        if not base_url:
+            from bench.sim import ProfileError, SimStartError, start_sim
+
+            try:
+                sim = stack.enter_context(start_sim(profile=args.profile, seed=0))
+            except (ProfileError, SimStartError) as exc:
+                raise BenchInputError(f"--profile: {exc}") from None
+            base_url = sim.base_url
+            target = f"built-in simulator, profile {args.profile!r} (no --base-url given)"
+        try:
+            report = asyncio.run(run_probe(base_url, args.model, api_key, target, args.timeout))
+        except (ProbeConnectError, ValueError) as exc:
+            raise BenchInputError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(report)
     return EXIT_OK
 
 

@@ -228,14 +228,19 @@ def _session_factory(max_connections: int, fresh: bool = False) -> Any:
 class StreamResponse:
     """An open streamed response: status, headers, and the raw body reads with arrival stamps."""
 
-    def __init__(self, response: httpx2.Response, sent_at: float | None) -> None:
+    def __init__(self, response: httpx2.Response, sent_at: float | None, reused: bool = False) -> None:
         self._response = response
         self.sent_at = sent_at
         self.reconnected = False
+        self.reused_connection = reused  # sent on a pooled keep-alive connection, not a new one
         self.status = response.status_code
         self.server_request_id = response.headers.get("x-request-id")
         self.content_type = response.headers.get("content-type", "")
         self._content, self._stamps = _stamp_log(response)
+
+    def header(self, name: str) -> str | None:
+        """A response header's value (case-insensitive name), None when absent."""
+        return self._response.headers.get(name)
 
     def start_feeding(self, feed: Any) -> Any:
         """Call `feed(arrival perf_counter, bytes)` for every read, from the socket callback.
@@ -285,16 +290,21 @@ class StreamResponse:
 class _AioStreamResponse(StreamResponse):
     """A streamed response read straight from our aiohttp session (the direct path)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, sent_at: float | None) -> None:  # noqa: D107
+    def __init__(self, response: aiohttp.ClientResponse, sent_at: float | None,  # noqa: D107
+                 reused: bool = False) -> None:
         self._aio = response
         self.sent_at = sent_at
         self.reconnected = False
+        self.reused_connection = reused
         self.status = response.status
         headers = response.headers
         self.server_request_id = headers.get("x-request-id")
         self.content_type = headers.get("content-type", "")
         self._content, self._stamps = _aio_stamp_log(response)
         self._feeder: _Feeder | None = None
+
+    def header(self, name: str) -> str | None:
+        return self._aio.headers.get(name)
 
     def start_feeding(self, feed: Any) -> Any:
         content, stamps = self._content, self._stamps
@@ -416,7 +426,7 @@ class StreamClient:
         finally:
             _SENT_BOX.reset(token)
         sent = [t for t in box if t != _REUSED]
-        return StreamResponse(response, sent[-1] if sent else None)
+        return StreamResponse(response, sent[-1] if sent else None, reused=_REUSED in box)
 
     async def _template(self, path: str) -> tuple[str, dict[str, str], httpx2.Request]:
         """The SDK's request for `path` (URL, auth, default headers), built once per run."""
@@ -462,7 +472,7 @@ class StreamClient:
         if aio.status >= 400:
             raise self._redact(await self._status_error(aio, request)) from None
         sent = [t for t in box if t != _REUSED]
-        return _AioStreamResponse(aio, sent[-1] if sent else None)
+        return _AioStreamResponse(aio, sent[-1] if sent else None, reused=_REUSED in box)
 
     async def _status_error(self, aio: aiohttp.ClientResponse, request: httpx2.Request) -> ClientError:
         try:
