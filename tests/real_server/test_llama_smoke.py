@@ -42,6 +42,9 @@ def llama_command(server: str, model: str, port: int) -> list[str]:
         server, "--model", model, "--alias", "gemma3-270m", "--host", "127.0.0.1", "--port", str(port),
         "--threads", "1", "--parallel", "8", "--ctx-size", "16384", "--no-jinja",
         "--chat-template", "gemma", "--no-webui", "--metrics",
+        # The repacked-weight kernels use AMX when the CPU advertises it; VMs that advertise
+        # AMX without letting programs use it kill the server with SIGILL at start-up.
+        "--no-repack",
     ]  # fmt: skip
 
 

@@ -34,10 +34,7 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     log = tmp_path_factory.mktemp("llama") / "llama-server.log"
-    # --no-repack: the repacked-weight (AMX) kernels die with SIGILL on VMs whose CPUs
-    # advertise AMX without the OS enabling it; the stream format does not depend on it.
-    command = [*llama_command(*llama_paths(), port), "--no-repack"]
-    with LaunchedServer(command, base_url, log, ready_timeout_s=120):
+    with LaunchedServer(llama_command(*llama_paths(), port), base_url, log, ready_timeout_s=120):
         yield base_url
 
 
