@@ -18,12 +18,13 @@ import asyncio
 import json
 import select
 import socket
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
+
+from loopback import LoopbackServer
 
 TOKENS = 8  # content chunks of a healthy stream
 TOKEN_GAP_S = 0.002
@@ -70,54 +71,25 @@ def _error_body(message: str, type_: str, code: str | None = None) -> bytes:
     return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
 
 
-class FaultServer:
+class FaultServer(LoopbackServer):
     """Context manager: `with FaultServer() as fs: fs.base_url ...`."""
 
+    thread_name = "faultserver"
+
     def __init__(self, api_key: str | None = None, tokens: int = TOKENS) -> None:
+        super().__init__()
         self.api_key = api_key
         self.tokens = tokens
         self.seen: list[dict[str, Any]] = []  # one entry per completion request: behaviour, authorized
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="faultserver", daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def url_for(self, behaviour: str) -> str:
         return f"http://127.0.0.1:{self.port}/b/{behaviour}/v1"
 
-    def __enter__(self) -> FaultServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=1 << 20)
+    def routes(self, app: web.Application) -> None:
         for prefix in ("/v1", "/b/{behaviour}/v1"):
             app.router.add_get(prefix + "/models", self._models)
             app.router.add_post(prefix + "/chat/completions", self._completion)
             app.router.add_post(prefix + "/completions", self._completion)
-        # Handlers are cancelled when their client goes away; shutdown does not wait long.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # -- auth ------------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ def test_a_rejected_key_echoed_by_the_server_is_redacted(tmp_path, monkeypatch, 
     assert message == "Incorrect API key provided: ***."  # the server did echo the key
     assert _leaks(tmp_path / "run", wrong) == []
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "http_401" in err and "***" in err, err
+    assert code == 2 and err.count("\n") == 1 and "HTTP 401" in err and "***" in err, err
     assert wrong not in err
     assert not (tmp_path / "run2").exists()
 

@@ -9,59 +9,31 @@ thread with its own event loop. Each request names its case: the last message's 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from dialects.case import Case
+from loopback import LoopbackServer
 
 MAX_HOLD_S = 10.0  # no handler outlives this, whatever the client does
 
 
-class ScriptServer:
+class ScriptServer(LoopbackServer):
     """Context manager: `with ScriptServer(cases) as server: server.base_url ...`."""
 
+    thread_name = "dialect-server"
+
     def __init__(self, cases: Iterable[Case]) -> None:
+        super().__init__()
         self.cases = {case.name: case for case in cases}
         self.seen: list[str] = []  # case names, in the order requests arrived
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="dialect-server", daemon=True)
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> ScriptServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=1 << 20)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._answer)
         app.router.add_post("/v1/completions", self._answer)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"object": "list", "data": [{"id": "dialect-model", "object": "model"}]})

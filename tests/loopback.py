@@ -1,0 +1,57 @@
+"""A scripted aiohttp server on 127.0.0.1 (port 0), run from a background thread with its
+own event loop, for tests that need a server the simulator cannot be.
+
+Subclasses add their routes in `routes(app)`; `with Server() as s: s.base_url ...` starts it
+and stops it (handlers are cancelled when their client goes away; shutdown waits 0.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Self
+
+from aiohttp import web
+
+
+class LoopbackServer:
+    thread_name = "loopback-server"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=self.thread_name, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=1 << 20)
+        self.routes(app)
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
