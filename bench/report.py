@@ -57,6 +57,7 @@ class ReportContent:
     warnings: list[validity.ValidityWarning]
     tables: list[Table]
     figures: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG
+    notes: list[str] = field(default_factory=list)  # what the prompt source skipped or repeated
 
 
 def fmt(value: Any) -> str:
@@ -252,7 +253,7 @@ def build_content(run: Run, with_figures: bool = True) -> ReportContent:
     if with_figures:
         figs = {stem: figures.to_bytes(fig, "png") for stem, fig in figures.run_figures(run).items()}
     return ReportContent(title=f"bench report: {run.manifest.name}", warnings=validity.check(run),
-                         tables=report_tables(run), figures=figs)
+                         tables=report_tables(run), figures=figs, notes=validity.workload_notes(run.manifest))
 
 
 def write_reports(run: Run, out_dir: Path | None = None, formats: Sequence[str] = FORMATS) -> list[Path]:
@@ -288,6 +289,7 @@ def parse_formats(choice: str) -> tuple[str, ...]:
 def render_markdown(content: ReportContent, figure_prefix: str) -> str:
     lines = [f"# {content.title}", ""]
     lines += markdown_warnings(content.warnings)
+    lines += [*(f"- note: {note}" for note in content.notes), ""] if content.notes else []
     for table in content.tables:
         lines += [f"## {table.title}", "", *markdown_table(table), ""]
     if content.figures:
@@ -313,6 +315,8 @@ def markdown_table(table: Table) -> list[str]:
 
 def render_html(content: ReportContent) -> str:
     parts = [html_head(content.title), f"<h1>{html.escape(content.title)}</h1>", html_warnings(content.warnings)]
+    if content.notes:
+        parts.append("<ul>" + "".join(f"<li>note: {html.escape(note)}</li>" for note in content.notes) + "</ul>")
     for table in content.tables:
         parts.append(f"<h2>{html.escape(table.title)}</h2>")
         parts.append(html_table(table))

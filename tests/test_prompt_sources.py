@@ -73,6 +73,9 @@ def test_sharegpt_blank_human_turns_are_never_sent_and_skips_are_counted(scenari
            "whitespace); 2 prompts used" in out
     assert "note: prompts: 4 of 6 prompt draws repeated a prompt already sent in this run (2 prompts, " \
            "cycled past their number, order: cycle)" in out
+    assert main(["report", str(result.run.path), "--format", "md"]) == 0
+    report = (result.run.path / "report.md").read_text()
+    assert "- note: dataset: 1 of 3 records skipped, never sent" in report
 
 
 def test_multi_turn_chats_skip_blank_later_turns(scenario_dir):
