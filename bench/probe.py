@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -608,8 +609,8 @@ def print_report(report: ProbeReport) -> None:
     from rich.text import Text
 
     console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 140)  # a file or pipe has no width to fit
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = max(console.width, 140)  # a file or pipe has no width to fit, unless told
     console.print(Text(f"{report.target}: {report.base_url}, model {report.model}"))
     for title, rows in (("server dialect", report.dialect), ("what bench will measure", report.measures)):
         table = Table(title=title, title_justify="left", show_header=False)

@@ -205,7 +205,7 @@ class Requests(Strict):
             else:
                 problem = None
             if problem:
-                raise ValueError(f"item {i} (from 0): {problem}; bench never sends an empty prompt")
+                raise ValueError(f"item {i} (counting from 0): {problem}; bench never sends an empty prompt")
         return inline
 
 

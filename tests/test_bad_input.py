@@ -25,7 +25,7 @@ CASES = [
     ("no-requests", GOOD_LOAD, ["requests", "missing"]),
     ("two-sources", "requests: {inline: [hi], synthetic: {prompt_tokens: 3}}\n" + GOOD_LOAD, ["requests", "exactly one"]),
     ("empty-inline", "requests: {inline: []}\n" + GOOD_LOAD, ["requests", "empty"]),
-    ("blank-inline", "requests: {inline: [hi, '  ']}\n" + GOOD_LOAD, ["requests.inline", "item 1 (from 0)", "the prompt is empty or only whitespace"]),
+    ("blank-inline", "requests: {inline: [hi, '  ']}\n" + GOOD_LOAD, ["requests.inline", "item 1 (counting from 0)", "the prompt is empty or only whitespace"]),
     ("blank-inline-user", "requests: {inline: [[{role: system, content: s}, {role: user, content: ''}]]}\n" + GOOD_LOAD, ["requests.inline", "item 0", "a user message is empty"]),
     ("bad-role", "requests: {inline: [[{role: robot, content: hi}]]}\n" + GOOD_LOAD, ["role"]),
     ("uniform-min-max", "requests: {synthetic: {prompt_tokens: {dist: uniform, min: 9, max: 3}}}\n" + GOOD_LOAD, ["prompt_tokens", "larger than max"]),

@@ -34,6 +34,13 @@ CASES = (
         truth=Truth(**_CUT, finish_reason="cancelled"),
     ),
     Case(
+        name="finish_canceled",
+        family="generic", kinds=("finish",),
+        source="finish_reason \"canceled\", the US spelling (a gateway cancelling the upstream request)",
+        writes=script(*_HEAD, (0.155, fin("canceled")), (0.155, DONE)),
+        truth=Truth(**_CUT, finish_reason="canceled"),
+    ),
+    Case(
         name="finish_length",
         family="generic", kinds=("finish",),
         source="max_tokens reached: finish_reason length is a complete answer",

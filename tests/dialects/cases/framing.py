@@ -147,6 +147,27 @@ CASES = (
                       *_TAIL),
         truth=Truth(**_OK3),
     ),
+    Case(
+        name="nan_in_payload",
+        family="generic", kinds=("framing",),
+        source="a float field a Python server wrote as NaN with json.dumps' allow_nan default (not JSON; "
+               "orjson refuses it, Python's json takes it)",
+        writes=script((0.0, role()),
+                      (0.05, b'data: {"choices": [{"index": 0, "delta": {"content": " t0"}, "finish_reason": null}],'
+                             b' "queue_ms": NaN}\n\n'),
+                      *tokens_at([0.10, 0.15], prefix="u"), *_TAIL),
+        truth=Truth(**_OK3),
+    ),
+    Case(
+        name="invalid_json_mid_stream",
+        family="generic", kinds=("framing",),
+        source="an event cut inside its JSON (a proxy truncating a long line): the request fails, what "
+               "arrived before stays",
+        writes=script((0.0, role()), (0.05, tok(" t0")),
+                      (0.10, b'data: {"choices": [{"index": 0, "delta": {"content": "x"\n\n'), (0.10, DONE)),
+        truth=Truth(status="error", error_kind="malformed_chunk", message="invalid JSON", ttft_ms=50, e2e_ms=50,
+                    output_tokens=1, itl_gaps=0),
+    ),
 )
 
 

@@ -30,6 +30,18 @@ CASES = (
                     finish_reason="stop", token_kinds=(("reasoning", 3), ("content", 2))),
     ),
     Case(
+        name="content_parts_list",
+        family="generic", kinds=("output",),
+        source="delta.content as a list of typed parts ([{\"type\": \"text\", \"text\": ...}]), as "
+               "Mistral's API streams it",
+        writes=script((0.0, role()),
+                      *((at, chunk({"content": [{"type": "text", "text": f" p{i}"}]}))
+                        for i, at in enumerate([0.05, 0.10, 0.15])),
+                      (0.155, fin()), (0.155, usage_chunk(3)), (0.155, DONE)),
+        truth=Truth(ttft_ms=50, e2e_ms=150, output_tokens=3, itl_gaps=2, gap_ms=50, done_seen=True,
+                    finish_reason="stop", token_kinds=(("content", 3),)),
+    ),
+    Case(
         name="empty_content_chunks_are_not_output",
         family="generic", kinds=("output",),
         source="content \"\" chunks while the prompt is still processed (vLLM's chunked-prefill path, "
