@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -21,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import build_parser
 from bench.results import load_run
 from bench.scenario import Fixed, load_scenario
 from test_llama_smoke import BUILD_TIMEOUT_S, REPO, SCRIPT, pid_gone
-
-pytestmark = pytest.mark.real_server
 
 README = REPO / "README.md"
 WALL_LIMIT_S = 120.0  # the acceptance bound for the whole command
@@ -57,13 +57,22 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_readme_recipe_block_is_found() -> None:
+def test_readme_recipe_block_parses() -> None:
+    """Default tier (no server): the block is there, its bench command parses with bench's own
+    parser, names a scenario that loads, and launches the server on the port it benchmarks."""
     command = recipe_command()
     assert command.startswith('eval "$(scripts/llama_server.sh)"')
-    assert "bench run scenarios/" in command and "--launch" in command and "--no-repack" in command
-    assert recipe_scenario(command).is_file()
+    logical = command.replace("\\\n", " ")
+    bench_line = next(line for line in logical.splitlines() if line.startswith("bench run "))
+    args = build_parser(with_sim=False).parse_args(shlex.split(bench_line)[1:])
+    assert REPO / args.scenario == recipe_scenario(command)
+    load_scenario(REPO / args.scenario)
+    launch = shlex.split(args.launch)
+    assert launch[0] == "$LLAMA_SERVER" and "--no-repack" in launch
+    assert int(launch[launch.index("--port") + 1]) == recipe_port(command)
 
 
+@pytest.mark.real_server
 def test_readme_recipe_completes_without_timeouts_in_two_minutes(tmp_path: Path) -> None:
     command = recipe_command()
     scenario = load_scenario(recipe_scenario(command))
