@@ -32,8 +32,9 @@ WALL_LIMIT_S = 120.0  # the acceptance bound for the whole command
 HARD_TIMEOUT_S = 600.0  # a hung run still ends the test
 
 
-def recipe_command(readme: Path = README) -> str:
-    """The shell text between the recipe markers, without the code fence."""
+def recipe_command(readme: Path | None = None) -> str:
+    """The shell text between the recipe markers of README.md (or `readme`), without the code fence."""
+    readme = readme or README
     found = re.search(r"^<!-- recipe\b.*?-->\n(.*?)^<!-- /recipe -->", readme.read_text(), re.M | re.S)
     assert found, f"{readme}: no <!-- recipe --> ... <!-- /recipe --> block"
     lines = [line for line in found.group(1).splitlines() if not line.startswith("```")]
