@@ -171,3 +171,17 @@ def test_stats_reject_bad_input():
         stats.bootstrap_diff(np.ones(3), np.ones(3), ("median",))
     empty = stats.bootstrap_diff(np.array([np.nan]), np.ones(5), ("mean",))["mean"]
     assert empty.verdict == "n/a" and not empty.significant
+
+
+def test_cli_compare_at_80_columns_cuts_no_number(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    runs_ab = [runs["a"], runs["slow"]]
+    assert main(["compare", *map(str, runs_ab), "--out", str(tmp_path), "--seed", "3", "--resamples", "500"]) == 0
+    printed = capsys.readouterr().out
+    assert "…" not in printed
+    table_lines = [line for line in printed.splitlines() if line[:1] in "┃│┏┡└"]
+    assert len(table_lines) > 20 and all(len(line) <= 80 for line in table_lines)
+    cmp = compare.compare_runs([bench.load_run(p) for p in runs_ab], seed=3, n_resamples=500)
+    for row in cmp.rows:  # every value of both runs, whole (no latency here reaches seconds)
+        for value in row.values:
+            assert compare.report.fmt(value) in printed, (row.label, row.statistic, value)
