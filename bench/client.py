@@ -77,13 +77,12 @@ class SendLog:
     request is held until then before its first byte is written, so it never reaches the wire
     before its scheduled time however early it was handed over. `sent_at`: when its last byte
     was written (the retry's, after a stale pooled connection), None while nothing was.
-    `held_s`: time spent held. `new_connection`: the last attempt opened a connection.
+    `held_s`: time spent held.
     """
 
     not_before: float = 0.0
     sent_at: float | None = None
     held_s: float = 0.0
-    new_connection: bool = False
 
 
 class _StampingProtocol(ResponseHandler):
@@ -193,20 +192,11 @@ async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
         log.sent_at = now
 
 
-async def _hold_reused(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
-    await _hold(new_connection=False)
-
-
-async def _hold_new(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
-    await _hold(new_connection=True)
-
-
-async def _hold(new_connection: bool) -> None:
-    """Connection in hand, nothing written yet: wait for the request's `not_before`."""
+async def _hold(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    """Connection in hand (pooled or new), nothing written yet: wait for `not_before`."""
     log = _SEND_LOG.get()
     if log is None:
         return
-    log.new_connection = new_connection
     start = time.perf_counter()
     target = log.not_before
     if start >= target:
@@ -270,8 +260,8 @@ def _session_factory(max_connections: int, fresh: bool = False) -> Any:
         trace.on_request_headers_sent.append(_on_sent)
         trace.on_request_chunk_sent.append(_on_sent)
         trace.on_connection_reuseconn.append(_on_reuse)
-        trace.on_connection_reuseconn.append(_hold_reused)
-        trace.on_connection_create_end.append(_hold_new)
+        trace.on_connection_reuseconn.append(_hold)
+        trace.on_connection_create_end.append(_hold)
         return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
 
     return make

@@ -373,8 +373,9 @@ class _Attempt:
             self._check_complete()
 
     def _sent(self, log: SendLog, reconnected: bool) -> None:
-        """When the request went out. Not written at all (refused, say): the time it was
-        ready to be, which the hold makes no earlier than `not_before`."""
+        """When the request went out. Not written at all (refused, say): when it would have
+        been, `not_before`, or the failure if that came first (the validity checks leave
+        such requests out of "sent early")."""
         if log.sent_at is None:
             self.sent_abs = max(self.submitted_abs, min(log.not_before, time.perf_counter()))
             return
