@@ -192,8 +192,10 @@ def console_tables(cmp: Comparison, width: int | None = None) -> list[RichTable]
     for k in range(1, len(cmp.labels)):
         cells = _console_cells(cmp, k)
         t = _console_table(cmp, k, cells, None)
-        if width is not None and _natural_width(t) > width:
+        if width is not None and _width(t).maximum > width:
             t = _console_table(cmp, k, cells, width)
+            if _width(t).minimum > width:  # the interval wraps at its space, never inside a number
+                t = _console_table(cmp, k, cells, width, ci_wraps=True)
         out.append(t)
     return out
 
@@ -231,7 +233,8 @@ def _console_cells(cmp: Comparison, k: int) -> list[list[str]]:
     return out
 
 
-def _console_table(cmp: Comparison, k: int, cells: list[list[str]], narrow: int | None) -> RichTable:
+def _console_table(cmp: Comparison, k: int, cells: list[list[str]], narrow: int | None,
+                   ci_wraps: bool = False) -> RichTable:
     columns = [c for c in range(len(_CONSOLE_HEADER)) if narrow is None or c != _RATIO]
     caption = f"A: {cmp.labels[0]} (baseline), B: {cmp.labels[k]}."
     if narrow is not None:
@@ -244,9 +247,9 @@ def _console_table(cmp: Comparison, k: int, cells: list[list[str]], narrow: int 
         if c in (0, len(_CONSOLE_HEADER) - 1):  # labels and verdicts wrap between words
             t.add_column(header, justify="left", overflow="fold")
             continue
-        # The interval wraps at its space when it must, never inside a number.
-        widest = max((max(map(len, row[c].split())) if c == 6 else len(row[c]) for row in cells), default=0)
-        t.add_column(header, justify="right", no_wrap=c != 6, overflow="fold", min_width=max(widest, len(header)))
+        wraps = ci_wraps and c == 6
+        widest = max((max(map(len, row[c].split())) if wraps else len(row[c]) for row in cells), default=0)
+        t.add_column(header, justify="right", no_wrap=not wraps, overflow="fold", min_width=max(widest, len(header)))
     for row in cells:
         t.add_row(*(_style(row[c]) for c in columns))
     return t
@@ -267,10 +270,10 @@ def _signed(value: float) -> str:
     return text if text.startswith("-") or not np.isfinite(value) else f"+{text}"
 
 
-def _natural_width(renderable: RichTable) -> int:
-    """Columns `renderable` takes when nothing limits it."""
+def _width(renderable: RichTable) -> Measurement:
+    """Columns `renderable` takes when nothing limits it (maximum) and at the least (minimum)."""
     console = Console(file=io.StringIO(), width=10_000)
-    return Measurement.get(console, console.options, renderable).maximum
+    return Measurement.get(console, console.options, renderable)
 
 
 def _style(cell: str) -> str:
