@@ -244,7 +244,10 @@ def _console_table(cmp: Comparison, k: int, cells: list[list[str]], narrow: int 
                   caption=caption, caption_justify="left")
     for c in columns:
         header = _CONSOLE_HEADER[c]
-        if c in (0, len(_CONSOLE_HEADER) - 1):  # labels and verdicts wrap between words
+        if c == 0:
+            t.add_column(header, justify="left", no_wrap=True, min_width=max(len(row[0]) for row in cells))
+            continue
+        if c == len(_CONSOLE_HEADER) - 1:  # verdicts wrap between words
             t.add_column(header, justify="left", overflow="fold")
             continue
         wraps = ci_wraps and c == 6
