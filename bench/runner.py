@@ -280,10 +280,10 @@ class SendLead:
     The lead is applied before anyone knows whether the request will go out on a pooled
     connection or on a new one (a server that closes after every stream makes every one new),
     so it cannot fit each; the client's hold makes a too-large lead harmless (the request
-    waits, connection in hand, for its time) while a too-small one makes it late. Hence a
-    high quantile (about the 80th) of the overhead, not a low one. Requests retried after a
-    stale pooled connection are not observed: the retry happens after the hold, whatever the
-    lead, so their extra time is schedule lag that no lead can remove.
+    waits, connection in hand, for its time) while a too-small one makes it late. Hence it
+    sits high in the overhead's spread (about its 70th percentile), not low. Requests
+    retried after a stale pooled connection are not observed: the retry happens after the
+    hold, whatever the lead, so their extra time is schedule lag that no lead can remove.
     """
 
     MAX_S = 0.005  # bounds the time a request waits in the client, connection in hand
@@ -300,8 +300,9 @@ class SendLead:
         if self._count == 1:
             self.seconds = target
             return
-        # Up 4x faster than down: settles where 80 % of observations are below it. Fast at
-        # first, steady later.
+        # Steps up 4x larger than down: settles where the mean excess above it is a quarter
+        # of the mean shortfall below it (two thirds of the way up a uniform spread). Fast
+        # at first, steady later.
         rate = 0.3 if self._count < 20 else 0.05
         step = rate if target > self.seconds else rate / 4
         self.seconds += step * (target - self.seconds)

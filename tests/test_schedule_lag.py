@@ -58,3 +58,19 @@ def test_the_client_holds_a_request_until_its_not_before_time():
         assert log.sent_at is not None and log.sent_at >= not_before
         assert arrived >= not_before  # the server read the request head no earlier
     assert any(log.held_s > 0.001 for log, _ in results)
+
+
+def test_send_lead_settles_high_in_the_spread_of_the_overhead():
+    import numpy as np
+
+    from bench.runner import SendLead
+
+    lead = SendLead()
+    rng = np.random.default_rng(0)
+    # Uniform 0.1-1.1 ms: 4 * E[(x - L)+] = E[(L - x)+] at L = 0.1 + 2/3 ms.
+    for value in rng.uniform(0.1e-3, 1.1e-3, 4000):
+        lead.observe(float(value))
+    assert abs(lead.seconds - (0.1e-3 + 2e-3 / 3)) < 0.1e-3
+    before = lead.seconds
+    lead.observe(0.5)  # beyond any plausible overhead: ignored, not a 5 ms lead
+    assert lead.seconds == before
