@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -389,7 +390,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     import asyncio
-    import os
     from contextlib import ExitStack
 
     from bench.probe import ProbeConnectError, print_report, run_probe
@@ -427,6 +427,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench.compare import compare_runs, console_tables, write_compare
+    from bench.console import print_wrapped
     from bench.results import load_run
 
     if len(args.run_dirs) < 2:
@@ -438,12 +439,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise BenchInputError(f"--min-effect: {args.min_effect} is not a share between 0 and 1")
     comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
     console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 160)  # a file or pipe has no width to fit
-    for table in console_tables(comparison):
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = max(console.width, 160)  # a file or pipe has no width to fit, unless told
+    for table in console_tables(comparison, console.width):
         console.print(table)
     for warning in comparison.warnings:
-        console.print(f"WARNING: scenario mismatch: {warning}", style="yellow", highlight=False)
+        print_wrapped(console, f"WARNING: scenario mismatch: {warning}", style="yellow")
     for path in write_compare(comparison, runs, args.out):
         console.print(str(path), highlight=False)
     return EXIT_OK

@@ -63,6 +63,26 @@ class ClientConfig:
 # Set by open_stream for the duration of one request; the aiohttp trace hooks, which run
 # in that request's task, append the time the request finished going out on the socket.
 _SENT_BOX: ContextVar[list[float] | None] = ContextVar("bench_sent_box", default=None)
+_SEND_LOG: ContextVar[SendLog | None] = ContextVar("bench_send_log", default=None)
+_SPIN_S = 0.0015  # sleep until this close to the hold's end, then yield: asyncio rounds timers to 1 ms
+
+
+@dataclass(slots=True)
+class SendLog:
+    """What happened to one request on its way out, filled in by `open_stream` as it goes,
+    so that a caller whose wait is cut short (a TTFT timeout before any response header,
+    as on a saturated server that has not read the request yet) still knows when it went out.
+
+    `not_before` (perf_counter seconds): once a connection is ready (pooled or new), the
+    request is held until then before its first byte is written, so it never reaches the wire
+    before its scheduled time however early it was handed over. `sent_at`: when its last byte
+    was written (the retry's, after a stale pooled connection), None while nothing was.
+    `held_s`: time spent held.
+    """
+
+    not_before: float = 0.0
+    sent_at: float | None = None
+    held_s: float = 0.0
 
 
 class _StampingProtocol(ResponseHandler):
@@ -163,9 +183,29 @@ class _Feeder:
 
 
 async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    now = time.perf_counter()
     box = _SENT_BOX.get()
     if box is not None:
-        box.append(time.perf_counter())
+        box.append(now)
+    log = _SEND_LOG.get()
+    if log is not None:
+        log.sent_at = now
+
+
+async def _hold(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    """Connection in hand (pooled or new), nothing written yet: wait for `not_before`."""
+    log = _SEND_LOG.get()
+    if log is None:
+        return
+    start = time.perf_counter()
+    target = log.not_before
+    if start >= target:
+        return
+    if target - start > _SPIN_S:
+        await asyncio.sleep(target - start - _SPIN_S)
+    while time.perf_counter() < target:
+        await asyncio.sleep(0)
+    log.held_s += time.perf_counter() - start
 
 
 _REUSED = -1.0  # marker in the sent box: this attempt went out on a pooled keep-alive connection
@@ -220,6 +260,8 @@ def _session_factory(max_connections: int, fresh: bool = False) -> Any:
         trace.on_request_headers_sent.append(_on_sent)
         trace.on_request_chunk_sent.append(_on_sent)
         trace.on_connection_reuseconn.append(_on_reuse)
+        trace.on_connection_reuseconn.append(_hold)
+        trace.on_connection_create_end.append(_hold)
         return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
 
     return make
@@ -387,8 +429,11 @@ class StreamClient:
         self._templates: dict[str, tuple[str, dict[str, str], httpx2.Request]] = {}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
 
-    async def open_stream(self, path: str, body: bytes) -> StreamResponse:
+    async def open_stream(self, path: str, body: bytes, log: SendLog | None = None) -> StreamResponse:
         """POST `body` (JSON bytes) to `path`; raise ClientError on any failure to start.
+
+        `log`, when given, holds the request until `log.not_before` and records when it
+        went out, also when this call fails or is cancelled (see SendLog).
 
         A pooled keep-alive connection the server closed without a byte of response
         (llama.cpp advertises keep-alive but closes after every stream, and a closed loop
@@ -396,17 +441,21 @@ class StreamClient:
         connection opened for it: the other pooled ones may be stale too, as streams that
         end together leave several.
         """
+        token = _SEND_LOG.set(log)
         try:
-            return await self._open(path, body, fresh=False)
-        except _StaleConnection:
-            pass
-        try:
-            response = await self._open(path, body, fresh=True)
-        except ClientError as exc:
-            exc.reconnected = True
-            raise
-        response.reconnected = True
-        return response
+            try:
+                return await self._open(path, body, fresh=False)
+            except _StaleConnection:
+                pass
+            try:
+                response = await self._open(path, body, fresh=True)
+            except ClientError as exc:
+                exc.reconnected = True
+                raise
+            response.reconnected = True
+            return response
+        finally:
+            _SEND_LOG.reset(token)
 
     async def _open(self, path: str, body: bytes, fresh: bool) -> StreamResponse:
         if self._direct:

@@ -21,6 +21,7 @@ cannot know it. Tighten it with `--min-effect` on a quiet, tuned machine.
 from __future__ import annotations
 
 import html
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table as RichTable
 
 from bench import figures, report, stats
@@ -177,21 +180,103 @@ def table(cmp: Comparison) -> report.Table:
     return report.Table("Comparison (difference = run - first run)", header, rows)
 
 
-def console_tables(cmp: Comparison) -> list[RichTable]:
-    """One table per run against the baseline: narrow enough for a terminal."""
-    full = table(cmp)
+def console_tables(cmp: Comparison, width: int | None = None) -> list[RichTable]:
+    """One table per run (B) against the baseline (A), in terms short enough for a terminal.
+
+    `width` (console columns): the ratio column is left out when the table would be wider
+    (the caption says so; compare.md and compare.html keep everything). A latency metric
+    whose values reach SECONDS_FROM_MS is shown in seconds. Numbers are never cut: their
+    columns do not shrink below the widest number.
+    """
     out = []
-    for k, other in enumerate(cmp.labels[1:]):
-        cols = [0, 1, 2, *range(3 + 4 * k, 7 + 4 * k)]
-        t = RichTable(title=f"{other} vs {cmp.labels[0]} ({FAMILY_CONFIDENCE:.0%} simultaneous bootstrap CI, "
-                            f"{cmp.n_resamples} resamples, "
-                            f"seed {cmp.seed})", title_justify="left")
-        for c in cols:
-            t.add_column(full.header[c], justify="left" if c < 2 else "right", no_wrap=c != 5 + 4 * k)
-        for cells in full.rows:
-            t.add_row(*(_style(cells[c]) for c in cols))
+    for k in range(1, len(cmp.labels)):
+        cells = _console_cells(cmp, k)
+        t = _console_table(cmp, k, cells, None)
+        if width is not None and _width(t).maximum > width:
+            t = _console_table(cmp, k, cells, width)
+            if _width(t).minimum > width:  # the interval wraps at its space, never inside a number
+                t = _console_table(cmp, k, cells, width, ci_wraps=True)
         out.append(t)
     return out
+
+
+# Console labels (the report's are too long for 80 columns); latency metrics get their unit.
+CONSOLE_LABELS = {"ttft_ms": "TTFT", "itl_ms": "ITL", "tpot_ms": "TPOT", "e2e_ms": "E2E",
+                  "output_tokens_per_s": "tok/s/req"}
+CONSOLE_THROUGHPUT_LABELS = {"requests_per_s": "req/s (run)", "output_tokens_per_s": "tok/s (run)"}
+SECONDS_FROM_MS = 10_000.0
+_CONSOLE_HEADER = ("metric", "stat", "A", "B", "B/A", "B-A", f"{FAMILY_CONFIDENCE:.0%} CI", "verdict")
+_RATIO = 4  # column index of B/A, the first left out when narrow
+
+
+def _console_cells(cmp: Comparison, k: int) -> list[list[str]]:
+    groups: dict[tuple[str, bool], list[Row]] = {}
+    for row in cmp.rows:
+        groups.setdefault((row.metric, row.statistic == "run"), []).append(row)
+    out = []
+    for (metric, whole_run), rows in groups.items():
+        scale, label = 1.0, (CONSOLE_THROUGHPUT_LABELS if whole_run else CONSOLE_LABELS).get(metric, metric)
+        if metric.endswith("_ms") and not whole_run:
+            seconds = _largest(rows, k) >= SECONDS_FROM_MS
+            scale, label = (1e-3, f"{label} s") if seconds else (1.0, f"{label} ms")
+        for i, row in enumerate(rows):
+            base, value, diff = row.values[0] * scale, row.values[k] * scale, row.diffs[k]
+            ratio = row.values[k] / row.values[0] if row.values[0] and np.isfinite(row.values[0]) else float("nan")
+            cells = [label if i == 0 else "", row.statistic, report.fmt(base), report.fmt(value),
+                     f"{ratio:.3f}" if np.isfinite(ratio) else "-"]
+            if diff is None:
+                cells += ["-", "-", "-"]
+            else:
+                cells += [_signed(diff.diff * scale), f"[{report.fmt(diff.low * scale)}, {report.fmt(diff.high * scale)}]",
+                          verdict(diff, cmp.min_effect)]
+            out.append(cells)
+    return out
+
+
+def _console_table(cmp: Comparison, k: int, cells: list[list[str]], narrow: int | None,
+                   ci_wraps: bool = False) -> RichTable:
+    columns = [c for c in range(len(_CONSOLE_HEADER)) if narrow is None or c != _RATIO]
+    caption = f"A: {cmp.labels[0]} (baseline), B: {cmp.labels[k]}."
+    if narrow is not None:
+        caption += f" B/A left out to fit {narrow} columns; {COMPARE_MD} has every column."
+    t = RichTable(title=f"{cmp.labels[k]} vs {cmp.labels[0]} ({FAMILY_CONFIDENCE:.0%} simultaneous bootstrap CI, "
+                        f"{cmp.n_resamples} resamples, seed {cmp.seed})", title_justify="left",
+                  caption=caption, caption_justify="left")
+    for c in columns:
+        header = _CONSOLE_HEADER[c]
+        if c == 0:
+            t.add_column(header, justify="left", no_wrap=True, min_width=max(len(row[0]) for row in cells))
+            continue
+        if c == len(_CONSOLE_HEADER) - 1:  # verdicts wrap between words
+            t.add_column(header, justify="left", overflow="fold")
+            continue
+        wraps = ci_wraps and c == 6
+        widest = max((max(map(len, row[c].split())) if wraps else len(row[c]) for row in cells), default=0)
+        t.add_column(header, justify="right", no_wrap=not wraps, overflow="fold", min_width=max(widest, len(header)))
+    for row in cells:
+        t.add_row(*(_style(row[c]) for c in columns))
+    return t
+
+
+def _largest(rows: list[Row], k: int) -> float:
+    values = [v for row in rows for v in (row.values[0], row.values[k])]
+    for row in rows:
+        diff = row.diffs[k]
+        if diff is not None:
+            values += [diff.diff, diff.low, diff.high]
+    finite = [abs(v) for v in values if np.isfinite(v)]
+    return max(finite, default=0.0)
+
+
+def _signed(value: float) -> str:
+    text = report.fmt(value)
+    return text if text.startswith("-") or not np.isfinite(value) else f"+{text}"
+
+
+def _width(renderable: RichTable) -> Measurement:
+    """Columns `renderable` takes when nothing limits it (maximum) and at the least (minimum)."""
+    console = Console(file=io.StringIO(), width=10_000)
+    return Measurement.get(console, console.options, renderable)
 
 
 def _style(cell: str) -> str:

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 from aiolimiter import AsyncLimiter
 
-from bench.client import ClientError, StreamClient, StreamResponse
+from bench.client import ClientError, SendLog, StreamClient, StreamResponse
 from bench.records import OUTPUT_KIND_CODES, RequestRecord
 from bench.recorder import StreamProtocolError, StreamRecorder, json_body_error
 from bench.scenario import Timeouts
@@ -162,7 +162,8 @@ class Runner:
             if not self._may_send(stage):
                 return
             # Submit early by the client's own build-and-write time, so the request is on
-            # the wire at its scheduled time rather than a millisecond or two after it.
+            # the wire at its scheduled time rather than a millisecond or two after it; the
+            # client holds it, connection in hand, until that time (never early).
             await _sleep_until(self._t0 + offset - self._lead.seconds)
             if slots is not None:
                 await slots.acquire()
@@ -244,7 +245,7 @@ class Runner:
         attempt = _Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text, lead=self._lead,
                            n=spec.n)
         try:
-            await attempt.run(self._client, self._plan.path, spec.body)
+            await attempt.run(self._client, self._plan.path, spec.body, not_before=self._t0 + scheduled_s)
         except asyncio.CancelledError:
             attempt.cancelled()
             self._finish(attempt, request_id, spec, scheduled_s, stage)
@@ -272,10 +273,20 @@ class Runner:
 
 
 class SendLead:
-    """Running estimate of the time from handing a request to the SDK to its last byte
-    leaving on the socket (request building, auth, pool checkout, write)."""
+    """Running estimate of the time from handing a request to the client to its last byte
+    leaving on the socket (request building, pool checkout or connecting, write), not
+    counting the time the client held it for its schedule (`SendLog.held_s`).
 
-    MAX_S = 0.005  # a larger lead would hide a client that is truly falling behind
+    The lead is applied before anyone knows whether the request will go out on a pooled
+    connection or on a new one (a server that closes after every stream makes every one new),
+    so it cannot fit each; the client's hold makes a too-large lead harmless (the request
+    waits, connection in hand, for its time) while a too-small one makes it late. Hence it
+    sits high in the overhead's spread (about its 70th percentile), not low. Requests
+    retried after a stale pooled connection are not observed: the retry happens after the
+    hold, whatever the lead, so their extra time is schedule lag that no lead can remove.
+    """
+
+    MAX_S = 0.005  # bounds the time a request waits in the client, connection in hand
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -289,10 +300,11 @@ class SendLead:
         if self._count == 1:
             self.seconds = target
             return
-        # Tracks a low quantile rather than the mean: a little late is recorded as schedule
-        # lag, early would not be. Fast at first, steady later.
+        # Steps up 4x larger than down: settles where the mean excess above it is a quarter
+        # of the mean shortfall below it (two thirds of the way up a uniform spread). Fast
+        # at first, steady later.
         rate = 0.3 if self._count < 20 else 0.05
-        step = rate if target < self.seconds else rate / 5
+        step = rate if target > self.seconds else rate / 4
         self.seconds += step * (target - self.seconds)
 
 
@@ -323,22 +335,21 @@ class _Attempt:
         self._done_abs: float | None = None  # when [DONE] arrived
         self._done_wake: asyncio.Future[None] | None = None
 
-    async def run(self, client: StreamClient, path: str, body: bytes) -> None:
+    async def run(self, client: StreamClient, path: str, body: bytes, not_before: float = 0.0) -> None:
+        """`not_before`: perf_counter time before which no byte of the request is written."""
         loop = asyncio.get_running_loop()
         timeouts = self.timeouts
         self.sent_abs = self.submitted_abs = time.perf_counter()
+        log = SendLog(not_before=not_before)
         start = loop.time()
         total_deadline = start + timeouts.total_s
         ttft_deadline = min(start + timeouts.ttft_s, total_deadline)
         response: StreamResponse | None = None
         try:
             async with asyncio.timeout_at(ttft_deadline) as deadline:
-                response = await client.open_stream(path, body)
+                response = await client.open_stream(path, body, log)
                 self.headers_abs = time.perf_counter()
-                if response.sent_at is not None:
-                    self.sent_abs = response.sent_at
-                    if self.lead is not None:
-                        self.lead.observe(response.sent_at - self.submitted_abs)
+                self._sent(log, response.reconnected)
                 self.http_status = response.status
                 self.reconnected = response.reconnected
                 self.server_request_id = response.server_request_id
@@ -354,11 +365,24 @@ class _Attempt:
         except StreamProtocolError as exc:
             self._fail(exc.kind, str(exc))
         finally:
+            if response is None:  # failed or cut short before a response: it may still have gone out
+                self._sent(log, self.reconnected)
             self.end_abs = time.perf_counter()
             if response is not None:
                 await response.aclose()
         if self.error_kind is None:
             self._check_complete()
+
+    def _sent(self, log: SendLog, reconnected: bool) -> None:
+        """When the request went out. Not written at all (refused, say): when it would have
+        been, `not_before`, or the failure if that came first (the validity checks leave
+        such requests out of "sent early")."""
+        if log.sent_at is None:
+            self.sent_abs = max(self.submitted_abs, min(log.not_before, time.perf_counter()))
+            return
+        self.sent_abs = log.sent_at
+        if self.lead is not None and not reconnected:
+            self.lead.observe(log.sent_at - self.submitted_abs - log.held_s)
 
     async def _read(self, response: StreamResponse, deadline: asyncio.Timeout,
                     loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:

@@ -26,6 +26,15 @@ LAG_FLOOR_MS = 2.0
 MAX_ERROR_RATE = 0.05
 # Achieved send rate may fall short of the offered rate by at most this share.
 MAX_RATE_SHORTFALL = 0.05
+# Sent early: a request reaches the wire no earlier than its scheduled time (the client holds
+# it until then), so a negative schedule lag beyond the clock's resolution (perf_counter and
+# the event loop's wake-up: ~0.1 ms) means the send path did not: a median below
+# SENT_EARLY_P50_MS, or more than SENT_EARLY_MAX_SHARE of the requests below SENT_EARLY_MS.
+SENT_EARLY_P50_MS = -0.1
+SENT_EARLY_MS = -0.5
+SENT_EARLY_MAX_SHARE = 0.01
+# Error kinds of requests that never went out: their sent time is only when they were ready to.
+NOT_SENT_KINDS = ("connect_refused", "connect_error", "connect_timeout")
 # Ray actors: the clock-offset uncertainty (half the best round trip) against the median TTFT.
 MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT = 0.1
 
@@ -56,6 +65,7 @@ def check(run: Run) -> list[ValidityWarning]:
     else:
         warnings += check_rate(summary)
         warnings += check_schedule_lag(summary)
+    warnings += check_sent_early(run.requests)
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)
@@ -230,6 +240,28 @@ def check_schedule_lag(summary: dict[str, Any]) -> list[ValidityWarning]:
     return [ValidityWarning("schedule_lag", f"schedule lag p99 {lag_p99:.1f} ms exceeds "
                                             f"{MAX_LAG_P99_SHARE_OF_INTERARRIVAL:.0%} of the mean inter-arrival time "
                                             f"({interarrival_ms:.1f} ms): the client fell behind its schedule")]
+
+
+def check_sent_early(requests: Any) -> list[ValidityWarning]:
+    """Measured requests that went out before their scheduled time (negative schedule lag),
+    beyond the clock's resolution: the offered schedule was not the one intended."""
+    needed = {"sent_s", "scheduled_s"}
+    if not needed <= set(requests.columns) or requests.empty:
+        return []
+    frame = requests[requests["phase"] != "warmup"] if "phase" in requests else requests
+    if "error_kind" in frame:
+        frame = frame[~frame["error_kind"].isin(NOT_SENT_KINDS)]
+    lag_ms = (frame["sent_s"].to_numpy(dtype="float64") - frame["scheduled_s"].to_numpy(dtype="float64")) * 1e3
+    lag_ms = lag_ms[np.isfinite(lag_ms)]
+    if lag_ms.size == 0:
+        return []
+    p50 = float(np.median(lag_ms))
+    early = float(np.mean(lag_ms < SENT_EARLY_MS))
+    if p50 >= SENT_EARLY_P50_MS and early <= SENT_EARLY_MAX_SHARE:
+        return []
+    return [ValidityWarning("sent_early", f"sent early: schedule lag p50 {p50:.2f} ms, {early:.0%} of requests more "
+                                          f"than {-SENT_EARLY_MS:g} ms before their scheduled time; the send path "
+                                          "ran ahead of the schedule (the offered load was not the one intended)")]
 
 
 def check_stage_lag(summary: dict[str, Any], declared: list[dict[str, Any]]) -> list[ValidityWarning]:

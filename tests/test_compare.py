@@ -171,3 +171,47 @@ def test_stats_reject_bad_input():
         stats.bootstrap_diff(np.ones(3), np.ones(3), ("median",))
     empty = stats.bootstrap_diff(np.array([np.nan]), np.ones(5), ("mean",))["mean"]
     assert empty.verdict == "n/a" and not empty.significant
+
+
+def test_cli_compare_at_80_columns_cuts_no_number(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    runs_ab = [runs["a"], runs["slow"]]
+    assert main(["compare", *map(str, runs_ab), "--out", str(tmp_path), "--seed", "3", "--resamples", "500"]) == 0
+    printed = capsys.readouterr().out
+    assert "…" not in printed
+    table_lines = [line for line in printed.splitlines() if line[:1] in "┃│┏┡└"]
+    assert len(table_lines) > 20 and all(len(line) <= 80 for line in table_lines)
+    cmp = compare.compare_runs([bench.load_run(p) for p in runs_ab], seed=3, n_resamples=500)
+    for row in cmp.rows:  # every value of both runs, whole (no latency here reaches seconds)
+        for value in row.values:
+            assert compare.report.fmt(value) in printed, (row.label, row.statistic, value)
+
+
+def test_console_tables_at_80_columns_keep_large_numbers_whole():
+    from io import StringIO
+
+    from rich.console import Console
+
+    rows = []
+    for label, metric in compare.METRICS:  # a saturated server: latencies of minutes
+        for stat in compare.STATISTICS:
+            a = 106_123.4 if metric != "itl_ms" else 12.34
+            b = a * 1.5
+            diff = stats.DiffCI(stat, a, b, b - a, (b - a) * 0.8, (b - a) * 1.2, 0.99, 1000, 1000)
+            rows.append(compare.Row(label, metric, stat, [a, b], [None, diff]))
+    rows.append(compare.Row("requests/s (run)", "requests_per_s", "run", [0.35, 0.5], [None, None]))
+    cmp = compare.Comparison(["run-20261130-000001", "run-20261130-000002-llama-cpp"], rows, [], 0, 2000)
+    out = StringIO()
+    console = Console(file=out, width=80)
+    for table in compare.console_tables(cmp, 80):
+        console.print(table)
+    text = out.getvalue()
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│ ") and
+             line.split("│")[1].strip()}
+    assert {"TTFT s", "ITL ms", "E2E s", "tok/s/req", "req/s (run)"} <= set(lines)
+    for cell in ("106.1", "159.2", "+53.06", "[42.45, 63.67]"):  # 106,123.4 ms and 1.5x in seconds
+        assert cell in lines["TTFT s"]
+    for cell in ("106,123", "159,185", "+53,062"):  # tokens/s stay tokens/s
+        assert cell in lines["tok/s/req"]
+    assert "12.34" in lines["ITL ms"] and "18.51" in lines["ITL ms"]

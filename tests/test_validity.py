@@ -233,3 +233,26 @@ def test_unknown_finish_reasons_are_named_with_their_counts():
     (warning,) = check_finish_reasons(odd)
     assert warning.code == "unknown_finish_reason"
     assert "'eos_reached' (2 requests)" in warning.message and "weird" not in warning.message
+
+
+@pytest.mark.parametrize(("lag_ms", "message"), [(0.3, None), (-0.05, None), (-0.46, "p50 -0.46 ms, 0% of"),
+                                                 (-0.8, "p50 -0.80 ms, 100% of requests more than 0.5 ms")])
+def test_negative_schedule_lag_beyond_clock_resolution_is_sent_early(lag_ms, message):
+    found = [w.message for w in validity.check(make_run(lag_ms=lag_ms)) if w.code == "sent_early"]
+    assert found == ([] if message is None else [found[0]])
+    if message is not None:
+        assert message in found[0] and found[0].startswith("sent early")
+
+
+def test_a_few_early_requests_pass_but_a_share_of_them_is_sent_early():
+    requests = make_run(n=1000, lag_ms=0.2).requests.copy()
+    requests.loc[:4, "sent_s"] -= 1e-3  # 5 of 1000 (0.5 %) a millisecond early: within the allowance
+    assert validity.check_sent_early(requests) == []
+    requests.loc[:49, "sent_s"] -= 1e-3  # 50 of 1000 (5 %)
+    assert [w.code for w in validity.check_sent_early(requests)] == ["sent_early"]
+
+
+def test_requests_that_never_went_out_are_not_sent_early():
+    requests = make_run(n=200, lag_ms=-2.0).requests.copy()
+    requests["error_kind"] = pd.array(["connect_refused"] * len(requests), dtype="string")
+    assert validity.check_sent_early(requests) == []
