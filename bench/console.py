@@ -103,6 +103,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str],
                   notes: Sequence[str] = ()) -> None:
     console = Console()
+    print_saturation(console, summary)
     console.print(summary_table(summary, title))
     for line in summary_lines(summary) + paired_lines(summary):
         console.print(line, highlight=False)
@@ -111,6 +112,13 @@ def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: l
     for warning in warnings:
         console.print(f"WARNING: {warning}", style="yellow", highlight=False)
     console.print(f"run directory: {run_dir}", highlight=False)
+
+
+def print_saturation(console: Console, summary: dict[str, Any]) -> None:
+    """The saturation verdict (summary.json `saturation`), before anything else: it changes
+    what every number below means."""
+    for verdict in summary.get("saturation") or []:
+        console.print(f"SATURATED: {verdict['message']}", style="bold red", highlight=False)
 
 
 def _fmt(value: Any) -> str:

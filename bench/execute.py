@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import numpy as np
 import orjson
 
-from bench import __version__
+from bench import __version__, saturation
 from bench.client import ClientConfig, ClientError, StreamClient, arrival_stamp_source
 from bench.errors import BenchInputError, RunFailed, TargetUnusable
 from bench.loopmon import LoopMonitor, client_warnings
@@ -60,6 +60,9 @@ class RunResult:
 
 def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     """Run a validated scenario to a stored, summarised run directory."""
+    if scenario.load.stop_on_saturation and (scenario.ray is not None or scenario.load.workers != 1):
+        raise BenchInputError(f"{options.scenario_path}: load.stop_on_saturation: the early stop watches one "
+                              "client process; set load.workers: 1 and no ray section")
     if scenario.ray is not None:
         from bench.ray_workers import require_ray
 
@@ -182,10 +185,83 @@ async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, 
                           ray=scenario.ray is not None) as session:
         stages = stage_plans(session.schedule, scenario.load)
         try:
-            session.ended = await session.runner.run(stages, session.stop)
+            if scenario.load.stop_on_saturation:
+                session.ended = await run_watched(session, stages)
+            else:
+                session.ended = await session.runner.run(stages, session.stop)
         except RunFailed as exc:  # a client worker or Ray actor died: keep what it sent
             session.failure = str(exc)
     return session.result()
+
+
+async def run_watched(session: RunSession, stages: list[StagePlan]) -> str:
+    """`Runner.run` with the early stop (load.stop_on_saturation): send the stages while a
+    watcher samples the runner's counters; once `saturation.saturated_now` holds, stop
+    sending, drain for saturation.DRAIN_TIMEOUT_S (cancelling what is left, every record
+    kept) and end "saturated". Returns completed | saturated | interrupted."""
+    runner = session.runner
+    halt = asyncio.Event()
+    watch = _SaturationWatch(session, stages, halt)
+    watcher = asyncio.ensure_future(watch.run())
+    try:
+        for stage in stages:
+            if not await runner.send(stage, halt):
+                break
+        if session.stop.is_set():
+            await runner.cancel_in_flight()
+            return "interrupted"
+        saturated = watch.reason is not None
+        if not await runner.drain(session.stop, saturation.DRAIN_TIMEOUT_S if saturated else None):
+            await runner.cancel_in_flight()
+        if session.stop.is_set():
+            return "interrupted"
+        if saturated:
+            session.end_reason = watch.reason
+            return "saturated"
+        return "completed"
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+class _SaturationWatch:
+    """Samples `session.progress` every saturation.SAMPLE_S during the open-loop stages;
+    sets `halt` on the user's stop or on saturation (then `reason` says why)."""
+
+    def __init__(self, session: RunSession, stages: list[StagePlan], halt: asyncio.Event) -> None:
+        self.session = session
+        self.starts = {s.index: s.start_s for s in stages if s.offsets is not None}
+        self.halt = halt
+        self.reason: str | None = None
+
+    async def run(self) -> None:
+        session = self.session
+        progress = session.progress
+        samples: list[saturation.Sample] = []
+        stage = -1
+        keep = int((saturation.SETTLE_S + saturation.WINDOW_S) / saturation.SAMPLE_S) + 4
+        while not session.stop.is_set():
+            now = session.now_s()
+            if progress.stage != stage:
+                stage, samples = progress.stage, []
+            start = self.starts.get(stage)
+            if start is not None and now > start:
+                samples.append((now, progress.in_flight, progress.sent, progress.done))
+                del samples[:-keep]
+                if saturation.saturated_now(samples, start):
+                    self.reason = self._why(samples, stage)
+                    break
+            await asyncio.sleep(saturation.SAMPLE_S)
+        self.halt.set()
+
+    def _why(self, samples: list[saturation.Sample], stage: int) -> str:
+        window = [s for s in samples if s[0] >= samples[-1][0] - saturation.WINDOW_S]
+        span = window[-1][0] - window[0][0]
+        sent, done = window[-1][2] - window[0][2], window[-1][3] - window[0][3]
+        where = f"stage {stage}, " if len(self.starts) > 1 else ""
+        return (f"load.stop_on_saturation: stopped sending at t={samples[-1][0]:.1f}s ({where}in flight "
+                f"{window[0][1]} -> {window[-1][1]}; arrivals {sent / span:.2f}/s, completions "
+                f"{done / span:.2f}/s over the last {span:.1f} s)")
 
 
 class RunSession:
@@ -207,6 +283,7 @@ class RunSession:
         self.signals: list[str] = []
         self.ended = "failed"
         self.failure: str | None = None
+        self.end_reason: str | None = None  # why a run ended "saturated"
         self.stage_notes: list[dict[str, Any]] = []
         self._cleanup = AsyncExitStack()
 
@@ -370,6 +447,8 @@ class RunSession:
             ended, reason = "failed", self.failure
         elif ended == "interrupted":
             reason = f"signal {self.signals[0]}" if self.signals else "stopped"
+        elif ended == "saturated":
+            reason = self.end_reason
         self.writer.manifest.stages = self.stage_notes or [_stage_note(s) for s in self.schedule.stages]
         if self.pool is not None:
             self.writer.manifest.client["workers"] = self.pool.worker_stats

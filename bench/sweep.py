@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import aggregate, metrics, store
+from bench import aggregate, metrics, saturation, store
 from bench.errors import BenchInputError
 from bench.execute import (
     RunOptions,
@@ -32,13 +32,14 @@ from bench.runner import StagePlan
 from bench.scenario import Scenario
 from bench.schedule import arrival_offsets
 
-SATURATION_MIN_RISE = 8.0  # requests: the in-flight trend must rise at least this much ...
-SATURATION_RELATIVE_RISE = 0.75  # ... and this share of its mean, over one window
-SATURATION_SETTLE_S = 3.0  # in-flight ramps up from 0 at every stage start; not saturation
-SATURATION_WINDOW_S = 5.0
-SAMPLE_S = 0.25
+# The in-flight trend test and its thresholds live in bench.saturation (one home).
+SATURATION_MIN_RISE = saturation.MIN_RISE
+SATURATION_RELATIVE_RISE = saturation.RELATIVE_RISE
+SATURATION_SETTLE_S = saturation.SETTLE_S
+SATURATION_WINDOW_S = saturation.WINDOW_S
+SAMPLE_S = saturation.SAMPLE_S
 STAGE_GAP_S = 0.2
-DRAIN_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = saturation.DRAIN_TIMEOUT_S
 SEARCH_TOLERANCE = 0.05
 SEARCH_MAX_POINTS = 12
 
@@ -267,16 +268,5 @@ class _Driver:
 
 
 def _growing(samples: list[tuple[float, int, int, int]], start: float) -> bool:
-    """The server takes less than it is given: after the stage has settled, the trend of
-    in-flight requests over the last window rises by more than noise would (Poisson
-    arrivals make in-flight wander by a few requests either way). Samples are
-    (t, in_flight, sent, done)."""
-    now = samples[-1][0]
-    if now - start < SATURATION_SETTLE_S + SATURATION_WINDOW_S:
-        return False
-    window = [s for s in samples if s[0] >= now - SATURATION_WINDOW_S]
-    t = np.array([s[0] for s in window])
-    n = np.array([s[1] for s in window], dtype=float)
-    slope = float(np.polyfit(t - t[0], n, 1)[0])
-    rise = slope * SATURATION_WINDOW_S
-    return rise >= max(SATURATION_MIN_RISE, SATURATION_RELATIVE_RISE * float(n.mean()))
+    """The server takes less than it is given (`saturation.in_flight_rising`)."""
+    return saturation.in_flight_rising(samples, start)
