@@ -118,7 +118,7 @@ def print_saturation(console: Console, summary: dict[str, Any]) -> None:
     """The saturation verdict (summary.json `saturation`), before anything else: it changes
     what every number below means."""
     for verdict in summary.get("saturation") or []:
-        console.print(f"SATURATED: {verdict['message']}", style="bold red", highlight=False)
+        console.print(f"SATURATED: {verdict['message']}", style="bold red", highlight=False, soft_wrap=True)
 
 
 def _fmt(value: Any) -> str:

@@ -226,11 +226,13 @@ async def run_watched(session: RunSession, stages: list[StagePlan]) -> str:
 
 class _SaturationWatch:
     """Samples `session.progress` every saturation.SAMPLE_S during the open-loop stages;
-    sets `halt` on the user's stop or on saturation (then `reason` says why)."""
+    sets `halt` on the user's stop or on saturation (then `reason` says why). Arrivals are
+    the stage's schedule, so requests waiting for a load.max_concurrency slot count as
+    queued (`saturation.Sample`)."""
 
     def __init__(self, session: RunSession, stages: list[StagePlan], halt: asyncio.Event) -> None:
         self.session = session
-        self.starts = {s.index: s.start_s for s in stages if s.offsets is not None}
+        self.stages = {s.index: s for s in stages if s.offsets is not None}
         self.halt = halt
         self.reason: str | None = None
 
@@ -238,17 +240,20 @@ class _SaturationWatch:
         session = self.session
         progress = session.progress
         samples: list[saturation.Sample] = []
-        stage = -1
+        stage, sent_before = -1, 0
         keep = int((saturation.SETTLE_S + saturation.WINDOW_S) / saturation.SAMPLE_S) + 4
         while not session.stop.is_set():
             now = session.now_s()
             if progress.stage != stage:
-                stage, samples = progress.stage, []
-            start = self.starts.get(stage)
-            if start is not None and now > start:
-                samples.append((now, progress.in_flight, progress.sent, progress.done))
+                stage, sent_before, samples = progress.stage, progress.sent, []
+            plan = self.stages.get(stage)
+            if plan is not None and now > plan.start_s:
+                assert plan.offsets is not None
+                arrived = int(np.searchsorted(plan.offsets, now, side="right"))
+                waiting = max(0, arrived - (progress.sent - sent_before))  # for a concurrency slot
+                samples.append((now, progress.in_flight + waiting, arrived, progress.done - progress.errors))
                 del samples[:-keep]
-                if saturation.saturated_now(samples, start):
+                if saturation.saturated_now(samples, plan.start_s):
                     self.reason = self._why(samples, stage)
                     break
             await asyncio.sleep(saturation.SAMPLE_S)
@@ -258,7 +263,7 @@ class _SaturationWatch:
         window = [s for s in samples if s[0] >= samples[-1][0] - saturation.WINDOW_S]
         span = window[-1][0] - window[0][0]
         sent, done = window[-1][2] - window[0][2], window[-1][3] - window[0][3]
-        where = f"stage {stage}, " if len(self.starts) > 1 else ""
+        where = f"stage {stage}, " if len(self.stages) > 1 else ""
         return (f"load.stop_on_saturation: stopped sending at t={samples[-1][0]:.1f}s ({where}in flight "
                 f"{window[0][1]} -> {window[-1][1]}; arrivals {sent / span:.2f}/s, completions "
                 f"{done / span:.2f}/s over the last {span:.1f} s)")

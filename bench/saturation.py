@@ -18,9 +18,13 @@ Thresholds (documented in the README):
   by a few requests either way; a ramp that has settled rises by much less than its mean).
 - MAX_COMPLETION_SHARE: over that window, completions are at most this share of arrivals
   ("well below": a server at capacity completes about as many as arrive).
-- TTFT_RISE: stored verdict only; among the requests sent after the onset, the median TTFT
-  of the later half exceeds the earlier half's by this share (a request that timed out
-  before its first token counts as an endless TTFT). Skipped below MIN_TTFT_SAMPLES.
+- TTFT_RISE: stored verdict only; among the requests that arrived after the onset, the
+  median time to first token from the scheduled arrival of the later half exceeds the
+  earlier half's by this share (a request that timed out before its first token counts as
+  endless). Skipped below MIN_TTFT_SAMPLES.
+
+"In flight" is every request that has arrived (by its schedule) and not ended, so a queue
+that builds in the client under load.max_concurrency counts as well as the server's.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ SAMPLE_S = 0.25  # live sampling period, and the grid the stored records are sam
 # (and kept, as cancelled records). Shared with the sweep's saturated stages.
 DRAIN_TIMEOUT_S = 30.0
 
-Sample = tuple[float, int, int, int]  # (t seconds from t0, in_flight, sent, done)
+# (t seconds from t0, in flight, sent so far, completed ok so far): the runner's Progress
+# as (now, in_flight, sent, done - errors)
+Sample = tuple[float, int, int, int]
 
 
 def in_flight_rising(samples: list[Sample], start: float) -> bool:
@@ -63,7 +69,8 @@ def in_flight_rising(samples: list[Sample], start: float) -> bool:
 
 
 def completions_short(samples: list[Sample]) -> bool:
-    """Over the last WINDOW_S, completions are at most MAX_COMPLETION_SHARE of arrivals."""
+    """Over the last WINDOW_S, completions (requests that ended ok: a timed-out request
+    leaves the queue without being served) are at most MAX_COMPLETION_SHARE of arrivals."""
     now = samples[-1][0]
     window = [s for s in samples if s[0] >= now - WINDOW_S]
     sent = window[-1][2] - window[0][2]
@@ -122,13 +129,18 @@ def detect_run(requests: pd.DataFrame, stages: list[dict[str, Any]]) -> list[Ver
 
 
 def detect_stage(frame: pd.DataFrame, start: float) -> Verdict | None:
-    """The stored verdict for one open-loop stage's requests (see `detect_run`)."""
-    sent = np.sort(frame["sent_s"].to_numpy(dtype=float))
+    """The stored verdict for one open-loop stage's requests (see `detect_run`).
+
+    Arrivals are the scheduled times: under load.max_concurrency the queue builds in the
+    client (sends wait for a slot), and the backlog counts it all the same."""
+    arrived = np.sort(_arrival_times(frame))
     ended = np.sort(frame["end_s"].to_numpy(dtype=float))
-    if len(sent) < 2:
+    if len(arrived) < 2:
         return None
-    last_send = float(sent[-1])
-    samples = series(sent, ended, start, last_send)
+    last = float(arrived[-1])
+    ok = frame["status"].to_numpy() == "ok" if "status" in frame else np.ones(len(frame), bool)
+    end_ok = np.sort(frame["end_s"].to_numpy(dtype=float)[ok])
+    samples = series(arrived, ended, end_ok, start, last)
     k = int(WINDOW_S / SAMPLE_S) + 2  # the tests read the last window only
     detected = next((samples[i][0] for i in range(len(samples))
                      if saturated_now(samples[max(0, i - k): i + 1], start)), None)
@@ -137,21 +149,29 @@ def detect_stage(frame: pd.DataFrame, start: float) -> Verdict | None:
     onset = onset_time(samples, start)
     if not ttft_growing(frame, onset):
         return None
-    span = max(last_send - onset, SAMPLE_S)
-    arrivals = int(((sent >= onset) & (sent <= last_send)).sum())
-    ok = frame["status"].to_numpy() == "ok" if "status" in frame else np.ones(len(frame), bool)
-    end_ok = frame["end_s"].to_numpy(dtype=float)[ok]
-    completions = int(((end_ok >= onset) & (end_ok <= last_send)).sum())
-    return Verdict(None, onset, last_send, arrivals / span, completions / span, detected)
+    span = max(last - onset, SAMPLE_S)
+    arrivals = int(((arrived >= onset) & (arrived <= last)).sum())
+    completions = int(((end_ok >= onset) & (end_ok <= last)).sum())
+    return Verdict(None, onset, last, arrivals / span, completions / span, detected)
 
 
-def series(sent: np.ndarray, ended: np.ndarray, start: float, stop: float) -> list[Sample]:
-    """The live counters as a sampler would have read them, every SAMPLE_S from `start` to
-    `stop`, rebuilt from sorted send and end times (seconds from t0)."""
+def _arrival_times(frame: pd.DataFrame) -> np.ndarray:
+    sent = frame["sent_s"].to_numpy(dtype=float)
+    if "scheduled_s" not in frame:
+        return sent
+    scheduled = frame["scheduled_s"].to_numpy(dtype=float)
+    return np.where(np.isnan(scheduled), sent, scheduled)
+
+
+def series(sent: np.ndarray, ended: np.ndarray, ended_ok: np.ndarray, start: float, stop: float) -> list[Sample]:
+    """The live samples as a sampler would have read them, every SAMPLE_S from `start` to
+    `stop`, rebuilt from sorted arrival times, end times (all) and end times of ok
+    requests (seconds from t0); "in flight" is every request arrived and not ended."""
     grid = np.arange(start, stop + SAMPLE_S / 2, SAMPLE_S)
     n_sent = np.searchsorted(sent, grid, side="right")
-    n_done = np.searchsorted(ended, grid, side="right")
-    return [(float(t), int(s - d), int(s), int(d)) for t, s, d in zip(grid, n_sent, n_done, strict=True)]
+    n_ended = np.searchsorted(ended, grid, side="right")
+    n_ok = np.searchsorted(ended_ok, grid, side="right")
+    return [(float(t), int(s - e), int(s), int(k)) for t, s, e, k in zip(grid, n_sent, n_ended, n_ok, strict=True)]
 
 
 def onset_time(samples: list[Sample], start: float) -> float:
@@ -172,21 +192,25 @@ def onset_time(samples: list[Sample], start: float) -> float:
 
 
 def ttft_growing(frame: pd.DataFrame, onset: float) -> bool:
-    """TTFT of the requests sent after `onset` grows: the later half's median exceeds the
-    earlier half's by TTFT_RISE. A request that timed out before its first token counts as
-    an endless TTFT; other failures are left out. True below MIN_TTFT_SAMPLES (no evidence
-    against)."""
-    after = frame[frame["sent_s"] >= onset].sort_values("sent_s")
-    ttft = (after["first_token_s"] - after["sent_s"]).to_numpy(dtype=float) if "first_token_s" in after \
-        else np.full(len(after), np.nan)
+    """Time to first token counted from the scheduled arrival (TTFT plus schedule lag, so
+    that a client-side queue counts too) grows among the requests that arrived after
+    `onset`: the later half's median exceeds the earlier half's by TTFT_RISE. A request
+    that timed out before its first token counts as endless; other failures are left out.
+    True below MIN_TTFT_SAMPLES (no evidence against)."""
+    frame = frame.assign(_arrived=_arrival_times(frame))
+    after = frame[frame["_arrived"] >= onset].sort_values("_arrived")
+    if "first_token_s" in after:
+        wait = (after["first_token_s"] - after["_arrived"]).to_numpy(dtype=float)
+    else:
+        wait = np.full(len(after), np.nan)
     if "error_kind" in after:
-        timed_out = after["error_kind"].isin(("ttft_timeout", "total_timeout")).to_numpy() & np.isnan(ttft)
-        ttft = np.where(timed_out, np.inf, ttft)
-    ttft = ttft[~np.isnan(ttft)]
-    if len(ttft) < MIN_TTFT_SAMPLES:
+        timed_out = after["error_kind"].isin(("ttft_timeout", "total_timeout")).to_numpy() & np.isnan(wait)
+        wait = np.where(timed_out, np.inf, wait)
+    wait = wait[~np.isnan(wait)]
+    if len(wait) < MIN_TTFT_SAMPLES:
         return True
-    half = len(ttft) // 2
-    early, late = float(np.median(ttft[:half])), float(np.median(ttft[half:]))
+    half = len(wait) // 2
+    early, late = float(np.median(wait[:half])), float(np.median(wait[half:]))
     return late > early * (1.0 + TTFT_RISE)
 
 

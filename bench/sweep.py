@@ -240,7 +240,7 @@ class _Driver:
             now = session.now_s()
             if point.rate is not None and now > start:
                 progress = session.progress
-                samples.append((now, progress.in_flight, progress.sent, progress.done))
+                samples.append((now, progress.in_flight, progress.sent, progress.done - progress.errors))
                 if _growing(samples, start):
                     saturated.set()
                     combined.set()

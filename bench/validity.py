@@ -201,7 +201,7 @@ def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:
         return []
     if ended == "saturated":
         why = f" ({reason})" if reason else ""
-        return [ValidityWarning("ended", f"the run was stopped early because the server saturated{why}; "
+        return [ValidityWarning("ended", f"server saturated: the run was stopped early{why}; "
                                          "requests still queued after the drain were cancelled")]
     why = f" ({reason})" if reason else ""
     return [ValidityWarning("ended", f"the run did not complete: it ended {ended}{why}; "
