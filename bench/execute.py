@@ -29,7 +29,7 @@ from bench import __version__, saturation
 from bench.client import ClientConfig, ClientError, StreamClient, arrival_stamp_source
 from bench.errors import BenchInputError, RunFailed, TargetUnusable
 from bench.loopmon import LoopMonitor, client_warnings
-from bench.records import RequestRecord
+from bench.records import OUTPUT_KIND_CODES, RequestRecord
 from bench.redact import redact_argv, redact_scenario
 from bench.results import Run, finalize_run
 from bench.runner import Progress, RunPlan, Runner, StagePlan
@@ -225,39 +225,53 @@ async def run_watched(session: RunSession, stages: list[StagePlan]) -> str:
 
 
 class _SaturationWatch:
-    """Samples `session.progress` every saturation.SAMPLE_S during the open-loop stages;
-    sets `halt` on the user's stop or on saturation (then `reason` says why). Arrivals are
-    the stage's schedule, so requests waiting for a load.max_concurrency slot count as
-    queued (`saturation.Sample`)."""
+    """Samples `session.progress` every saturation.SAMPLE_S during the open-loop stages and
+    reads the finished records' waits for a first token (`saturation.saturated_now`); sets
+    `halt` on the user's stop or on saturation (then `reason` says why). Arrivals are the
+    stage's schedule, so requests waiting for a load.max_concurrency slot count as queued."""
 
     def __init__(self, session: RunSession, stages: list[StagePlan], halt: asyncio.Event) -> None:
         self.session = session
         self.stages = {s.index: s for s in stages if s.offsets is not None}
         self.halt = halt
         self.reason: str | None = None
+        self.waits: list[saturation.Wait] = []
+        self.stage = -1
+        session.sink.observer = self._observe
+
+    def _observe(self, record: RequestRecord) -> None:
+        if record.stage != self.stage:
+            return
+        output = [t for t, kind in zip(record.chunks.t, record.chunks.kind, strict=True) if kind in OUTPUT_KIND_CODES]
+        wait = saturation.record_wait(record.scheduled_s, min(output) if output else None, record.error_kind)
+        if wait is not None:
+            self.waits.append(wait)
 
     async def run(self) -> None:
         session = self.session
         progress = session.progress
         samples: list[saturation.Sample] = []
-        stage, sent_before = -1, 0
+        sent_before = 0
         keep = int((saturation.SETTLE_S + saturation.WINDOW_S) / saturation.SAMPLE_S) + 4
-        while not session.stop.is_set():
-            now = session.now_s()
-            if progress.stage != stage:
-                stage, sent_before, samples = progress.stage, progress.sent, []
-            plan = self.stages.get(stage)
-            if plan is not None and now > plan.start_s:
-                assert plan.offsets is not None
-                arrived = int(np.searchsorted(plan.offsets, now, side="right"))
-                waiting = max(0, arrived - (progress.sent - sent_before))  # for a concurrency slot
-                samples.append((now, progress.in_flight + waiting, arrived, progress.done - progress.errors))
-                del samples[:-keep]
-                if saturation.saturated_now(samples, plan.start_s):
-                    self.reason = self._why(samples, stage)
-                    break
-            await asyncio.sleep(saturation.SAMPLE_S)
-        self.halt.set()
+        try:
+            while not session.stop.is_set():
+                now = session.now_s()
+                if progress.stage != self.stage:
+                    self.stage, sent_before, samples, self.waits = progress.stage, progress.sent, [], []
+                plan = self.stages.get(self.stage)
+                if plan is not None and now > plan.start_s:
+                    assert plan.offsets is not None
+                    arrived = int(np.searchsorted(plan.offsets, now, side="right"))
+                    waiting = max(0, arrived - (progress.sent - sent_before))  # for a concurrency slot
+                    samples.append((now, progress.in_flight + waiting, arrived, progress.done - progress.errors))
+                    del samples[:-keep]
+                    if saturation.saturated_now(samples, plan.start_s, self.waits):
+                        self.reason = self._why(samples, self.stage)
+                        break
+                await asyncio.sleep(saturation.SAMPLE_S)
+        finally:
+            session.sink.observer = None
+            self.halt.set()
 
     def _why(self, samples: list[saturation.Sample], stage: int) -> str:
         window = [s for s in samples if s[0] >= samples[-1][0] - saturation.WINDOW_S]
@@ -683,9 +697,12 @@ class _GuardedSink:
         self._writer = writer
         self._stop = stop
         self.failure: str | None = None
+        self.observer: Callable[[RequestRecord], None] | None = None  # the saturation watch
 
     def write(self, record: RequestRecord) -> None:
         self._guard(self._writer.write, record)
+        if self.observer is not None:
+            self.observer(record)
 
     def write_values(self, batch: list[tuple[Any, ...]]) -> None:
         self._guard(self._writer.write_values, batch)

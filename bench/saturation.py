@@ -2,29 +2,29 @@
 of it grows without bound and every latency measures waiting in that queue, not service.
 
 One home for the test, used three ways:
-- live, on samples of the runner's counters (`in_flight_rising`, `saturated_now`): the
-  sweep cuts a stage short, `bench run` with `load.stop_on_saturation` stops sending;
-- from the stored run alone (`detect_run`): the verdict said first in every summary and
-  report, with the time saturation began (the timeline marks it).
+- live, during a run: `bench run` with `load.stop_on_saturation` stops sending once
+  `saturated_now` holds on samples of the runner's counters and the finished records;
+  `bench sweep` cuts a stage short on `in_flight_rising` (its own, older rule);
+- from the stored run alone (`detect_run`): the same test replayed on the records, then
+  the onset found by a two-piece fit; the verdict is said first in every summary and
+  report, and the timeline marks the onset.
 
-The live test cannot use TTFT: a queued request has none until it leaves the queue, which
-is the very delay being detected. The stored verdict adds it (TTFT must grow too).
+The test, over the last WINDOW_S seconds of an open-loop stage, once SETTLE_S + WINDOW_S
+have passed since it began (in-flight ramps up from 0 at every stage start):
+1. the backlog rises: the least-squares trend of requests arrived and not ended rises by at
+   least MIN_RISE requests and by at least (1 - MAX_COMPLETION_SHARE) of the arrivals in
+   the window (Poisson arrivals make it wander by a few requests either way);
+2. completions (requests that ended ok) are at most MAX_COMPLETION_SHARE of the arrivals
+   in the window ("well below": a server at capacity completes about as many as arrive);
+3. the wait for the first token grows: among the finished requests of the stage, in order
+   of arrival, the later half's median time from scheduled arrival to first token exceeds
+   the earlier half's by TTFT_RISE (a request that timed out before its first token counts
+   as endless), from at least MIN_TTFT_SAMPLES requests that arrived in the last
+   WAIT_LOOKBACK_S. This tells a queue from a long
+   ramp-up (answers of many seconds fill the server without anyone waiting).
 
-Thresholds (documented in the README):
-- SETTLE_S, WINDOW_S: in-flight ramps up from 0 at every stage start, for about one E2E;
-  the trend is judged over the last WINDOW_S seconds once SETTLE_S + WINDOW_S have passed.
-- MIN_RISE, RELATIVE_RISE: over one window the fitted in-flight trend rises by at least
-  MIN_RISE requests and RELATIVE_RISE of its mean (Poisson arrivals make in-flight wander
-  by a few requests either way; a ramp that has settled rises by much less than its mean).
-- MAX_COMPLETION_SHARE: over that window, completions are at most this share of arrivals
-  ("well below": a server at capacity completes about as many as arrive).
-- TTFT_RISE: stored verdict only; among the requests that arrived after the onset, the
-  median time to first token from the scheduled arrival of the later half exceeds the
-  earlier half's by this share (a request that timed out before its first token counts as
-  endless). Skipped below MIN_TTFT_SAMPLES.
-
-"In flight" is every request that has arrived (by its schedule) and not ended, so a queue
-that builds in the client under load.max_concurrency counts as well as the server's.
+Arrivals are the schedule, so a queue that builds in the client under load.max_concurrency
+counts as well as the server's.
 """
 
 from __future__ import annotations
@@ -38,49 +38,95 @@ import pandas as pd
 SETTLE_S = 3.0
 WINDOW_S = 5.0
 MIN_RISE = 8.0  # requests
-RELATIVE_RISE = 0.75
+RELATIVE_RISE = 0.75  # the sweep's rule: the rise is this share of the mean in-flight
 MAX_COMPLETION_SHARE = 0.8
 TTFT_RISE = 0.2
 MIN_TTFT_SAMPLES = 10
+WAIT_LOOKBACK_S = 20.0  # test 3 reads the requests that arrived this recently (a late onset)
 ONSET_CANDIDATES = 400  # hinge times tried by the onset fit (a long run: every k-th sample)
 SAMPLE_S = 0.25  # live sampling period, and the grid the stored records are sampled on
 # After the early stop, in-flight requests get this long to finish; the rest are cancelled
 # (and kept, as cancelled records). Shared with the sweep's saturated stages.
 DRAIN_TIMEOUT_S = 30.0
+TIMEOUT_KINDS = ("ttft_timeout", "total_timeout")
 
-# (t seconds from t0, in flight, sent so far, completed ok so far): the runner's Progress
-# as (now, in_flight, sent, done - errors)
+# (t seconds from t0, in flight, arrived so far, completed ok so far); live: the runner's
+# Progress as (now, in_flight + waiting for a slot, arrived by the schedule, done - errors)
 Sample = tuple[float, int, int, int]
+# (scheduled arrival, seconds from it to the first token; inf: timed out before one)
+Wait = tuple[float, float]
 
 
 def in_flight_rising(samples: list[Sample], start: float) -> bool:
-    """The in-flight trend over the last WINDOW_S rises by more than noise would, once the
-    stage (which began at `start`, seconds from t0) has settled. `samples` in time order."""
-    now = samples[-1][0]
-    if now - start < SETTLE_S + WINDOW_S:
+    """The sweep's rule: the in-flight trend over the last WINDOW_S rises by at least
+    MIN_RISE and RELATIVE_RISE of its mean, once the stage (begun at `start`, seconds from
+    t0) has settled. `samples` in time order."""
+    window = _window(samples, start)
+    if window is None:
         return False
-    window = [s for s in samples if s[0] >= now - WINDOW_S]
-    if len(window) < 3:
+    rise, n = _rise(window)
+    return rise >= max(MIN_RISE, RELATIVE_RISE * float(n.mean()))
+
+
+def backlog_rising(samples: list[Sample], start: float) -> bool:
+    """Test 1 (module docstring)."""
+    window = _window(samples, start)
+    if window is None:
         return False
-    t = np.array([s[0] for s in window])
-    n = np.array([s[1] for s in window], dtype=float)
-    slope = float(np.polyfit(t - t[0], n, 1)[0])
-    return slope * WINDOW_S >= max(MIN_RISE, RELATIVE_RISE * float(n.mean()))
+    rise, _ = _rise(window)
+    arrived = window[-1][2] - window[0][2]
+    return rise >= max(MIN_RISE, (1.0 - MAX_COMPLETION_SHARE) * arrived)
 
 
 def completions_short(samples: list[Sample]) -> bool:
-    """Over the last WINDOW_S, completions (requests that ended ok: a timed-out request
-    leaves the queue without being served) are at most MAX_COMPLETION_SHARE of arrivals."""
+    """Test 2: over the last WINDOW_S, completions (requests that ended ok: a request
+    that timed out left the queue unserved) are at most MAX_COMPLETION_SHARE of arrivals."""
     now = samples[-1][0]
     window = [s for s in samples if s[0] >= now - WINDOW_S]
-    sent = window[-1][2] - window[0][2]
+    arrived = window[-1][2] - window[0][2]
     done = window[-1][3] - window[0][3]
-    return sent > 0 and done <= MAX_COMPLETION_SHARE * sent
+    return arrived > 0 and done <= MAX_COMPLETION_SHARE * arrived
 
 
-def saturated_now(samples: list[Sample], start: float) -> bool:
-    """The live test: in-flight rising and completions well below arrivals."""
-    return in_flight_rising(samples, start) and completions_short(samples)
+def waits_growing(waits: list[Wait], now: float) -> bool:
+    """Test 3: `waits` of finished requests (any order), those that arrived in the last
+    WAIT_LOOKBACK_S before `now`; False below MIN_TTFT_SAMPLES."""
+    recent = sorted(w for w in waits if w[0] >= now - WAIT_LOOKBACK_S)
+    if len(recent) < MIN_TTFT_SAMPLES:
+        return False
+    ordered = np.array([w for _, w in recent], dtype=float)
+    half = len(ordered) // 2
+    early, late = float(np.median(ordered[:half])), float(np.median(ordered[half:]))
+    return late > early * (1.0 + TTFT_RISE)
+
+
+def saturated_now(samples: list[Sample], start: float, waits: list[Wait]) -> bool:
+    """The test (module docstring) at the time of the last sample."""
+    return backlog_rising(samples, start) and completions_short(samples) and waits_growing(waits, samples[-1][0])
+
+
+def record_wait(scheduled_s: float, first_token_s: float | None, error_kind: str | None) -> Wait | None:
+    """One finished request's Wait, or None when it tells nothing about queueing (it
+    failed some other way)."""
+    if first_token_s is not None and np.isfinite(first_token_s):
+        return (scheduled_s, first_token_s - scheduled_s)
+    if error_kind in TIMEOUT_KINDS:
+        return (scheduled_s, float("inf"))
+    return None
+
+
+def _window(samples: list[Sample], start: float) -> list[Sample] | None:
+    now = samples[-1][0]
+    if now - start < SETTLE_S + WINDOW_S:
+        return None
+    window = [s for s in samples if s[0] >= now - WINDOW_S]
+    return window if len(window) >= 3 else None
+
+
+def _rise(window: list[Sample]) -> tuple[float, np.ndarray]:
+    t = np.array([s[0] for s in window])
+    n = np.array([s[1] for s in window], dtype=float)
+    return float(np.polyfit(t - t[0], n, 1)[0]) * WINDOW_S, n
 
 
 @dataclass(frozen=True)
@@ -129,10 +175,8 @@ def detect_run(requests: pd.DataFrame, stages: list[dict[str, Any]]) -> list[Ver
 
 
 def detect_stage(frame: pd.DataFrame, start: float) -> Verdict | None:
-    """The stored verdict for one open-loop stage's requests (see `detect_run`).
-
-    Arrivals are the scheduled times: under load.max_concurrency the queue builds in the
-    client (sends wait for a slot), and the backlog counts it all the same."""
+    """The stored verdict for one open-loop stage's requests (see `detect_run`): the live
+    test replayed every SAMPLE_S on what had ended by then, and the onset of the growth."""
     arrived = np.sort(_arrival_times(frame))
     ended = np.sort(frame["end_s"].to_numpy(dtype=float))
     if len(arrived) < 2:
@@ -141,18 +185,35 @@ def detect_stage(frame: pd.DataFrame, start: float) -> Verdict | None:
     ok = frame["status"].to_numpy() == "ok" if "status" in frame else np.ones(len(frame), bool)
     end_ok = np.sort(frame["end_s"].to_numpy(dtype=float)[ok])
     samples = series(arrived, ended, end_ok, start, last)
-    k = int(WINDOW_S / SAMPLE_S) + 2  # the tests read the last window only
-    detected = next((samples[i][0] for i in range(len(samples))
-                     if saturated_now(samples[max(0, i - k): i + 1], start)), None)
+    waits = _waits(frame)  # (end, Wait), by end time
+    k = int(WINDOW_S / SAMPLE_S) + 2  # the counter tests read the last window only
+    detected = None
+    for i, sample in enumerate(samples):
+        recent = samples[max(0, i - k): i + 1]
+        if backlog_rising(recent, start) and completions_short(recent):
+            if waits_growing([w for end, w in waits if end <= sample[0]], sample[0]):
+                detected = sample[0]
+                break
     if detected is None:
         return None
     onset = onset_time(samples, start)
-    if not ttft_growing(frame, onset):
-        return None
     span = max(last - onset, SAMPLE_S)
     arrivals = int(((arrived >= onset) & (arrived <= last)).sum())
     completions = int(((end_ok >= onset) & (end_ok <= last)).sum())
     return Verdict(None, onset, last, arrivals / span, completions / span, detected)
+
+
+def _waits(frame: pd.DataFrame) -> list[tuple[float, Wait]]:
+    arrived = _arrival_times(frame)
+    first = frame["first_token_s"].to_numpy(dtype=float) if "first_token_s" in frame else np.full(len(frame), np.nan)
+    kinds = frame["error_kind"].tolist() if "error_kind" in frame else [None] * len(frame)
+    out = []
+    for end, a, f, kind in zip(frame["end_s"].to_numpy(dtype=float), arrived, first, kinds, strict=True):
+        wait = record_wait(float(a), None if np.isnan(f) else float(f), kind if isinstance(kind, str) else None)
+        if wait is not None:
+            out.append((float(end), wait))
+    out.sort()
+    return out
 
 
 def _arrival_times(frame: pd.DataFrame) -> np.ndarray:
@@ -189,29 +250,6 @@ def onset_time(samples: list[Sample], start: float) -> float:
         if coef[1] > 0 and sse < best_sse:
             best, best_sse = float(tau), sse
     return best
-
-
-def ttft_growing(frame: pd.DataFrame, onset: float) -> bool:
-    """Time to first token counted from the scheduled arrival (TTFT plus schedule lag, so
-    that a client-side queue counts too) grows among the requests that arrived after
-    `onset`: the later half's median exceeds the earlier half's by TTFT_RISE. A request
-    that timed out before its first token counts as endless; other failures are left out.
-    True below MIN_TTFT_SAMPLES (no evidence against)."""
-    frame = frame.assign(_arrived=_arrival_times(frame))
-    after = frame[frame["_arrived"] >= onset].sort_values("_arrived")
-    if "first_token_s" in after:
-        wait = (after["first_token_s"] - after["_arrived"]).to_numpy(dtype=float)
-    else:
-        wait = np.full(len(after), np.nan)
-    if "error_kind" in after:
-        timed_out = after["error_kind"].isin(("ttft_timeout", "total_timeout")).to_numpy() & np.isnan(wait)
-        wait = np.where(timed_out, np.inf, wait)
-    wait = wait[~np.isnan(wait)]
-    if len(wait) < MIN_TTFT_SAMPLES:
-        return True
-    half = len(wait) // 2
-    early, late = float(np.median(wait[:half])), float(np.median(wait[half:]))
-    return late > early * (1.0 + TTFT_RISE)
 
 
 def stored_verdicts(summary: dict[str, Any], requests: pd.DataFrame,

@@ -25,7 +25,7 @@ CAPACITY = max_request_rate(load_profile(PROFILE), PROMPT, OUTPUT)
 
 # Past saturation the queue is cut at this TTFT (as a real client would give up), so that the
 # tests do not wait for the whole backlog to drain; it must outlast the detection (~8 s).
-TTFT_TIMEOUT_S = 10.0
+TTFT_TIMEOUT_S = 9.0
 
 
 def scenario(base_url: str, rate: float, duration: float, **load: Any) -> dict[str, Any]:
@@ -74,20 +74,27 @@ def test_three_times_capacity_is_called_saturated_first_and_stopped_early(scenar
     assert len(store.read_raw_requests(run.path)) == len(run.requests) == len(truth)
 
 
-def test_saturation_without_early_stop_runs_to_the_end_and_says_so_first(scenario_dir, capsys):
+def test_saturation_from_the_second_stage_is_dated_from_the_queue_and_said_first(scenario_dir, capsys):
+    # Half the capacity for 5 s, then three times it for 8.5 s; the early stop is off.
     with start_sim(profile=PROFILE, seed=3) as sim:
-        path = write_scenario(scenario_dir, scenario(sim.base_url, 3 * CAPACITY, 9.0))
+        data = scenario(sim.base_url, 1.0, 1.0)
+        data["load"] = {"stages": [{"rate": CAPACITY / 2, "duration": 5.0}, {"rate": 3 * CAPACITY, "duration": 8.5}]}
+        path = write_scenario(scenario_dir, data)
         code = main(["run", str(path), "--out", str(scenario_dir / "run"), "--no-report"])
         truth = sim_truth(sim.root_url)
     out = capsys.readouterr().out
     run = bench.load_run(scenario_dir / "run")
     assert code == 0 and run.manifest.ended == "completed"
     last_send = float(run.requests["sent_s"].max())
-    assert last_send > 8.0  # not stopped: the flag is off by default
-    verdict = run.summary["saturation"][0]
-    assert abs(verdict["start_s"] - queue_onset(truth, run.manifest.t0_perf_counter, last_send)) < 3.0
-    # The verdict is the console summary's first line, before the table.
+    assert last_send > 13.0  # not stopped: the flag is off by default
+    [verdict] = run.summary["saturation"]
+    onset_truth = queue_onset(truth, run.manifest.t0_perf_counter, last_send)
+    print(f"onset truth {onset_truth:.2f} s; {verdict}")
+    assert verdict["stage"] == 1 and 4.0 < onset_truth < 8.0
+    assert abs(verdict["start_s"] - onset_truth) < 3.0
+    # The verdict is the console summary's first line, before the table, and summary.json's first key.
     assert out.lstrip().splitlines()[0] == f"SATURATED: {verdict['message']}"
+    assert verdict["message"].startswith("stage 1: server saturated from t=")
     assert list(run.summary)[0] == "saturation"
 
 
