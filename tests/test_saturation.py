@@ -3,6 +3,7 @@ truth (admission time of every request vs its arrival) says when its queue began
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import bench
-from bench import store, validity
+from bench import figures, report, store, validity
 from bench.cli import EXIT_SATURATED, main
 from bench.sim import start_sim
 from bench.sim.profile import load_profile, max_request_rate
@@ -72,6 +73,16 @@ def test_three_times_capacity_is_called_saturated_first_and_stopped_early(scenar
     assert last_send - onset_truth < 10.0
     # Every request sent has its record: as many as the simulator received, none lost.
     assert len(store.read_raw_requests(run.path)) == len(run.requests) == len(truth)
+    # The reports say it first; the timeline marks where it began.
+    report.write_reports(run, formats=("md", "html"))
+    md = (run.path / "report.md").read_text()
+    assert next(line for line in md.splitlines() if line.startswith("- **WARNING**")) == \
+        f"- **WARNING** (saturated): {verdict['message']}"
+    page = (run.path / "report.html").read_text()
+    assert page.index(html.escape(verdict["message"])) < page.index("<table")
+    fig = figures.timeline_figure(run)
+    for ax in fig.axes:
+        assert any(list(line.get_xdata()) == [verdict["start_s"]] * 2 for line in ax.get_lines())
 
 
 def test_saturation_from_the_second_stage_is_dated_from_the_queue_and_said_first(scenario_dir, capsys):
