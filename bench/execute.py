@@ -242,8 +242,9 @@ class _SaturationWatch:
     def _observe(self, record: RequestRecord) -> None:
         if record.stage != self.stage:
             return
-        output = [t for t, kind in zip(record.chunks.t, record.chunks.kind, strict=True) if kind in OUTPUT_KIND_CODES]
-        wait = saturation.record_wait(record.scheduled_s, min(output) if output else None, record.error_kind)
+        chunks = record.chunks  # in arrival order: the first output chunk is the first token
+        first = next((t for t, kind in zip(chunks.t, chunks.kind, strict=True) if kind in OUTPUT_KIND_CODES), None)
+        wait = saturation.record_wait(record.scheduled_s, first, record.error_kind)
         if wait is not None:
             self.waits.append(wait)
 
