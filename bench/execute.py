@@ -201,7 +201,7 @@ async def run_watched(session: RunSession, stages: list[StagePlan]) -> str:
     kept) and end "saturated". Returns completed | saturated | interrupted."""
     runner = session.runner
     halt = asyncio.Event()
-    watch = _SaturationWatch(session, stages, halt)
+    watch = SaturationWatch(session, stages, halt)
     watcher = asyncio.ensure_future(watch.run())
     try:
         for stage in stages:
@@ -217,6 +217,7 @@ async def run_watched(session: RunSession, stages: list[StagePlan]) -> str:
             return "interrupted"
         if saturated:
             session.end_reason = watch.reason
+            session.stopped = (watch.stage, watch.stopped_s)
             return "saturated"
         return "completed"
     finally:
@@ -224,7 +225,7 @@ async def run_watched(session: RunSession, stages: list[StagePlan]) -> str:
         await asyncio.gather(watcher, return_exceptions=True)
 
 
-class _SaturationWatch:
+class SaturationWatch:
     """Samples `session.progress` every saturation.SAMPLE_S during the open-loop stages and
     reads the finished records' waits for a first token (`saturation.saturated_now`); sets
     `halt` on the user's stop or on saturation (then `reason` says why). Arrivals are the
@@ -235,6 +236,7 @@ class _SaturationWatch:
         self.stages = {s.index: s for s in stages if s.offsets is not None}
         self.halt = halt
         self.reason: str | None = None
+        self.stopped_s: float | None = None  # when the watch fired (seconds from t0)
         self.waits: list[saturation.Wait] = []
         self.stage = -1
         session.sink.observer = self._observe
@@ -267,6 +269,7 @@ class _SaturationWatch:
                     samples.append((now, progress.in_flight + waiting, arrived, progress.done - progress.errors))
                     del samples[:-keep]
                     if saturation.saturated_now(samples, plan.start_s, self.waits):
+                        self.stopped_s = now
                         self.reason = self._why(samples, self.stage)
                         break
                 await asyncio.sleep(saturation.SAMPLE_S)
@@ -304,6 +307,7 @@ class RunSession:
         self.ended = "failed"
         self.failure: str | None = None
         self.end_reason: str | None = None  # why a run ended "saturated"
+        self.stopped: tuple[int, float | None] | None = None  # (stage, t) the saturation watch stopped
         self.stage_notes: list[dict[str, Any]] = []
         self._cleanup = AsyncExitStack()
 
@@ -470,6 +474,10 @@ class RunSession:
         elif ended == "saturated":
             reason = self.end_reason
         self.writer.manifest.stages = self.stage_notes or [_stage_note(s) for s in self.schedule.stages]
+        if self.stopped is not None:  # the stored verdict replays the watch up to this moment
+            for note in self.writer.manifest.stages:
+                if note.get("index") == self.stopped[0]:
+                    note["stopped_s"] = self.stopped[1]
         if self.pool is not None:
             self.writer.manifest.client["workers"] = self.pool.worker_stats
             self.writer.manifest.notes.extend(getattr(self.pool, "notes", []))

@@ -2,9 +2,9 @@
 of it grows without bound and every latency measures waiting in that queue, not service.
 
 One home for the test, used three ways:
-- live, during a run: `bench run` with `load.stop_on_saturation` stops sending once
+- live, during a run (bench.execute.SaturationWatch): `bench run` with
+  `load.stop_on_saturation` stops sending, and `bench sweep` cuts a stage short, once
   `saturated_now` holds on samples of the runner's counters and the finished records;
-  `bench sweep` cuts a stage short on `in_flight_rising` (its own, older rule);
 - from the stored run alone (`detect_run`): the same test replayed on the records, then
   the onset found by a two-piece fit; the verdict is said first in every summary and
   report, and the timeline marks the onset.
@@ -38,7 +38,6 @@ import pandas as pd
 SETTLE_S = 3.0
 WINDOW_S = 5.0
 MIN_RISE = 8.0  # requests
-RELATIVE_RISE = 0.75  # the sweep's rule: the rise is this share of the mean in-flight
 MAX_COMPLETION_SHARE = 0.8
 TTFT_RISE = 0.2
 MIN_TTFT_SAMPLES = 10
@@ -55,17 +54,6 @@ TIMEOUT_KINDS = ("ttft_timeout", "total_timeout")
 Sample = tuple[float, int, int, int]
 # (scheduled arrival, seconds from it to the first token; inf: timed out before one)
 Wait = tuple[float, float]
-
-
-def in_flight_rising(samples: list[Sample], start: float) -> bool:
-    """The sweep's rule: the in-flight trend over the last WINDOW_S rises by at least
-    MIN_RISE and RELATIVE_RISE of its mean, once the stage (begun at `start`, seconds from
-    t0) has settled. `samples` in time order."""
-    window = _window(samples, start)
-    if window is None:
-        return False
-    rise, n = _rise(window)
-    return rise >= max(MIN_RISE, RELATIVE_RISE * float(n.mean()))
 
 
 def backlog_rising(samples: list[Sample], start: float) -> bool:
@@ -117,7 +105,7 @@ def record_wait(scheduled_s: float, first_token_s: float | None, error_kind: str
 
 def _window(samples: list[Sample], start: float) -> list[Sample] | None:
     now = samples[-1][0]
-    if now - start < SETTLE_S + WINDOW_S:
+    if now - start < SETTLE_S + WINDOW_S - 1e-6:  # (sample times are sums of floats)
         return None
     window = [s for s in samples if s[0] >= now - WINDOW_S]
     return window if len(window) >= 3 else None
@@ -157,7 +145,7 @@ def detect_run(requests: pd.DataFrame, stages: list[dict[str, Any]]) -> list[Ver
 
     `requests`: the per-request frame (columns stage, scheduled_s, sent_s, end_s, status,
     first_token_s, error_kind); `stages`: the manifest's stage notes (kind, index,
-    start_s). Closed-loop stages cannot saturate this way: their in-flight is capped."""
+    start_s; stopped_s when the live watch stopped the stage). Closed-loop stages cannot saturate this way: their in-flight is capped."""
     if requests.empty or not {"stage", "sent_s", "end_s"} <= set(requests.columns):
         return []
     notes = {int(n["index"]): n for n in stages if isinstance(n, dict) and "index" in n}
@@ -167,21 +155,23 @@ def detect_run(requests: pd.DataFrame, stages: list[dict[str, Any]]) -> list[Ver
         if note.get("kind", "open") != "open":
             continue
         start = float(note.get("start_s", frame["sent_s"].min()))
-        verdict = detect_stage(frame, start)
+        verdict = detect_stage(frame, start, note.get("stopped_s"))
         if verdict is not None:
             verdicts.append(Verdict(int(index) if len(notes) > 1 else None, verdict.start_s, verdict.end_s,
                                     verdict.arrivals_per_s, verdict.completions_per_s, verdict.detected_s))
     return verdicts
 
 
-def detect_stage(frame: pd.DataFrame, start: float) -> Verdict | None:
+def detect_stage(frame: pd.DataFrame, start: float, stopped_s: float | None = None) -> Verdict | None:
     """The stored verdict for one open-loop stage's requests (see `detect_run`): the live
-    test replayed every SAMPLE_S on what had ended by then, and the onset of the growth."""
+    test replayed every SAMPLE_S on what had ended by then, and the onset of the growth.
+    `stopped_s`: when the live watch stopped the sending (the stage note's `stopped_s`), so
+    that the replay reaches the moment the watch fired even when nothing arrived since."""
     arrived = np.sort(_arrival_times(frame))
     ended = np.sort(frame["end_s"].to_numpy(dtype=float))
     if len(arrived) < 2:
         return None
-    last = float(arrived[-1])
+    last = max(float(arrived[-1]), float(stopped_s or 0.0))
     ok = frame["status"].to_numpy() == "ok" if "status" in frame else np.ones(len(frame), bool)
     end_ok = np.sort(frame["end_s"].to_numpy(dtype=float)[ok])
     samples = series(arrived, ended, end_ok, start, last)
@@ -228,7 +218,9 @@ def series(sent: np.ndarray, ended: np.ndarray, ended_ok: np.ndarray, start: flo
     """The live samples as a sampler would have read them, every SAMPLE_S from `start` to
     `stop`, rebuilt from sorted arrival times, end times (all) and end times of ok
     requests (seconds from t0); "in flight" is every request arrived and not ended."""
-    grid = np.arange(start, stop + SAMPLE_S / 2, SAMPLE_S)
+    grid = start + SAMPLE_S * np.arange(int(np.floor((stop - start) / SAMPLE_S + 1e-9)) + 1)
+    if grid[-1] < stop:
+        grid = np.append(grid, stop)
     n_sent = np.searchsorted(sent, grid, side="right")
     n_ended = np.searchsorted(ended, grid, side="right")
     n_ok = np.searchsorted(ended_ok, grid, side="right")

@@ -147,3 +147,19 @@ def test_stop_on_saturation_needs_one_client_process(scenario_dir, workers):
     with pytest.raises(BenchInputError, match="load.stop_on_saturation"):
         run_in_process(scenario_dir, scenario("http://127.0.0.1:9/v1", 10.0, 1.0, stop_on_saturation=True,
                                               workers=workers))
+
+
+def test_sweep_cuts_a_saturated_stage_short_with_the_same_test(scenario_dir, capsys):
+    with start_sim(profile=PROFILE, seed=7) as sim:
+        path = write_scenario(scenario_dir, scenario(sim.base_url, 1.0, 1.0))
+        code = main(["sweep", str(path), "--rates", str(3 * CAPACITY), "--stage-duration", "14",
+                     "--out", str(scenario_dir / "sweep"), "--json", "--no-report"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    [stage] = out["stages"]
+    assert stage["saturated"] and stage["knee"]
+    run = bench.load_run(scenario_dir / "sweep")
+    sends = run.requests["sent_s"]
+    assert sends.max() - sends.min() < 10.0  # cut short, well before the 14 s planned
+    assert out["summary"]["saturation"][0]["start_s"] < stage["start_s"] + 2.0
+    assert validity.check(run)[0].code == "saturated"
