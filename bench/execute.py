@@ -225,6 +225,9 @@ async def run_watched(session: RunSession, stages: list[StagePlan]) -> str:
         await asyncio.gather(watcher, return_exceptions=True)
 
 
+WAITS_PRUNE_AT = 16_384  # finished-request waits held by the watch before old ones are dropped
+
+
 class SaturationWatch:
     """Samples `session.progress` every saturation.SAMPLE_S during the open-loop stages and
     reads the finished records' waits for a first token (`saturation.saturated_now`); sets
@@ -268,6 +271,8 @@ class SaturationWatch:
                     waiting = max(0, arrived - (progress.sent - sent_before))  # for a concurrency slot
                     samples.append((now, progress.in_flight + waiting, arrived, progress.done - progress.errors))
                     del samples[:-keep]
+                    if len(self.waits) > WAITS_PRUNE_AT:  # keep memory bounded on long stages
+                        self.waits = [w for w in self.waits if w[0] >= now - saturation.WAIT_LOOKBACK_S]
                     if saturation.saturated_now(samples, plan.start_s, self.waits):
                         self.stopped_s = now
                         self.reason = self._why(samples, self.stage)

@@ -79,10 +79,15 @@ def completions_short(samples: list[Sample]) -> bool:
 def waits_growing(waits: list[Wait], now: float) -> bool:
     """Test 3: `waits` of finished requests (any order), those that arrived in the last
     WAIT_LOOKBACK_S before `now`; False below MIN_TTFT_SAMPLES."""
-    recent = sorted(w for w in waits if w[0] >= now - WAIT_LOOKBACK_S)
-    if len(recent) < MIN_TTFT_SAMPLES:
+    pairs = np.array(waits, dtype=float).reshape(-1, 2)
+    return _growing(pairs[:, 0], pairs[:, 1], now)
+
+
+def _growing(arrivals: np.ndarray, waits: np.ndarray, now: float) -> bool:
+    recent = arrivals >= now - WAIT_LOOKBACK_S
+    if int(recent.sum()) < MIN_TTFT_SAMPLES:
         return False
-    ordered = np.array([w for _, w in recent], dtype=float)
+    ordered = waits[recent][np.argsort(arrivals[recent], kind="stable")]
     half = len(ordered) // 2
     early, late = float(np.median(ordered[:half])), float(np.median(ordered[half:]))
     return late > early * (1.0 + TTFT_RISE)
@@ -175,13 +180,14 @@ def detect_stage(frame: pd.DataFrame, start: float, stopped_s: float | None = No
     ok = frame["status"].to_numpy() == "ok" if "status" in frame else np.ones(len(frame), bool)
     end_ok = np.sort(frame["end_s"].to_numpy(dtype=float)[ok])
     samples = series(arrived, ended, end_ok, start, last)
-    waits = _waits(frame)  # (end, Wait), by end time
+    wait_end, wait_arrival, wait = _waits(frame)  # by end time
     k = int(WINDOW_S / SAMPLE_S) + 2  # the counter tests read the last window only
     detected = None
     for i, sample in enumerate(samples):
         recent = samples[max(0, i - k): i + 1]
         if backlog_rising(recent, start) and completions_short(recent):
-            if waits_growing([w for end, w in waits if end <= sample[0]], sample[0]):
+            n = int(np.searchsorted(wait_end, sample[0], side="right"))  # finished by then
+            if _growing(wait_arrival[:n], wait[:n], sample[0]):
                 detected = sample[0]
                 break
     if detected is None:
@@ -193,17 +199,17 @@ def detect_stage(frame: pd.DataFrame, start: float, stopped_s: float | None = No
     return Verdict(None, onset, last, arrivals / span, completions / span, detected)
 
 
-def _waits(frame: pd.DataFrame) -> list[tuple[float, Wait]]:
+def _waits(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(end, arrival, wait) of every request with a `record_wait`, sorted by end."""
     arrived = _arrival_times(frame)
     first = frame["first_token_s"].to_numpy(dtype=float) if "first_token_s" in frame else np.full(len(frame), np.nan)
-    kinds = frame["error_kind"].tolist() if "error_kind" in frame else [None] * len(frame)
-    out = []
-    for end, a, f, kind in zip(frame["end_s"].to_numpy(dtype=float), arrived, first, kinds, strict=True):
-        wait = record_wait(float(a), None if np.isnan(f) else float(f), kind if isinstance(kind, str) else None)
-        if wait is not None:
-            out.append((float(end), wait))
-    out.sort()
-    return out
+    timed_out = frame["error_kind"].isin(TIMEOUT_KINDS).to_numpy(dtype=bool) if "error_kind" in frame \
+        else np.zeros(len(frame), bool)
+    wait = np.where(np.isfinite(first), first - arrived, np.where(timed_out, np.inf, np.nan))
+    keep = ~np.isnan(wait)
+    end = frame["end_s"].to_numpy(dtype=float)[keep]
+    order = np.argsort(end, kind="stable")
+    return end[order], arrived[keep][order], wait[keep][order]
 
 
 def _arrival_times(frame: pd.DataFrame) -> np.ndarray:
@@ -229,18 +235,29 @@ def series(sent: np.ndarray, ended: np.ndarray, ended_ok: np.ndarray, start: flo
 
 def onset_time(samples: list[Sample], start: float) -> float:
     """When unbounded growth began: the hinge of the best two-piece fit of in-flight over
-    time (flat, then rising linearly), least squares over every sample point."""
+    time (flat, then rising linearly), least squares over every sample point. Hinges are
+    tried at ONSET_CANDIDATES points, then at every sample around the best of them."""
     t = np.array([s[0] for s in samples])
     y = np.array([s[1] for s in samples], dtype=float)
-    best, best_sse = start, np.inf
+    if len(t) < 3:
+        return start
     step = max(1, len(t) // ONSET_CANDIDATES)
-    for tau in t[:-2:step]:
-        x = np.maximum(0.0, t - tau)
+    coarse = _best_hinge(t, y, range(0, len(t) - 2, step))
+    if coarse is None:
+        return start
+    fine = _best_hinge(t, y, range(max(0, coarse - step), min(len(t) - 2, coarse + step + 1)))
+    return float(t[fine if fine is not None else coarse])
+
+
+def _best_hinge(t: np.ndarray, y: np.ndarray, candidates: range) -> int | None:
+    best, best_sse = None, np.inf
+    for i in candidates:
+        x = np.maximum(0.0, t - t[i])
         design = np.column_stack([np.ones_like(x), x])
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)
         sse = float(((design @ coef - y) ** 2).sum())
         if coef[1] > 0 and sse < best_sse:
-            best, best_sse = float(tau), sse
+            best, best_sse = i, sse
     return best
 
 
