@@ -1,7 +1,8 @@
 """Command line: `bench run | sim | sweep | probe | scenario-schema | summary | report | plot | compare | calibrate`.
 
 Every user-facing failure is one line on stderr with a non-zero exit code: 2 for bad input,
-1 for a failed run, 130 for an interrupted one. Library code raises; only `main` exits.
+1 for a failed run, 130 for an interrupted one; 3 for a run stopped early on saturation
+(`--stop-on-saturation`). Library code raises; only `main` exits.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from bench.errors import BenchInputError, RunFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_SATURATED = 3  # `bench run --stop-on-saturation` stopped sending: the server could not keep up
 
 # CLI flag -> dotted scenario field it overrides.
 RUN_OVERRIDES = {
@@ -33,6 +35,7 @@ RUN_OVERRIDES = {
     "max_requests": "load.max_requests",
     "seed": "seed",
     "workers": "load.workers",
+    "stop_on_saturation": "load.stop_on_saturation",
 }
 
 
@@ -82,6 +85,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, help="seconds of sending")
     p.add_argument("--max-requests", type=int)
     p.add_argument("--warmup", type=int, help="requests excluded from the statistics")
+    p.add_argument("--stop-on-saturation", action="store_true", default=None,
+                   help="open loop: stop sending once the server is saturated, drain, exit 3 "
+                        "(load.stop_on_saturation)")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=_workers_arg, metavar="K|auto",
                    help="client processes sharing the schedule (auto: as many as the load needs, one per core)")
@@ -261,6 +267,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _write_run_reports(run, announce=not (args.quiet or args.json))
     if result.ended == "interrupted":
         return EXIT_INTERRUPTED
+    if result.ended == "saturated":
+        return EXIT_SATURATED
     return EXIT_OK if result.ended == "completed" else EXIT_FAILED
 
 

@@ -179,6 +179,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str],
                   notes: Sequence[str] = ()) -> None:
     console = Console()
+    print_saturation(console, summary)
     console.print(summary_table(summary, title, console.width))
     for line in summary_lines(summary) + paired_lines(summary):
         print_wrapped(console, line)
@@ -196,6 +197,13 @@ def print_wrapped(console: Console, line: str, style: str | None = None) -> None
     text = textwrap.fill(line, width=max(console.width, 20), subsequent_indent=indent,
                          break_long_words=False, break_on_hyphens=False)
     console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_saturation(console: Console, summary: dict[str, Any]) -> None:
+    """The saturation verdict (summary.json `saturation`), before anything else: it changes
+    what every number below means."""
+    for verdict in summary.get("saturation") or []:
+        console.print(f"SATURATED: {verdict['message']}", style="bold red", highlight=False, soft_wrap=True)
 
 
 def _fmt(value: Any) -> str:

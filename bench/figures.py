@@ -208,8 +208,17 @@ def timeline_figure(run: Run) -> Figure:
     if server is not None:
         plots.plot_server_metrics(axes[2], server)
     plots.plot_ttft_over_time(axes[-1], run.requests)
+    for verdict in saturation_verdicts(run):
+        plots.mark_saturation(axes, float(verdict["start_s"]))
     fig.suptitle(f"Timeline: {run_label(run)}")
     return fig
+
+
+def saturation_verdicts(run: Run) -> list[dict[str, Any]]:
+    """summary.json `saturation` (bench.saturation.stored_verdicts)."""
+    from bench.saturation import stored_verdicts
+
+    return stored_verdicts(run.summary, run.requests, run.manifest.stages)
 
 
 def _server_key_series(run: Run) -> pd.DataFrame | None:

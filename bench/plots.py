@@ -10,7 +10,7 @@ costs the same as one of a thousand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -113,6 +113,14 @@ def plot_ttft_over_time(ax: Axes, requests: pd.DataFrame) -> None:
     ax.set_xlabel("time since run start (s)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="upper left")
+
+
+def mark_saturation(axes: Sequence[Axes], start_s: float) -> None:
+    """A vertical line on every axis where saturation began, labelled on the top one."""
+    for ax in axes:
+        ax.axvline(start_s, color=ERROR_COLOR, linestyle="--", linewidth=1.0)
+    axes[0].annotate(f"saturated from t={start_s:.1f}s", xy=(start_s, 1.0), xycoords=("data", "axes fraction"),
+                     xytext=(3, -12), textcoords="offset points", color=ERROR_COLOR, fontsize="small")
 
 
 def plot_server_metrics(ax: Axes, key: pd.DataFrame) -> None:

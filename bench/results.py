@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from bench import aggregate, chunkscan, metrics, store
+from bench import aggregate, chunkscan, metrics, saturation, store
 from bench.errors import BenchInputError
 
 
@@ -119,7 +119,15 @@ def _scan(run_dir: Path, requests: pd.DataFrame, times: bool = False) -> chunksc
 
 
 def _summarize(requests: pd.DataFrame, gaps: chunkscan.ItlGaps, manifest: store.Manifest) -> dict[str, Any]:
-    return aggregate.summarize_gaps(requests, gaps, offered_rate(manifest), manifest.scenario.get("slo"))
+    summary = aggregate.summarize_gaps(requests, gaps, offered_rate(manifest), manifest.scenario.get("slo"))
+    # First key: what a reader of summary.json must know before any latency (bench.saturation).
+    return {"saturation": saturation_verdicts(requests, manifest), **summary}
+
+
+def saturation_verdicts(requests: pd.DataFrame, manifest: store.Manifest) -> list[dict[str, Any]]:
+    """`summary.json` `saturation`: one entry per open-loop stage that saturated
+    (`saturation.Verdict.as_dict`), [] when none did."""
+    return [v.as_dict() for v in saturation.detect_run(requests, manifest.stages)]
 
 
 def _read_requests(run_dir: Path) -> pd.DataFrame | None:

@@ -298,6 +298,10 @@ class Load(Strict):
     )
     duration: PositiveFloat | None = Field(default=None, description="Seconds.")
     max_requests: Annotated[int, Field(ge=1)] | None = None
+    stop_on_saturation: bool = Field(
+        default=False, description="Open loop: stop sending once the server is certainly saturated (in-flight "
+                                   "rising, completions well below arrivals; bench.saturation), drain, and end "
+                                   "the run as `saturated` (exit code 3).")
     warmup: Warmup = Warmup()
     workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
         default=1, description="Client processes sharing the schedule (`auto`: enough for the load, one per core)."

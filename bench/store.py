@@ -137,7 +137,7 @@ class Manifest(BaseModel):
     t0_perf_counter: float
     started_at: str
     ended_at: str | None = None
-    ended: str  # running | completed | interrupted | failed
+    ended: str  # running | completed | saturated (load.stop_on_saturation) | interrupted | failed
     end_reason: str | None = None
     python: str
     platform: str

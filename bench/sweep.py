@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from bench import aggregate, metrics, store
+from bench import aggregate, metrics, saturation, store
 from bench.errors import BenchInputError
 from bench.execute import (
     RunOptions,
     RunResult,
     RunSession,
+    SaturationWatch,
     TargetInfo,
     _resolve_target,
     _run_loop,
@@ -32,13 +33,10 @@ from bench.runner import StagePlan
 from bench.scenario import Scenario
 from bench.schedule import arrival_offsets
 
-SATURATION_MIN_RISE = 8.0  # requests: the in-flight trend must rise at least this much ...
-SATURATION_RELATIVE_RISE = 0.75  # ... and this share of its mean, over one window
-SATURATION_SETTLE_S = 3.0  # in-flight ramps up from 0 at every stage start; not saturation
-SATURATION_WINDOW_S = 5.0
-SAMPLE_S = 0.25
+# The saturation test and its thresholds live in bench.saturation (one home), the live
+# watch in bench.execute.SaturationWatch (shared with `bench run --stop-on-saturation`).
 STAGE_GAP_S = 0.2
-DRAIN_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = saturation.DRAIN_TIMEOUT_S
 SEARCH_TOLERANCE = 0.05
 SEARCH_MAX_POINTS = 12
 
@@ -201,19 +199,22 @@ class _Driver:
         start = session.now_s() + STAGE_GAP_S
         duration = self.request.stage_duration_s
         plan = self._plan(index, point, start, duration)
-        saturated = asyncio.Event()
-        combined = asyncio.Event()
-        watcher = asyncio.ensure_future(self._watch(point, start, saturated, combined))
+        combined = asyncio.Event()  # the user's stop, or saturation: stop sending this stage
+        watch = SaturationWatch(session, [plan] if point.rate is not None else [], combined)
+        watcher = asyncio.ensure_future(watch.run())
         try:
             sent = await session.runner.send(plan, combined)
-            if sent or saturated.is_set():
-                drained = await session.runner.drain(session.stop, DRAIN_TIMEOUT_S if saturated.is_set() else None)
+            saturated = watch.reason is not None
+            if sent or saturated:
+                drained = await session.runner.drain(session.stop, DRAIN_TIMEOUT_S if saturated else None)
                 if not drained:
                     await session.runner.cancel_in_flight()
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
-        self.notes.append(self._note(index, point, start, saturated.is_set()))
+        self.notes.append(self._note(index, point, start, watch.reason is not None))
+        if watch.stopped_s is not None:  # the stored verdict replays the watch up to this moment
+            self.notes[-1]["stopped_s"] = watch.stopped_s
         return not session.stop.is_set()
 
     def _plan(self, index: int, point: Point, start: float, duration: float) -> StagePlan:
@@ -227,24 +228,6 @@ class _Driver:
         offsets = arrival_offsets(load, self.session.scenario.seed + index)
         assert offsets is not None
         return StagePlan(index, start, offsets=offsets + start)
-
-    async def _watch(self, point: Point, start: float, saturated: asyncio.Event, combined: asyncio.Event) -> None:
-        """Relay the user's stop; flag saturation when in-flight requests keep growing."""
-        session = self.session
-        samples: list[tuple[float, int, int, int]] = []
-        while True:
-            if session.stop.is_set():
-                combined.set()
-                return
-            now = session.now_s()
-            if point.rate is not None and now > start:
-                progress = session.progress
-                samples.append((now, progress.in_flight, progress.sent, progress.done))
-                if _growing(samples, start):
-                    saturated.set()
-                    combined.set()
-                    return
-            await asyncio.sleep(SAMPLE_S)
 
     def _note(self, index: int, point: Point, start: float, saturated: bool) -> dict[str, Any]:
         # Every request of this stage has ended (drained or cancelled) and is journalled;
@@ -264,19 +247,3 @@ class _Driver:
             "ttft_p99_ms": summary["ttft_ms"]["p99"],
             "slo_met": bool(summary.get("slo", {}).get("met", True)),
         }
-
-
-def _growing(samples: list[tuple[float, int, int, int]], start: float) -> bool:
-    """The server takes less than it is given: after the stage has settled, the trend of
-    in-flight requests over the last window rises by more than noise would (Poisson
-    arrivals make in-flight wander by a few requests either way). Samples are
-    (t, in_flight, sent, done)."""
-    now = samples[-1][0]
-    if now - start < SATURATION_SETTLE_S + SATURATION_WINDOW_S:
-        return False
-    window = [s for s in samples if s[0] >= now - SATURATION_WINDOW_S]
-    t = np.array([s[0] for s in window])
-    n = np.array([s[1] for s in window], dtype=float)
-    slope = float(np.polyfit(t - t[0], n, 1)[0])
-    rise = slope * SATURATION_WINDOW_S
-    return rise >= max(SATURATION_MIN_RISE, SATURATION_RELATIVE_RISE * float(n.mean()))

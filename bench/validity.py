@@ -55,6 +55,7 @@ def check(run: Run) -> list[ValidityWarning]:
     summary = run.summary
     scenario = run.manifest.scenario
     warnings: list[ValidityWarning] = []
+    warnings += check_saturation(run)
     warnings += check_ended(run.manifest.ended, run.manifest.end_reason)
     warnings += check_error_rate(summary)
     warnings += check_empty_ok(run.requests)
@@ -195,9 +196,23 @@ def check_finish_reasons(requests: Any) -> list[ValidityWarning]:
     return warnings
 
 
+def check_saturation(run: Run) -> list[ValidityWarning]:
+    """The server saturated (bench.saturation): said first, since it changes what every
+    latency means. Read from summary.json; computed from the requests for runs stored
+    before it was recorded there."""
+    from bench.saturation import stored_verdicts
+
+    verdicts = stored_verdicts(run.summary, run.requests, run.manifest.stages)
+    return [ValidityWarning("saturated", v["message"]) for v in verdicts]
+
+
 def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:
     if ended == "completed":
         return []
+    if ended == "saturated":
+        why = f" ({reason})" if reason else ""
+        return [ValidityWarning("ended", f"server saturated: the run was stopped early{why}; "
+                                         "requests still queued after the drain were cancelled")]
     why = f" ({reason})" if reason else ""
     return [ValidityWarning("ended", f"the run did not complete: it ended {ended}{why}; "
                                      "the load was cut short and the last requests are missing")]
