@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from typing import Any, Self
+from typing import Any
+
+from loopback import ThreadedServer
 
 TOKENS = 4
 TOKEN_GAP_S = 0.01
@@ -37,34 +38,17 @@ def _events() -> list[bytes]:
 EVENTS = _events()
 
 
-class CloseServer:
+class CloseServer(ThreadedServer):
+    thread_name = "close-server"
+
     def __init__(self, mode: str = "close") -> None:
         assert mode in ("close", "stale")
+        super().__init__()
         self.mode = mode
-        self.port = 0
         self.connections = 0
         self.request_arrivals: list[float] = []  # perf_counter when each request head was read
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="close-server", daemon=True)
         self._server: asyncio.Server | None = None
         self._turn: asyncio.Lock | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
 
     async def _start(self) -> None:
         self._turn = asyncio.Lock()

@@ -1,8 +1,10 @@
-"""A scripted aiohttp server on 127.0.0.1 (port 0), run from a background thread with its
-own event loop, for tests that need a server the simulator cannot be.
+"""Scripted servers on 127.0.0.1 (port 0), each run from a background thread with its own
+event loop, for tests that need a server the simulator cannot be.
 
-Subclasses add their routes in `routes(app)`; `with Server() as s: s.base_url ...` starts it
-and stops it (handlers are cancelled when their client goes away; shutdown waits 0.5 s).
+`ThreadedServer`: the thread, the loop and `with Server() as s: s.base_url ...`; its
+subclasses start and stop their server on that loop. `LoopbackServer`: an aiohttp app whose
+subclasses add their routes in `routes(app)` (handlers are cancelled when their client goes
+away; shutdown waits 0.5 s).
 """
 
 from __future__ import annotations
@@ -14,21 +16,20 @@ from typing import Any, Self
 from aiohttp import web
 
 
-class LoopbackServer:
+class ThreadedServer:
+    """A server on 127.0.0.1 whose event loop runs in a background thread: subclasses start
+    it in `_start` (setting `port`) and stop it in `_stop`, both on that loop."""
+
     thread_name = "loopback-server"
 
     def __init__(self) -> None:
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=self.thread_name, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -42,6 +43,23 @@ class LoopbackServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self._loop.close()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class LoopbackServer(ThreadedServer):
+    """An aiohttp application; subclasses add their routes in `routes(app)`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
 
     async def _start(self) -> None:
         app = web.Application(client_max_size=1 << 20)
