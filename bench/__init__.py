@@ -8,13 +8,13 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_run"]
 
 if TYPE_CHECKING:
-    from bench.results import load_run
+    from bench.analysis.results import load_run
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `python -m bench.sim` and the CLI's --help do not pay for pandas.
     if name == "load_run":
-        from bench.results import load_run
+        from bench.analysis.results import load_run
 
         return load_run
     raise AttributeError(name)

@@ -3,7 +3,7 @@
 Starts benchmarks/_sse_server.py (another process, one core) and, for each concurrency,
 runs a closed loop for `--seconds` in a fresh child process per client (one core each):
 
-- bench:  bench.client.StreamClient (AsyncOpenAI.post on aiohttp) + the runner's _Attempt
+- bench:  bench.runner.client.StreamClient (AsyncOpenAI.post on aiohttp) + the runner's _Attempt
           (stamping, SSE split, orjson, chunk columns, timeouts): what `bench run` does;
 - lines:  raw aiohttp, `async for line in resp.content`, orjson per data line (vllm bench);
 - bytes:  raw aiohttp, read bytes, no parsing (the ceiling).
@@ -39,9 +39,9 @@ def _body(tokens: int) -> bytes:
 
 
 async def _bench_loop(base_url: str, concurrency: int, seconds: float, tokens: int) -> tuple[int, int]:
-    from bench.client import ClientConfig, StreamClient
-    from bench.runner import _Attempt
-    from bench.scenario import Timeouts
+    from bench.runner.client import ClientConfig, StreamClient
+    from bench.runner.runner import _Attempt
+    from bench.scenario.schema import Timeouts
 
     client = StreamClient(ClientConfig(base_url, None, 10.0, max(concurrency, 64)))
     timeouts = Timeouts()

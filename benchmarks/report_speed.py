@@ -23,10 +23,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import compare, figures, report  # noqa: E402
-from bench.execute import RunOptions, run_scenario  # noqa: E402
-from bench.results import load_run  # noqa: E402
-from bench.scenario import load_scenario  # noqa: E402
+from bench.report import compare, figures  # noqa: E402
+from bench.report import document as report  # noqa: E402
+from bench.commands.rundir import RunOptions  # noqa: E402
+from bench.commands.run import run_scenario  # noqa: E402
+from bench.analysis.results import load_run  # noqa: E402
+from bench.scenario.schema import load_scenario  # noqa: E402
 from bench.sim import start_sim  # noqa: E402
 
 TARGET_S = 10.0

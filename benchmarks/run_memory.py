@@ -47,8 +47,9 @@ def _count_lines(path: Path, state: dict[str, int]) -> int:
 def child(base_url: str, requests: int, concurrency: int, tokens: int) -> list[tuple[float, int, int]]:
     import yaml
 
-    from bench.execute import RunOptions, run_scenario
-    from bench.scenario import load_scenario
+    from bench.commands.rundir import RunOptions
+    from bench.commands.run import run_scenario
+    from bench.scenario.schema import load_scenario
 
     samples: list[tuple[float, int, int]] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -68,8 +68,8 @@ def _records(n: int, chunks: int, seed: int = 0) -> Iterator[list[RequestRecord]
 
 def child(n: int, chunks: int) -> dict[str, float]:
     from bench import load_run
-    from bench.results import finalize_run
-    from bench.store import SCHEMA_VERSION, Manifest, RunWriter
+    from bench.analysis.results import finalize_run
+    from bench.store.store import SCHEMA_VERSION, Manifest, RunWriter
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
@@ -111,8 +111,8 @@ def child(n: int, chunks: int) -> dict[str, float]:
 
 
 def in_flight_bytes(chunks: int, streams: int = 1000) -> float:
-    from bench.runner import _Attempt
-    from bench.scenario import Timeouts
+    from bench.runner.runner import _Attempt
+    from bench.scenario.schema import Timeouts
 
     timeouts = Timeouts()
     line = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'

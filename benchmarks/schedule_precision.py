@@ -24,8 +24,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _sse_server import start_server  # noqa: E402
 
-from bench.execute import RunOptions, run_scenario  # noqa: E402
-from bench.scenario import load_scenario  # noqa: E402
+from bench.commands.rundir import RunOptions  # noqa: E402
+from bench.commands.run import run_scenario  # noqa: E402
+from bench.scenario.schema import load_scenario  # noqa: E402
 
 
 def duration_for(rate: float) -> float:

@@ -34,8 +34,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _sse_server import start_server  # noqa: E402
 
-from bench.execute import RunOptions, run_scenario, separate_cores  # noqa: E402
-from bench.scenario import load_scenario  # noqa: E402
+from bench.commands.rundir import RunOptions  # noqa: E402
+from bench.commands.run import run_scenario  # noqa: E402
+from bench.runner.process import separate_cores  # noqa: E402
+from bench.scenario.schema import load_scenario  # noqa: E402
 
 
 @contextmanager

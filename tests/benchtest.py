@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
-from bench.execute import RunOptions, RunResult, run_scenario
-from bench.scenario import load_scenario
+from bench.commands.rundir import RunOptions, RunResult
+from bench.commands.run import run_scenario
+from bench.scenario.schema import load_scenario
 
 
 def write_scenario(directory: Path, data: dict[str, Any], name: str = "scenario.yaml") -> Path:

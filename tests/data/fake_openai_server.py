@@ -1,4 +1,4 @@
-"""Tiny stand-in for an OpenAI-compatible server, for bench.launch tests.
+"""Tiny stand-in for an OpenAI-compatible server, for bench.target.launch tests.
 
 Serves GET /v1/models on 127.0.0.1:<port>. Flags make it misbehave the ways real servers do:
 slow start, immediate crash, never ready (503 like llama-server while loading), ignoring

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench import metrics
-from bench.results import Run
+from bench.metrics import frames as metrics
+from bench.analysis.results import Run
 from benchtest import run_in_process
 from dialects.case import KINDS, UNCHECKED, Case
 from dialects.cases import ALL

@@ -14,8 +14,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from bench.launch import LaunchedServer, free_port
-from bench.promscrape import MetricsScraper, key_series, parse_prometheus_text
+from bench.target.launch import LaunchedServer, free_port
+from bench.target.promscrape import MetricsScraper, key_series, parse_prometheus_text
 
 pytestmark = pytest.mark.real_server
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bench.cli import main
-from bench.launch import LaunchedServer, free_port
+from bench.commands.cli import main
+from bench.target.launch import LaunchedServer, free_port
 from test_llama_smoke import llama_command, llama_paths
 
 pytestmark = pytest.mark.real_server

@@ -1,0 +1,1 @@
+"""From stored runs to figures: run loading, the summary, statistics, paired comparisons, validity and saturation."""

@@ -1,0 +1,1 @@
+"""The command line: `bench run`, `sweep`, `calibrate`, `probe`, `report`, `plot`, `compare`; the composition root."""

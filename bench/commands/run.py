@@ -1,0 +1,275 @@
+"""`bench run`: resolve the target, run the plan, store and summarise. The composition root.
+
+Each step is its own function; this module wires the layers together and owns the
+process-level concerns (signals, event loop, GC, the embedded simulator's lifetime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from contextlib import AsyncExitStack, ExitStack
+from dataclasses import asdict
+from typing import Any
+
+
+from bench.runner.client import ClientConfig, StreamClient
+from bench.errors import BenchInputError, RunFailed
+from bench.runner.loopmon import LoopMonitor, client_warnings
+from bench.runner.runner import Progress, Runner
+from bench.scenario.schema import Scenario
+from bench.workload.schedule import build_schedule
+from bench.store.store import SERVER_METRICS, RunWriter
+from bench.workload.requests import Workload
+from bench.workload.plan import stage_plans, stage_note, peak_concurrency, build_plan, read_trace_for, trace_prompts_for
+from bench.runner.process import run_loop, freeze_gc, thaw_gc
+from bench.target.resolve import TargetInfo, resolve_target, read_api_key, root_url, fetch_server_info, resolve_model
+from bench.target.tokens import calibrate_prompts
+from bench.commands.watch import run_watched
+from bench.commands.rundir import RunOptions, RunResult, GuardedSink, finish_run, run_dir_for, new_manifest, workload_info, count_repeats, keep_server_log
+
+
+
+def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
+    """Run a validated scenario to a stored, summarised run directory."""
+    if scenario.load.stop_on_saturation and (scenario.ray is not None or scenario.load.workers != 1):
+        raise BenchInputError(f"{options.scenario_path}: load.stop_on_saturation: the early stop watches one "
+                              "client process; set load.workers: 1 and no ray section")
+    if scenario.ray is not None:
+        from bench.runner.ray_workers import require_ray
+
+        require_ray()  # before anything starts: exit 2 with how to install it
+    with ExitStack() as stack:
+        target = resolve_target(scenario, stack)
+        api_key = read_api_key(scenario)
+        result: RunResult = run_loop(_execute(scenario, options, target, api_key))
+    keep_server_log(target, result.run.path)
+    return result
+
+
+async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None) -> RunResult:
+    async with RunSession(scenario, options, target, api_key, workers=scenario.load.workers,
+                          ray=scenario.ray is not None) as session:
+        stages = stage_plans(session.schedule, scenario.load)
+        try:
+            if scenario.load.stop_on_saturation:
+                session.ended = await run_watched(session, stages)
+            else:
+                session.ended = await session.runner.run(stages, session.stop)
+        except RunFailed as exc:  # a client worker or Ray actor died: keep what it sent
+            session.failure = str(exc)
+    return session.result()
+
+
+class RunSession:
+    """Everything one run directory needs while requests flow: client, workload, schedule,
+    writer, runner, signal handling. Used by `bench run` (all stages at once) and by
+    `bench sweep` (one stage at a time, deciding the next from the stored results)."""
+
+    def __init__(self, scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None,
+                 workers: int | str = 1, ray: bool = False) -> None:
+        self.scenario = scenario
+        self._workers_setting = workers  # > 1 or "auto": client worker processes (`bench run` only)
+        self._ray = ray  # scenario.ray: Ray actors instead (`bench run --ray` only)
+        self.pool: Any = None
+        self.options = options
+        self.target = target
+        self.base_url = target.base_url
+        self.api_key = api_key
+        self.stop = asyncio.Event()
+        self.signals: list[str] = []
+        self.ended = "failed"
+        self.failure: str | None = None
+        self.end_reason: str | None = None  # why a run ended "saturated"
+        self.stopped: tuple[int, float | None] | None = None  # (stage, t) the saturation watch stopped
+        self.stage_notes: list[dict[str, Any]] = []
+        self._cleanup = AsyncExitStack()
+
+    async def __aenter__(self) -> RunSession:
+        try:
+            await self._enter()
+        except BaseException:
+            # __aexit__ only runs after a successful __aenter__: close what was opened
+            await self._cleanup.aclose()
+            raise
+        return self
+
+    async def _enter(self) -> None:
+        from bench.report.console import live_progress
+
+        scenario = self.scenario
+        load = scenario.load
+        trace = read_trace_for(scenario, self.options.scenario_path)
+        self.schedule = build_schedule(load, scenario.seed, trace)
+        peak = peak_concurrency(scenario, self.schedule)
+        self.client = StreamClient(ClientConfig(self.base_url, self.api_key,
+                                                scenario.target.timeouts.connect_s, max(peak, 64)))
+        self._cleanup.push_async_callback(self.client.aclose)
+        self.model = await resolve_model(scenario, self.client, self.base_url)
+        server_info = await fetch_server_info(self.base_url)
+        prompts = trace_prompts_for(scenario, trace)
+        self.token_model = token_model = await calibrate_prompts(scenario, self.client, self.model, self.base_url)
+        self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts, token_model)
+        self.writer = RunWriter(run_dir_for(scenario, self.options),
+                                new_manifest(scenario, self.options, self.target, self.model))
+        self.writer.manifest.server = server_info
+        self.writer.manifest.workload = workload_info(self.workload.prompt_set)
+        if token_model is not None:
+            self.writer.manifest.client["prompt_tokens_model"] = asdict(token_model)
+        self.writer.write_manifest()
+        self.sink = GuardedSink(self.writer, self.stop)
+        self.progress = Progress()
+        self._install_signals()
+        if self._ray:
+            await self._start_ray(peak)
+        elif (workers := self._worker_count()) > 1:
+            await self._start_workers(workers, peak)
+        freeze_gc()
+        self._cleanup.callback(thaw_gc)
+        await self._cleanup.enter_async_context(live_progress(self.progress, self.options.show_progress))
+        # t0 is taken after all set-up so the first send is not born late (workers need
+        # the start message first).
+        t0 = time.perf_counter() + (getattr(self.pool, "start_delay_s", 0.1) if self.pool is not None else 0.01)
+        self.writer.manifest.t0_perf_counter = t0
+        self.writer.write_manifest()
+        await self._start_scraper(t0)
+        self._start_monitor()
+        if self.pool is not None:
+            self.pool.t0 = t0
+            self.runner = self.pool
+        else:
+            self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
+
+    def _worker_count(self) -> int:
+        from bench.runner.workers import resolve_workers
+
+        closed = [s.concurrency or 0 for s in self.schedule.stages if s.kind == "closed"]
+        return resolve_workers(self._workers_setting, self.schedule.offered_rate, max(closed, default=0),
+                               simulated=self.target.simulated)
+
+    def _worker_configs(self, count: int, peak: int) -> list[Any]:
+        from bench.runner.workers import WorkerConfig, shard_plan
+
+        plan = build_plan(self.scenario)
+        return [WorkerConfig(index=k, count=count, scenario=self.scenario,
+                             scenario_path=self.options.scenario_path, base_url=self.base_url,
+                             api_key=self.api_key, model=self.model,
+                             max_connections=max(peak // count + 1, 64), plan=shard_plan(plan, k, count),
+                             token_model=self.token_model)
+                for k in range(count)]
+
+    async def _start_workers(self, count: int, peak: int) -> None:
+        from bench.runner.workers import WorkerPool
+
+        self.pool = WorkerPool(self._worker_configs(count, peak), self.sink, self.progress)
+        self._cleanup.push_async_callback(self.pool.aclose)
+        await self.pool.start()
+        self.writer.manifest.client["worker_count"] = count
+
+    async def _start_ray(self, peak: int) -> None:
+        from bench.runner.ray_workers import RayPool, connect, disconnect
+
+        settings = self.scenario.ray
+        assert settings is not None
+        started, node_cpus = connect(settings.address)
+        self._cleanup.callback(disconnect, started)  # after the actors are killed (LIFO)
+        count = settings.workers or max(1, len(node_cpus))
+        self.pool = RayPool(self._worker_configs(count, peak), self.sink, self.progress, node_cpus,
+                            continue_on_failure=settings.continue_on_actor_failure)
+        self._cleanup.push_async_callback(self.pool.aclose)
+        await self.pool.start()
+        self.writer.manifest.client.update(worker_count=count, ray={"address": settings.address or "local",
+                                                                    "started_local": started and settings.address in (None, "local"),
+                                                                    "nodes": len(node_cpus)})
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is not None:
+                await self.runner.cancel_in_flight() if hasattr(self, "runner") else None
+        finally:
+            await self._cleanup.aclose()
+
+    def _start_monitor(self) -> None:
+        """Self-calibration: event-loop lag and CPU of this process, into manifest.client."""
+        monitor = LoopMonitor()
+        monitor.start()
+
+        async def finish() -> None:
+            self.writer.manifest.client.update(await monitor.stop())
+
+        self._cleanup.push_async_callback(finish)
+
+    async def _start_scraper(self, t0: float) -> None:
+        settings = self.scenario.target.metrics
+        if not settings.enabled:
+            return
+        from bench.target.promscrape import MetricsScraper
+
+        url = settings.url or f"{root_url(self.base_url)}/metrics"
+        scraper = MetricsScraper(url, settings.interval_s, clock=lambda: time.perf_counter() - t0)
+        await scraper.start()
+
+        async def finish() -> None:
+            await scraper.stop()
+            self._store_server_metrics(scraper)
+
+        self._cleanup.push_async_callback(finish)
+
+    def _store_server_metrics(self, scraper: Any) -> None:
+        stats = scraper.stats
+        manifest = self.writer.manifest
+        manifest.server["metrics"] = {"url": scraper.url, "scrapes_ok": stats.ok, "scrapes_failed": stats.errors,
+                                      "last_error": stats.last_error}
+        if stats.ok:
+            scraper.to_frame().to_parquet(self.writer.run_dir / SERVER_METRICS, index=False)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            self.signals.append(signal.Signals(signum).name)
+            self.stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+            self._cleanup.callback(loop.remove_signal_handler, sig)
+
+    def now_s(self) -> float:
+        return time.perf_counter() - self.runner.t0
+
+    def result(self) -> RunResult:
+        ended, reason = self.ended, None
+        if self.sink.failure is not None:
+            ended, reason = "failed", self.sink.failure
+        elif self.failure is not None:
+            ended, reason = "failed", self.failure
+        elif ended == "interrupted":
+            reason = f"signal {self.signals[0]}" if self.signals else "stopped"
+        elif ended == "saturated":
+            reason = self.end_reason
+        self.writer.manifest.stages = self.stage_notes or [stage_note(s) for s in self.schedule.stages]
+        if self.stopped is not None:  # the stored verdict replays the watch up to this moment
+            for note in self.writer.manifest.stages:
+                if note.get("index") == self.stopped[0]:
+                    note["stopped_s"] = self.stopped[1]
+        if self.pool is not None:
+            self.writer.manifest.client["workers"] = self.pool.worker_stats
+            self.writer.manifest.notes.extend(getattr(self.pool, "notes", []))
+        result = finish_run(self.writer, ended, reason)
+        count_repeats(result.run)
+        _note_client_warnings(result, self.schedule.offered_rate)
+        self.writer.write_manifest()
+        return result
+
+
+def _note_client_warnings(result: RunResult, offered_rate: float | None) -> None:
+    """Store why the client may have shaped the figures (run.json: client.warnings and notes)."""
+    run = result.run
+    manifest = run.manifest
+    warnings = client_warnings(manifest.client, run.requests, offered_rate)
+    manifest.client["warnings"] = [{"code": w.code, "message": w.message} for w in warnings]
+    manifest.notes.extend(w.message for w in warnings)
+    result.notes.extend(w.message for w in warnings)
+
+

@@ -1,0 +1,1 @@
+"""Metric definitions: each metric declared once and computed once, from the stored chunk stamps."""

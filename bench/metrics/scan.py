@@ -1,0 +1,286 @@
+"""One pass over a run's stored chunks, batch by batch, instead of one frame of them all.
+
+At 1M requests x 128 chunks the chunk frame is 128M rows (2.4 GB in compact types, more
+while it is built), and every selection of it another copy. What the summary needs is
+much less: per request the first and last token time and the token count, and the ITL
+gaps of the requests it counts (8 bytes per gap). `scan` computes exactly those, with the
+same definitions as `metrics.token_stats` and `metrics.itl_gaps` (tests compare them).
+
+Stored batches hold whole records in order (`store.ChunkBatch`); a record cut by a batch
+boundary is carried into the next batch. A file in any other layout (one request's
+events in separate places) still gives the same numbers, through a slower path that
+sorts every kept token chunk at once, as `metrics.itl_gaps` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics import frames as metrics
+from bench.records import CHUNK_KINDS, NO_TOKENS
+from bench.store.store import ChunkBatch, frame_batch
+
+_IS_TOKEN = np.zeros(256, dtype=bool)
+_IS_TOKEN[[CHUNK_KINDS.index(k) for k in metrics.TOKEN_KINDS]] = True
+
+
+@dataclass
+class ItlGaps:
+    """ITL gaps (ms) of some requests: each request's gaps are one contiguous run, in the
+    order its chunks were stored (a request's choices one after another, each in time order)."""
+
+    values: np.ndarray | None  # float64; None once consumed by `take(..., consume=True)`
+    request_ids: np.ndarray  # int64, the request of each run
+    counts: np.ndarray  # int64, gaps in each run
+    times: np.ndarray | None = None  # float64, each gap's closing chunk time, when asked for
+
+    def frame(self) -> pd.DataFrame:
+        """The gaps as `metrics.itl_gaps` gives them (`request_id`, `t_s`, `itl_ms`), each
+        request's in stored order. Needs `times` (scan with times=True)."""
+        if self.values is None or self.times is None:
+            raise ValueError("a gap frame needs the gaps and their times: scan(..., times=True)")
+        run_ids = self.request_ids
+        if run_ids.size == 0 or run_ids.max() <= np.iinfo(np.int32).max:
+            run_ids = run_ids.astype(np.int32)  # as read_chunks stores them, before the 125M-row repeat
+        ids = np.repeat(run_ids, self.counts)
+        return pd.DataFrame({"request_id": ids,
+                             "t_s": self.times, "itl_ms": self.values}, copy=False)
+
+    def take(self, request_ids: Iterable[int] | np.ndarray, consume: bool = False) -> np.ndarray:
+        """The gaps of the given requests, as an array the caller owns.
+
+        `consume=True` hands over `values` itself when every request is selected (no 1 GB
+        copy at 125M gaps) and leaves this object empty: for the last use only.
+        """
+        if self.values is None:
+            raise ValueError("these ITL gaps were consumed by an earlier take(consume=True)")
+        selected = np.isin(self.request_ids, np.asarray(request_ids, dtype=np.int64))
+        if consume and selected.all():
+            values, self.values = self.values, None
+            return values
+        return self.values[np.repeat(selected, self.counts)]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    stats: pd.DataFrame  # index request_id: first_token_s, last_token_s, chunk_tokens (as metrics.token_stats)
+    gaps: ItlGaps  # of the kept requests only
+
+
+def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.ndarray,
+         rows: int | None = None, times: bool = False) -> ScanResult:
+    """Token statistics of every request and the ITL gaps of the `keep` requests.
+
+    `batches` returns a fresh iterator each call (a second pass is needed only for a file
+    whose requests are not each in one place); `rows`, when known, bounds the number of
+    gaps so their buffer is allocated once. `times`: keep each gap's time too (8 more
+    bytes a gap), for `ItlGaps.frame`.
+    """
+    scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows, times)
+    carry: _TokenRows | None = None  # the last request of the previous batch, which may go on here
+    for batch in batches():
+        tok = _token_rows(batch)
+        if carry is not None:
+            ids = tok.request_id
+            other = np.flatnonzero(ids != carry.request_id[0])
+            goes_on = int(other[0]) if other.size else ids.size
+            if goes_on:
+                carry = _TokenRows(*(np.concatenate(pair) for pair in zip(carry, _rows(tok, 0, goes_on), strict=True)))
+                tok = _rows(tok, goes_on, ids.size)
+            if tok.request_id.size == 0:
+                continue
+            scanner.add(carry)
+        ids = tok.request_id
+        if ids.size == 0:
+            carry = None
+            continue
+        other = np.flatnonzero(ids != ids[-1])
+        cut = int(other[-1]) + 1 if other.size else 0
+        scanner.add(_rows(tok, 0, cut))
+        carry = _rows(tok, cut, ids.size)
+    if carry is not None:
+        scanner.add(carry)
+    result = scanner.result()
+    if result is None:  # some request's chunks are in more than one place
+        sorted_rows = _sorted_token_rows(batches(), scanner.keep)
+        fallback = _Scanner(scanner.keep, None, times)
+        fallback.add(sorted_rows)
+        result = ScanResult(scanner.stats(), fallback.gaps())
+    return result
+
+
+def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bool = False) -> ScanResult:
+    """`scan` of a chunk frame held in memory."""
+    batch = frame_batch(chunks)
+    return scan(lambda: [batch], keep, times=times)
+
+
+def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFrame:
+    """`metrics.token_rate` of stored chunk batches, without a frame of them all."""
+    sums = np.zeros(0)
+    last = 0.0
+    for batch in batches:
+        rows = _token_rows(batch)
+        if rows.t_s.size == 0:
+            continue
+        counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one, as metrics
+        part = metrics.token_bins(rows.t_s, counted, bin_s)
+        if part.size > sums.size:
+            part[:sums.size] += sums
+            sums = part
+        else:
+            sums[:part.size] += part
+        last = max(last, float(rows.t_s.max()))
+    return metrics.token_rate_from_bins(sums, last, bin_s)
+
+
+class _Buffer:
+    """float64 values appended batch by batch: into one array allocated up front when the
+    total is bounded (the untouched rest is never paged in), else into parts."""
+
+    def __init__(self, bound: int | None) -> None:
+        self._array = np.empty(bound, dtype=np.float64) if bound is not None else None
+        self._parts: list[np.ndarray] = []
+        self.filled = 0
+
+    def add(self, values: np.ndarray) -> None:
+        if self._array is None:
+            self._parts.append(values)
+        else:
+            self._array[self.filled:self.filled + values.size] = values
+        self.filled += values.size
+
+    def array(self) -> np.ndarray:
+        return _cat(self._parts, np.float64) if self._array is None else self._array[:self.filled]
+
+
+class _Scanner:
+    def __init__(self, keep: np.ndarray, rows: int | None, times: bool = False) -> None:
+        self.keep = keep  # sorted unique request ids whose gaps are kept
+        self._values = _Buffer(rows)
+        self._times = _Buffer(rows) if times else None
+        self._seg_ids: list[np.ndarray] = []
+        self._first: list[np.ndarray] = []
+        self._last: list[np.ndarray] = []
+        self._tokens: list[np.ndarray] = []
+        self._kept_ids: list[np.ndarray] = []
+        self._run_ids: list[np.ndarray] = []
+        self._run_counts: list[np.ndarray] = []
+
+    def add(self, rows: _TokenRows) -> None:
+        """Token rows in which each request's rows are contiguous."""
+        ids, t, tokens, choice = rows.request_id, rows.t_s, rows.tokens, rows.choice
+        if ids.size == 0:
+            return
+        starts_mask = np.empty(ids.size, dtype=bool)
+        starts_mask[0] = True
+        np.not_equal(ids[1:], ids[:-1], out=starts_mask[1:])
+        starts = np.flatnonzero(starts_mask)
+        within = ~starts_mask[1:]  # row i and i+1 belong to the same request
+        dt = t[1:] - t[:-1]
+        same_choice = choice[1:] == choice[:-1]
+        if (within & (~same_choice | (dt < 0))).any():
+            # several choices interleaved, or events out of time order: order each request by (choice, t)
+            order = np.lexsort((t, choice, np.cumsum(starts_mask)))
+            t, tokens, choice = t[order], tokens[order], choice[order]
+            dt = t[1:] - t[:-1]
+            same_choice = choice[1:] == choice[:-1]
+        seg_ids = ids[starts]
+        self._seg_ids.append(seg_ids)
+        self._first.append(np.minimum.reduceat(t, starts))
+        self._last.append(np.maximum.reduceat(t, starts))
+        counted = np.where(tokens == NO_TOKENS, 1, tokens)  # unknown: one token, as metrics.token_stats
+        self._tokens.append(np.add.reduceat(counted, starts, dtype=np.int64))
+        kept = _member(seg_ids, self.keep)
+        if not kept.any():
+            return
+        self._kept_ids.append(seg_ids[kept])
+        lengths = np.diff(np.append(starts, ids.size))
+        pair = np.zeros(ids.size, dtype=bool)  # pair[i + 1]: a gap between rows i and i + 1 is kept
+        pair[1:] = within & same_choice & np.repeat(kept, lengths)[1:]
+        counts = np.add.reduceat(pair, starts, dtype=np.int64)
+        gaps = dt[pair[1:]] * 1e3  # the same float operations as metrics.itl_gaps
+        runs = counts > 0
+        self._run_ids.append(seg_ids[runs])
+        self._run_counts.append(counts[runs])
+        self._values.add(gaps)
+        if self._times is not None:
+            self._times.add(t[1:][pair[1:]])  # as metrics.itl_gaps: the closing chunk's time
+
+    def stats(self) -> pd.DataFrame:
+        ids = _cat(self._seg_ids, np.int64)
+        frame = pd.DataFrame({"request_id": ids, "first_token_s": _cat(self._first, np.float64),
+                              "last_token_s": _cat(self._last, np.float64),
+                              "chunk_tokens": _cat(self._tokens, np.int64)})
+        if pd.Index(ids).is_unique:
+            return frame.set_index("request_id")
+        return frame.groupby("request_id").agg(first_token_s=("first_token_s", "min"),
+                                               last_token_s=("last_token_s", "max"),
+                                               chunk_tokens=("chunk_tokens", "sum"))
+
+    def gaps(self) -> ItlGaps:
+        times = self._times.array() if self._times is not None else None
+        return ItlGaps(self._values.array(), _cat(self._run_ids, np.int64), _cat(self._run_counts, np.int64),
+                       times)
+
+    def result(self) -> ScanResult | None:
+        """None when a kept request's chunks were in more than one place: gaps across the
+        places are missing, and must be computed again from its rows sorted together."""
+        if not pd.Index(_cat(self._kept_ids, np.int64)).is_unique:
+            return None
+        return ScanResult(self.stats(), self.gaps())
+
+
+class _TokenRows(NamedTuple):
+    """The token-carrying rows of a batch (content and reasoning chunks)."""
+
+    request_id: np.ndarray
+    t_s: np.ndarray
+    tokens: np.ndarray
+    choice: np.ndarray
+
+
+def _token_rows(batch: ChunkBatch) -> _TokenRows:
+    mask = _IS_TOKEN[batch.kind.view(np.uint8)]
+    return _TokenRows(batch.request_id[mask], batch.t_s[mask], batch.tokens[mask], batch.choice[mask])
+
+
+def _rows(rows: _TokenRows, start: int, stop: int) -> _TokenRows:
+    return _TokenRows(*(col[start:stop] for col in rows))
+
+
+def _sorted_token_rows(batches: Iterable[ChunkBatch], keep: np.ndarray) -> _TokenRows:
+    """Every kept token row, sorted by (request, choice, time): the layout `add` needs."""
+    parts = []
+    for batch in batches:
+        rows = _token_rows(batch)
+        parts.append(_TokenRows(*(col[_member(rows.request_id, keep)] for col in rows)))
+    if not parts:
+        return _TokenRows(*(np.empty(0, dtype) for dtype in (np.int64, np.float64, np.int32, np.int32)))
+    rows = _TokenRows(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
+    order = np.lexsort((rows.t_s, rows.choice, rows.request_id))
+    return _TokenRows(*(col[order] for col in rows))
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    if values.size < 2 or (values[1:] > values[:-1]).all():
+        return values  # request ids usually come sorted: np.unique took 0.6 s for 1M
+    return np.unique(values)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """values in sorted_set (sorted unique), by binary search: np.isin would sort the set
+    again for every batch."""
+    if sorted_set.size == 0:
+        return np.zeros(values.size, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[at] == values
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)

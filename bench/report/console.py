@@ -1,0 +1,275 @@
+"""Console output: the live progress line during a run and the summary table after it.
+
+Progress goes to stderr so that `--json` output on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import textwrap
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:  # the run's counters; `bench compare` prints without importing the runner
+    from bench.runner.runner import Progress
+
+STATS = ("mean", "p50", "p90", "p95", "p99", "p99.9", "max")
+# Statistics left out, in this order, when the console is too narrow for all; p50, p99 and
+# max always stay. Every one is in `--json` and in the reports.
+DROP_ORDER = ("p99.9", "mean", "p95", "p90")
+ROWS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"),
+        ("Sched lag", "schedule_lag_ms"))
+# A latency row whose largest value reaches this many milliseconds is shown in seconds.
+SECONDS_FROM_MS = 10_000.0
+
+
+@asynccontextmanager
+async def live_progress(progress: Progress, enabled: bool) -> AsyncIterator[None]:
+    if not enabled:
+        yield
+        return
+    console = Console(stderr=True)
+    with Live(_progress_text(progress, 0.0, 0.0), console=console, auto_refresh=False,
+              transient=True) as live:
+        task = asyncio.create_task(_refresh(live, progress))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _refresh(live: Live, progress: Progress) -> None:
+    last_t, last_chunks = time.perf_counter(), progress.output_chunks
+    while True:
+        await asyncio.sleep(0.5)
+        now = time.perf_counter()
+        rate = (progress.output_chunks - last_chunks) / (now - last_t)
+        last_t, last_chunks = now, progress.output_chunks
+        live.update(_progress_text(progress, rate, now), refresh=True)
+
+
+def _progress_text(p: Progress, chunks_per_s: float, _now: float) -> Text:
+    planned = p.planned
+    width = 30
+    if planned:
+        filled = min(width, int(width * p.done / planned))
+        bar = "#" * filled + "-" * (width - filled)
+        head = f"[{bar}] {p.done}/{planned}"
+    else:
+        head = f"{p.done} done"
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(p.error_kinds.items())) or "0"
+    return Text(f"{head}  in flight {p.in_flight}  errors {errors}  ~{chunks_per_s:,.0f} tok/s")
+
+
+def summary_table(summary: dict[str, Any], title: str, width: int | None = None) -> Table | Text:
+    """The latency table (one row per metric in ROWS, one column per statistic in STATS).
+
+    `width` (console columns): statistics are left out in DROP_ORDER until the table fits,
+    which the caption says; p50, p99 and max always stay (narrower than those need, about 60
+    columns: one wrapped line per metric). None: every statistic. A row whose
+    largest value reaches SECONDS_FROM_MS is shown in seconds; the unit is in the header
+    (one for all rows) or in each row's label. Numbers are never cut: their columns do not
+    shrink below the widest number.
+    """
+    rows = [_latency_row(label, summary.get(key) or {}) for label, key in ROWS]
+    stats = list(STATS)
+    dropped: list[str] = []
+    table = _latency_table(rows, stats, title, dropped, width)
+    for stat in DROP_ORDER:
+        if width is None or _natural_width(table) <= width:
+            return table
+        stats.remove(stat)
+        dropped.append(stat)
+        table = _latency_table(rows, stats, title, dropped, width)
+    if width is not None and _natural_width(table) > width:  # under ~60 columns: a line per metric
+        return _latency_lines(rows, stats, title, width)
+    return table
+
+
+def _latency_lines(rows: list[_LatencyRow], stats: list[str], title: str, width: int) -> Text:
+    lines = [textwrap.fill(title, width=width)]
+    for row in rows:
+        cells = ", ".join(f"{stat} {row.cells[stat]}" for stat in stats)
+        lines.append(textwrap.fill(f"{row.label} ({row.unit}): n {row.count}, {cells}", width=width,
+                                   subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
+    return Text("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class _LatencyRow:
+    label: str
+    unit: str  # "ms" or "s"
+    count: str
+    cells: dict[str, str]  # statistic -> formatted value in `unit`
+
+
+def _latency_row(label: str, dist: dict[str, Any]) -> _LatencyRow:
+    values = [dist.get(stat) for stat in STATS]
+    largest = max((abs(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)), default=0.0)
+    seconds = largest >= SECONDS_FROM_MS
+    cells = {stat: _fmt_seconds(v) if seconds else _fmt(v) for stat, v in zip(STATS, values, strict=True)}
+    return _LatencyRow(label, "s" if seconds else "ms", str(dist.get("count", 0)), cells)
+
+
+def _latency_table(rows: list[_LatencyRow], stats: list[str], title: str, dropped: list[str],
+                   width: int | None) -> Table:
+    units = {row.unit for row in rows}
+    shared = units.pop() if len(units) == 1 else None
+    caption = None
+    if dropped:
+        caption = (f"{', '.join(dropped)} left out to fit {width} columns; every statistic is in --json "
+                   "and the reports")
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    labels = [row.label if shared else f"{row.label} ({row.unit})" for row in rows]
+    table.add_column(f"metric ({shared})" if shared else "metric", no_wrap=True,
+                     min_width=max(len(label) for label in labels))
+    columns = [[row.count for row in rows]] + [[row.cells[stat] for row in rows] for stat in stats]
+    for header, cells in zip(("n", *stats), columns, strict=True):
+        table.add_column(header, justify="right", no_wrap=True, overflow="fold",
+                         min_width=max(len(header), *(len(c) for c in cells)))
+    for i, (label, row) in enumerate(zip(labels, rows, strict=True)):
+        table.add_row(label, *(column[i] for column in columns))
+    return table
+
+
+def _natural_width(renderable: Any) -> int:
+    """Columns `renderable` takes when nothing limits it."""
+    console = Console(file=io.StringIO(), width=10_000)
+    return Measurement.get(console, console.options, renderable).maximum
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    req = summary["requests"]
+    thr = summary["throughput"]
+    rate = summary["rate"]
+    errors = ", ".join(f"{k}: {v}" for k, v in req["errors"].items()) or "none"
+    offered = f"{rate['offered']:.2f}" if rate.get("offered") is not None else "closed loop"
+    lines = [
+        f"requests: {req['total']} measured, {req['ok']} ok, errors: {errors}",
+        f"throughput: {_fmt(thr['requests_per_s'])} req/s, {_fmt(thr['output_tokens_per_s'])} output tok/s, "
+        f"{_fmt(thr['total_tokens_per_s'])} total tok/s over {_fmt(thr['window_s'])} s",
+        f"rate: offered {offered}, achieved {_fmt(rate['achieved'])} req/s; "
+        f"peak concurrency {summary['concurrency']['peak']}",
+    ]
+    slo = summary.get("slo")
+    if slo:
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in slo["limits"].items())
+        share = slo["share_meeting_all"]
+        verdict = "met" if slo["met"] else "NOT met"
+        lines.append(
+            f"SLO ({limits} at p{slo['percentile']:g}): {verdict}; "
+            f"{'-' if share is None else f'{share:.1%}'} of requests meet every limit; goodput "
+            f"{_fmt(slo['goodput_requests_per_s'])} req/s, {_fmt(slo['goodput_output_tokens_per_s'])} tok/s"
+        )
+    return lines
+
+
+def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str],
+                  notes: Sequence[str] = ()) -> None:
+    console = Console()
+    print_saturation(console, summary)
+    console.print(summary_table(summary, title, console.width))
+    for line in summary_lines(summary) + paired_lines(summary):
+        print_wrapped(console, line)
+    for note in notes:
+        print_wrapped(console, f"note: {note}")
+    for warning in warnings:
+        print_wrapped(console, f"WARNING: {warning}", style="yellow")
+    console.print(f"run directory: {run_dir}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_wrapped(console: Console, line: str, style: str | None = None) -> None:
+    """`line` wrapped at word boundaries to the console's width, continuation lines indented
+    (a word longer than the width, such as a path, stays whole)."""
+    indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+    text = textwrap.fill(line, width=max(console.width, 20), subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+    console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_saturation(console: Console, summary: dict[str, Any]) -> None:
+    """The saturation verdict (summary.json `saturation`), before anything else: it changes
+    what every number below means."""
+    for verdict in summary.get("saturation") or []:
+        console.print(f"SATURATED: {verdict['message']}", style="bold red", highlight=False, soft_wrap=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _fmt_seconds(value_ms: Any) -> str:
+    """Milliseconds shown in seconds: 3 decimals under 10 s, 1 under 1000 s, then whole seconds."""
+    if not isinstance(value_ms, (int, float)) or isinstance(value_ms, bool):
+        return "-"
+    value = value_ms / 1e3
+    if abs(value) < 10:
+        return f"{value:.3f}"
+    return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def print_stages(stages: list[dict[str, Any]], max_rate: dict[str, Any] | None) -> None:
+    console = Console()
+    console.print(stages_table(stages))
+    if max_rate is not None:
+        rate = max_rate.get("rate")
+        print_wrapped(console, f"highest rate meeting the SLO: {_fmt(rate) if rate is not None else 'none found'} "
+                               f"req/s (first failing: {_fmt(max_rate.get('first_failing_rate'))})")
+
+
+def stages_table(stages: list[dict[str, Any]]) -> Table:
+    """One row per sweep stage. Number columns never shrink below their widest cell; the
+    load and note columns wrap instead."""
+    rows = []
+    for st in stages:
+        load = f"rate {st['rate']:.3g}/s" if st.get("rate") is not None else f"concurrency {st['concurrency']}"
+        note = "SATURATED (cut short)" if st.get("saturated") else st.get("note", "")
+        if st.get("knee"):
+            note = (note + "; " if note else "") + "knee: server stops keeping up"
+        rows.append([str(st["index"]), load, _fmt(st.get("achieved_requests_per_s")),
+                     _fmt(st.get("output_tokens_per_s")), _fmt(st.get("ttft_p99_ms")),
+                     "met" if st.get("slo_met") else "NOT met", note])
+    table = Table(title="sweep stages", title_justify="left")
+    for i, col in enumerate(("stage", "load", "achieved req/s", "output tok/s", "TTFT p99 ms", "SLO", "note")):
+        if col in ("load", "note"):
+            table.add_column(col, justify="left", overflow="fold")
+        else:
+            widest = max((len(row[i]) for row in rows), default=0)
+            table.add_column(col, justify="right", no_wrap=True, overflow="fold", min_width=widest)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def paired_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per variant and metric: paired mean difference, its CI, and the verdict."""
+    paired = summary.get("paired")
+    if not paired:
+        return []
+    lines = [f"paired vs {paired['baseline']!r} (same prompts; 95 % bootstrap CI of the mean difference):"]
+    for name, comp in paired["comparisons"].items():
+        for metric, by_stat in comp["metrics"].items():
+            ci = by_stat["mean"]
+            if ci["diff"] is None:
+                continue
+            lines.append(f"  {name} {metric}: {ci['diff']:+.2f} [{_fmt(ci['low'])}, {_fmt(ci['high'])}] "
+                         f"{ci['verdict']} ({comp['pairs']} pairs)")
+        if comp.get("explanation"):
+            lines.append(f"  {name}: {comp['explanation']}")
+    return lines

@@ -1,0 +1,339 @@
+"""Figure assembly: lays the pure plots of `bench.report.plots` out on figures, and saves them.
+
+Figures are created with `matplotlib.figure.Figure` directly (no pyplot): no global state,
+no GUI backend, always Agg, and nothing leaks between reports rendered in one process.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless; must precede any backend use
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.report import plots
+from bench.errors import BenchInputError
+
+if TYPE_CHECKING:
+    from bench.analysis.results import Run
+
+LATENCY = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
+FORMATS = ("png", "svg")
+DPI = 100
+# A stage saturates when its achieved throughput falls this far below the offered rate.
+SATURATION_SHORTFALL = 0.05
+_SLO_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
+
+
+# --- data for the plots -----------------------------------------------------------------
+
+
+def run_label(run: Run) -> str:
+    return run.path.name or run.name
+
+
+def run_labels(runs: Sequence[Run]) -> list[str]:
+    """Distinct labels for several runs: the directory name, with its parent or a number if needed.
+
+    Plots key their series by label; two runs called `run` would otherwise draw as one.
+    """
+    labels = [run_label(r) for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{r.path.parent.name}/{r.path.name}" for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
+    return labels
+
+
+def measured_ok(run: Run) -> pd.DataFrame:
+    req = run.requests
+    return req[(req["phase"] == "measure") & (req["status"] == "ok")]
+
+
+def run_samples(run: Run) -> dict[str, np.ndarray]:
+    """The measured samples behind each latency metric (ok requests; ITL: pooled gaps)."""
+    ok = measured_ok(run)
+    out = {m: ok[m].to_numpy(dtype="float64", na_value=np.nan) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
+    out["itl_ms"] = run.itl["itl_ms"].to_numpy(dtype="float64")
+    return {m: out[m] for m in LATENCY}
+
+
+def variant_samples(run: Run) -> dict[str, dict[str, np.ndarray]]:
+    """run_samples split by sampling variant ({} when the run has no variants)."""
+    ok = measured_ok(run)
+    names = sorted(v for v in ok["variant"].dropna().unique().tolist() if v)
+    if len(names) < 2:
+        return {}
+    gaps = run.itl
+    by_request = ok.set_index("request_id")["variant"]
+    gap_variant = gaps["request_id"].map(by_request)
+    out = {}
+    for name in names:
+        rows = ok[ok["variant"] == name]
+        sample = {m: rows[m].to_numpy(dtype="float64", na_value=np.nan) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
+        sample["itl_ms"] = gaps.loc[gap_variant == name, "itl_ms"].to_numpy(dtype="float64")
+        out[name] = {m: sample[m] for m in LATENCY}
+    return out
+
+
+def stage_frame(run: Run) -> pd.DataFrame | None:
+    """One row per stage of a multi-stage run (a sweep), or None for a single-stage run.
+
+    Offered rate per stage comes from the manifest's `stages` entries when they say (keys
+    `rate`, `offered_rate` or `offered`), else from the stage summary, else it is the
+    achieved send rate (and the saturation test is skipped for that stage).
+    """
+    stages: dict[str, Any] = run.summary.get("stages") or {}
+    if len(stages) < 2:
+        return None
+    declared = list(run.manifest.stages or [])
+    rows = []
+    for i, (key, summ) in enumerate(sorted(stages.items(), key=lambda kv: _stage_order(kv[0]))):
+        info = declared[i] if i < len(declared) and isinstance(declared[i], dict) else {}
+        rate = summ.get("rate") or {}
+        offered = _first_number(info, ("rate", "offered_rate", "offered")) or rate.get("offered")
+        thr = summ.get("throughput") or {}
+        row: dict[str, Any] = {
+            "stage": key,
+            "offered_rate": offered if offered is not None else rate.get("achieved"),
+            "offered_known": offered is not None,
+            "achieved_rate": rate.get("achieved"),
+            "requests_per_s": thr.get("requests_per_s"),
+            "output_tokens_per_s": thr.get("output_tokens_per_s"),
+            "saturated": bool(info.get("saturated", False)),
+            "knee": bool(info.get("knee", False)),
+            "requests": (summ.get("requests") or {}).get("total"),
+            "errors": sum((summ.get("requests") or {}).get("errors", {}).values()),
+        }
+        for metric in LATENCY:
+            dist = summ.get(metric) or {}
+            for pname in ("p50", "p90", "p99"):
+                row[f"{metric}.{pname}"] = dist.get(pname)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    numeric = [c for c in frame.columns if c not in ("stage", "offered_known", "saturated", "knee")]
+    frame[numeric] = frame[numeric].astype("float64")
+    return frame
+
+
+def saturation_row(stages: pd.DataFrame) -> int | None:
+    """Index of the first stage that saturated (the knee), or None.
+
+    A `bench sweep` run marks its knee itself (`knee` in the manifest's stages); use that.
+    Otherwise (a `load.stages` run):
+    A stage saturated when the run flagged it so, or when its efficiency (completed requests/s
+    over offered requests/s) falls SATURATION_SHORTFALL below the best of the stages before
+    it. Relative, not absolute: a short stage's throughput window includes the drain of its
+    last requests, so even an idle server "achieves" a few per cent less than offered.
+    """
+    if "knee" in stages and stages["knee"].any():
+        return int(stages.index[stages["knee"].to_numpy(dtype=bool)][0])  # bench sweep marked it
+    best = 0.0
+    for i, row in stages.iterrows():
+        if row["saturated"]:
+            return int(i)
+        if not (row["offered_known"] and np.isfinite(row["requests_per_s"]) and row["offered_rate"] > 0):
+            continue
+        efficiency = row["requests_per_s"] / row["offered_rate"]
+        if best > 0 and efficiency < (1.0 - SATURATION_SHORTFALL) * best:
+            return int(i)
+        best = max(best, efficiency)
+    return None
+
+
+def slo_limits(scenario: Mapping[str, Any]) -> dict[str, tuple[float, str]]:
+    """SLO limits from a scenario's `slo` section, tolerant of its absence and of its shape.
+
+    Accepts `slo: {ttft_ms: 500, tpot_ms: {limit: 50, percentile: p99}, percentile: 90}` and
+    the like; the default percentile is p99. Returns {metric: (limit, "pNN")}.
+    """
+    slo = scenario.get("slo")
+    if not isinstance(slo, Mapping):
+        return {}
+    default = _pname(slo.get("percentile", 99))
+    out: dict[str, tuple[float, str]] = {}
+    for metric in _SLO_METRICS:
+        spec = slo.get(metric)
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            out[metric] = (float(spec), default)
+        elif isinstance(spec, Mapping):
+            limit = _first_number(spec, ("limit", "max", "value"))
+            if limit is not None:
+                out[metric] = (limit, _pname(spec.get("percentile", default)))
+    return out
+
+
+# --- figures ----------------------------------------------------------------------------
+
+
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def cdf_figure(samples: Mapping[str, Mapping[str, np.ndarray]], title: str = "Latency CDFs") -> Figure:
+    """2x2 CDFs of TTFT, ITL, TPOT, E2E; `samples` is {run label: run_samples(run)}."""
+    fig = new_figure(11, 7.5)
+    for ax, metric in zip(fig.subplots(2, 2).ravel(), LATENCY, strict=True):
+        plots.plot_cdf(ax, {name: s[metric] for name, s in samples.items()}, metric)
+    fig.suptitle(title)
+    return fig
+
+
+def ladder_figure(samples: Mapping[str, Mapping[str, np.ndarray]], title: str = "Percentile ladder") -> Figure:
+    fig = new_figure(11, 7.5)
+    for ax, metric in zip(fig.subplots(2, 2).ravel(), LATENCY, strict=True):
+        plots.plot_ladder(ax, {name: s[metric] for name, s in samples.items()}, metric)
+    fig.suptitle(title)
+    return fig
+
+
+def timeline_figure(run: Run) -> Figure:
+    server = _server_key_series(run)
+    rows = 4 if server is not None else 3
+    fig = new_figure(11, 8 if rows == 3 else 10.5)
+    axes = fig.subplots(rows, 1, sharex=True)
+    plots.plot_in_flight(axes[0], run.requests)
+    plots.plot_token_rate(axes[1], run.token_rate(1.0), 1.0)
+    if server is not None:
+        plots.plot_server_metrics(axes[2], server)
+    plots.plot_ttft_over_time(axes[-1], run.requests)
+    for verdict in saturation_verdicts(run):
+        plots.mark_saturation(axes, float(verdict["start_s"]))
+    fig.suptitle(f"Timeline: {run_label(run)}")
+    return fig
+
+
+def saturation_verdicts(run: Run) -> list[dict[str, Any]]:
+    """summary.json `saturation` (bench.analysis.saturation.stored_verdicts)."""
+    from bench.analysis.saturation import stored_verdicts
+
+    return stored_verdicts(run.summary, run.requests, run.manifest.stages)
+
+
+def _server_key_series(run: Run) -> pd.DataFrame | None:
+    frame = run.server_metrics
+    if frame is None or frame.empty:
+        return None
+    from bench.target.promscrape import key_series
+
+    key = key_series(frame)
+    return key if not key.empty else None
+
+
+def sweep_figure(run: Run) -> Figure | None:
+    """Throughput vs offered load and latency percentiles vs throughput, for multi-stage runs."""
+    stages = stage_frame(run)
+    if stages is None:
+        return None
+    knee_i = saturation_row(stages)
+    knee_rate = float(stages.loc[knee_i, "offered_rate"]) if knee_i is not None else None
+    knee_thr = float(stages.loc[knee_i, "requests_per_s"]) if knee_i is not None else None
+    slos = slo_limits(run.manifest.scenario)
+    fig = new_figure(11, 11)
+    grid = fig.subplots(3, 2)
+    plots.plot_throughput_vs_offered(grid[0, 0], stages, knee_rate)
+    grid[0, 1].set_axis_off()
+    for ax, metric in zip(grid[1:].ravel(), LATENCY, strict=True):
+        plots.plot_latency_vs_throughput(ax, stages, metric, slos.get(metric), knee_thr)
+    fig.suptitle(f"Sweep: {run_label(run)}")
+    return fig
+
+
+def run_figures(run: Run) -> dict[str, Figure]:
+    """Every figure of one run's report, by file stem."""
+    samples = {run_label(run): run_samples(run)}
+    figs = {
+        "latency_cdf": cdf_figure(samples),
+        "percentile_ladder": ladder_figure(samples),
+        "timeline": timeline_figure(run),
+    }
+    by_variant = variant_samples(run)
+    if by_variant:
+        figs["variant_cdf"] = cdf_figure(by_variant, "Latency CDFs by sampling variant")
+        figs["variant_ladder"] = ladder_figure(by_variant, "Percentile ladder by sampling variant")
+    sweep = sweep_figure(run)
+    if sweep is not None:
+        figs["sweep"] = sweep
+    return figs
+
+
+def compare_figures(runs: Sequence[Run], samples: Mapping[str, Mapping[str, np.ndarray]] | None = None
+                    ) -> dict[str, Figure]:
+    if samples is None:
+        samples = {label: run_samples(r) for label, r in zip(run_labels(runs), runs, strict=True)}
+    return {"compare_cdf": cdf_figure(samples, "Latency CDFs, overlaid"),
+            "compare_ladder": ladder_figure(samples, "Percentile ladder, overlaid")}
+
+
+def plot_runs(runs: Sequence[Run]) -> dict[str, Figure]:
+    """`bench plot`: each run's figures, plus overlaid CDF/ladder when there are several."""
+    if len(runs) == 1:
+        return run_figures(runs[0])
+    figs: dict[str, Figure] = {}
+    for label, run in zip(run_labels(runs), runs, strict=True):
+        for stem, fig in run_figures(run).items():
+            figs[f"{label.replace('/', '-').replace(' #', '-')}-{stem}"] = fig
+    figs.update(compare_figures(runs))
+    return figs
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def to_bytes(fig: Figure, fmt: str = "png") -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=DPI)
+    return buf.getvalue()
+
+
+def formats_for(choice: str) -> tuple[str, ...]:
+    if choice == "both":
+        return FORMATS
+    if choice not in FORMATS:
+        raise BenchInputError(f"--format: {choice!r} is not one of png, svg, both")
+    return (choice,)
+
+
+def save_figures(figs: Mapping[str, Figure], out_dir: Path, formats: Iterable[str] = ("png",)) -> list[Path]:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchInputError(f"{out_dir}: cannot create output directory: {exc.strerror or exc}") from None
+    written = []
+    for stem, fig in figs.items():
+        for fmt in formats:
+            path = out_dir / f"{stem}.{fmt}"
+            path.write_bytes(to_bytes(fig, fmt))
+            written.append(path)
+    return written
+
+
+def _stage_order(key: str) -> tuple[int, str]:
+    return (int(key), key) if key.lstrip("-").isdigit() else (1 << 30, key)
+
+
+def _first_number(mapping: Mapping[str, Any], keys: Iterable[str]) -> float | None:
+    for key in keys:
+        value = mapping.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _pname(value: Any) -> str:
+    text = str(value).lstrip("pP")
+    try:
+        return f"p{float(text):g}"
+    except ValueError:
+        return "p99"

@@ -1,0 +1,211 @@
+"""Plots as pure functions `plot_x(ax, data)`: they draw on the given axes and return nothing.
+
+They take plain frames or arrays (never a Run, never files), so they can be reused in the
+reports, the comparison, the notebook and by users on their own axes. Figure assembly,
+sizes and file formats live in `bench.report.figures`.
+
+Large samples are drawn through a fixed grid of quantiles, so a plot of a million ITL gaps
+costs the same as one of a thousand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from bench.metrics import frames as metrics
+
+LABELS = {"ttft_ms": "TTFT (ms)", "itl_ms": "ITL (ms)", "tpot_ms": "TPOT (ms)", "e2e_ms": "E2E (ms)",
+          "schedule_lag_ms": "schedule lag (ms)", "output_tokens_per_s": "output tokens/s per request"}
+# HdrHistogram-style ladder: x = 1 / (1 - p).
+LADDER_TICKS = {2.0: "p50", 10.0: "p90", 100.0: "p99", 1e3: "p99.9", 1e4: "p99.99"}
+LADDER_MAX_X = 1e4
+_CDF_GRID = np.concatenate([np.linspace(0.0, 0.99, 400), 1.0 - np.logspace(-2, -5, 100)[1:], [1.0]])
+ERROR_COLOR = "tab:red"
+LOG_SCALE_SPAN = 20.0  # a y range wider than this factor is drawn on a log scale
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric)
+
+
+def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
+    """Empirical CDF of each named sample, overlaid."""
+    drawn = False
+    for name, values in series.items():
+        arr = _finite(values)
+        if arr.size == 0:
+            continue
+        drawn = True
+        if arr.size > _CDF_GRID.size:
+            probs, xs = _CDF_GRID, np.quantile(arr, _CDF_GRID)
+        else:
+            probs, xs = np.arange(1, arr.size + 1) / arr.size, np.sort(arr)
+        ax.step(xs, probs, where="post", label=f"{name} (n={arr.size:,})")
+    ax.set_xlabel(label(metric))
+    ax.set_ylabel("fraction of samples")
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, alpha=0.3)
+    if drawn:
+        ax.legend(fontsize="small", loc="lower right")
+
+
+def plot_ladder(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
+    """Percentile ladder: value at percentile p against 1/(1-p) on a log axis (p50 ... p99.99).
+
+    Each curve stops where the sample runs out (1/(1-p) > n): beyond it a "percentile" is
+    only the maximum repeated.
+    """
+    drawn = False
+    for name, values in series.items():
+        arr = _finite(values)
+        if arr.size < 2:
+            continue
+        top = min(float(arr.size), LADDER_MAX_X)
+        if top <= 2.0:
+            continue
+        x = np.logspace(np.log10(2.0), np.log10(top), 200)
+        ax.plot(x, np.percentile(arr, 100.0 * (1.0 - 1.0 / x)), label=f"{name} (n={arr.size:,})")
+        drawn = True
+    ax.set_xscale("log")
+    ax.set_xlim(2.0, LADDER_MAX_X)
+    ax.xaxis.set_major_locator(FixedLocator(list(LADDER_TICKS)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels(list(LADDER_TICKS.values()))
+    ax.set_xlabel("percentile")
+    ax.set_ylabel(label(metric))
+    ax.grid(True, which="major", alpha=0.3)
+    if drawn:
+        ax.legend(fontsize="small", loc="upper left")
+
+
+def plot_in_flight(ax: Axes, requests: pd.DataFrame) -> None:
+    """Requests in flight over time, with failed requests marked where they ended."""
+    steps = metrics.in_flight_over_time(requests)
+    if not steps.empty:
+        ax.step(steps["t_s"], steps["in_flight"], where="post", linewidth=0.8)
+    _mark_errors(ax, requests)
+    ax.set_ylabel("in flight")
+    ax.grid(True, alpha=0.3)
+
+
+def plot_token_rate(ax: Axes, rate: pd.DataFrame, bin_s: float = 1.0) -> None:
+    """Output tokens per second, in `bin_s` bins (`metrics.token_rate`, or `Run.token_rate`)."""
+    if not rate.empty:
+        ax.bar(rate["t_s"], rate["tokens_per_s"], width=bin_s, align="edge", alpha=0.7)
+    ax.set_ylabel(f"output tok/s ({bin_s:g} s bins)")
+    ax.grid(True, alpha=0.3)
+
+
+def plot_ttft_over_time(ax: Axes, requests: pd.DataFrame) -> None:
+    """TTFT of each request at its send time; warmup greyed, errors marked on the axis."""
+    ok = requests[requests["status"] == "ok"]
+    warm = ok["phase"] == "warmup"
+    ax.scatter(ok.loc[~warm, "sent_s"], ok.loc[~warm, "ttft_ms"], s=4, alpha=0.6, label="measured")
+    if warm.any():
+        ax.scatter(ok.loc[warm, "sent_s"], ok.loc[warm, "ttft_ms"], s=4, alpha=0.6, color="grey", label="warmup")
+    _mark_errors(ax, requests)
+    ax.set_ylabel(label("ttft_ms"))
+    ax.set_xlabel("time since run start (s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+
+
+def mark_saturation(axes: Sequence[Axes], start_s: float) -> None:
+    """A vertical line on every axis where saturation began, labelled on the top one."""
+    for ax in axes:
+        ax.axvline(start_s, color=ERROR_COLOR, linestyle="--", linewidth=1.0)
+    axes[0].annotate(f"saturated from t={start_s:.1f}s", xy=(start_s, 1.0), xycoords=("data", "axes fraction"),
+                     xytext=(3, -12), textcoords="offset points", color=ERROR_COLOR, fontsize="small")
+
+
+def plot_server_metrics(ax: Axes, key: pd.DataFrame) -> None:
+    """The server's own view (Prometheus): running and waiting requests, KV-cache use."""
+    if key.empty:
+        ax.text(0.5, 0.5, "no server metrics", transform=ax.transAxes, ha="center", va="center")
+        return
+    for column, name in (("running", "running"), ("waiting", "waiting")):
+        if column in key and key[column].notna().any():
+            ax.step(key["t"], key[column], where="post", linewidth=0.9, label=f"server {name}")
+    ax.set_ylabel("server requests")
+    ax.grid(True, alpha=0.3)
+    if "kv_cache_usage" in key and key["kv_cache_usage"].notna().any():
+        twin = ax.twinx()
+        twin.plot(key["t"], key["kv_cache_usage"] * 100, color="grey", linestyle="--", linewidth=0.9,
+                  label="KV cache %")
+        twin.set_ylabel("KV cache %")
+        twin.set_ylim(bottom=0)
+    ax.legend(fontsize="small", loc="upper left")
+
+
+def plot_throughput_vs_offered(ax: Axes, stages: pd.DataFrame, knee: float | None = None) -> None:
+    """Achieved requests/s (and output tok/s on a twin axis) per stage against the offered rate.
+
+    `stages`: one row per stage with `offered_rate`, `requests_per_s`, `output_tokens_per_s`.
+    """
+    x = stages["offered_rate"]
+    ax.plot(x, stages["requests_per_s"], marker="o", label="achieved req/s")
+    finite = x[np.isfinite(x.astype("float64"))]
+    if not finite.empty:
+        ax.plot([0, finite.max()], [0, finite.max()], linestyle=":", color="grey", label="offered = achieved")
+    twin = ax.twinx()
+    twin.plot(x, stages["output_tokens_per_s"], marker="s", color="tab:orange", label="output tok/s")
+    twin.set_ylabel("output tokens/s")
+    twin.set_ylim(bottom=0)  # both axes from zero, or the two curves' shapes mislead
+    ax.set_ylim(bottom=0)
+    if knee is not None:
+        ax.axvline(knee, color=ERROR_COLOR, linestyle="--", label=f"saturation ~{knee:g}/s")
+    ax.set_xlabel("offered load (req/s)")
+    ax.set_ylabel("achieved requests/s")
+    ax.grid(True, alpha=0.3)
+    handles = ax.get_legend_handles_labels()
+    twin_handles = twin.get_legend_handles_labels()
+    ax.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize="small", loc="upper left")
+
+
+def plot_latency_vs_throughput(ax: Axes, stages: pd.DataFrame, metric: str,
+                               slo: tuple[float, str] | None = None, knee_throughput: float | None = None) -> None:
+    """`metric` p50/p90/p99 per stage against achieved requests/s; the SLO limit as a line.
+
+    `stages` has columns `requests_per_s` and `<metric>.p50` etc.; `slo` is (limit, percentile).
+    """
+    x = stages["requests_per_s"]
+    drawn = []
+    for pname in ("p50", "p90", "p99"):
+        column = f"{metric}.{pname}"
+        if column in stages:
+            ax.plot(x, stages[column], marker="o", label=pname)
+            drawn.append(stages[column].to_numpy(dtype="float64"))
+    values = _finite(np.concatenate(drawn)) if drawn else np.empty(0)
+    if values.size and values.min() > 0 and values.max() / values.min() > LOG_SCALE_SPAN:
+        ax.set_yscale("log")  # past the knee latency grows by orders of magnitude
+    if slo is not None:
+        limit, pname = slo
+        ax.axhline(limit, color=ERROR_COLOR, linestyle="--", label=f"SLO {pname} <= {limit:g}")
+    if knee_throughput is not None:
+        ax.axvline(knee_throughput, color="grey", linestyle=":", label="saturation")
+    ax.set_xlabel("achieved requests/s")
+    ax.set_ylabel(label(metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+
+
+def _mark_errors(ax: Axes, requests: pd.DataFrame) -> None:
+    failed = requests[requests["status"] != "ok"]
+    if failed.empty:
+        return
+    ends = failed["end_s"].fillna(failed["sent_s"])
+    # x in data coordinates, y just above the bottom of the axes, whatever the y scale
+    ax.plot(ends, np.full(len(ends), 0.03), linestyle="none", marker="x", color=ERROR_COLOR,
+            transform=ax.get_xaxis_transform(), label=f"errors ({len(failed)})")
+
+
+def _finite(values: np.ndarray | pd.Series) -> np.ndarray:
+    """The finite values; the array itself when all are (125M ITL gaps are 1 GB a copy)."""
+    arr = np.asarray(values, dtype="float64").ravel()
+    finite = np.isfinite(arr)
+    return arr if finite.all() else arr[finite]

@@ -1,0 +1,289 @@
+"""Load from several machines: the schedule's shards run in Ray actors (`bench run --ray`).
+
+The only module that imports `ray` (lazily; `pip install 'bench[ray]'`). It reuses the
+local worker processes' pieces (bench/runner/workers.py): the same shards of the one seeded
+schedule, the same per-shard loop (`run_shard`) inside each actor, the same parent-side
+bookkeeping (`WorkerPool`: records into the one run directory, progress, per-worker loop
+lag and CPU, stop on SIGINT/SIGTERM). Only the transport differs: the driver long-polls
+each actor for its message batches (`take`), and sends `start`/`stop` as actor calls.
+
+Clocks: `perf_counter` is not shared between machines. Before the start, the driver reads
+each actor's clock in several round trips; the one with the smallest round-trip time gives
+the offset (actor clock minus driver clock at the midpoint) and its uncertainty (half that
+round trip). The actor is told the common start time on its own clock (driver t0 + offset),
+so every stored time (seconds since t0) is on the driver's timeline. Per-request latencies
+(TTFT, ITL, E2E) are differences on one actor's clock and do not depend on the offset;
+the offset matters for how the actors' sends interleave and for comparing times across
+actors (and with the server metrics the driver scrapes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from pathlib import Path
+import socket
+import time
+import traceback
+import uuid
+from typing import Any
+
+from bench.errors import BenchInputError, RunFailed
+from bench.runner.runner import Progress
+from bench.runner.workers import READY_TIMEOUT_S, WorkerConfig, WorkerPool, run_shard
+
+INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'bench[ray]'"
+CLOCK_ROUND_TRIPS = 16
+TAKE_WAIT_S = 0.25  # an actor's reply to `take` waits at most this long for a message
+START_DELAY_S = 1.0  # the common start time is this far in the future (actor calls take ms)
+KILL_WAIT_S = 5.0
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BenchInputError(INSTALL_HINT) from None
+    return ray
+
+
+def actor_cpus(count: int, node_cpus: list[float]) -> float:
+    """CPUs each actor asks for so that `count` actors spread over the nodes: the nodes'
+    smallest CPU count divided by the actors a node must take (at least 1)."""
+    if not node_cpus:
+        return 1.0
+    per_node = math.ceil(count / len(node_cpus))
+    return float(max(1, int(min(node_cpus) // per_node)))
+
+
+def clock_offset(samples: list[tuple[float, float, float]]) -> dict[str, Any]:
+    """(driver send, actor clock, driver receive) triples -> the minimum-RTT estimate of
+    the actor's clock minus the driver's, with its uncertainty (half that round trip)."""
+    sent, remote, received = min(samples, key=lambda s: s[2] - s[0])
+    rtt = received - sent
+    return {"offset_s": remote - (sent + received) / 2.0, "uncertainty_ms": round(rtt / 2.0 * 1e3, 4),
+            "rtt_min_ms": round(rtt * 1e3, 4), "round_trips": len(samples)}
+
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the bench package, uploaded to every Ray node
+
+
+def connect(address: str | None) -> tuple[bool, list[float]]:
+    """Connect to Ray (`address`), or start a local Ray when none is given and this process
+    is not connected yet. Returns (whether this call connected, CPUs of each alive node)."""
+    ray = require_ray()
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
+                                  # the actors import bench from the uploaded package on every node
+                                  "runtime_env": {"py_modules": [str(PACKAGE_DIR)]}}
+        if address and address != "local":
+            kwargs["address"] = address
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RunFailed(f"ray: cannot connect to {address or 'a new local Ray'}: {exc}") from None
+        started = True
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return started, [float((n.get("Resources") or {}).get("CPU", 1.0)) for n in nodes]
+
+
+def disconnect(started: bool) -> None:
+    """Shut down (a local Ray we started) or disconnect (from a cluster we connected to)."""
+    if started:
+        require_ray().shutdown()
+
+
+_ACTOR_CLASS: Any = None
+
+
+def _actor_class() -> Any:
+    global _ACTOR_CLASS
+    if _ACTOR_CLASS is None:
+        ray = require_ray()
+        _ACTOR_CLASS = ray.remote(max_restarts=0)(ShardActor)
+    return _ACTOR_CLASS
+
+
+class ShardActor:
+    """One shard in a Ray actor (an async actor: one event loop, like a worker process)."""
+
+    def __init__(self) -> None:
+        self._outbox: list[tuple[Any, ...]] = []
+        self._done_sent = False
+
+    async def configure(self, cfg: WorkerConfig) -> dict[str, Any]:
+        import ray
+
+        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task = asyncio.ensure_future(self._main(cfg))
+        return {"host": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
+                "pid": os.getpid()}
+
+    async def _main(self, cfg: WorkerConfig) -> None:
+        try:
+            await run_shard(cfg, self._send, self._inbox.get, self._stop)
+        except BaseException:  # noqa: BLE001 - reported to the driver, which fails the run
+            self._send(("error", traceback.format_exc()[-2000:]))
+            return
+        if not self._done_sent:  # stopped before the start
+            self._send(("done", "interrupted", {}))
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        if msg[0] == "done":
+            self._done_sent = True
+        self._outbox.append(msg)
+        self._wake.set()
+
+    async def clock(self) -> float:
+        return time.perf_counter()
+
+    async def start(self, t0: float, stages: Any) -> None:
+        self._inbox.put_nowait(("start", t0, stages))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._inbox.put_nowait(("stop",))
+
+    async def take(self, wait_s: float) -> list[tuple[Any, ...]]:
+        """Every message since the last call; waits up to `wait_s` for one."""
+        if not self._outbox:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait_s)
+            except TimeoutError:
+                pass
+        out, self._outbox = self._outbox, []
+        return out
+
+
+async def _result(ref: Any) -> Any:
+    return await asyncio.wrap_future(ref.future())
+
+
+class RayPool(WorkerPool):
+    """K Ray actors behind the Runner's interface; `WorkerPool` does the bookkeeping."""
+
+    start_delay_s = START_DELAY_S
+
+    def __init__(self, configs: list[WorkerConfig], sink: Any, progress: Progress, node_cpus: list[float],
+                 continue_on_failure: bool = False) -> None:
+        super().__init__(configs, sink, progress)
+        self._node_cpus = node_cpus
+        self._continue = continue_on_failure
+        self._actors: list[Any] = []
+        self._info: list[dict[str, Any]] = [{"index": c.index} for c in configs]
+        self._offsets = [0.0 for _ in configs]
+        self._pumps: list[asyncio.Future[None]] = []
+        self.notes: list[str] = []
+
+    async def start(self) -> None:
+        ray = require_ray()
+        loop = asyncio.get_running_loop()
+        cls = _actor_class()
+        cpus = actor_cpus(len(self._configs), self._node_cpus)
+        run = uuid.uuid4().hex[:8]
+        for cfg in self._configs:
+            # Named (bench-RUN-K) so that `ray list actors` shows whose they are; owned by this
+            # driver, so they die with it even when it is killed outright.
+            self._actors.append(cls.options(num_cpus=cpus, scheduling_strategy="SPREAD",
+                                            name=f"bench-{run}-{cfg.index}").remote())
+            self._ready.append(loop.create_future())
+            self._done.append(loop.create_future())
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                infos = await asyncio.gather(*(_result(a.configure.remote(cfg))
+                                               for a, cfg in zip(self._actors, self._configs, strict=True)))
+                for index, info in enumerate(infos):
+                    self._info[index].update(info, num_cpus=cpus)
+                    self._pumps.append(asyncio.ensure_future(self._pump(index)))
+                await asyncio.gather(*self._ready)
+                if self.failure is not None:
+                    raise RunFailed(self.failure)
+                for index in range(len(self._actors)):
+                    await self._measure_clock(index)
+        except TimeoutError:
+            raise RunFailed(f"ray: load-generator actors not ready after {READY_TIMEOUT_S:g} s") from None
+        except ray.exceptions.RayError as exc:
+            raise RunFailed(f"ray: a load-generator actor failed to start: {_short(exc)}") from None
+
+    async def _measure_clock(self, index: int) -> None:
+        actor = self._actors[index]
+        samples = []
+        for _ in range(CLOCK_ROUND_TRIPS):
+            sent = time.perf_counter()
+            remote = await _result(actor.clock.remote())
+            samples.append((sent, remote, time.perf_counter()))
+        clock = clock_offset(samples)
+        self._offsets[index] = clock["offset_s"]
+        self._info[index]["clock"] = {"offset_ms": round(clock.pop("offset_s") * 1e3, 4), **clock}
+
+    async def _pump(self, index: int) -> None:
+        """Feed actor `index`'s messages to the bookkeeping until it is done."""
+        ray = require_ray()
+        actor = self._actors[index]
+        try:
+            while not self._done[index].done():
+                for msg in await _result(actor.take.remote(TAKE_WAIT_S)):
+                    self._handle(index, msg)
+        except ray.exceptions.RayError as exc:
+            self._lost(index, f"ray actor {index} on {self._info[index].get('host', '?')} died: {_short(exc)}")
+
+    def _lost(self, index: int, message: str) -> None:
+        self._info[index]["lost"] = message
+        self.worker_stats[index] = {**self._worker_info(index), **self.worker_stats[index]}
+        alive = [i for i, f in enumerate(self._done) if i != index and not f.done()]
+        if self._continue and alive and self._ready[index].done():
+            self.notes.append(f"{message}; the run went on with the other {len(alive)} actor(s) "
+                              "(ray.continue_on_actor_failure), so the offered load fell short from then on")
+            if not self._done[index].done():
+                self._done[index].set_result("failed")
+            return
+        self._fail(index, message)
+
+    def _worker_info(self, index: int) -> dict[str, Any]:
+        return dict(self._info[index])
+
+    def _post(self, index: int, msg: tuple[Any, ...]) -> None:
+        actor = self._actors[index] if index < len(self._actors) else None
+        if actor is None:
+            return
+        if msg[0] == "start":
+            actor.start.remote(msg[1], msg[2])
+        elif msg[0] == "stop":
+            actor.stop.remote()
+
+    def _start_time(self, index: int) -> float:
+        return self._t0 + self._offsets[index]  # the driver's t0 on the actor's clock
+
+    async def run(self, stages: Any, stop: asyncio.Event) -> str:
+        ended = await super().run(stages, stop)
+        for index, stats in enumerate(self.worker_stats):
+            if not stats:  # lost with `continue`: keep who it was and why
+                self.worker_stats[index] = self._worker_info(index)
+        return ended
+
+    async def aclose(self) -> None:
+        """Stop the actors, give them a moment to hand in their last records, then kill them."""
+        ray = require_ray()
+        self._send_stop()
+        pending = [f for f in self._done if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=KILL_WAIT_S)
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for actor in self._actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self._actors = []
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""What to send and when: request bodies from prompts, the arrival schedule and the run plan."""

@@ -1,0 +1,234 @@
+"""Workload: the sequence of request bodies a run sends, deterministic given the seed.
+
+Prompts come from `bench.scenario.prompts`; this module turns them into request bodies
+(variants, shared prefixes, multi-turn conversations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench.scenario.prompts import VOCAB, Messages, Prompt, PromptSet, TokenModel
+from bench.scenario.sources import load_prompts
+from bench.scenario.schema import Scenario
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """Where a multi-turn chat stands: the history sent so far and the user turns to come."""
+
+    history: tuple[dict[str, str], ...]
+    upcoming: tuple[Prompt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    prompt_index: int
+    body: bytes
+    max_tokens: int | None
+    n: int = 1
+    variant: str = ""
+    block: int = -1  # requests of one block carry the same prompt, one per variant
+    conversation: int = -1
+    turn: int = 0
+    state: ConversationState | None = None
+
+
+# One drawn request before its body is built: prompt index, variant, block, later turns.
+_Draw = tuple[int, str, int, tuple[Prompt, ...] | None]
+
+
+class Workload:
+    """Hands out request specs in order; `order: random` draws dataset prompts with
+    replacement, `cycle` takes them in turn. Synthetic prompts ignore `order`: draw i gets
+    synthetic prompt i, made for it, so no synthetic prompt comes twice in a run; worker
+    processes draw the same global sequence and keep their own share of it, so they never
+    send the same one either.
+
+    With variants, each drawn prompt becomes a block of one request per variant, in an
+    order shuffled per block, so every variant sees the same prompts under the same load.
+    With `conversation`, each drawn prompt opens a chat whose later turns are sent by the
+    runner through `follow_up`, carrying the replies the server actually gave.
+    """
+
+    def __init__(self, scenario: Scenario, scenario_path: Path, model: str,
+                 prompts: list[Prompt] | None = None, token_model: TokenModel | None = None) -> None:
+        self._endpoint = scenario.target.endpoint
+        self._bases = variant_bodies(scenario, model)
+        # A variant's explicit max_tokens beats per-prompt output lengths: it is the point of it.
+        self._pinned = {name: set(v.model_dump(exclude_unset=True)) for name, v in scenario.variants.items()}
+        self._order = scenario.requests.order if scenario.requests else "cycle"
+        self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
+        self._variant_rng = np.random.default_rng([scenario.seed, 0xB10C])
+        self._think_rng = np.random.default_rng([scenario.seed, 0x7A1C])
+        self.prompt_set = (PromptSet("trace", prompts, len(prompts)) if prompts is not None
+                           else load_prompts(scenario, scenario_path, token_model))
+        self.prompts = self.prompt_set.prompts
+        self._synthetic = self.prompt_set.synthetic
+        self._conversation = scenario.requests.conversation if scenario.requests else None
+        self._prefixes = _shared_prefixes(scenario)
+        self.keep_text = self._conversation is not None
+        self._next = 0
+        self._queue: list[_Draw] = []
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self._bases)
+
+    def next_spec(self, item: int | None = None) -> RequestSpec:
+        """The next request; `item` picks a prompt directly (trace replay: one per row)."""
+        return self.spec_for(*self._draw(item))
+
+    def skip_spec(self, item: int | None = None) -> None:
+        """Pass over the next request without building it (another worker process sends it):
+        every generator stays in step with a single-process run."""
+        self._draw(item)
+
+    def _draw(self, item: int | None) -> _Draw:
+        if not self._queue:
+            self._queue = self._next_block(item)
+        return self._queue.pop()
+
+    def follow_up(self, spec: RequestSpec, reply: str) -> tuple[RequestSpec, float] | None:
+        state = spec.state
+        if state is None or not state.upcoming:
+            return None
+        nxt, rest = state.upcoming[0], state.upcoming[1:]
+        history = (*state.history, {"role": "assistant", "content": reply}, *_user_messages(nxt))
+        new_state = ConversationState(history, rest)
+        body = self._body(list(history), nxt.max_tokens, spec.variant)
+        return (RequestSpec(spec.prompt_index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1),
+                            spec.variant, spec.block, spec.conversation, spec.turn + 1, new_state),
+                self._think_time())
+
+    def _next_block(self, item: int | None) -> list[_Draw]:
+        if item is not None:
+            index = item
+        elif self._synthetic is not None:
+            index = self._next  # a prompt of its own for every block
+        elif self._order == "cycle":
+            index = self._next % len(self.prompts)
+        else:
+            index = int(self._rng.integers(len(self.prompts)))
+        block = self._next
+        self._next += 1
+        names = list(self._bases)
+        if len(names) > 1:
+            names = [names[i] for i in self._variant_rng.permutation(len(names))]
+        upcoming = self._upcoming_turns(index)
+        return [(index, name, block, upcoming) for name in reversed(names)]  # popped from the end
+
+    def spec_for(self, index: int, variant: str = "", block: int = -1,
+                 upcoming: tuple[Prompt, ...] | None = ()) -> RequestSpec:
+        """The request for prompt `index`; `upcoming` None: a synthetic chat's later turns,
+        made here (only for the requests this process sends)."""
+        if self._synthetic is not None:
+            prompt = self._synthetic[index]
+            if upcoming is None and self._conversation is not None:
+                upcoming = self._synthetic.later_turns(index, self._conversation.turns - 1)
+        else:
+            prompt = self.prompts[index]
+        upcoming = upcoming or ()
+        messages = self._prefixed(_user_messages(prompt), block)
+        body = self._body(messages if self._endpoint == "chat" or prompt.text is None else None,
+                          prompt.max_tokens, variant, text=prompt.text if self._endpoint != "chat" else None)
+        state = ConversationState(tuple(messages), upcoming) if self._conversation is not None else None
+        conversation = block if state is not None else -1
+        return RequestSpec(index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1), variant, block,
+                           conversation, 0, state)
+
+    def _body(self, messages: list[dict[str, str]] | None, max_tokens: int | None, variant: str,
+              text: str | None = None) -> dict[str, Any]:
+        body = dict(self._bases[variant])
+        if self._endpoint == "chat":
+            body["messages"] = messages or []
+        else:
+            body["prompt"] = text if text is not None else _flatten(messages or [])
+        if max_tokens is not None and "max_tokens" not in self._pinned.get(variant, ()):
+            body["max_tokens"] = max_tokens
+        return body
+
+    def _prefixed(self, messages: Messages, block: int) -> Messages:
+        if not self._prefixes:
+            return messages
+        prefix = self._prefixes[max(block, 0) % len(self._prefixes)]
+        return [{"role": "system", "content": prefix}, *messages]
+
+    def _upcoming_turns(self, index: int) -> tuple[Prompt, ...] | None:
+        conv = self._conversation
+        if conv is None:
+            return ()
+        if self._synthetic is not None:
+            return None  # seeded by the index alone: made when the request is built
+        own = self.prompts[index].later_turns
+        if own:
+            return own[: conv.turns - 1]
+        picks = self._rng.integers(len(self.prompts), size=conv.turns - 1)
+        return tuple(self.prompts[int(i)] for i in picks)
+
+    def _think_time(self) -> float:
+        assert self._conversation is not None
+        think = self._conversation.think_time_s
+        if think.dist == "uniform":
+            return float(self._think_rng.uniform(think.min, max(think.min, think.max)))
+        if think.dist == "exponential":
+            return float(self._think_rng.exponential(think.mean)) if think.mean > 0 else 0.0
+        return think.value
+
+
+def _user_messages(prompt: Prompt) -> Messages:
+    if prompt.messages is not None:
+        return list(prompt.messages)
+    return [{"role": "user", "content": prompt.text or ""}]
+
+
+def _shared_prefixes(scenario: Scenario) -> list[str]:
+    shared = scenario.requests.shared_prefix if scenario.requests else None
+    if shared is None:
+        return []
+    rng = np.random.default_rng([scenario.seed, 0x9F1E])
+    vocab = np.array(VOCAB)
+    return [f"group {g}: " + " ".join(vocab[rng.integers(len(vocab), size=max(shared.tokens - 2, 1))])
+            for g in range(shared.groups)]
+
+
+def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:
+    """The request body template of each variant ("" when the scenario has none)."""
+    base = _base_body(scenario.sampling.model_dump(exclude_none=True), model)
+    if not scenario.variants:
+        return {"": base}
+    bodies = {}
+    for name, variant in scenario.variants.items():
+        overrides = variant.model_dump(exclude_none=True, exclude_unset=True)
+        merged = {**scenario.sampling.model_dump(exclude_none=True), **overrides}
+        merged["extra_body"] = {**scenario.sampling.extra_body, **overrides.get("extra_body", {})}
+        bodies[name] = _base_body(merged, merged.pop("model", model))
+    return bodies
+
+
+def _base_body(sampling: dict[str, Any], model: str) -> dict[str, Any]:
+    sampling = dict(sampling)
+    extra = sampling.pop("extra_body", {}) or {}
+    body: dict[str, Any] = {"model": model, **sampling}
+    body.update(extra)
+    body["stream"] = True
+    options = dict(body.get("stream_options") or {})
+    options["include_usage"] = True
+    body["stream_options"] = options
+    return body
+
+
+def _flatten(messages: Messages) -> str:
+    return "\n".join(m["content"] for m in messages)
+
+
+# --- prompt sources ---------------------------------------------------------------------
+
+
+# --- synthetic prompts ------------------------------------------------------------------
+

@@ -1,0 +1,181 @@
+"""`bench run --ray`: the schedule's shards in Ray actors, one run directory (needs `bench[ray]`).
+
+Run with `python -m pytest -m ray`; a local Ray with 2 CPUs is started once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import bench
+from bench.errors import RunFailed
+from bench.sim import start_sim
+from benchtest import run_in_process, write_scenario
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning",
+             runtime_env={"py_modules": [os.path.dirname(bench.__file__)]})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _alive_actors() -> list[str]:
+    from ray._private import state
+
+    return [a["ActorID"] for a in state.actors().values() if a["State"] != "DEAD"]
+
+
+def _scenario(base_url: str, name: str, ray_section: dict | None) -> dict:
+    data = {"name": name, "seed": 5, "target": {"base_url": base_url},
+            "requests": {"synthetic": {"prompt_tokens": 16, "output_tokens": 8}},
+            "load": {"rate": 150, "arrival": "poisson", "duration": 3}}
+    if ray_section is not None:
+        data["ray"] = ray_section
+    return data
+
+
+def test_ray_run_matches_a_local_run(local_ray, scenario_dir):
+    with start_sim(profile="zero", seed=3) as sim:
+        local = run_in_process(scenario_dir, _scenario(sim.base_url, "local", None), out="local").run
+        remote = run_in_process(scenario_dir, _scenario(sim.base_url, "ray", {"workers": 2}), out="ray").run
+    assert list(local.requests.columns) == list(remote.requests.columns)
+    assert list(local.chunks.columns) == list(remote.chunks.columns)
+    assert sorted(p.name for p in local.path.iterdir()) == sorted(p.name for p in remote.path.iterdir())
+    assert len(local.requests) == len(remote.requests) > 300
+    assert remote.requests["request_id"].is_unique and (remote.requests["status"] == "ok").all()
+    assert set(remote.requests["request_id"] % 2) == {0, 1}  # records from both actors
+    merged = local.requests.merge(remote.requests, on="request_id", suffixes=("_l", "_r"))
+    assert np.allclose(merged["scheduled_s_l"], merged["scheduled_s_r"])
+    assert (merged["prompt_index_l"] == merged["prompt_index_r"]).all()
+    offered = remote.summary["rate"]["offered"]
+    rate_l, rate_r = local.summary["rate"]["achieved"], remote.summary["rate"]["achieved"]
+    assert abs(rate_r - rate_l) / rate_l < 0.05 and abs(rate_r - offered) / offered < 0.05
+    client = remote.manifest.client
+    assert client["worker_count"] == 2 and client["ray"]["started_local"] is False
+    actors = client["workers"]
+    assert [a["index"] for a in actors] == [0, 1]
+    for actor in actors:
+        assert actor["host"] and actor["pid"] and actor["node_id"]
+        assert actor["clock"]["round_trips"] >= 8 and 0 < actor["clock"]["uncertainty_ms"] < 50
+        assert abs(actor["clock"]["offset_ms"]) < 50  # one machine: one CLOCK_MONOTONIC
+        assert actor["loop_lag_ms"]["count"] > 0 and actor["cpu_percent"]["mean"] is not None
+    from bench.report.document import report_tables
+
+    table = next(t for t in report_tables(remote) if t.title.startswith("Client workers"))
+    assert [row[1] for row in table.rows] == [a["host"] for a in actors]
+    assert sum(int(row[2].replace(",", "")) for row in table.rows) == len(remote.requests)
+    # stamps on the driver's timeline: sends start at t0 and follow the global schedule
+    lag = (remote.requests["sent_s"] - remote.requests["scheduled_s"]).to_numpy()
+    assert np.median(lag) < 0.01 and lag.min() > -0.005
+    assert _alive_actors() == []
+
+
+def _kill_one_actor_after(journal, records: int, killed: dict) -> threading.Thread:
+    def kill() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if journal.exists() and journal.read_bytes().count(b"\n") >= records and _alive_actors():
+                victim = sorted(n for n in ray.util.list_named_actors() if n.startswith("bench-"))[0]
+                ray.kill(ray.get_actor(victim), no_restart=True)
+                killed["name"] = victim
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_dead_actor_fails_the_run_and_keeps_its_records(local_ray, scenario_dir):
+    killed: dict = {}
+    with start_sim(profile="zero", seed=3) as sim:
+        data = _scenario(sim.base_url, "dead", {"workers": 2})
+        data["load"]["duration"] = 8
+        killer = _kill_one_actor_after(scenario_dir / "dead" / "requests.jsonl", 20, killed)
+        with pytest.raises(RunFailed, match="ray actor .* died"):
+            run_in_process(scenario_dir, data, out="dead")
+        killer.join(5)
+    assert killed.get("name")
+    manifest = json.loads((scenario_dir / "dead" / "run.json").read_text())
+    assert manifest["ended"] == "failed" and "died" in manifest["end_reason"]
+    run = bench.load_run(scenario_dir / "dead")
+    assert len(run.requests) >= 20 and run.requests["request_id"].is_unique
+    assert _alive_actors() == []
+
+
+def test_continue_on_actor_failure_goes_on_with_the_others(local_ray, scenario_dir):
+    killed: dict = {}
+    with start_sim(profile="zero", seed=3) as sim:
+        data = _scenario(sim.base_url, "cont", {"workers": 2, "continue_on_actor_failure": True})
+        data["load"]["duration"] = 4
+        killer = _kill_one_actor_after(scenario_dir / "cont" / "requests.jsonl", 20, killed)
+        result = run_in_process(scenario_dir, data, out="cont")
+        killer.join(5)
+    assert killed.get("name") and result.ended == "completed"
+    run = result.run
+    lost = [w for w in run.manifest.client["workers"] if w.get("lost")]
+    assert len(lost) == 1 and "died" in lost[0]["lost"]
+    assert any("went on with the other 1 actor" in note for note in run.manifest.notes)
+    survivor = 1 - lost[0]["index"]
+    ids = run.requests["request_id"] % 2
+    # the survivor sent its whole shard (about half of 600), the lost one stopped early
+    assert (ids == survivor).sum() > 250 and 0 < (ids == lost[0]["index"]).sum() < 250
+    assert _alive_actors() == []
+
+
+def _ray_processes(kind: str = "") -> set[int]:
+    import psutil
+
+    names = (kind,) if kind else ("raylet", "gcs_server", "ray::", "default_worker")
+    return {p.pid for p in psutil.process_iter(["cmdline"])
+            if any(n in " ".join(p.info["cmdline"] or []) for n in names)}
+
+
+def test_ctrl_c_stops_the_actors_and_the_local_ray(local_ray, scenario_dir):
+    """`bench run --ray` in a terminal: Ctrl-C reaches the whole process group."""
+    before = _ray_processes()
+    with start_sim(profile="default", seed=5) as sim:
+        path = write_scenario(scenario_dir, {
+            "name": "long", "target": {"base_url": sim.base_url},
+            "requests": {"synthetic": {"prompt_tokens": 32, "output_tokens": 150}},
+            "sampling": {"extra_body": {"ignore_eos": True}},
+            "load": {"rate": 20, "arrival": "constant", "duration": 60}, "ray": {"workers": 2},
+        })
+        out = scenario_dir / "run"
+        proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(path), "--ray", "--out", str(out),
+                                 "--quiet", "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        journal = out / "requests.jsonl"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b"\n") >= 6):
+            time.sleep(0.1)
+        assert _ray_processes("raylet") - before  # its own local Ray is up, not the module's
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["ended"] == "interrupted" and manifest["client"]["ray"]["started_local"] is True
+    assert {w["index"] for w in manifest["client"]["workers"]} == {0, 1}
+    run = bench.load_run(out)
+    assert len(run.requests) >= 6 and (run.requests["status"] == "cancelled").sum() >= 1
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (_ray_processes() - before):
+        time.sleep(0.2)
+    assert not (_ray_processes() - before)  # no actor, raylet or GCS of that run left

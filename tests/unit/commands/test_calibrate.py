@@ -1,0 +1,21 @@
+"""`bench calibrate`'s verdict from measured points (pure)."""
+
+from bench.commands.calibrate import Point, safe_range
+
+
+def _p(kind, value, achieved, warnings=(), chunks=None):
+    return Point(kind, value, achieved, chunks, 1.0, 50.0, 1.0, list(warnings))
+
+
+def test_safe_range_stops_at_the_first_client_bound_rate():
+    points = [_p("streams", 64, 1400, chunks=90_000.0), _p("streams", 256, 1300, ["client_cpu"], 80_000.0),
+              _p("rate", 100, 100), _p("rate", 300, 299), _p("rate", 1000, 1000, ["client_loop_lag"]),
+              _p("rate", 3000, 2000)]
+    safe = safe_range(points)
+    assert safe["rate"] == 300
+    assert safe["ceiling_chunks_per_s"] == 90_000.0 and safe["safe_chunks_per_s"] == 45_000.0
+    assert safe["ceiling_requests_per_s"] == 1400
+
+
+def test_a_rate_not_reached_is_not_safe():
+    assert safe_range([_p("rate", 100, 90)])["rate"] is None
