@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import os
 import re
 import sys
@@ -39,6 +41,9 @@ def base_url(port: int) -> str:
 def test_free_port_is_bindable() -> None:
     port = free_port()
     assert 1024 <= port <= 65535
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", port))  # raises EADDRINUSE if the port were taken
+        assert sock.getsockname()[1] == port
 
 
 def test_split_command_uses_shell_rules_without_a_shell() -> None:
