@@ -4,7 +4,6 @@ run with one clear line while everything written before stays readable."""
 from __future__ import annotations
 
 import gc
-import os
 import resource
 import signal
 import subprocess
