@@ -10,11 +10,12 @@ from __future__ import annotations
 import difflib
 import json
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, GetJsonSchemaHandler, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import BenchInputError
 
@@ -64,7 +65,20 @@ class LogNormal(Strict):
     max: Annotated[int, Field(ge=1)] | None = None
 
 
-LengthDist = Annotated[Fixed | Uniform | Normal | LogNormal, Field(discriminator="dist")]
+@dataclass(frozen=True)
+class OrBare:
+    """JSON Schema marker for a field whose before-validator also takes a bare number
+    (`prompt_tokens: 256`, `think_time_s: 2`): the printed schema accepts it too."""
+
+    json_type: Literal["integer", "number"]
+    minimum: float
+
+    def __get_pydantic_json_schema__(self, core: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return {"anyOf": [{"type": self.json_type, "minimum": self.minimum}, handler(core)]}
+
+
+LengthDist = Annotated[Fixed | Uniform | Normal | LogNormal, Field(discriminator="dist"),
+                       OrBare("integer", 1)]
 
 
 def _coerce_length(value: Any) -> Any:
@@ -156,7 +170,7 @@ class Conversation(Strict):
     """Multi-turn chats: each turn sends the history with the replies actually received."""
 
     turns: Annotated[int, Field(ge=2, le=1000)]
-    think_time_s: ThinkTime = ThinkTime()
+    think_time_s: Annotated[ThinkTime, OrBare("number", 0)] = ThinkTime()
 
     @field_validator("think_time_s", mode="before")
     @classmethod
