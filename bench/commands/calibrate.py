@@ -24,7 +24,7 @@ RATES = (100.0, 300.0, 1000.0, 3000.0)
 
 
 @dataclass
-class Point:
+class CeilingPoint:
     kind: str  # "streams" | "rate"
     value: float
     achieved_rps: float | None
@@ -59,7 +59,7 @@ def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
                                                         show_progress=False)).run
 
 
-def _point(kind: str, value: float, run: Any) -> Point:
+def _point(kind: str, value: float, run: Any) -> CeilingPoint:
     client = run.manifest.client
     procs = client.get("workers") or [client]
     summary = run.summary
@@ -67,7 +67,7 @@ def _point(kind: str, value: float, run: Any) -> Point:
     chunks = int((run.chunks["kind"] == "content").sum())
     lags = [(p.get("loop_lag_ms") or {}).get("p99") for p in procs]
     cpus = [(p.get("cpu_percent") or {}).get("mean") for p in procs]
-    return Point(kind, value, summary["rate"]["achieved"] if kind == "rate" else summary["throughput"]["requests_per_s"],
+    return CeilingPoint(kind, value, summary["rate"]["achieved"] if kind == "rate" else summary["throughput"]["requests_per_s"],
                  chunks / window if window else None,
                  max((x for x in lags if x is not None), default=None),
                  max((x for x in cpus if x is not None), default=None),
@@ -76,8 +76,8 @@ def _point(kind: str, value: float, run: Any) -> Point:
 
 
 def calibrate(seconds: float = 3.0, workers: int | str = 1, streams: tuple[int, ...] = STREAMS,
-              rates: tuple[float, ...] = RATES, tokens: int = 64, echo: Any = print) -> list[Point]:
-    points: list[Point] = []
+              rates: tuple[float, ...] = RATES, tokens: int = 64, echo: Any = print) -> list[CeilingPoint]:
+    points: list[CeilingPoint] = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for n in streams:
@@ -96,7 +96,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _line(p: Point) -> str:
+def _line(p: CeilingPoint) -> str:
     what = f"{int(p.value)} streams" if p.kind == "streams" else f"{p.value:g} req/s Poisson"
     return (f"{what:>20}: {_fmt(p.achieved_rps, ',.0f')} req/s, {_fmt(p.chunks_per_s, ',.0f')} chunks/s, "
             f"loop lag p99 {_fmt(p.loop_lag_p99_ms, '.1f')} ms, CPU {_fmt(p.cpu_percent, '.0f')} %, "
@@ -105,7 +105,7 @@ def _line(p: Point) -> str:
                "ok" if p.clean else "CLIENT-BOUND: " + (",".join(p.warnings) or "rate not reached")))
 
 
-def safe_range(points: list[Point]) -> dict[str, float | None]:
+def safe_range(points: list[CeilingPoint]) -> dict[str, float | None]:
     """The ceiling (closed loops) and the safe range: highest clean rate, half the chunks/s."""
     closed = [p for p in points if p.kind == "streams"]
     best_rate = None
