@@ -401,7 +401,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     import asyncio
     from contextlib import ExitStack
 
-    from bench.target.probe import ProbeConnectError, print_report, run_probe
+    from bench.report.probe import print_probe_report
+    from bench.target.probe import ProbeConnectError, run_probe
 
     if args.timeout <= 0:
         raise BenchInputError(f"--timeout: {args.timeout:g} is not a positive number of seconds")
@@ -429,7 +430,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print_report(report)
+        print_probe_report(report)
     return EXIT_OK
 
 
