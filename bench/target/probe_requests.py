@@ -24,7 +24,8 @@ import orjson
 
 from bench.records import OUTPUT_KIND_CODES
 from bench.runner.client import ClientError, StreamClient
-from bench.runner.recorder import StreamProtocolError, StreamRecorder
+from bench.runner.recorder import StreamRecorder
+from bench.runner.sse import StreamProtocolError
 
 __all__ = ["CONNECT_KINDS", "DEFAULT_TIMEOUT_S", "MAX_TOKENS", "REQUEST_ID_HEADERS", "Exchange",
            "ProbeConnectError", "exchange", "first_model", "send_probe_requests", "sse_keepalives", "stop_word"]

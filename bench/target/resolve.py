@@ -16,7 +16,7 @@ from bench.runner.client import ClientError, StreamClient
 from bench.errors import BenchInputError, RunFailed, TargetUnusable
 from bench.redact import redact_argv
 from bench.scenario.schema import Launch, Scenario
-from bench.runner.recorder import StreamProtocolError
+from bench.runner.sse import StreamProtocolError
 from bench.runner.process import separate_cores
 
 T = TypeVar("T")
