@@ -48,7 +48,7 @@ class CeilingPoint:
 def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
     from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
-    from bench.scenario.schema import load_scenario
+    from bench.scenario.loader import load_scenario
 
     data = {"name": name, "seed": 1, "target": {"sim_profile": "zero"},
             "requests": {"synthetic": {"prompt_tokens": 16, "output_tokens": tokens}},

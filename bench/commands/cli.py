@@ -252,7 +252,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.report.console import print_summary
     from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
-    from bench.scenario.schema import load_scenario
+    from bench.scenario.loader import load_scenario
 
     scenario = load_scenario(args.scenario, run_overrides(args))
     options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
@@ -276,7 +276,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from bench.report.console import print_stages, print_summary
     from bench.commands.rundir import RunOptions
-    from bench.scenario.schema import load_scenario
+    from bench.scenario.loader import load_scenario
     from bench.commands.sweep import SweepRequest, run_sweep
 
     scenario = load_scenario(args.scenario, run_overrides(args))

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.scenario.schema import Load, Scenario, Timeouts, resolve_path
+from bench.scenario.schema import Load, Scenario, Timeouts
+from bench.scenario.loader import resolve_path
 from bench.workload.schedule import Schedule, ScheduledStage
 
 
