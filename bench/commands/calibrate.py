@@ -12,12 +12,17 @@ Safe range: the highest clean rate, and half the ceiling's chunks/s for streamin
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bench.commands.exits import EXIT_OK
+
+__all__ = ["CeilingPoint", "calibrate", "cmd_calibrate", "safe_range"]
 
 STREAMS = (16, 64, 256, 1024)
 RATES = (100.0, 300.0, 1000.0, 3000.0)
@@ -117,3 +122,17 @@ def safe_range(points: list[CeilingPoint]) -> dict[str, float | None]:
     ceiling_rps = max((p.achieved_rps or 0.0 for p in closed), default=0.0) or None
     return {"rate": best_rate, "ceiling_chunks_per_s": ceiling_chunks, "ceiling_requests_per_s": ceiling_rps,
             "safe_chunks_per_s": ceiling_chunks / 2 if ceiling_chunks else None}
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    print(f"client ceiling against `bench sim --profile zero` (same machine), {args.seconds:g} s per point, "
+          f"workers={args.workers}")
+    safe = safe_range(calibrate(seconds=args.seconds, workers=args.workers))
+    if safe["ceiling_chunks_per_s"]:
+        print(f"ceiling (client and simulator on this machine): {safe['ceiling_chunks_per_s']:,.0f} chunks/s, "
+              f"{safe['ceiling_requests_per_s']:,.0f} req/s")
+    rate = f"up to {safe['rate']:g} req/s" if safe["rate"] else "below the lowest rate tried"
+    chunks = f"{safe['safe_chunks_per_s']:,.0f}" if safe["safe_chunks_per_s"] else "?"
+    print(f"safe operating range: open loop {rate} with no client warning; streaming loads up to ~{chunks} "
+          "chunks/s in total (streams x tokens/s each). Above it, use --workers or another client machine.")
+    return EXIT_OK

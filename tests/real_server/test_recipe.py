@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.commands.cli import build_parser
+from bench.commands.parser import build_parser
 from bench.analysis.results import load_run
 from bench.scenario.schema import Fixed
 from bench.scenario.loader import load_scenario
