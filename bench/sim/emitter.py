@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.sim.engine import CHOICE_DONE, GONE, OK, Coalescer, Truth
+from bench.sim.sequence import CHOICE_DONE, GONE, OK, Coalescer, Truth
 from bench.sim.faults import FaultSpec, uniform
 from bench.sim.text import Corpus, logprob_of
 

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from bench.sim.api import JSON, ApiError, ChatRequest, CompletionRequest, parse_request
 from bench.sim.emitter import ChunkContext, Emitter
-from bench.sim.engine import Engine, Seq, Truth
+from bench.sim.engine import Engine
+from bench.sim.sequence import Seq, Truth
 from bench.sim.faults import FaultPlan, FaultSpec, _mix
 from bench.sim.profile import Profile
 from bench.sim.text import (
