@@ -227,7 +227,7 @@ def _stages_schedule(stages: list[Stage], seed: int) -> Schedule:
     # Consecutive stages do not overlap, so concatenating in stage order keeps offsets sorted.
     open_specs = [s for s in specs if s.kind == "open"]
     offsets = np.concatenate(parts) if parts else _empty(np.float64)
-    stage_ids = (np.concatenate([np.full(len(p), s.index, np.int32) for p, s in zip(parts, open_specs)])
+    stage_ids = (np.concatenate([np.full(len(p), s.index, np.int32) for p, s in zip(parts, open_specs, strict=True)])
                  if parts else _empty(np.int32))
     offered = None
     if open_specs:
