@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 Labels = tuple[tuple[str, str], ...]
-Row = tuple[float, str, str, float]
+ScrapeRow = tuple[float, str, str, float]
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -203,7 +203,7 @@ class MetricsScraper:
         # A scrape must not outlive its slot, or one hung server blocks the whole series.
         self.timeout_s = timeout_s if timeout_s is not None else max(0.5, min(5.0, interval_s))
         self.final_scrape = final_scrape
-        self._rows: list[Row] = []
+        self._rows: list[ScrapeRow] = []
         self._labels_json: dict[Labels, str] = {}
         self._ok = 0
         self._errors = 0
@@ -213,7 +213,7 @@ class MetricsScraper:
 
     # -- results --
 
-    def rows(self) -> list[Row]:
+    def rows(self) -> list[ScrapeRow]:
         """(t_s, metric name, labels as sorted compact JSON, value) for every sample so far."""
         return list(self._rows)
 
