@@ -88,7 +88,7 @@ def read_api_key(scenario: Scenario) -> str | None:
     return None
 
 
-# Set-up requests (model list, calibration probes) are tried this often while the server
+# Set-up requests (model list, prompt-token probes) are tried this often while the server
 # fails in a way that can pass (5xx, 429, a dropped stream), with these pauses between.
 PROBE_ATTEMPTS = 4
 
