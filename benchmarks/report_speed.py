@@ -28,7 +28,7 @@ from bench.report import document as report  # noqa: E402
 from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.commands.run import run_scenario  # noqa: E402
 from bench.analysis.results import load_run  # noqa: E402
-from bench.scenario.schema import load_scenario  # noqa: E402
+from bench.scenario.loader import load_scenario  # noqa: E402
 from bench.sim import start_sim  # noqa: E402
 
 TARGET_S = 10.0

@@ -49,7 +49,7 @@ def child(base_url: str, requests: int, concurrency: int, tokens: int) -> list[t
 
     from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
-    from bench.scenario.schema import load_scenario
+    from bench.scenario.loader import load_scenario
 
     samples: list[tuple[float, int, int]] = []
     with tempfile.TemporaryDirectory() as tmp:

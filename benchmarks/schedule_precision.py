@@ -26,7 +26,7 @@ from _sse_server import start_server  # noqa: E402
 
 from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.commands.run import run_scenario  # noqa: E402
-from bench.scenario.schema import load_scenario  # noqa: E402
+from bench.scenario.loader import load_scenario  # noqa: E402
 
 
 def duration_for(rate: float) -> float:

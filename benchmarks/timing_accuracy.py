@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.commands.run import run_scenario  # noqa: E402
-from bench.scenario.schema import load_scenario  # noqa: E402
+from bench.scenario.loader import load_scenario  # noqa: E402
 from bench.sim import start_sim  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from bench.commands.rundir import RunOptions, RunResult
 from bench.commands.run import run_scenario
-from bench.scenario.schema import load_scenario
+from bench.scenario.loader import load_scenario
 
 
 def write_scenario(directory: Path, data: dict[str, Any], name: str = "scenario.yaml") -> Path:

@@ -51,12 +51,12 @@ TIMEOUT_KINDS = ("ttft_timeout", "total_timeout")
 
 # (t seconds from t0, in flight, arrived so far, completed ok so far); live: the runner's
 # Progress as (now, in_flight + waiting for a slot, arrived by the schedule, done - errors)
-Sample = tuple[float, int, int, int]
+ProgressSample = tuple[float, int, int, int]
 # (scheduled arrival, seconds from it to the first token; inf: timed out before one)
 Wait = tuple[float, float]
 
 
-def backlog_rising(samples: list[Sample], start: float) -> bool:
+def backlog_rising(samples: list[ProgressSample], start: float) -> bool:
     """Test 1 (module docstring)."""
     window = _window(samples, start)
     if window is None:
@@ -66,7 +66,7 @@ def backlog_rising(samples: list[Sample], start: float) -> bool:
     return rise >= max(MIN_RISE, (1.0 - MAX_COMPLETION_SHARE) * arrived)
 
 
-def completions_short(samples: list[Sample]) -> bool:
+def completions_short(samples: list[ProgressSample]) -> bool:
     """Test 2: over the last WINDOW_S, completions (requests that ended ok: a request
     that timed out left the queue unserved) are at most MAX_COMPLETION_SHARE of arrivals."""
     now = samples[-1][0]
@@ -93,7 +93,7 @@ def _growing(arrivals: np.ndarray, waits: np.ndarray, now: float) -> bool:
     return late > early * (1.0 + TTFT_RISE)
 
 
-def saturated_now(samples: list[Sample], start: float, waits: list[Wait]) -> bool:
+def saturated_now(samples: list[ProgressSample], start: float, waits: list[Wait]) -> bool:
     """The test (module docstring) at the time of the last sample."""
     return backlog_rising(samples, start) and completions_short(samples) and waits_growing(waits, samples[-1][0])
 
@@ -108,7 +108,7 @@ def record_wait(scheduled_s: float, first_token_s: float | None, error_kind: str
     return None
 
 
-def _window(samples: list[Sample], start: float) -> list[Sample] | None:
+def _window(samples: list[ProgressSample], start: float) -> list[ProgressSample] | None:
     now = samples[-1][0]
     if now - start < SETTLE_S + WINDOW_S - 1e-6:  # (sample times are sums of floats)
         return None
@@ -116,7 +116,7 @@ def _window(samples: list[Sample], start: float) -> list[Sample] | None:
     return window if len(window) >= 3 else None
 
 
-def _rise(window: list[Sample]) -> tuple[float, np.ndarray]:
+def _rise(window: list[ProgressSample]) -> tuple[float, np.ndarray]:
     t = np.array([s[0] for s in window])
     n = np.array([s[1] for s in window], dtype=float)
     return float(np.polyfit(t - t[0], n, 1)[0]) * WINDOW_S, n
@@ -220,7 +220,7 @@ def _arrival_times(frame: pd.DataFrame) -> np.ndarray:
     return np.where(np.isnan(scheduled), sent, scheduled)
 
 
-def series(sent: np.ndarray, ended: np.ndarray, ended_ok: np.ndarray, start: float, stop: float) -> list[Sample]:
+def series(sent: np.ndarray, ended: np.ndarray, ended_ok: np.ndarray, start: float, stop: float) -> list[ProgressSample]:
     """The live samples as a sampler would have read them, every SAMPLE_S from `start` to
     `stop`, rebuilt from sorted arrival times, end times (all) and end times of ok
     requests (seconds from t0); "in flight" is every request arrived and not ended."""
@@ -233,7 +233,7 @@ def series(sent: np.ndarray, ended: np.ndarray, ended_ok: np.ndarray, start: flo
     return [(float(t), int(s - e), int(s), int(k)) for t, s, e, k in zip(grid, n_sent, n_ended, n_ok, strict=True)]
 
 
-def onset_time(samples: list[Sample], start: float) -> float:
+def onset_time(samples: list[ProgressSample], start: float) -> float:
     """When unbounded growth began: the hinge of the best two-piece fit of in-flight over
     time (flat, then rising linearly), least squares over every sample point. Hinges are
     tried at ONSET_CANDIDATES points, then at every sample around the best of them."""

@@ -12,6 +12,7 @@ Safe range: the highest clean rate, and half the ceiling's chunks/s for streamin
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,16 @@ from typing import Any
 
 import yaml
 
+from bench.commands.exits import EXIT_OK
+
+__all__ = ["CeilingPoint", "calibrate", "cmd_calibrate", "safe_range"]
+
 STREAMS = (16, 64, 256, 1024)
 RATES = (100.0, 300.0, 1000.0, 3000.0)
 
 
 @dataclass
-class Point:
+class CeilingPoint:
     kind: str  # "streams" | "rate"
     value: float
     achieved_rps: float | None
@@ -48,7 +53,7 @@ class Point:
 def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
     from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
-    from bench.scenario.schema import load_scenario
+    from bench.scenario.loader import load_scenario
 
     data = {"name": name, "seed": 1, "target": {"sim_profile": "zero"},
             "requests": {"synthetic": {"prompt_tokens": 16, "output_tokens": tokens}},
@@ -59,7 +64,7 @@ def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
                                                         show_progress=False)).run
 
 
-def _point(kind: str, value: float, run: Any) -> Point:
+def _point(kind: str, value: float, run: Any) -> CeilingPoint:
     client = run.manifest.client
     procs = client.get("workers") or [client]
     summary = run.summary
@@ -67,7 +72,7 @@ def _point(kind: str, value: float, run: Any) -> Point:
     chunks = int((run.chunks["kind"] == "content").sum())
     lags = [(p.get("loop_lag_ms") or {}).get("p99") for p in procs]
     cpus = [(p.get("cpu_percent") or {}).get("mean") for p in procs]
-    return Point(kind, value, summary["rate"]["achieved"] if kind == "rate" else summary["throughput"]["requests_per_s"],
+    return CeilingPoint(kind, value, summary["rate"]["achieved"] if kind == "rate" else summary["throughput"]["requests_per_s"],
                  chunks / window if window else None,
                  max((x for x in lags if x is not None), default=None),
                  max((x for x in cpus if x is not None), default=None),
@@ -76,8 +81,8 @@ def _point(kind: str, value: float, run: Any) -> Point:
 
 
 def calibrate(seconds: float = 3.0, workers: int | str = 1, streams: tuple[int, ...] = STREAMS,
-              rates: tuple[float, ...] = RATES, tokens: int = 64, echo: Any = print) -> list[Point]:
-    points: list[Point] = []
+              rates: tuple[float, ...] = RATES, tokens: int = 64, echo: Any = print) -> list[CeilingPoint]:
+    points: list[CeilingPoint] = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for n in streams:
@@ -96,7 +101,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _line(p: Point) -> str:
+def _line(p: CeilingPoint) -> str:
     what = f"{int(p.value)} streams" if p.kind == "streams" else f"{p.value:g} req/s Poisson"
     return (f"{what:>20}: {_fmt(p.achieved_rps, ',.0f')} req/s, {_fmt(p.chunks_per_s, ',.0f')} chunks/s, "
             f"loop lag p99 {_fmt(p.loop_lag_p99_ms, '.1f')} ms, CPU {_fmt(p.cpu_percent, '.0f')} %, "
@@ -105,7 +110,7 @@ def _line(p: Point) -> str:
                "ok" if p.clean else "CLIENT-BOUND: " + (",".join(p.warnings) or "rate not reached")))
 
 
-def safe_range(points: list[Point]) -> dict[str, float | None]:
+def safe_range(points: list[CeilingPoint]) -> dict[str, float | None]:
     """The ceiling (closed loops) and the safe range: highest clean rate, half the chunks/s."""
     closed = [p for p in points if p.kind == "streams"]
     best_rate = None
@@ -117,3 +122,17 @@ def safe_range(points: list[Point]) -> dict[str, float | None]:
     ceiling_rps = max((p.achieved_rps or 0.0 for p in closed), default=0.0) or None
     return {"rate": best_rate, "ceiling_chunks_per_s": ceiling_chunks, "ceiling_requests_per_s": ceiling_rps,
             "safe_chunks_per_s": ceiling_chunks / 2 if ceiling_chunks else None}
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    print(f"client ceiling against `bench sim --profile zero` (same machine), {args.seconds:g} s per point, "
+          f"workers={args.workers}")
+    safe = safe_range(calibrate(seconds=args.seconds, workers=args.workers))
+    if safe["ceiling_chunks_per_s"]:
+        print(f"ceiling (client and simulator on this machine): {safe['ceiling_chunks_per_s']:,.0f} chunks/s, "
+              f"{safe['ceiling_requests_per_s']:,.0f} req/s")
+    rate = f"up to {safe['rate']:g} req/s" if safe["rate"] else "below the lowest rate tried"
+    chunks = f"{safe['safe_chunks_per_s']:,.0f}" if safe["safe_chunks_per_s"] else "?"
+    print(f"safe operating range: open loop {rate} with no client warning; streaming loads up to ~{chunks} "
+          "chunks/s in total (streams x tokens/s each). Above it, use --workers or another client machine.")
+    return EXIT_OK

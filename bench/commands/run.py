@@ -25,7 +25,7 @@ from bench.workload.requests import Workload
 from bench.workload.plan import stage_plans, stage_note, peak_concurrency, build_plan, read_trace_for, trace_prompts_for
 from bench.runner.process import run_loop, freeze_gc, thaw_gc
 from bench.target.resolve import TargetInfo, resolve_target, read_api_key, root_url, fetch_server_info, resolve_model
-from bench.target.tokens import calibrate_prompts
+from bench.target.tokens import probe_prompt_tokens
 from bench.commands.watch import run_watched
 from bench.commands.rundir import RunOptions, RunResult, GuardedSink, finish_run, run_dir_for, new_manifest, workload_info, count_repeats, keep_server_log
 
@@ -109,7 +109,7 @@ class RunSession:
         self.model = await resolve_model(scenario, self.client, self.base_url)
         server_info = await fetch_server_info(self.base_url)
         prompts = trace_prompts_for(scenario, trace)
-        self.token_model = token_model = await calibrate_prompts(scenario, self.client, self.model, self.base_url)
+        self.token_model = token_model = await probe_prompt_tokens(scenario, self.client, self.model, self.base_url)
         self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts, token_model)
         self.writer = RunWriter(run_dir_for(scenario, self.options),
                                 new_manifest(scenario, self.options, self.target, self.model))

@@ -90,7 +90,7 @@ class SaturationWatch:
     async def run(self) -> None:
         session = self.session
         progress = session.progress
-        samples: list[saturation.Sample] = []
+        samples: list[saturation.ProgressSample] = []
         sent_before = 0
         keep = int((saturation.SETTLE_S + saturation.WINDOW_S) / saturation.SAMPLE_S) + 4
         try:
@@ -116,7 +116,7 @@ class SaturationWatch:
             session.sink.observer = None
             self.halt.set()
 
-    def _why(self, samples: list[saturation.Sample], stage: int) -> str:
+    def _why(self, samples: list[saturation.ProgressSample], stage: int) -> str:
         window = [s for s in samples if s[0] >= samples[-1][0] - saturation.WINDOW_S]
         span = window[-1][0] - window[0][0]
         sent, done = window[-1][2] - window[0][2], window[-1][3] - window[0][3]

@@ -17,7 +17,8 @@ from aiolimiter import AsyncLimiter
 
 from bench.runner.client import ClientError, SendLog, StreamClient, StreamResponse
 from bench.records import OUTPUT_KIND_CODES, RequestRecord
-from bench.runner.recorder import StreamProtocolError, StreamRecorder, json_body_error
+from bench.runner.recorder import StreamRecorder
+from bench.runner.sse import StreamProtocolError, json_body_error
 from bench.scenario.schema import Timeouts
 from bench.workload.plan import RunPlan, StagePlan
 from bench.workload.requests import RequestSpec

@@ -22,7 +22,7 @@ import orjson
 from bench.errors import BenchInputError, read_input_bytes
 from bench.scenario.prompts import Prompt, PromptSet, blank
 
-Conversation = tuple[dict[str, str], ...]
+ShareGptConversation = tuple[dict[str, str], ...]  # one ShareGPT record: its turns as {"role", "content"}
 
 _ROLES = {
     "human": "user", "user": "user",
@@ -32,11 +32,11 @@ _ROLES = {
 }
 
 
-def read_sharegpt(path: Path) -> list[Conversation]:
+def read_sharegpt(path: Path) -> list[ShareGptConversation]:
     """All readable conversations of a ShareGPT file that have a non-empty user turn, in file order."""
     path = Path(path)
     records = _records(path, read_input_bytes(path, "dataset", file_word=""))
-    conversations: list[Conversation] = []
+    conversations: list[ShareGptConversation] = []
     first_problem: str | None = None
     for where, record in records:
         conversation, _, problem = _conversation(record)
@@ -77,7 +77,7 @@ def _nothing_usable(path: Path, records: int, first_problem: str | None) -> str:
     return f"{path}: no usable conversation among {records} records{detail}"
 
 
-def sharegpt_prompts(conversations: list[Conversation], source: str = "ShareGPT dataset") -> list[Prompt]:
+def sharegpt_prompts(conversations: list[ShareGptConversation], source: str = "ShareGPT dataset") -> list[Prompt]:
     """`first_prompt` of each conversation that has one; BenchInputError when none has."""
     prompts = [p for p in map(first_prompt, conversations) if p is not None]
     if not prompts:
@@ -85,7 +85,7 @@ def sharegpt_prompts(conversations: list[Conversation], source: str = "ShareGPT 
     return prompts
 
 
-def first_prompt(conversation: Conversation) -> Prompt | None:
+def first_prompt(conversation: ShareGptConversation) -> Prompt | None:
     """The conversation's chat prompt, as vLLM's ShareGPT benchmark builds them, or None.
 
     The prompt is the first user turn with text (turns that are "" or only whitespace are
@@ -108,13 +108,13 @@ def first_prompt(conversation: Conversation) -> Prompt | None:
     return Prompt(messages=messages, text=None, max_tokens=_reply_tokens(conversation, start), later_turns=later)
 
 
-def _later_turn(conversation: Conversation, i: int) -> Prompt:
+def _later_turn(conversation: ShareGptConversation, i: int) -> Prompt:
     """A later user turn; max_tokens from its reply, none when the reply is missing or empty."""
     reply = _reply_tokens(conversation, i)
     return Prompt([dict(conversation[i])], None, reply if reply and not blank(conversation[i + 1]["content"]) else None)
 
 
-def _reply_tokens(conversation: Conversation, user: int) -> int | None:
+def _reply_tokens(conversation: ShareGptConversation, user: int) -> int | None:
     """Words of the assistant reply after turn `user` (at least 1); None without a reply."""
     if user + 1 >= len(conversation) or conversation[user + 1]["role"] != "assistant":
         return None
@@ -147,7 +147,7 @@ def _records(path: Path, data: bytes) -> list[tuple[str, Any]]:
     return records
 
 
-def _conversation(record: Any) -> tuple[Conversation | None, str, str]:
+def _conversation(record: Any) -> tuple[ShareGptConversation | None, str, str]:
     """The normalised conversation, or None, the reason key (`SKIP_REASONS`) and the problem."""
     if not isinstance(record, dict):
         return None, "malformed", f"expected an object, got {type(record).__name__}"

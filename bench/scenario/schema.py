@@ -2,22 +2,15 @@
 
 Everything a user writes is validated here, at the edge, by pydantic models with
 `extra="forbid"`; the rest of the package only sees validated objects. Errors become one
-line naming the file, the field and the problem (see `load_scenario`).
+line naming the file, the field and the problem (`bench.scenario.loader.load_scenario`).
 """
 
 from __future__ import annotations
 
-import difflib
-import json
-import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, GetJsonSchemaHandler, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from bench.errors import BenchInputError
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator, model_validator
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -381,162 +374,6 @@ class Scenario(Strict):
     ray: RaySettings | None = Field(default=None, description="Run the load from a Ray cluster's actors.")
 
 
-# --- loading ----------------------------------------------------------------------------
-
-
-def _requests_needed(scenario: Scenario, source: str) -> None:
-    if scenario.target.launch is not None and scenario.target.base_url is None:
-        raise BenchInputError(f"{source}: target.base_url: required with target.launch (the URL it will serve)")
-    if scenario.requests is None and scenario.load.trace is None:
-        raise BenchInputError(f"{source}: requests: required field is missing")
-    if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":
-        raise BenchInputError(f"{source}: requests.conversation: multi-turn chats need target.endpoint: chat")
-
-
-def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Read, merge CLI overrides (dotted keys) and validate; BenchInputError on bad input."""
-    path = Path(path)
-    data = _read_mapping(path)
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
-    scenario = validate_scenario(data, source=str(path))
-    _check_files(scenario, path)
-    return scenario
-
-
-def validate_scenario(data: Any, source: str) -> Scenario:
-    try:
-        scenario = Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise BenchInputError(_first_error(exc, source)) from None
-    _requests_needed(scenario, source)
-    return scenario
-
-
-def resolve_path(scenario_path: Path, relative: str) -> Path:
-    """Dataset paths are relative to the scenario file, as users expect."""
-    candidate = Path(relative).expanduser()
-    return candidate if candidate.is_absolute() else (scenario_path.parent / candidate)
-
-
 def scenario_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file (what `bench scenario-schema` prints)."""
     return Scenario.model_json_schema()
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BenchInputError(f"{path}: scenario file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchInputError(f"{path}: cannot read scenario file: {exc}") from None
-    try:
-        # safe_load only: a scenario file must never be able to run code.
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BenchInputError(f"{path}:{where}: YAML syntax error: {problem}") from None
-    except json.JSONDecodeError as exc:
-        raise BenchInputError(f"{path}: line {exc.lineno}: JSON syntax error: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise BenchInputError(f"{path}: a scenario must be a mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node = data
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-    node[leaf] = value
-
-
-def _check_files(scenario: Scenario, path: Path) -> None:
-    if scenario.load.trace is not None:
-        trace_path = resolve_path(path, scenario.load.trace.file)
-        if not trace_path.is_file():
-            raise BenchInputError(f"{path}: load.trace.file: trace file not found: {trace_path}")
-    if scenario.requests is not None and scenario.requests.file is not None:
-        data_path = resolve_path(path, scenario.requests.file)
-        if not data_path.is_file():
-            raise BenchInputError(f"{path}: requests.file: dataset file not found: {data_path}")
-
-
-def _first_error(exc: ValidationError, source: str) -> str:
-    err = _most_specific(exc.errors())
-    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
-    field = ".".join(loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        return f"{source}: {field}: unknown key{_suggest(exc, tuple(err['loc']))}"
-    if err["type"] == "missing":
-        return f"{source}: {field}: required field is missing"
-    message = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    plain = isinstance(got, (dict, list)) or got is None or repr(got) in message
-    shown = "" if plain else f" (got {got!r})"
-    return f"{source}: {field}: {message}{shown}"
-
-
-def _most_specific(errors: list[Any]) -> Any:
-    # For unions pydantic reports one error per member; prefer an unknown key, then the
-    # deepest location, which is what the user actually mistyped.
-    extra = [e for e in errors if e["type"] == "extra_forbidden"]
-    pool = extra or errors
-    return max(pool, key=lambda e: len(e["loc"]))
-
-
-def _is_union_tag(part: Any) -> bool:
-    # pydantic adds union member tags ("list[...]", "fixed", "function-after[...]") to locations.
-    return isinstance(part, str) and (
-        "[" in part or part in {"fixed", "uniform", "normal", "lognormal", "str"}
-    )
-
-
-def _suggest(exc: ValidationError, raw_loc: tuple[Any, ...]) -> str:
-    model = _model_at(Scenario, list(raw_loc[:-1]))
-    if model is None:
-        return ""
-    valid = list(model.model_fields)
-    close = difflib.get_close_matches(str(raw_loc[-1]), valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{hint} (valid: {', '.join(valid)})"
-
-
-def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
-    """Walk a pydantic error location (with its list indexes and union tags) to a model."""
-    current: list[type[BaseModel]] = [model]
-    for part in loc:
-        if isinstance(part, int) or "[" in str(part):
-            continue
-        by_tag = [m for m in current if _tag_of(m) == part]
-        if by_tag:
-            current = by_tag
-            continue
-        fields = [m.model_fields[part] for m in current if part in m.model_fields]
-        if not fields:
-            return None
-        current = _models_in(fields[0].annotation)
-        if not current:
-            return None
-    return current[0] if len(current) == 1 else None
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    found: list[type[BaseModel]] = []
-    for arg in typing.get_args(annotation):
-        found.extend(_models_in(arg))
-    return found
-
-
-def _tag_of(model: type[BaseModel]) -> str | None:
-    field = model.model_fields.get("dist")
-    tags = typing.get_args(field.annotation) if field is not None else ()
-    return tags[0] if tags else None

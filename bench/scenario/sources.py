@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 
-from bench.scenario.schema import Scenario, resolve_path
+from bench.scenario.schema import Scenario
+from bench.scenario.loader import resolve_path
 from bench.scenario.prompts import PromptSet, TokenModel
 from bench.scenario.prompts import Prompt, read_jsonl_prompts, SyntheticPrompts
 

@@ -249,7 +249,7 @@ def trace_offsets(frame: pd.DataFrame, speedup: float = 1.0, target_rate: float 
         shift = 0.0 if copy == 0 else rng.uniform(0.0, period)
         parts_t.append((times + shift) % period if shift else times)
         parts_r.append(rows)
-    keep = int(round(fraction * n))
+    keep = int(round(fraction * n))  # noqa: RUF046 - before NumPy 2, round() of a numpy float is a float
     if keep:
         # Exactly round(f n) rows, each kept with probability f: the mean rate then hits the
         # target instead of missing it by the binomial noise of a few hundred coin flips.

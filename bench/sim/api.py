@@ -6,7 +6,7 @@ fields a server may not know. Known fields are validated strictly (types and ran
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -24,7 +24,7 @@ class ApiError(Exception):
         self.param = param
         self.headers = headers or {}
 
-    _TYPES = {400: "BadRequestError", 404: "NotFoundError", 429: "RateLimitError",
+    _TYPES: ClassVar[dict[int, str]] = {400: "BadRequestError", 404: "NotFoundError", 429: "RateLimitError",
               500: "InternalServerError", 503: "ServiceUnavailableError"}
 
     def body(self) -> bytes:
@@ -64,7 +64,7 @@ class _Common(BaseModel):
     min_tokens: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "_Common":
+    def _check(self) -> _Common:
         if self.stream_options is not None and not self.stream:
             raise ValueError("Stream options can only be defined when `stream=True`.")
         return self
@@ -82,7 +82,7 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
-class Message(BaseModel):
+class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: str
     content: str | list[ContentPart] | None = None
@@ -96,13 +96,13 @@ class Message(BaseModel):
 
 
 class ChatRequest(_Common):
-    messages: list[Message] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
-    def _check_logprobs(self) -> "ChatRequest":
+    def _check_logprobs(self) -> ChatRequest:
         if self.top_logprobs and not self.logprobs:
             raise ValueError("when using `top_logprobs`, `logprobs` must be set to true")
         return self

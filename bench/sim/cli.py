@@ -15,7 +15,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -47,7 +49,7 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
     """Stop when the process that started us is gone (we get re-parented), so that a
     crashed or killed test run leaves no server behind. Polling getppid() works whatever
     thread of the parent started us (PR_SET_PDEATHSIG fires when that thread ends)."""
-    while os.getppid() == parent_pid:
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - no event says the parent is gone: poll
         await asyncio.sleep(0.5)
     log.info("parent %d is gone: stopping", parent_pid)
     stop.set()
@@ -108,13 +110,12 @@ def run_from_args(args: argparse.Namespace) -> int:
              ",".join(f.label() for f in server.fault_plan.specs) or "none")
     try:
         import uvloop
+
+        run: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:
-        uvloop = None
+        run = asyncio.run
     try:
-        if uvloop is not None:
-            uvloop.run(_serve(args, server))
-        else:
-            asyncio.run(_serve(args, server))
+        run(_serve(args, server))
     except OSError as exc:  # e.g. the port is taken
         print(f"bench sim: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

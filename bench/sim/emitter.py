@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.sim.engine import CHOICE_DONE, GONE, OK, Coalescer, Truth
+from bench.sim.sequence import CHOICE_DONE, GONE, OK, Coalescer, Truth
 from bench.sim.faults import FaultSpec, uniform
 from bench.sim.text import Corpus, logprob_of
 
@@ -210,22 +210,11 @@ class Emitter:
         n_reason = max(0, min(count, R - pos))
         reason_text = "".join(pieces[:n_reason])
         content = "".join(pieces[n_reason:])
-        if ctx.stops and content and pos + count > ctx.min_tokens:
-            prev = self.tail[c]
-            combined = prev + content
-            start = len(prev)
-            cut = -1
-            for s in ctx.stops:
-                i = combined.find(s, max(0, start - len(s) + 1))
-                if i != -1 and (cut == -1 or i < cut):
-                    cut = i
-            if cut != -1:
-                content = combined[start:cut] if cut > start else ""
+        if ctx.stops:
+            content, stopped = self._cut_at_stop(c, content, may_stop=pos + count > ctx.min_tokens)
+            if stopped:
                 reason = "stop"
                 code = CHOICE_DONE
-            self.tail[c] = combined[-64:]
-        elif ctx.stops:
-            self.tail[c] = (self.tail[c] + content)[-64:]
         lp = self._logprobs(c, pos, pieces) if ctx.logprobs else None
         self.text_len[c] += len(content)
         if reason is not None:
@@ -237,6 +226,32 @@ class Emitter:
             if lp is not None:
                 self.logprob_entries[c].append(lp)
             return code
+        self._write(self._chunk_events(c, pos, count, reason, reason_text, content, lp), c)
+        return code
+
+    def _cut_at_stop(self, c: int, content: str, may_stop: bool) -> tuple[str, bool]:
+        """(content cut before the first stop sequence, whether one came); the choice's recent
+        text (`tail`) lets a stop sequence span two emissions."""
+        if not (content and may_stop):
+            self.tail[c] = (self.tail[c] + content)[-64:]
+            return content, False
+        prev = self.tail[c]
+        combined = prev + content
+        start = len(prev)
+        cut = -1
+        for s in self.ctx.stops:
+            i = combined.find(s, max(0, start - len(s) + 1))
+            if i != -1 and (cut == -1 or i < cut):
+                cut = i
+        self.tail[c] = combined[-64:]
+        if cut == -1:
+            return content, False
+        return (combined[start:cut] if cut > start else ""), True
+
+    def _chunk_events(self, c: int, pos: int, count: int, reason: str | None, reason_text: str, content: str,
+                      lp: Any) -> bytes:
+        """The SSE event(s) of one emission: a role-only chunk first on a chat's first token."""
+        ctx = self.ctx
         choice: dict[str, Any] = {"index": c}
         if ctx.chat:
             delta: dict[str, Any] = {}
@@ -266,9 +281,7 @@ class Emitter:
             body = b"data: " + orjson.dumps(first) + b"\n\n"
         if ctx.continuous_usage:
             event["usage"] = self._usage(pos + count)
-        body += b"data: " + orjson.dumps(event) + b"\n\n"
-        self._write(body, c)
-        return code
+        return body + b"data: " + orjson.dumps(event) + b"\n\n"
 
     def _usage(self, completion: int) -> dict[str, int]:
         p = self.ctx.prompt_tokens

@@ -37,7 +37,7 @@ class FaultSpec(BaseModel):
     retry_after: float = Field(default=1.0, ge=0.0)
 
     @model_validator(mode="after")
-    def _one_selector(self) -> "FaultSpec":
+    def _one_selector(self) -> FaultSpec:
         if self.p is not None and self.every is not None:
             raise ValueError("give either p= or every=, not both")
         return self
@@ -65,7 +65,7 @@ def parse_fault(spec: str) -> FaultSpec:
         raise ValueError(f"fault {spec!r}: {problems} (kinds: {', '.join(FAULT_KINDS)})") from None
 
 
-def _mix(*parts: int) -> int:
+def mix(*parts: int) -> int:
     """splitmix64 over the parts: a cheap, seedable, order-independent hash."""
     x = 0x9E3779B97F4A7C15
     for part in parts:
@@ -77,7 +77,7 @@ def _mix(*parts: int) -> int:
 
 def uniform(*parts: int) -> float:
     """A deterministic float in [0, 1) from integer parts."""
-    return (_mix(*parts) >> 11) / float(1 << 53)
+    return (mix(*parts) >> 11) / float(1 << 53)
 
 
 class FaultPlan:

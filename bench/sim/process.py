@@ -21,7 +21,7 @@ from typing import Any
 from bench.sim.profile import load_profile
 
 READY_PREFIX = "bench-sim ready "  # first stdout line of the child
-_LIVE: "weakref.WeakSet[SimHandle]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[SimHandle] = weakref.WeakSet()
 
 
 class SimStartError(RuntimeError):
@@ -68,7 +68,7 @@ class SimHandle:
                     path.unlink(missing_ok=True)
         return self.proc.returncode
 
-    def __enter__(self) -> "SimHandle":
+    def __enter__(self) -> SimHandle:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -86,7 +86,7 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
-def start_sim(profile: "str | Path | dict[str, Any]" = "default", seed: int = 0,
+def start_sim(profile: str | Path | dict[str, Any] = "default", seed: int = 0,
               host: str = "127.0.0.1", port: int = 0, faults: list[str] | None = None,
               trace: str | Path | None = None, timeout: float = 15.0) -> SimHandle:
     """Start `python -m bench.sim` in a child process and wait until /health answers."""
@@ -134,7 +134,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], timeout: float, stderr_path: Path
     while not line.endswith(b"\n"):
         left = deadline - time.monotonic()
         if proc.poll() is not None or left <= 0:
-            why = "exited with code %s" % proc.returncode if proc.returncode is not None \
+            why = f"exited with code {proc.returncode}" if proc.returncode is not None \
                 else f"not ready after {timeout:g} s"
             raise SimStartError(f"bench sim {why}; stderr:\n{_read(stderr_path)}")
         ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.2))

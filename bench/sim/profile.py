@@ -47,7 +47,7 @@ class OutputLen(BaseModel):
     max: int = Field(default=2048, ge=1)
 
     @model_validator(mode="after")
-    def _check_bounds(self) -> "OutputLen":
+    def _check_bounds(self) -> OutputLen:
         if self.min > self.max:
             raise ValueError(f"output_len.min ({self.min}) > output_len.max ({self.max})")
         return self
@@ -131,7 +131,7 @@ def _validate(data: Any, source: str) -> Profile:
         raise ProfileError(f"{source}: invalid profile: {exc}") from None
 
 
-def load_profile(profile: "str | Path | dict[str, Any] | Profile") -> Profile:
+def load_profile(profile: str | Path | dict[str, Any] | Profile) -> Profile:
     """Load a profile from a built-in NAME, a YAML/JSON file path, a dict or a Profile."""
     if isinstance(profile, Profile):
         return profile

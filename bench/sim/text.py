@@ -21,7 +21,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from bench.sim.faults import _mix, uniform
+from bench.sim.faults import mix, uniform
 
 CHAT_TEMPLATE_TOKENS_PER_MESSAGE = 4
 CORPUS_TOKENS = 1 << 16
@@ -98,10 +98,10 @@ def stable_hash(text: str) -> int:
 
 
 def choice_offset(server_seed: int, key: int, index: int) -> int:
-    return _mix(server_seed, key, index, 0x7E47) % CORPUS_TOKENS
+    return mix(server_seed, key, index, 0x7E47) % CORPUS_TOKENS
 
 
-def draw_output_len(dist: "object", server_seed: int, key: int, index: int) -> int:
+def draw_output_len(dist: object, server_seed: int, key: int, index: int) -> int:
     """Natural-EOS length of one choice from the profile's `output_len` distribution."""
     kind = dist.dist  # type: ignore[attr-defined]
     lo, hi = dist.min, dist.max  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "Sample",
+    "PromSample",
     "parse_prometheus_text",
     "MetricsScraper",
     "ScrapeStats",
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 Labels = tuple[tuple[str, str], ...]
-Row = tuple[float, str, str, float]
+ScrapeRow = tuple[float, str, str, float]
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -39,7 +39,7 @@ _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 
 
 @dataclass(frozen=True)
-class Sample:
+class PromSample:
     """One sample line. `labels` is sorted by name so equal label sets compare equal."""
 
     name: str
@@ -51,14 +51,14 @@ class Sample:
 # -- parsing ------------------------------------------------------------------------------------
 
 
-def parse_prometheus_text(text: str) -> list[Sample]:
+def parse_prometheus_text(text: str) -> list[PromSample]:
     """Parse the Prometheus text exposition format (0.0.4, and OpenMetrics' common subset).
 
     Comments, HELP/TYPE lines and `# EOF` are skipped; histogram and summary lines
     (`_bucket{le=...}`, `_sum`, `_count`) are ordinary samples. Raises ValueError naming the
     line on malformed input, because a half-understood scrape is worse than a counted error.
     """
-    samples: list[Sample] = []
+    samples: list[PromSample] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -70,7 +70,7 @@ def parse_prometheus_text(text: str) -> list[Sample]:
     return samples
 
 
-def _parse_sample_line(line: str) -> Sample:
+def _parse_sample_line(line: str) -> PromSample:
     m = _NAME_RE.match(line)
     if not m:
         raise ValueError("no metric name")
@@ -90,7 +90,7 @@ def _parse_sample_line(line: str) -> Sample:
         raise ValueError("expected a value and an optional timestamp")
     value = _parse_value(fields[0])
     timestamp_ms = _parse_timestamp(fields[1]) if len(fields) == 2 else None
-    return Sample(name, tuple(sorted(labels)), value, timestamp_ms)
+    return PromSample(name, tuple(sorted(labels)), value, timestamp_ms)
 
 
 def _parse_labels(line: str, pos: int) -> tuple[Labels, int]:
@@ -203,7 +203,7 @@ class MetricsScraper:
         # A scrape must not outlive its slot, or one hung server blocks the whole series.
         self.timeout_s = timeout_s if timeout_s is not None else max(0.5, min(5.0, interval_s))
         self.final_scrape = final_scrape
-        self._rows: list[Row] = []
+        self._rows: list[ScrapeRow] = []
         self._labels_json: dict[Labels, str] = {}
         self._ok = 0
         self._errors = 0
@@ -213,7 +213,7 @@ class MetricsScraper:
 
     # -- results --
 
-    def rows(self) -> list[Row]:
+    def rows(self) -> list[ScrapeRow]:
         """(t_s, metric name, labels as sorted compact JSON, value) for every sample so far."""
         return list(self._rows)
 
@@ -287,7 +287,7 @@ class MetricsScraper:
         self._ok += 1
         return True
 
-    def _add(self, t_s: float, samples: Iterable[Sample]) -> None:
+    def _add(self, t_s: float, samples: Iterable[PromSample]) -> None:
         for s in samples:
             labels = self._labels_json.get(s.labels)
             if labels is None:

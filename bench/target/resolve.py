@@ -16,7 +16,7 @@ from bench.runner.client import ClientError, StreamClient
 from bench.errors import BenchInputError, RunFailed, TargetUnusable
 from bench.redact import redact_argv
 from bench.scenario.schema import Launch, Scenario
-from bench.runner.recorder import StreamProtocolError
+from bench.runner.sse import StreamProtocolError
 from bench.runner.process import separate_cores
 
 T = TypeVar("T")
@@ -88,7 +88,7 @@ def read_api_key(scenario: Scenario) -> str | None:
     return None
 
 
-# Set-up requests (model list, calibration probes) are tried this often while the server
+# Set-up requests (model list, prompt-token probes) are tried this often while the server
 # fails in a way that can pass (5xx, 429, a dropped stream), with these pauses between.
 PROBE_ATTEMPTS = 4
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.scenario.schema import Load, Scenario, Timeouts, resolve_path
-from bench.workload.schedule import Schedule, StageSpec
+from bench.scenario.schema import Load, Scenario, Timeouts
+from bench.scenario.loader import resolve_path
+from bench.workload.schedule import Schedule, ScheduledStage
 
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
@@ -29,7 +30,7 @@ def stage_plans(schedule: Schedule, load: Load) -> list[StagePlan]:
     return plans
 
 
-def stage_note(spec: StageSpec) -> dict[str, Any]:
+def stage_note(spec: ScheduledStage) -> dict[str, Any]:
     return {"index": spec.index, "kind": spec.kind, "start_s": spec.start_s, "duration_s": spec.duration_s,
             "rate": spec.rate, "concurrency": spec.concurrency}
 

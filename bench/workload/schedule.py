@@ -5,7 +5,7 @@ send back and the achieved rate matches the offered one.
 
 `build_schedule` turns any load shape into one `Schedule`: the open-loop arrivals of the
 whole run (sorted, with the stage each belongs to and, for a trace, the trace row it
-replays) plus one `StageSpec` per stage, so the runner also knows when closed-loop stages
+replays) plus one `ScheduledStage` per stage, so the runner also knows when closed-loop stages
 start and stop. Everything here is pure and deterministic given the seed.
 """
 
@@ -31,7 +31,7 @@ _STAGE_STREAM = 0x57A6E
 
 
 @dataclass(frozen=True)
-class StageSpec:
+class ScheduledStage:
     """One stage of a run: open loop at `rate`, or closed loop with `concurrency` slots.
 
     `duration_s` is None only for a single open-ended stage (a rate bounded by
@@ -64,7 +64,7 @@ class Schedule:
     offsets: np.ndarray
     stage: np.ndarray
     item: np.ndarray | None
-    stages: tuple[StageSpec, ...]
+    stages: tuple[ScheduledStage, ...]
     offered_rate: float | None
 
     def __len__(self) -> int:
@@ -92,12 +92,12 @@ def build_schedule(load: Load, seed: int, trace: pd.DataFrame | None = None) -> 
     set on a ramp, stages or trace load, cuts the schedule (and its stages) at that time.
     """
     if load.concurrency is not None:
-        spec = StageSpec(0, "closed", 0.0, load.duration, None, load.concurrency)
+        spec = ScheduledStage(0, "closed", 0.0, load.duration, None, load.concurrency)
         return Schedule(_empty(np.float64), _empty(np.int32), None, (spec,), None)
     if load.rate is not None:
         offsets = arrival_offsets(load, seed)
         assert offsets is not None
-        spec = StageSpec(0, "open", 0.0, load.duration, load.rate, None)
+        spec = ScheduledStage(0, "open", 0.0, load.duration, load.rate, None)
         return Schedule(offsets, np.zeros(len(offsets), np.int32), None, (spec,), load.rate)
     if load.ramp is not None:
         schedule = _ramp_schedule(load.ramp, seed)
@@ -193,7 +193,7 @@ def _ramp_schedule(ramp: Ramp, seed: int) -> Schedule:
         units = _unit_poisson(total, rng)
     offsets = ramp_inverse(ramp, units)
     offsets = offsets[offsets < ramp.duration]
-    spec = StageSpec(0, "open", 0.0, ramp.duration, (ramp.from_rate + ramp.to_rate) / 2, None)
+    spec = ScheduledStage(0, "open", 0.0, ramp.duration, (ramp.from_rate + ramp.to_rate) / 2, None)
     return Schedule(offsets, np.zeros(len(offsets), np.int32), None, (spec,), spec.rate)
 
 
@@ -211,14 +211,14 @@ def _unit_poisson(total: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def _stages_schedule(stages: list[Stage], seed: int) -> Schedule:
-    specs: list[StageSpec] = []
+    specs: list[ScheduledStage] = []
     parts: list[np.ndarray] = []
     start = 0.0
     for index, stage in enumerate(stages):
         if stage.rate is None:
-            specs.append(StageSpec(index, "closed", start, stage.duration, None, stage.concurrency))
+            specs.append(ScheduledStage(index, "closed", start, stage.duration, None, stage.concurrency))
         else:
-            specs.append(StageSpec(index, "open", start, stage.duration, stage.rate, None))
+            specs.append(ScheduledStage(index, "open", start, stage.duration, stage.rate, None))
             rng = np.random.default_rng([seed, _STAGE_STREAM, index])
             count = _count_for(stage.rate, stage.duration)
             offsets = _rate_offsets(stage.arrival, stage.rate, stage.burstiness, count, rng)
@@ -227,7 +227,7 @@ def _stages_schedule(stages: list[Stage], seed: int) -> Schedule:
     # Consecutive stages do not overlap, so concatenating in stage order keeps offsets sorted.
     open_specs = [s for s in specs if s.kind == "open"]
     offsets = np.concatenate(parts) if parts else _empty(np.float64)
-    stage_ids = (np.concatenate([np.full(len(p), s.index, np.int32) for p, s in zip(parts, open_specs)])
+    stage_ids = (np.concatenate([np.full(len(p), s.index, np.int32) for p, s in zip(parts, open_specs, strict=True)])
                  if parts else _empty(np.int32))
     offered = None
     if open_specs:
@@ -246,7 +246,7 @@ def _trace_schedule(load: Load, frame: pd.DataFrame, seed: int) -> Schedule:
     period = trace_period(frame)
     span = period / spec_trace.speedup if period is not None else None
     offered = len(offsets) / span if span else None
-    spec = StageSpec(0, "open", 0.0, span, offered, None)
+    spec = ScheduledStage(0, "open", 0.0, span, offered, None)
     return Schedule(offsets, np.zeros(len(offsets), np.int32), rows, (spec,), offered)
 
 
@@ -268,9 +268,9 @@ def _bounded(schedule: Schedule, duration: float | None, max_requests: int | Non
     return Schedule(schedule.offsets[:keep], schedule.stage[:keep], item, stages, schedule.offered_rate)
 
 
-def _clip_stage(spec: StageSpec, end: float) -> StageSpec:
+def _clip_stage(spec: ScheduledStage, end: float) -> ScheduledStage:
     if spec.end_s is None or spec.end_s > end:
-        return StageSpec(spec.index, spec.kind, spec.start_s, end - spec.start_s, spec.rate, spec.concurrency)
+        return ScheduledStage(spec.index, spec.kind, spec.start_s, end - spec.start_s, spec.rate, spec.concurrency)
     return spec
 
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from bench.commands.cli import main
-from bench.target.probe import run_probe, sse_keepalives, stop_word
+from bench.target.probe import run_probe
+from bench.target.probe_requests import sse_keepalives, stop_word
 from bench.sim import load_profile
 from bench.sim import start_sim
 from benchtest import sim_truth
@@ -35,7 +37,7 @@ def _probe_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any
 
 
 def _switches(choices: list[int]) -> int:
-    return sum(1 for a, b in zip(choices, choices[1:]) if a != b)
+    return sum(1 for a, b in pairwise(choices) if a != b)
 
 
 @pytest.mark.parametrize("profile_name", ["default", "reasoning"])
@@ -49,7 +51,7 @@ def test_probe_rows_match_the_simulator(capsys: pytest.CaptureFixture[str], prof
     chat_text = profile.reasoning_tokens < 24  # reasoning longer than max_tokens: no content, no stop word
     assert names == [n for n in ORDER if chat_text or n != "chat_stop"]
     assert len(truths) == len(names) and all(r["error"] is None for r in report["requests"])
-    truth = dict(zip(names, truths))
+    truth = dict(zip(names, truths, strict=True))
     assert report["model"] == profile.models[0]
 
     assert rows["role_first_chunk"] == {"role_only": True, "content": '""', "ms_before_first_token": 0.0}
@@ -166,7 +168,7 @@ async def scripted() -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - port 0: ask the socket
+    port = site._server.sockets[0].getsockname()[1]  # port 0: ask the socket
     try:
         yield f"http://127.0.0.1:{port}/v1"
     finally:

@@ -18,7 +18,7 @@ from bench.scenario.schema import Uniform
 from bench.scenario.prompts import sample_lengths
 from benchtest import run_in_process
 from faultserver import PROMPT_TOKENS_OVERHEAD, PROMPT_TOKENS_PER_WORD, RecordingServer, prompt_text
-from test_calibration_probe import synthetic_scenario
+from test_prompt_token_probe import synthetic_scenario
 
 SHAREGPT = [
     {"id": "blank-first", "conversations": [

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from bench.target.launch import free_port
-from bench.target.promscrape import MetricsScraper, Sample, key_series, parse_prometheus_text
+from bench.target.promscrape import MetricsScraper, PromSample, key_series, parse_prometheus_text
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -23,8 +23,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 # -- parsing --------------------------------------------------------------------------------
 
 
-def by_name(samples: list[Sample]) -> dict[str, list[Sample]]:
-    out: dict[str, list[Sample]] = {}
+def by_name(samples: list[PromSample]) -> dict[str, list[PromSample]]:
+    out: dict[str, list[PromSample]] = {}
     for s in samples:
         out.setdefault(s.name, []).append(s)
     return out

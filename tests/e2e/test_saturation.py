@@ -15,7 +15,8 @@ from bench.report import figures
 from bench.report import document as report
 from bench.store import store
 from bench.analysis import validity
-from bench.commands.cli import EXIT_SATURATED, main
+from bench.commands.cli import main
+from bench.commands.exits import EXIT_SATURATED
 from bench.sim import start_sim
 from bench.sim import load_profile, max_request_rate
 from benchtest import run_in_process, sim_truth, write_scenario

@@ -13,7 +13,7 @@ import yaml
 
 from bench.commands.cli import main
 from bench.errors import BenchInputError
-from bench.scenario.schema import validate_scenario
+from bench.scenario.loader import validate_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "scenarios").glob("*.yaml"))

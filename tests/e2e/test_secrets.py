@@ -109,7 +109,7 @@ def test_repr_of_config_objects_hides_the_key(tmp_path, monkeypatch):
     assert key not in repr(config) and key not in str(config) and "***" in repr(config)
     assert "api_key=None" in repr(ClientConfig("http://127.0.0.1:1/v1", None, 1.0, 8))
     from bench.target.resolve import read_api_key
-    from bench.scenario.schema import load_scenario
+    from bench.scenario.loader import load_scenario
 
     monkeypatch.setenv(KEY_ENV, key)
     scenario = load_scenario(write_scenario(tmp_path, _scenario("http://127.0.0.1:1/v1", api_key_env=KEY_ENV)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from bench.commands.cli import parse_variant_flag
+from bench.commands.parser import parse_variant_flag
 from bench.sim import start_sim
 from benchtest import run_in_process
 

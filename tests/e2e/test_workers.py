@@ -98,7 +98,7 @@ def test_sigint_stops_every_worker_and_keeps_the_records(scenario_dir):
 
 @pytest.mark.parametrize("flag", ["2", "auto"])
 def test_workers_flag_is_accepted(flag):
-    from bench.commands.cli import build_parser, run_overrides
+    from bench.commands.parser import build_parser, run_overrides
 
     args = build_parser().parse_args(["run", "x.yaml", "--workers", flag])
     assert run_overrides(args)["load.workers"] == (int(flag) if flag != "auto" else "auto")

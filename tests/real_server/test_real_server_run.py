@@ -16,7 +16,7 @@ import pytest
 from bench.commands.rundir import RunOptions
 from bench.commands.run import run_scenario
 from bench.target.launch import free_port
-from bench.scenario.schema import load_scenario
+from bench.scenario.loader import load_scenario
 from test_llama_smoke import llama_command, llama_paths, pid_gone
 
 pytestmark = pytest.mark.real_server

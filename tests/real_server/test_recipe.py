@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.commands.cli import build_parser
+from bench.commands.parser import build_parser
 from bench.analysis.results import load_run
-from bench.scenario.schema import Fixed, load_scenario
+from bench.scenario.schema import Fixed
+from bench.scenario.loader import load_scenario
 from test_llama_smoke import BUILD_TIMEOUT_S, REPO, SCRIPT, pid_gone
 
 README = REPO / "README.md"

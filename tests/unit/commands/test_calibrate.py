@@ -1,10 +1,10 @@
 """`bench calibrate`'s verdict from measured points (pure)."""
 
-from bench.commands.calibrate import Point, safe_range
+from bench.commands.calibrate import CeilingPoint, safe_range
 
 
 def _p(kind, value, achieved, warnings=(), chunks=None):
-    return Point(kind, value, achieved, chunks, 1.0, 50.0, 1.0, list(warnings))
+    return CeilingPoint(kind, value, achieved, chunks, 1.0, 50.0, 1.0, list(warnings))
 
 
 def test_safe_range_stops_at_the_first_client_bound_rate():

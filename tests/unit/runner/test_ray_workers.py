@@ -40,9 +40,9 @@ def test_ray_flag_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys)
 
 
 def test_ray_section_is_strict_and_the_flag_sets_the_address():
-    from bench.commands.cli import build_parser, run_overrides
+    from bench.commands.parser import build_parser, run_overrides
     from bench.errors import BenchInputError
-    from bench.scenario.schema import validate_scenario
+    from bench.scenario.loader import validate_scenario
 
     base = {"requests": {"synthetic": {"prompt_tokens": 8, "output_tokens": 4}}, "load": {"rate": 5, "duration": 1}}
     assert validate_scenario({**base, "ray": {"address": "auto", "workers": 3}}, "x").ray.workers == 3

@@ -2,7 +2,8 @@ import orjson
 import pytest
 
 from bench.records import CHUNK_KINDS
-from bench.runner.recorder import StreamProtocolError, StreamRecorder
+from bench.runner.recorder import StreamRecorder
+from bench.runner.sse import StreamProtocolError
 
 
 def _event(obj) -> bytes:

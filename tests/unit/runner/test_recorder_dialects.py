@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from bench.records import CHUNK_KINDS
-from bench.runner.recorder import StreamProtocolError, StreamRecorder, json_body_error
+from bench.runner.recorder import StreamRecorder
+from bench.runner.sse import StreamProtocolError, json_body_error
 
 
 def ev(obj: object, eol: bytes = b"\n") -> bytes:

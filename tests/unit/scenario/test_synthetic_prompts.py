@@ -9,7 +9,8 @@ import numpy as np
 import orjson
 import pytest
 
-from bench.scenario.schema import Uniform, validate_scenario
+from bench.scenario.schema import Uniform
+from bench.scenario.loader import validate_scenario
 from bench.runner.workers import _ShardedSource
 from bench.scenario.prompts import SyntheticPrompts, TokenModel, sample_lengths
 from bench.workload.requests import Workload

@@ -53,7 +53,7 @@ def test_duration_and_max_requests_both_bound():
 
 # --- build_schedule ------------------------------------------------------------------------
 
-from bench.workload.schedule import Schedule, StageSpec, build_schedule, ramp_cumulative  # noqa: E402
+from bench.workload.schedule import Schedule, ScheduledStage, build_schedule, ramp_cumulative  # noqa: E402
 
 
 def _cv(offsets: np.ndarray) -> float:
@@ -72,7 +72,7 @@ def test_build_closed_loop_is_one_closed_stage():
     schedule = build_schedule(_load(concurrency=8, duration=30), seed=0)
     _check_shape(schedule)
     assert len(schedule) == 0 and schedule.item is None and schedule.offered_rate is None
-    assert schedule.stages == (StageSpec(0, "closed", 0.0, 30.0, None, 8),)
+    assert schedule.stages == (ScheduledStage(0, "closed", 0.0, 30.0, None, 8),)
 
 
 def test_build_rate_matches_arrival_offsets():
@@ -81,7 +81,7 @@ def test_build_rate_matches_arrival_offsets():
     _check_shape(schedule)
     np.testing.assert_array_equal(schedule.offsets, arrival_offsets(load, 4))
     assert schedule.offered_rate == 7
-    assert schedule.stages == (StageSpec(0, "open", 0.0, 60.0, 7.0, None),)
+    assert schedule.stages == (ScheduledStage(0, "open", 0.0, 60.0, 7.0, None),)
     assert set(schedule.stage) == {0}
 
 
@@ -107,7 +107,7 @@ def test_ramp_rate_per_window_follows_the_line(arrival, tolerance, from_rate, to
     total = (from_rate + to_rate) / 2 * 100
     assert len(offsets) == pytest.approx(total, abs=1 if arrival == "constant" else 4 * np.sqrt(total))
     assert schedule.offered_rate == pytest.approx((from_rate + to_rate) / 2)
-    assert schedule.stages == (StageSpec(0, "open", 0.0, 100.0, (from_rate + to_rate) / 2, None),)
+    assert schedule.stages == (ScheduledStage(0, "open", 0.0, 100.0, (from_rate + to_rate) / 2, None),)
 
 
 def test_ramp_from_zero_constant_starts_at_zero_and_spaces_by_sqrt():
@@ -133,10 +133,10 @@ def test_stages_boundaries_rates_and_closed_specs():
     schedule = build_schedule(load, seed=3)
     _check_shape(schedule)
     assert schedule.stages == (
-        StageSpec(0, "open", 0.0, 20.0, 10.0, None),
-        StageSpec(1, "closed", 20.0, 15.0, None, 4),
-        StageSpec(2, "open", 35.0, 30.0, 40.0, None),
-        StageSpec(3, "open", 65.0, 50.0, 20.0, None),
+        ScheduledStage(0, "open", 0.0, 20.0, 10.0, None),
+        ScheduledStage(1, "closed", 20.0, 15.0, None, 4),
+        ScheduledStage(2, "open", 35.0, 30.0, 40.0, None),
+        ScheduledStage(3, "open", 65.0, 50.0, 20.0, None),
     )
     assert schedule.item is None
     for spec in schedule.stages:
@@ -181,8 +181,8 @@ def test_duration_cuts_stages_and_arrivals():
                                             {"concurrency": 2, "duration": 10},
                                             {"rate": 10, "duration": 10}], duration=15), seed=0)
     assert len(schedule) == 100
-    assert schedule.stages == (StageSpec(0, "open", 0.0, 10.0, 10.0, None),
-                               StageSpec(1, "closed", 10.0, 5.0, None, 2))
+    assert schedule.stages == (ScheduledStage(0, "open", 0.0, 10.0, 10.0, None),
+                               ScheduledStage(1, "closed", 10.0, 5.0, None, 2))
 
 
 @pytest.mark.parametrize("load", [

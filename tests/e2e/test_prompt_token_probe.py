@@ -1,4 +1,4 @@
-"""The prompt-token calibration probe before a synthetic run (issue 14, condition 9), against
+"""The prompt-token probe before a synthetic run (issue 14, condition 9), against
 real loopback servers: transient failures are tried again (bounded, short pauses); a lasting
 failure names the server's status and message, an unreachable server gets its own line;
 both exit 2 with one line and no run directory.

@@ -1,0 +1,173 @@
+"""The handlers of `bench run | sweep | summary | report | plot | compare | scenario-schema | sim`.
+
+Each takes the parsed arguments and returns the exit code (`bench.commands.exits`); bad
+input raises BenchInputError. Heavy modules are imported inside each handler, so that
+`bench --help` and light commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.commands.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SATURATED
+from bench.commands.parser import run_overrides
+from bench.errors import BenchInputError
+
+__all__ = ["cmd_compare", "cmd_plot", "cmd_report", "cmd_run", "cmd_scenario_schema", "cmd_sim", "cmd_summary",
+           "cmd_sweep"]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.report.console import print_summary
+    from bench.commands.rundir import RunOptions
+    from bench.commands.run import run_scenario
+    from bench.scenario.loader import load_scenario
+
+    scenario = load_scenario(args.scenario, run_overrides(args))
+    options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
+                         show_progress=not (args.quiet or args.json))
+    result = run_scenario(scenario, options)
+    run = result.run
+    if args.json:
+        print(json.dumps(run.summary, indent=2))
+    elif not args.quiet:
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
+                      _validity_messages(run), _run_notes(run))
+    if not args.no_report:
+        _write_run_reports(run, announce=not (args.quiet or args.json))
+    if result.ended == "interrupted":
+        return EXIT_INTERRUPTED
+    if result.ended == "saturated":
+        return EXIT_SATURATED
+    return EXIT_OK if result.ended == "completed" else EXIT_FAILED
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.report.console import print_stages, print_summary
+    from bench.commands.rundir import RunOptions
+    from bench.scenario.loader import load_scenario
+    from bench.commands.sweep import SweepRequest, run_sweep
+
+    scenario = load_scenario(args.scenario, run_overrides(args))
+    if scenario.ray is not None:
+        raise BenchInputError("ray: Ray actors drive `bench run` only; run the sweep's points as separate runs")
+    if scenario.load.workers != 1:  # the sweep steers one client stage by stage: never ignore the setting
+        raise BenchInputError(f"{args.scenario}: load.workers: worker processes drive `bench run` only; a sweep "
+                              "runs in one client process (run its highest points as `bench run --workers K`)")
+    options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
+                         show_progress=not (args.quiet or args.json))
+    request = SweepRequest(rates=args.rates or ([args.start_rate] if args.find_max_rate else None),
+                           concurrencies=args.concurrencies, auto=args.auto, find_max_rate=args.find_max_rate,
+                           stage_duration_s=args.stage_duration, max_concurrency=args.sweep_max_concurrency)
+    outcome = run_sweep(scenario, options, request)
+    run = outcome.result.run
+    if args.json:
+        print(json.dumps({"summary": run.summary, "stages": outcome.stages, "max_rate": outcome.max_rate,
+                          "saturation_stage": outcome.saturation_stage}, indent=2))
+    elif not args.quiet:
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({outcome.result.ended})", str(run.path),
+                      _validity_messages(run), _run_notes(run))
+        print_stages(outcome.stages, outcome.max_rate)
+    if not args.no_report:
+        _write_run_reports(run, announce=not (args.quiet or args.json))
+    if outcome.result.ended == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if outcome.result.ended == "completed" else EXIT_FAILED
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from bench.report.console import print_summary
+    from bench.analysis.results import load_run
+
+    run = load_run(args.run_dir)
+    if args.json:
+        print(json.dumps(run.summary, indent=2))
+    else:
+        print_summary(run.summary, f"{run.name}: {run.manifest.model} ({run.manifest.ended})", str(run.path),
+                      _validity_messages(run), _run_notes(run))
+    return EXIT_OK
+
+
+def _validity_messages(run: Any) -> list[str]:
+    from bench.analysis.validity import check
+
+    return [w.message for w in check(run)]
+
+
+def _run_notes(run: Any) -> list[str]:
+    from bench.analysis.validity import workload_notes
+
+    return workload_notes(run.manifest)
+
+
+def _write_run_reports(run: Any, announce: bool) -> None:
+    from bench.report.document import write_reports
+
+    paths = write_reports(run)
+    if announce:
+        html = next((p for p in paths if p.suffix == ".html"), None)
+        print(f"report: {html or paths[0]}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report.document import parse_formats, write_reports
+    from bench.analysis.results import load_run
+
+    for path in write_reports(load_run(args.run_dir), args.out, parse_formats(args.format)):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from bench.report.figures import formats_for, plot_runs, save_figures
+    from bench.analysis.results import load_run
+
+    runs = [load_run(path) for path in args.run_dirs]
+    out = args.out or (runs[0].path / "figures" if len(runs) == 1 else Path("."))
+    for path in save_figures(plot_runs(runs), out, formats_for(args.format)):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.report.compare import compare_runs, console_tables, write_compare
+    from bench.report.console import print_wrapped
+    from bench.analysis.results import load_run
+
+    if len(args.run_dirs) < 2:
+        raise BenchInputError("compare: give at least two run directories (baseline first)")
+    if args.resamples < 500:
+        raise BenchInputError(f"--resamples: {args.resamples} is too few for the intervals (use >= 500)")
+    runs = [load_run(path) for path in args.run_dirs]
+    if not 0 <= args.min_effect < 1:
+        raise BenchInputError(f"--min-effect: {args.min_effect} is not a share between 0 and 1")
+    comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
+    console = Console()
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = max(console.width, 160)  # a file or pipe has no width to fit, unless told
+    for table in console_tables(comparison, console.width):
+        console.print(table)
+    for warning in comparison.warnings:
+        print_wrapped(console, f"WARNING: scenario mismatch: {warning}", style="yellow")
+    for path in write_compare(comparison, runs, args.out):
+        console.print(str(path), highlight=False)
+    return EXIT_OK
+
+
+def cmd_scenario_schema(args: argparse.Namespace) -> int:
+    from bench.scenario.schema import scenario_json_schema
+
+    print(json.dumps(scenario_json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from bench.sim.cli import run_from_args
+
+    return run_from_args(args)
