@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from bench.errors import ValidityWarning
-from bench.store import ClientInfo, ProcessLoad
+from bench.store import ClientInfo, WorkerInfo
 
 __all__ = [
     "BUSY_CPU_PERCENT", "CPU_PERCENT_MAX", "LOOP_LAG_MAX_MS", "LOOP_LAG_P99_MS", "SEND_LAG_GROWTH_MS",
@@ -49,7 +49,7 @@ def client_warnings(client: ClientInfo, requests: Any = None, offered_rate: floa
     return out
 
 
-def _process_warnings(name: str, stats: ProcessLoad, client: ClientInfo, lag_p99_ms: float,
+def _process_warnings(name: str, stats: ClientInfo | WorkerInfo, client: ClientInfo, lag_p99_ms: float,
                       cpu_max: float) -> list[ValidityWarning]:
     out: list[ValidityWarning] = []
     lag, cpu = stats.loop_lag_ms, stats.cpu_percent
@@ -88,10 +88,10 @@ def _lag_effect(client: ClientInfo, when: str = "") -> str:
     return f"sends and chunk arrival stamps{at} ran late by as much, so TTFT/ITL tails include client delay"
 
 
-def client_processes(client: ClientInfo) -> list[tuple[str, ProcessLoad]]:
+def client_processes(client: ClientInfo) -> list[tuple[str, ClientInfo | WorkerInfo]]:
     """Every client process with its self-calibration, named for a reader: the client (or
     its parent process when there are workers), then each worker process or Ray actor."""
-    procs: list[tuple[str, ProcessLoad]] = []
+    procs: list[tuple[str, ClientInfo | WorkerInfo]] = []
     if _recorded(client.loop_lag_ms) or _recorded(client.cpu_percent):
         procs.append(("client" if not client.workers else "client parent", client))
     for i, worker in enumerate(client.workers or []):

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from bench.store import ProcessLoad
+from bench.store import ClientInfo, WorkerInfo
 
 STREAMS = (16, 64, 256, 1024)
 RATES = (100.0, 300.0, 1000.0, 3000.0)
@@ -63,7 +63,7 @@ def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
 
 def _point(kind: str, value: float, run: Any) -> Point:
     client = run.manifest.client
-    procs: list[ProcessLoad] = list(client.workers or []) or [client]
+    procs: list[ClientInfo | WorkerInfo] = list(client.workers or []) or [client]
     summary = run.summary
     window = summary["throughput"]["window_s"] or 0.0
     chunks = int((run.chunks["kind"] == "content").sum())

@@ -71,16 +71,11 @@ class CpuUse(RecordedSection):
 
 
 class ProcessLoad(RecordedSection):
-    """One client process's self-calibration (bench.runner.loopmon.LoopMonitor stats)."""
+    """One client process's self-calibration, as bench.runner.loopmon.LoopMonitor.stats()
+    returns it; ClientInfo and WorkerInfo carry the same two fields."""
 
     loop_lag_ms: LoopLag | None = None
     cpu_percent: CpuUse | None = None
-
-    def record_load(self, stats: Mapping[str, Any]) -> None:
-        """Take a LoopMonitor's stats dict (`loop_lag_ms`, `cpu_percent`)."""
-        load = ProcessLoad.model_validate(stats)
-        for name in load.model_fields_set:
-            setattr(self, name, getattr(load, name))
 
 
 class ClockOffset(RecordedSection):
@@ -92,17 +87,19 @@ class ClockOffset(RecordedSection):
     round_trips: int | None = None
 
 
-class WorkerInfo(ProcessLoad):
-    """One client worker process or Ray actor (run.json `client.workers`). A worker that
-    never reported is stored empty."""
+class WorkerInfo(RecordedSection):
+    """One client worker process or Ray actor (run.json `client.workers`) and its
+    self-calibration. A worker that never reported is stored empty."""
 
     index: int | None = None
-    pid: int | None = None
     host: str | None = None  # Ray actors: the machine
     node_id: str | None = None
+    pid: int | None = None
     num_cpus: float | None = None
     clock: ClockOffset | None = None  # Ray actors only
     lost: str | None = None  # why a Ray actor was lost
+    loop_lag_ms: LoopLag | None = None
+    cpu_percent: CpuUse | None = None
 
 
 class RaySetup(BaseModel):
@@ -125,9 +122,9 @@ class PromptTokenModel(BaseModel):
     per_word: float
 
 
-class ClientInfo(ProcessLoad):
-    """run.json `client`: the load generator. Its own self-calibration (the parent process
-    when there are workers) is in the ProcessLoad fields."""
+class ClientInfo(RecordedSection):
+    """run.json `client`: the load generator, and the self-calibration of its own process
+    (the parent process when there are workers)."""
 
     library: str | None = None
     pid: int | None = None
@@ -135,8 +132,16 @@ class ClientInfo(ProcessLoad):
     prompt_tokens_model: PromptTokenModel | None = None
     worker_count: int | None = None
     ray: RaySetup | None = None
+    loop_lag_ms: LoopLag | None = None
+    cpu_percent: CpuUse | None = None
     workers: list[WorkerInfo] | None = None
     warnings: list[ValidityWarning] | None = None  # the client near its ceiling (bench.analysis.clientload)
+
+    def record_load(self, stats: Mapping[str, Any]) -> None:
+        """Take this process's LoopMonitor stats (`loop_lag_ms`, `cpu_percent`)."""
+        load = ProcessLoad.model_validate(stats)
+        for name in load.model_fields_set:
+            setattr(self, name, getattr(load, name))
 
 
 class ScrapeStats(BaseModel):
