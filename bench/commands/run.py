@@ -10,7 +10,6 @@ import asyncio
 import signal
 import time
 from contextlib import AsyncExitStack, ExitStack
-from dataclasses import asdict
 from typing import Any
 
 
@@ -118,7 +117,8 @@ class RunSession:
         self.writer.manifest.server = ServerInfo.model_validate(server_info)
         self.writer.manifest.workload = workload_info(self.workload.prompt_set)
         if token_model is not None:
-            self.writer.manifest.client.prompt_tokens_model = PromptTokenModel.model_validate(asdict(token_model))
+            self.writer.manifest.client.prompt_tokens_model = PromptTokenModel(overhead=token_model.overhead,
+                                                                               per_word=token_model.per_word)
         self.writer.write_manifest()
         self.sink = GuardedSink(self.writer, self.stop)
         self.progress = Progress()

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import frames as metrics
-from bench.records import CHUNK_KINDS, NO_TOKENS
-from bench.records import ChunkBatch
+from bench.records import CHUNK_KINDS, NO_TOKENS, ChunkBatch
 from bench.store import frame_batch
 
 _IS_TOKEN = np.zeros(256, dtype=bool)
