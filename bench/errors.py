@@ -1,8 +1,12 @@
-"""Errors that reach the user as one line (exit code 2), never as a traceback."""
+"""Errors that reach the user as one line (exit code 2), never as a traceback; and the one
+warning type, a reason not to trust a run's numbers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+__all__ = ["BenchInputError", "RunFailed", "TargetUnusable", "ValidityWarning", "read_input_bytes"]
 
 
 class BenchInputError(Exception):
@@ -39,3 +43,16 @@ def read_input_bytes(path: Path, what: str, file_word: str = "file") -> bytes:
     if not data.strip():
         raise BenchInputError(f"{path}: {what} is empty")
     return data
+
+
+@dataclass(frozen=True)
+class ValidityWarning:
+    """A reason not to trust a run's numbers (the numbers are still shown): `code` is stable
+    (tests, run.json `client.warnings`), `message` one line for the reader. Used for the
+    validity checks and for the client's self-calibration alike."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message

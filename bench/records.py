@@ -1,4 +1,5 @@
-"""Raw per-request records as the runner captures them; never changed afterwards.
+"""Raw per-request records as the runner captures them; never changed afterwards. Also the
+record types every later layer shares: chunk batches as stored, and the states a run ends in.
 
 Times are seconds on `time.perf_counter()` minus the run's start (`t0`, kept in run.json),
 so adding t0 gives the raw monotonic stamp. Chunk data are compact columns, not objects.
@@ -9,7 +10,16 @@ from __future__ import annotations
 import operator
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NamedTuple, get_args
+
+import numpy as np
+
+__all__ = [
+    "CHUNKS_INDEX", "CHUNK_KINDS", "KIND_CONTENT", "KIND_FUNCTION_CALL", "KIND_OTHER", "KIND_REASONING",
+    "KIND_REFUSAL", "KIND_ROLE", "KIND_TOOL_CALL", "KIND_USAGE", "NO_TOKENS", "OUTPUT_KINDS", "OUTPUT_KIND_CODES",
+    "RECORD_FIELDS", "RUN_STATES", "SCALAR_FIELDS", "ChunkBatch", "ChunkColumns", "RequestRecord", "RunState",
+    "record_values", "run_state",
+]
 
 # Codes are stored: new kinds go at the end. Output ("token") kinds are every generated
 # delta: text, reasoning, a tool call (or the legacy function_call) and a refusal.
@@ -78,3 +88,28 @@ CHUNKS_INDEX = RECORD_FIELDS.index("chunks")
 # A record as a plain tuple in field order: how worker processes ship records. Rebuilding
 # the frozen dataclass on the other side costs ~10 us a record; the store takes the tuple.
 record_values = operator.attrgetter(*RECORD_FIELDS)
+
+
+class ChunkBatch(NamedTuple):
+    """Raw chunk columns of some records as stored, each record's events contiguous and in
+    order: what the store's readers yield and the streaming metrics scan."""
+
+    request_id: np.ndarray  # int64
+    t_s: np.ndarray  # float64
+    kind: np.ndarray  # int8, index into CHUNK_KINDS
+    tokens: np.ndarray  # int32, NO_TOKENS where the server did not say
+    choice: np.ndarray  # int32
+
+
+# How a run ended (run.json `ended`): "running" until it is finished; "saturated" when
+# load.stop_on_saturation stopped it early.
+RunState = Literal["running", "completed", "saturated", "interrupted", "failed"]
+RUN_STATES: tuple[RunState, ...] = get_args(RunState)
+
+
+def run_state(value: str) -> RunState:
+    """`value` as a RunState; ValueError when it is none of RUN_STATES."""
+    for state in RUN_STATES:
+        if value == state:
+            return state
+    raise ValueError(f"not a run state: {value!r} (one of {', '.join(RUN_STATES)})")

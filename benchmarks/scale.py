@@ -69,7 +69,7 @@ def _records(n: int, chunks: int, seed: int = 0) -> Iterator[list[RequestRecord]
 def child(n: int, chunks: int) -> dict[str, float]:
     from bench import load_run
     from bench.analysis.results import finalize_run
-    from bench.store.store import SCHEMA_VERSION, Manifest, RunWriter
+    from bench.store import SCHEMA_VERSION, Manifest, RunWriter
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"

@@ -46,15 +46,15 @@ def measure(base_url: str, rate: float, workers: int, tokens: int, tmp: Path, se
     req = run.requests
     lag = ((req["sent_s"] - req["scheduled_s"]) * 1e3).to_numpy(dtype="float64")
     client = run.manifest.client
-    procs = client.get("workers") or [client]
+    procs = list(client.workers or []) or [client]
     return {
         "rate": rate, "workers": workers, "requests": len(req), "errors": int((req["status"] != "ok").sum()),
         "achieved": run.summary["rate"]["achieved"],
         "lag_p50": float(np.percentile(lag, 50)), "lag_p99": float(np.percentile(lag, 99)),
         "lag_max": float(lag.max()),
-        "loop_lag_p99": max((p.get("loop_lag_ms") or {}).get("p99") or 0.0 for p in procs),
-        "cpu": max((p.get("cpu_percent") or {}).get("mean") or 0.0 for p in procs),
-        "warnings": [w["code"] for w in client.get("warnings", [])],
+        "loop_lag_p99": max((p.loop_lag_ms.p99 if p.loop_lag_ms else None) or 0.0 for p in procs),
+        "cpu": max((p.cpu_percent.mean if p.cpu_percent else None) or 0.0 for p in procs),
+        "warnings": [w.code for w in client.warnings or []],
     }
 
 

@@ -77,9 +77,9 @@ def measure(streams: int, tokens: int, rounds: int, itl_ms: float, workers: int,
         "gap_err_p99": float(np.percentile(gaps, 99)) if gaps.size else float("nan"),
         "gap_err_max": float(gaps.max()) if gaps.size else float("nan"),
         "arrival_delay_p99": float(np.percentile(ttft_err, 99)) if ttft_err else float("nan"),
-        "loop_lag_p99": (client.get("loop_lag_ms") or {}).get("p99"),
-        "cpu_mean": (client.get("cpu_percent") or {}).get("mean"),
-        "warnings": [w["code"] for w in client.get("warnings", [])],
+        "loop_lag_p99": client.loop_lag_ms.p99 if client.loop_lag_ms else None,
+        "cpu_mean": client.cpu_percent.mean if client.cpu_percent else None,
+        "warnings": [w.code for w in client.warnings or []],
     }
 
 

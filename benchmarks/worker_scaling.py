@@ -64,8 +64,8 @@ def measure(base_url: str, workers: int, seconds: float, concurrency: int, tmp: 
         "workers": workers,
         "req_s": summary["throughput"]["requests_per_s"],
         "errors": summary["requests"]["total"] - summary["requests"]["ok"],
-        "parent_cpu": (client.get("cpu_percent") or {}).get("mean"),
-        "worker_cpu": [(w.get("cpu_percent") or {}).get("mean") for w in client.get("workers") or []],
+        "parent_cpu": client.cpu_percent.mean if client.cpu_percent else None,
+        "worker_cpu": [w.cpu_percent.mean if w.cpu_percent else None for w in client.workers or []],
     }
 
 

@@ -26,7 +26,7 @@ from bench.metrics import frames as metrics
 
 from bench.analysis import saturation
 
-from bench.store import store
+from bench import store
 from bench.errors import BenchInputError
 
 

@@ -6,10 +6,12 @@ them. Each check reads the stored run only (manifest, requests, summary).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from bench.errors import ValidityWarning
+from bench.store import ClientInfo, WorkerInfo
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
@@ -41,15 +43,6 @@ MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT = 0.1
 PERCENTILE_METRICS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"))
 
 
-@dataclass(frozen=True)
-class ValidityWarning:
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
 def check(run: Run) -> list[ValidityWarning]:
     """Every warning that applies to the run, most serious first."""
     summary = run.summary
@@ -71,8 +64,7 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)
     warnings += check_finish_reasons(run.requests)
-    warnings += check_clock_offsets(run.manifest.client.get("workers") or [],
-                                    (summary.get("ttft_ms") or {}).get("p50"))
+    warnings += check_clock_offsets(run.manifest.client.workers or [], (summary.get("ttft_ms") or {}).get("p50"))
     warnings += check_client(run.manifest.client, run.requests, (summary.get("rate") or {}).get("offered"))
     return warnings
 
@@ -123,15 +115,15 @@ def workload_notes(manifest: Any) -> list[str]:
     return notes
 
 
-def check_client(client: dict[str, Any], requests: Any, offered_rate: float | None) -> list[ValidityWarning]:
+def check_client(client: ClientInfo, requests: Any, offered_rate: float | None) -> list[ValidityWarning]:
     """The client near its own ceiling (event-loop lag, CPU, growing send lag): then it, not
     the server, shaped the figures (self-calibration from bench.runner.loopmon)."""
-    from bench.runner.loopmon import client_warnings
+    from bench.analysis.clientload import client_warnings
 
-    return [ValidityWarning(w.code, w.message) for w in client_warnings(client, requests, offered_rate)]
+    return client_warnings(client, requests, offered_rate)
 
 
-def check_clock_offsets(workers: list[dict[str, Any]], ttft_p50_ms: float | None) -> list[ValidityWarning]:
+def check_clock_offsets(workers: list[WorkerInfo], ttft_p50_ms: float | None) -> list[ValidityWarning]:
     """Ray actors on other machines: each one's clock offset to the driver is known only to
     within half the best round trip. Latencies are measured on one actor's clock and do not
     depend on it; when it is large against the TTFT, the interleaving of the actors' sends
@@ -139,9 +131,9 @@ def check_clock_offsets(workers: list[dict[str, Any]], ttft_p50_ms: float | None
     if not ttft_p50_ms or ttft_p50_ms <= 0:
         return []
     limit = MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT * ttft_p50_ms
-    loose = [(w.get("index", i), float(w["clock"]["uncertainty_ms"])) for i, w in enumerate(workers)
-             if isinstance(w.get("clock"), dict) and w["clock"].get("uncertainty_ms") is not None
-             and float(w["clock"]["uncertainty_ms"]) > limit]
+    uncertain = [(i if w.index is None else w.index, w.clock.uncertainty_ms) for i, w in enumerate(workers)
+                 if w.clock is not None and w.clock.uncertainty_ms is not None]
+    loose = [(index, float(ms)) for index, ms in uncertain if float(ms) > limit]
     if not loose:
         return []
     worst = max(u for _, u in loose)

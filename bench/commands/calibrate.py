@@ -5,7 +5,7 @@ the figures is the client, or the simulator sharing the machine):
 - closed loops at rising stream counts: nothing paces them, so they run the client flat
   out; their chunks/s and requests/s are the ceiling (always client-bound, by design);
 - open-loop Poisson at rising rates, each judged by the run's own self-calibration
-  (event-loop lag, CPU, send lag: `bench.runner.loopmon.client_warnings`) and achieved rate.
+  (event-loop lag, CPU, send lag: `bench.analysis.clientload.client_warnings`) and achieved rate.
 Safe range: the highest clean rate, and half the ceiling's chunks/s for streaming loads
 (above ~50 % CPU the client starts shaping TTFT and ITL tails).
 """
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from bench.commands.exits import EXIT_OK
+from bench.store import ClientInfo, WorkerInfo
 
 __all__ = ["CeilingPoint", "calibrate", "cmd_calibrate", "safe_range"]
 
@@ -66,18 +67,18 @@ def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
 
 def _point(kind: str, value: float, run: Any) -> CeilingPoint:
     client = run.manifest.client
-    procs = client.get("workers") or [client]
+    procs: list[ClientInfo | WorkerInfo] = list(client.workers or []) or [client]
     summary = run.summary
     window = summary["throughput"]["window_s"] or 0.0
     chunks = int((run.chunks["kind"] == "content").sum())
-    lags = [(p.get("loop_lag_ms") or {}).get("p99") for p in procs]
-    cpus = [(p.get("cpu_percent") or {}).get("mean") for p in procs]
+    lags = [p.loop_lag_ms.p99 if p.loop_lag_ms else None for p in procs]
+    cpus = [p.cpu_percent.mean if p.cpu_percent else None for p in procs]
     return CeilingPoint(kind, value, summary["rate"]["achieved"] if kind == "rate" else summary["throughput"]["requests_per_s"],
                  chunks / window if window else None,
                  max((x for x in lags if x is not None), default=None),
                  max((x for x in cpus if x is not None), default=None),
                  (summary.get("schedule_lag_ms") or {}).get("p99"),
-                 [w["code"] for w in client.get("warnings", [])])
+                 [w.code for w in client.warnings or []])
 
 
 def calibrate(seconds: float = 3.0, workers: int | str = 1, streams: tuple[int, ...] = STREAMS,

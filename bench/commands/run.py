@@ -10,17 +10,18 @@ import asyncio
 import signal
 import time
 from contextlib import AsyncExitStack, ExitStack
-from dataclasses import asdict
 from typing import Any
 
 
 from bench.runner.client import ClientConfig, StreamClient
 from bench.errors import BenchInputError, RunFailed
-from bench.runner.loopmon import LoopMonitor, client_warnings
+from bench.runner.loopmon import LoopMonitor
+from bench.analysis.clientload import client_warnings
 from bench.runner.runner import Progress, Runner
 from bench.scenario.schema import Scenario
 from bench.workload.schedule import build_schedule
-from bench.store.store import SERVER_METRICS, RunWriter
+from bench.records import RunState, run_state
+from bench.store import SERVER_METRICS, PromptTokenModel, RaySetup, RunWriter, ScrapeStats, ServerInfo, WorkerInfo
 from bench.workload.requests import Workload
 from bench.workload.plan import stage_plans, stage_note, peak_concurrency, build_plan, read_trace_for, trace_prompts_for
 from bench.runner.process import run_loop, freeze_gc, thaw_gc
@@ -54,9 +55,9 @@ async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, 
         stages = stage_plans(session.schedule, scenario.load)
         try:
             if scenario.load.stop_on_saturation:
-                session.ended = await run_watched(session, stages)
+                session.ended = run_state(await run_watched(session, stages))
             else:
-                session.ended = await session.runner.run(stages, session.stop)
+                session.ended = run_state(await session.runner.run(stages, session.stop))
         except RunFailed as exc:  # a client worker or Ray actor died: keep what it sent
             session.failure = str(exc)
     return session.result()
@@ -79,7 +80,7 @@ class RunSession:
         self.api_key = api_key
         self.stop = asyncio.Event()
         self.signals: list[str] = []
-        self.ended = "failed"
+        self.ended: RunState = "failed"
         self.failure: str | None = None
         self.end_reason: str | None = None  # why a run ended "saturated"
         self.stopped: tuple[int, float | None] | None = None  # (stage, t) the saturation watch stopped
@@ -113,10 +114,11 @@ class RunSession:
         self.workload = Workload(scenario, self.options.scenario_path, self.model, prompts, token_model)
         self.writer = RunWriter(run_dir_for(scenario, self.options),
                                 new_manifest(scenario, self.options, self.target, self.model))
-        self.writer.manifest.server = server_info
+        self.writer.manifest.server = ServerInfo.model_validate(server_info)
         self.writer.manifest.workload = workload_info(self.workload.prompt_set)
         if token_model is not None:
-            self.writer.manifest.client["prompt_tokens_model"] = asdict(token_model)
+            self.writer.manifest.client.prompt_tokens_model = PromptTokenModel(overhead=token_model.overhead,
+                                                                               per_word=token_model.per_word)
         self.writer.write_manifest()
         self.sink = GuardedSink(self.writer, self.stop)
         self.progress = Progress()
@@ -165,7 +167,7 @@ class RunSession:
         self.pool = WorkerPool(self._worker_configs(count, peak), self.sink, self.progress)
         self._cleanup.push_async_callback(self.pool.aclose)
         await self.pool.start()
-        self.writer.manifest.client["worker_count"] = count
+        self.writer.manifest.client.worker_count = count
 
     async def _start_ray(self, peak: int) -> None:
         from bench.runner.ray_workers import RayPool, connect, disconnect
@@ -179,9 +181,10 @@ class RunSession:
                             continue_on_failure=settings.continue_on_actor_failure)
         self._cleanup.push_async_callback(self.pool.aclose)
         await self.pool.start()
-        self.writer.manifest.client.update(worker_count=count, ray={"address": settings.address or "local",
-                                                                    "started_local": started and settings.address in (None, "local"),
-                                                                    "nodes": len(node_cpus)})
+        client = self.writer.manifest.client
+        client.worker_count = count
+        client.ray = RaySetup(address=settings.address or "local",
+                              started_local=started and settings.address in (None, "local"), nodes=len(node_cpus))
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
@@ -196,7 +199,7 @@ class RunSession:
         monitor.start()
 
         async def finish() -> None:
-            self.writer.manifest.client.update(await monitor.stop())
+            self.writer.manifest.client.record_load(await monitor.stop())
 
         self._cleanup.push_async_callback(finish)
 
@@ -219,8 +222,8 @@ class RunSession:
     def _store_server_metrics(self, scraper: Any) -> None:
         stats = scraper.stats
         manifest = self.writer.manifest
-        manifest.server["metrics"] = {"url": scraper.url, "scrapes_ok": stats.ok, "scrapes_failed": stats.errors,
-                                      "last_error": stats.last_error}
+        manifest.server.metrics = ScrapeStats(url=scraper.url, scrapes_ok=stats.ok, scrapes_failed=stats.errors,
+                                              last_error=stats.last_error)
         if stats.ok:
             scraper.to_frame().to_parquet(self.writer.run_dir / SERVER_METRICS, index=False)
 
@@ -254,7 +257,7 @@ class RunSession:
                 if note.get("index") == self.stopped[0]:
                     note["stopped_s"] = self.stopped[1]
         if self.pool is not None:
-            self.writer.manifest.client["workers"] = self.pool.worker_stats
+            self.writer.manifest.client.workers = [WorkerInfo.model_validate(w) for w in self.pool.worker_stats]
             self.writer.manifest.notes.extend(getattr(self.pool, "notes", []))
         result = finish_run(self.writer, ended, reason)
         count_repeats(result.run)
@@ -268,7 +271,7 @@ def _note_client_warnings(result: RunResult, offered_rate: float | None) -> None
     run = result.run
     manifest = run.manifest
     warnings = client_warnings(manifest.client, run.requests, offered_rate)
-    manifest.client["warnings"] = [{"code": w.code, "message": w.message} for w in warnings]
+    manifest.client.warnings = warnings
     manifest.notes.extend(w.message for w in warnings)
     result.notes.extend(w.message for w in warnings)
 

@@ -9,19 +9,20 @@ import shutil
 import socket
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 from bench import __version__
 from bench.runner.client import arrival_stamp_source
 from bench.errors import RunFailed
-from bench.records import RequestRecord
+from bench.records import RequestRecord, RunState
 from bench.redact import redact_scenario
 from bench.analysis.results import Run, finalize_run
 from bench.scenario.schema import Scenario
-from bench.store.store import SCHEMA_VERSION, SERVER_LOG, Manifest, RunWriter, WorkloadInfo
+from bench.store import SCHEMA_VERSION, SERVER_LOG, ClientInfo, Manifest, RunWriter, WorkloadInfo
 from bench.scenario.prompts import PromptSet
 from bench.target.resolve import TargetInfo
 
@@ -84,7 +85,7 @@ class GuardedSink:
             self._stop.set()
 
 
-def finish_run(writer: RunWriter, ended: str, reason: str | None) -> RunResult:
+def finish_run(writer: RunWriter, ended: RunState, reason: str | None) -> RunResult:
     try:
         writer.close()
     except RunFailed as exc:
@@ -108,7 +109,7 @@ def finish_run(writer: RunWriter, ended: str, reason: str | None) -> RunResult:
 def run_dir_for(scenario: Scenario, options: RunOptions) -> Path:
     if options.out_dir is not None:
         return options.out_dir
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     candidate = options.results_root / f"{stamp}-{scenario.name}"
     suffix = 2
     while candidate.exists():  # two runs in one second: a new name, never the old directory
@@ -133,12 +134,13 @@ def new_manifest(scenario: Scenario, options: RunOptions, target: TargetInfo, mo
         python=sys.version.split()[0],
         platform=platform.platform(),
         host=socket.gethostname(),
-        client={"library": "openai", "pid": os.getpid(), "arrival_stamps": arrival_stamp_source(target.base_url)},
+        client=ClientInfo.model_validate({"library": "openai", "pid": os.getpid(),
+                                          "arrival_stamps": arrival_stamp_source(target.base_url)}),
     )
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -152,5 +154,5 @@ class RunOptions:
 @dataclass
 class RunResult:
     run: Run
-    ended: str
+    ended: RunState
     notes: list[str] = field(default_factory=list)

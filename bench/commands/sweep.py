@@ -22,7 +22,7 @@ from bench.metrics import frames as metrics
 
 from bench.analysis import saturation
 
-from bench.store import store
+from bench import store
 from bench.errors import BenchInputError
 from bench.commands.rundir import RunOptions, RunResult, keep_server_log
 from bench.commands.run import RunSession

@@ -6,7 +6,7 @@ much less: per request the first and last token time and the token count, and th
 gaps of the requests it counts (8 bytes per gap). `scan` computes exactly those, with the
 same definitions as `metrics.token_stats` and `metrics.itl_gaps` (tests compare them).
 
-Stored batches hold whole records in order (`store.ChunkBatch`); a record cut by a batch
+Stored batches hold whole records in order (`records.ChunkBatch`); a record cut by a batch
 boundary is carried into the next batch. A file in any other layout (one request's
 events in separate places) still gives the same numbers, through a slower path that
 sorts every kept token chunk at once, as `metrics.itl_gaps` does.
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import frames as metrics
-from bench.records import CHUNK_KINDS, NO_TOKENS
-from bench.store.store import ChunkBatch, frame_batch
+from bench.records import CHUNK_KINDS, NO_TOKENS, ChunkBatch
+from bench.store import frame_batch
 
 _IS_TOKEN = np.zeros(256, dtype=bool)
 _IS_TOKEN[[CHUNK_KINDS.index(k) for k in metrics.TOKEN_KINDS]] = True

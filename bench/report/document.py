@@ -20,6 +20,7 @@ from bench.report import figures
 
 from bench.analysis import validity
 from bench.errors import BenchInputError
+from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
@@ -145,25 +146,25 @@ def errors_table(summary: dict[str, Any]) -> Table:
     return Table("Errors by kind", ["kind", "count"], rows)
 
 
-def client_workers_table(client: dict[str, Any], requests: Any = None) -> Table | None:
+def client_workers_table(client: ClientInfo, requests: Any = None) -> Table | None:
     """Load per client worker process or Ray actor (`client.workers`): an overloaded
     generator (high CPU, loop lag) shows up here. Worker k of K sent request ids k mod K."""
-    workers = client.get("workers") or []
+    workers = client.workers or []
     if not workers:
         return None
     ids = requests["request_id"].to_numpy() % len(workers) if requests is not None and "request_id" in requests \
         else None
     rows = []
     for i, w in enumerate(workers):
-        index = w.get("index", i)
-        lag, cpu, clock = w.get("loop_lag_ms") or {}, w.get("cpu_percent") or {}, w.get("clock") or {}
-        offset = (f"{clock['offset_ms']:+.3f} ± {clock['uncertainty_ms']:.3f}"
-                  if clock.get("offset_ms") is not None and clock.get("uncertainty_ms") is not None else "-")
-        where = w.get("host") or (f"pid {w['pid']}" if w.get("pid") else "-")
-        if w.get("lost"):
+        index = w.index if w.index is not None else i
+        lag, cpu, clock = w.loop_lag_ms or LoopLag(), w.cpu_percent or CpuUse(), w.clock or ClockOffset()
+        offset = (f"{clock.offset_ms:+.3f} ± {clock.uncertainty_ms:.3f}"
+                  if clock.offset_ms is not None and clock.uncertainty_ms is not None else "-")
+        where = w.host or (f"pid {w.pid}" if w.pid else "-")
+        if w.lost:
             where += " (lost)"
         rows.append([str(index), where, fmt(int((ids == index).sum())) if ids is not None else "-",
-                     fmt(cpu.get("mean")), fmt(cpu.get("max")), fmt(lag.get("p99")), fmt(lag.get("max")), offset])
+                     fmt(cpu.mean), fmt(cpu.max), fmt(lag.p99), fmt(lag.max), offset])
     return Table("Client workers (load per process or Ray actor)",
                  ["worker", "host", "requests", "CPU mean %", "CPU max %", "loop lag p99 ms", "loop lag max ms",
                   "clock offset ms"], rows)

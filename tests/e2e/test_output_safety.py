@@ -20,7 +20,7 @@ from bench.errors import BenchInputError
 from bench.commands.rundir import RunOptions
 from bench.commands.run import run_scenario
 from bench.scenario.loader import load_scenario
-from bench.store.store import journal_chunks
+from bench.store import journal_chunks
 from benchtest import write_scenario
 from faultserver import FaultServer
 

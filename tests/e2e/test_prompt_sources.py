@@ -123,9 +123,10 @@ def test_synthetic_prompts_are_unique_across_worker_processes_and_calibrated(sce
         result = run_in_process(scenario_dir, synthetic_scenario(server.base_url, 1000, workers=2))
         bodies = list(server.bodies)
     assert result.ended == "completed"
-    assert result.run.manifest.client["worker_count"] == 2
-    model = result.run.manifest.client["prompt_tokens_model"]
-    assert model == {"overhead": PROMPT_TOKENS_OVERHEAD, "per_word": PROMPT_TOKENS_PER_WORD}
+    assert result.run.manifest.client.worker_count == 2
+    model = result.run.manifest.client.prompt_tokens_model
+    assert model is not None and model.model_dump() == {"overhead": PROMPT_TOKENS_OVERHEAD,
+                                                       "per_word": PROMPT_TOKENS_PER_WORD}
     probes = [b for b in bodies if prompt_text(b).startswith("calibration")]
     assert len(probes) == 4  # two failed, then one of each size
     sent = [prompt_text(b) for b in bodies if b not in probes]

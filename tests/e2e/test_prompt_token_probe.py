@@ -41,8 +41,9 @@ def test_a_server_failing_its_first_two_probes_is_calibrated_all_the_same(scenar
     assert result.ended == "completed"
     assert [prompt_text(b).split()[0] for b in bodies[:4]] == ["calibration"] * 4  # 2 failed, then 64 and 512 words
     assert [len(prompt_text(b).split()) for b in bodies[2:4]] == [64, 512]
-    model = result.run.manifest.client["prompt_tokens_model"]
-    assert model == {"overhead": PROMPT_TOKENS_OVERHEAD, "per_word": PROMPT_TOKENS_PER_WORD}
+    model = result.run.manifest.client.prompt_tokens_model
+    assert model is not None and model.model_dump() == {"overhead": PROMPT_TOKENS_OVERHEAD,
+                                                       "per_word": PROMPT_TOKENS_PER_WORD}
     req = result.run.requests
     assert len(req) == 20 and (req["status"] == "ok").all()
     wanted = sample_lengths(Uniform(**PROMPT), 1024, np.random.default_rng([3, 0x5EED]))[req["prompt_index"]]

@@ -67,14 +67,17 @@ def test_ray_run_matches_a_local_run(local_ray, scenario_dir):
     rate_l, rate_r = local.summary["rate"]["achieved"], remote.summary["rate"]["achieved"]
     assert abs(rate_r - rate_l) / rate_l < 0.05 and abs(rate_r - offered) / offered < 0.05
     client = remote.manifest.client
-    assert client["worker_count"] == 2 and client["ray"]["started_local"] is False
-    actors = client["workers"]
-    assert [a["index"] for a in actors] == [0, 1]
+    assert client.worker_count == 2 and client.ray is not None and client.ray.started_local is False
+    actors = client.workers or []
+    assert [a.index for a in actors] == [0, 1]
     for actor in actors:
-        assert actor["host"] and actor["pid"] and actor["node_id"]
-        assert actor["clock"]["round_trips"] >= 8 and 0 < actor["clock"]["uncertainty_ms"] < 50
-        assert abs(actor["clock"]["offset_ms"]) < 50  # one machine: one CLOCK_MONOTONIC
-        assert actor["loop_lag_ms"]["count"] > 0 and actor["cpu_percent"]["mean"] is not None
+        assert actor.host and actor.pid and actor.node_id
+        clock = actor.clock
+        assert clock is not None and None not in (clock.round_trips, clock.uncertainty_ms, clock.offset_ms)
+        assert (clock.round_trips or 0) >= 8 and 0 < (clock.uncertainty_ms or 0) < 50
+        assert abs(clock.offset_ms or 0) < 50  # one machine: one CLOCK_MONOTONIC
+        assert actor.loop_lag_ms and actor.cpu_percent
+        assert (actor.loop_lag_ms.count or 0) > 0 and actor.cpu_percent.mean is not None
     from bench.report.document import report_tables
 
     table = next(t for t in report_tables(remote) if t.title.startswith("Client workers"))
@@ -129,10 +132,10 @@ def test_continue_on_actor_failure_goes_on_with_the_others(local_ray, scenario_d
         killer.join(5)
     assert killed.get("name") and result.ended == "completed"
     run = result.run
-    lost = [w for w in run.manifest.client["workers"] if w.get("lost")]
-    assert len(lost) == 1 and "died" in lost[0]["lost"]
+    lost = [w for w in run.manifest.client.workers or [] if w.lost]
+    assert len(lost) == 1 and "died" in (lost[0].lost or "")
     assert any("went on with the other 1 actor" in note for note in run.manifest.notes)
-    survivor = 1 - lost[0]["index"]
+    survivor = 1 - (lost[0].index or 0)
     ids = run.requests["request_id"] % 2
     # the survivor sent its whole shard (about half of 600), the lost one stopped early
     assert (ids == survivor).sum() > 250 and 0 < (ids == lost[0]["index"]).sum() < 250

@@ -68,7 +68,7 @@ def test_measured_timings_match_simulator_truth(scenario_dir, streams):
         })
         truth = sim_truth(sim.root_url)
     run = result.run
-    assert run.manifest.client["arrival_stamps"] == ("kernel" if stamped_transport_supported() else "read")
+    assert run.manifest.client.arrival_stamps == ("kernel" if stamped_transport_supported() else "read")
     t0 = run.manifest.t0_perf_counter
     ttft_err, gap_err = [], []
     chunks = run.chunks[run.chunks["kind"] == "content"]

@@ -13,7 +13,7 @@ import pytest
 import bench
 from bench.report import figures
 from bench.report import document as report
-from bench.store import store
+from bench import store
 from bench.analysis import validity
 from bench.commands.cli import main
 from bench.commands.exits import EXIT_SATURATED

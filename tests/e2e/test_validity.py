@@ -19,7 +19,8 @@ from bench.metrics import frames as metrics
 
 from bench.analysis import validity
 from bench.analysis.results import Run
-from bench.store.store import SCHEMA_VERSION, Manifest
+from bench.errors import ValidityWarning
+from bench.store import SCHEMA_VERSION, ClientInfo, Manifest, WorkerInfo
 
 
 def make_run(*, n: int = 2000, rate: float | None = 10.0, achieved: float | None = None, lag_ms: float = 0.5,
@@ -115,7 +116,7 @@ def test_run_ended_by_interruption_or_failure():
 
 
 def test_warnings_are_frozen_with_a_code_and_a_message():
-    warning = validity.ValidityWarning("ended", "text")
+    warning = ValidityWarning("ended", "text")
     with pytest.raises(AttributeError):
         warning.code = "other"  # type: ignore[misc]
     assert str(warning) == "text"
@@ -145,13 +146,13 @@ def test_reconnects_are_reported_only_when_they_happened():
 def test_clock_offset_uncertainty_large_against_ttft():
     from bench.analysis.validity import check_clock_offsets
 
-    actors = [{"index": 0, "clock": {"offset_ms": 3.1, "uncertainty_ms": 0.05}},
-              {"index": 1, "clock": {"offset_ms": -812.4, "uncertainty_ms": 4.0}}]
+    actors = [WorkerInfo.model_validate(w) for w in ({"index": 0, "clock": {"offset_ms": 3.1, "uncertainty_ms": 0.05}},
+                                                     {"index": 1, "clock": {"offset_ms": -812.4, "uncertainty_ms": 4.0}})]
     assert check_clock_offsets(actors, ttft_p50_ms=80.0) == []  # 4 ms is 5 % of 80 ms
     warnings = check_clock_offsets(actors, ttft_p50_ms=20.0)
     assert [w.code for w in warnings] == ["clock_offset"]
     assert "actor 1 ±4.00 ms" in warnings[0].message and "actor 0" not in warnings[0].message
-    assert check_clock_offsets([{"index": 0, "pid": 1}], ttft_p50_ms=1.0) == []  # local worker processes
+    assert check_clock_offsets([WorkerInfo(index=0, pid=1)], ttft_p50_ms=1.0) == []  # local worker processes
     assert check_clock_offsets(actors, ttft_p50_ms=None) == []
 
 
@@ -160,8 +161,10 @@ def test_client_near_its_ceiling_is_a_validity_warning():
 
     from bench.analysis.validity import check_client
 
-    calm = {"loop_lag_ms": {"p50": 0.1, "p99": 0.5, "max": 1.0}, "cpu_percent": {"mean": 10.0, "max": 20.0}}
-    busy = {"loop_lag_ms": {"p50": 5.0, "p99": 80.0, "max": 120.0}, "cpu_percent": {"mean": 97.0, "max": 100.0}}
+    calm = ClientInfo.model_validate({"loop_lag_ms": {"p50": 0.1, "p99": 0.5, "max": 1.0},
+                                      "cpu_percent": {"mean": 10.0, "max": 20.0}})
+    busy = ClientInfo.model_validate({"loop_lag_ms": {"p50": 5.0, "p99": 80.0, "max": 120.0},
+                                      "cpu_percent": {"mean": 97.0, "max": 100.0}})
     frame = pd.DataFrame({"phase": ["measure"] * 3, "scheduled_s": [0.0, 1.0, 2.0], "sent_s": [0.0, 1.0, 2.0]})
     assert check_client(calm, frame, 10.0) == []
     codes = {w.code for w in check_client(busy, frame, 10.0)}

@@ -135,12 +135,13 @@ def test_synthetic_prompts_reach_requested_token_counts(tmp_path, llama):
     path.write_text(json.dumps(data))
     run = run_scenario(load_scenario(path), RunOptions(scenario_path=path, out_dir=tmp_path / "run",
                                                        show_progress=False)).run
-    model = run.manifest.client["prompt_tokens_model"]
+    model = run.manifest.client.prompt_tokens_model
+    assert model is not None
     requested = sample_lengths(Uniform(**dist), 1024, np.random.default_rng([3, 0x5EED]))
     req = run.requests
     assert (req["status"] == "ok").all(), req["error_message"].tolist()
     wanted = requested[req["prompt_index"].to_numpy()]
     error = np.abs(req["prompt_tokens"].to_numpy(dtype=float) - wanted) / wanted
     print(f"token model {model}; relative prompt-length error max {error.max():.3f}")
-    assert model["per_word"] != 1.0 or model["overhead"] != 0.0  # a real tokenizer, really probed
+    assert model.per_word != 1.0 or model.overhead != 0.0  # a real tokenizer, really probed
     assert error.max() < 0.10

@@ -6,7 +6,7 @@ from bench.analysis import summary as aggregate
 
 from bench.metrics import frames as metrics
 from bench.records import CHUNK_KINDS
-from bench.store.store import REQUEST_DTYPES
+from bench.store import REQUEST_DTYPES
 
 
 def _raw(rows):

@@ -57,23 +57,25 @@ def test_report_shows_the_load_of_each_actor():
     import pandas as pd
 
     from bench.report.document import client_workers_table
+    from bench.store import ClientInfo
 
-    assert client_workers_table({}) is None
-    client = {"workers": [
+    assert client_workers_table(ClientInfo()) is None
+    client = ClientInfo.model_validate({"workers": [
         {"index": 0, "host": "gen-a", "cpu_percent": {"mean": 97.0, "max": 100.0},
          "loop_lag_ms": {"p99": 31.0, "max": 80.0}, "clock": {"offset_ms": 12.5, "uncertainty_ms": 0.21}},
         {"index": 1, "pid": 42, "lost": "died", "cpu_percent": {"mean": 20.0}, "loop_lag_ms": {"p99": 1.0}},
-    ]}
+    ]})
     table = client_workers_table(client, pd.DataFrame({"request_id": [0, 1, 2, 4]}))
     assert table.rows[0][:4] == ["0", "gen-a", "3", "97.00"] and table.rows[0][-1] == "+12.500 ± 0.210"
     assert table.rows[1][:3] == ["1", "pid 42 (lost)", "1"] and table.rows[1][-1] == "-"
 
 
 def test_client_warnings_name_the_overloaded_actor_and_its_host():
-    from bench.runner.loopmon import client_warnings
+    from bench.analysis.clientload import client_warnings
+    from bench.store import ClientInfo
 
     actor = {"index": 1, "host": "gen-b", "clock": {"offset_ms": 0.1, "uncertainty_ms": 0.2},
              "loop_lag_ms": {"p99": 40.0, "max": 90.0}, "cpu_percent": {"mean": 99.0, "max": 100.0}}
-    messages = [w.message for w in client_warnings({"workers": [actor]})]
+    messages = [w.message for w in client_warnings(ClientInfo.model_validate({"workers": [actor]}))]
     assert messages and all(m.startswith("ray actor 1 on gen-b:") for m in messages)
-    assert client_warnings({"workers": [{**actor, "clock": None}]})[0].message.startswith("client worker 1:")
+    assert client_warnings(ClientInfo.model_validate({"workers": [{**actor, "clock": None}]}))[0].message.startswith("client worker 1:")

@@ -10,24 +10,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import bench
 from bench.metrics import scan as chunkscan
 from bench.metrics import frames as metrics
-from bench.store import store
+from bench import store
 from bench.errors import BenchInputError
 from bench.records import (
+    CHUNK_KINDS,
     KIND_CONTENT,
     KIND_REASONING,
     KIND_ROLE,
     KIND_USAGE,
     NO_TOKENS,
+    ChunkBatch,
     ChunkColumns,
     RequestRecord,
 )
 from bench.analysis.results import finalize_run
-from bench.store.store import SCHEMA_VERSION, Manifest, RunWriter
+from bench.store import SCHEMA_VERSION, Manifest, RunWriter
 
 SLO = {"ttft_ms": 80.0, "tpot_ms": 30.0, "percentile": 90}
 
@@ -169,6 +173,29 @@ def test_another_schema_version_is_refused(stored, tmp_path):
         bench.load_run(copy)
 
 
+def test_a_version_2_run_still_loads(stored, tmp_path):
+    """As version 2 stored it: no `workload` in run.json, and a chunk kind dictionary of the
+    five kinds of its day (version 3 appended tool_call, function_call and refusal)."""
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for path in stored.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((stored / "run.json").read_text())
+    del manifest["workload"]
+    (copy / "run.json").write_text(json.dumps({**manifest, "schema_version": 2}))
+    table = pq.read_table(stored / store.CHUNKS)
+    kind = table.column("kind").combine_chunks()
+    old_kinds = pa.DictionaryArray.from_arrays(kind.indices, pa.array(list(CHUNK_KINDS[:5])))
+    pq.write_table(table.set_column(table.schema.get_field_index("kind"), "kind", old_kinds), copy / store.CHUNKS)
+    original, old = bench.load_run(stored), bench.load_run(copy)
+    assert old.manifest.schema_version == 2 and old.manifest.workload is None
+    assert old.manifest.model_dump(exclude={"schema_version"}) == original.manifest.model_dump(
+        exclude={"schema_version"})
+    pd.testing.assert_frame_equal(old.requests, original.requests)
+    pd.testing.assert_frame_equal(old.chunks, original.chunks)
+    assert old.summary == original.summary
+
+
 # -- the streaming summary ----------------------------------------------------------------
 
 
@@ -251,7 +278,7 @@ def test_batches_cut_anywhere_give_the_same_gaps(stored):
     keep = np.arange(0, 1200, 2)
     reference = chunkscan.scan(lambda: [whole], keep)
     for size in (1, 7, 500):
-        pieces = [store.ChunkBatch(*(col[i:i + size] for col in whole)) for i in range(0, whole.t_s.size, size)]
+        pieces = [ChunkBatch(*(col[i:i + size] for col in whole)) for i in range(0, whole.t_s.size, size)]
         result = chunkscan.scan(lambda pieces=pieces: pieces, keep, rows=whole.t_s.size)
         pd.testing.assert_frame_equal(result.stats, reference.stats)
         np.testing.assert_array_equal(result.gaps.values, reference.gaps.values)
@@ -266,7 +293,7 @@ def test_token_rate_streamed_from_batches_is_metrics_token_rate(stored):
         want = metrics.token_rate(chunks, bin_s)
         assert len(want) > 1 and want["tokens_per_s"].gt(0).any()
         for size in (7, 5000):
-            pieces = [store.ChunkBatch(*(col[i:i + size] for col in whole)) for i in range(0, whole.t_s.size, size)]
+            pieces = [ChunkBatch(*(col[i:i + size] for col in whole)) for i in range(0, whole.t_s.size, size)]
             pd.testing.assert_frame_equal(chunkscan.token_rate(pieces, bin_s), want)
     run = bench.load_run(stored)
     pd.testing.assert_frame_equal(run.token_rate(0.05), metrics.token_rate(chunks, 0.05))
