@@ -30,10 +30,13 @@ counts as well as the server's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from bench.analysis.summary_model import Summary
 
 SETTLE_S = 3.0
 WINDOW_S = 5.0
@@ -261,11 +264,11 @@ def _best_hinge(t: np.ndarray, y: np.ndarray, candidates: range) -> int | None:
     return best
 
 
-def stored_verdicts(summary: dict[str, Any], requests: pd.DataFrame,
+def stored_verdicts(summary: Summary, requests: pd.DataFrame,
                     stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """summary.json `saturation` (`Verdict.as_dict` entries); computed from the requests for
     runs stored before it was recorded there."""
-    verdicts = summary.get("saturation")
+    verdicts = summary.saturation
     if verdicts is None:
         verdicts = [v.as_dict() for v in detect_run(requests, stages)]
     return list(verdicts)
