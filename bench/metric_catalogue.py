@@ -8,7 +8,8 @@ key string such as "ttft_ms" is written in this file and nowhere else in the pac
 
 `key` is the per-request column the metric is computed into (for run-level metrics, the
 field of summary.json `throughput`); `summary_key` the key of its distribution in
-summary.json (`count, mean, p50 ... max`), None when the summary has none.
+summary.json (`count, mean, p50 ... max`): the key itself unless `summary_name` says
+otherwise, None when the metric is not `summarised`.
 """
 
 from __future__ import annotations
@@ -66,12 +67,19 @@ class Metric:
     unit: str  # "ms", "tokens", "tok/s", "req/s"
     better: Better
     scope: Scope
-    summary_key: str | None = None
+    summarised: bool = False  # summary.json holds its distribution
+    summary_name: str | None = None  # ... under this key instead of `key`
     short: str = ""  # in console tables, when the label is too long for 80 columns
     slo: bool = False  # a scenario may set a limit on it (`slo:`), goodput counts it
     plotted: bool = False  # in every latency figure (CDF, ladder, sweep) and percentile check
     compared: bool = False  # in `bench compare`
     paired: bool = False  # in the paired comparison of sampling variants
+
+    @property
+    def summary_key(self) -> str | None:
+        if not self.summarised:
+            return None
+        return self.summary_name or self.key
 
     @property
     def console(self) -> str:
@@ -83,17 +91,17 @@ class Metric:
         return self.label if self.unit in self.label else f"{self.label} ({self.unit})"
 
 
-TTFT = Metric("ttft_ms", "TTFT", "ms", Better.LOWER, Scope.COUNTED, summary_key="ttft_ms",
+TTFT = Metric("ttft_ms", "TTFT", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
               slo=True, plotted=True, compared=True, paired=True)
-ITL = Metric("itl_ms", "ITL", "ms", Better.LOWER, Scope.GAPS, summary_key="itl_ms", plotted=True, compared=True)
-TPOT = Metric("tpot_ms", "TPOT", "ms", Better.LOWER, Scope.COUNTED, summary_key="tpot_ms",
+ITL = Metric("itl_ms", "ITL", "ms", Better.LOWER, Scope.GAPS, summarised=True, plotted=True, compared=True)
+TPOT = Metric("tpot_ms", "TPOT", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
               slo=True, plotted=True, compared=True, paired=True)
-E2E = Metric("e2e_ms", "E2E", "ms", Better.LOWER, Scope.COUNTED, summary_key="e2e_ms",
+E2E = Metric("e2e_ms", "E2E", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
              slo=True, plotted=True, compared=True, paired=True)
 SCHEDULE_LAG = Metric("schedule_lag_ms", "Schedule lag", "ms", Better.LOWER, Scope.MEASURED,
-                      summary_key="schedule_lag_ms", short="Sched lag")
+                      summarised=True, short="Sched lag")
 OUTPUT_TOKENS = Metric("output_tokens", "output tokens", "tokens", Better.NEITHER, Scope.COUNTED,
-                       summary_key="output_tokens_per_request", paired=True)
+                       summarised=True, summary_name="output_tokens_per_request", paired=True)
 REQUEST_OUTPUT_TOKENS_PER_S = Metric("output_tokens_per_s", "output tok/s per request", "tok/s", Better.HIGHER,
                                      Scope.COUNTED, short="tok/s/req", compared=True)
 REQUESTS_PER_S = Metric("requests_per_s", "requests/s", "req/s", Better.HIGHER, Scope.RUN, short="req/s",
@@ -107,7 +115,7 @@ METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOK
 
 # Views of the catalogue, in its order (which is the order of every table and of summary.json).
 _PER_REQUEST = tuple(m for m in METRICS if m.scope is not Scope.RUN)
-SUMMARISED = tuple(m for m in METRICS if m.summary_key is not None)
+SUMMARISED = tuple(m for m in METRICS if m.summarised)
 LATENCY_TABLE = tuple(m for m in SUMMARISED if m.unit == "ms")  # console, report, summary.csv
 PLOTTED = tuple(m for m in METRICS if m.plotted)
 SLO = tuple(m for m in METRICS if m.slo)

@@ -38,7 +38,7 @@ def paired_variants(requests: pd.DataFrame, baseline: str | None = None, seed: i
     names = [name for name in names if name]
     if len(names) < 2:
         return None
-    base = baseline if baseline in names else names[0]
+    base = baseline if baseline is not None and baseline in names else names[0]
     return Paired(base, {name: _compare(ok, base, name, seed) for name in names if name != base})
 
 
@@ -53,7 +53,7 @@ def _compare(ok: pd.DataFrame, base: str, other: str, seed: int) -> PairedCompar
         cis = stats.paired_bootstrap_diff(a, b, PAIRED_STATISTICS, seed=seed, confidence=confidence,
                                           n_resamples=N_RESAMPLES)
         metrics[metric.key] = {name: _ci(ci) for name, ci in cis.items()}
-    return PairedComparison(int(len(pairs)), metrics, confidence, _explain(metrics))
+    return PairedComparison(len(pairs), metrics, confidence, _explain(metrics))
 
 
 def _pairs(ok: pd.DataFrame, base: str, other: str) -> pd.DataFrame:

@@ -30,7 +30,7 @@ counts as well as the server's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -158,14 +158,15 @@ def detect_run(requests: pd.DataFrame, stages: list[dict[str, Any]]) -> list[Ver
         return []
     notes = {int(n["index"]): n for n in stages if isinstance(n, dict) and "index" in n}
     verdicts = []
-    for index, frame in requests.groupby("stage", sort=True):
-        note = notes.get(int(index), {})
+    for key, frame in requests.groupby("stage", sort=True):
+        index = int(cast(int, key))
+        note = notes.get(index, {})
         if note.get("kind", "open") != "open":
             continue
         start = float(note.get("start_s", frame["sent_s"].min()))
         verdict = detect_stage(frame, start, note.get("stopped_s"))
         if verdict is not None:
-            verdicts.append(Verdict(int(index) if len(notes) > 1 else None, verdict.start_s, verdict.end_s,
+            verdicts.append(Verdict(index if len(notes) > 1 else None, verdict.start_s, verdict.end_s,
                                     verdict.arrivals_per_s, verdict.completions_per_s, verdict.detected_s))
     return verdicts
 

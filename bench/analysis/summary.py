@@ -117,7 +117,7 @@ def _quantile(values: pd.Series, percentile: float) -> float | None:
 def _counts(rows: pd.DataFrame) -> RequestCounts:
     ok = catalogue.counted_mask(rows)
     errors = rows.loc[~ok, "error_kind"].fillna("unknown")
-    return RequestCounts(int(len(rows)), int(ok.sum()),
+    return RequestCounts(len(rows), int(ok.sum()),
                          {str(k): int(v) for k, v in errors.value_counts().sort_index().items()})
 
 

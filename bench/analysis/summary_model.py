@@ -19,7 +19,7 @@ from bench.metrics.distribution import Distribution
 __all__ = ["Concurrency", "Paired", "PairedCI", "PairedComparison", "Rate", "RequestCounts", "SloSummary",
            "Summary", "Throughput"]
 
-_BY_SUMMARY_KEY = {m.summary_key: m for m in SUMMARISED}
+_BY_SUMMARY_KEY = {m.summary_key: m for m in SUMMARISED if m.summary_key is not None}
 
 
 @dataclass(frozen=True)

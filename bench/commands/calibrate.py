@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from bench.metrics.catalogue import SCHEDULE_LAG
+
 STREAMS = (16, 64, 256, 1024)
 RATES = (100.0, 300.0, 1000.0, 3000.0)
 
@@ -46,8 +48,8 @@ class Point:
 
 
 def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
-    from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
+    from bench.commands.rundir import RunOptions
     from bench.scenario.schema import load_scenario
 
     data = {"name": name, "seed": 1, "target": {"sim_profile": "zero"},
@@ -63,15 +65,15 @@ def _point(kind: str, value: float, run: Any) -> Point:
     client = run.manifest.client
     procs = client.get("workers") or [client]
     summary = run.summary
-    window = summary["throughput"]["window_s"] or 0.0
+    window = summary.throughput.window_s or 0.0
     chunks = int((run.chunks["kind"] == "content").sum())
     lags = [(p.get("loop_lag_ms") or {}).get("p99") for p in procs]
     cpus = [(p.get("cpu_percent") or {}).get("mean") for p in procs]
-    return Point(kind, value, summary["rate"]["achieved"] if kind == "rate" else summary["throughput"]["requests_per_s"],
+    return Point(kind, value, summary.rate.achieved if kind == "rate" else summary.throughput.requests_per_s,
                  chunks / window if window else None,
                  max((x for x in lags if x is not None), default=None),
                  max((x for x in cpus if x is not None), default=None),
-                 (summary.get("schedule_lag_ms") or {}).get("p99"),
+                 summary.metric(SCHEDULE_LAG).p99,
                  [w["code"] for w in client.get("warnings", [])])
 
 

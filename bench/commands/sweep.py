@@ -18,18 +18,17 @@ import numpy as np
 
 from bench.analysis import saturation
 from bench.analysis import summary as aggregate
+from bench.commands.run import RunSession
+from bench.commands.rundir import RunOptions, RunResult, keep_server_log
+from bench.commands.watch import SaturationWatch
+from bench.errors import BenchInputError
 from bench.metrics import derive, scan
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, TTFT, counted_ids
-
-from bench.store import store
-from bench.errors import BenchInputError
-from bench.commands.rundir import RunOptions, RunResult, keep_server_log
-from bench.commands.run import RunSession
-from bench.commands.watch import SaturationWatch
 from bench.runner.process import run_loop
+from bench.scenario.schema import Scenario
+from bench.store import store
 from bench.target.resolve import TargetInfo, read_api_key, resolve_target
 from bench.workload.plan import StagePlan
-from bench.scenario.schema import Scenario
 from bench.workload.schedule import arrival_offsets
 
 # The saturation test and its thresholds live in bench.analysis.saturation (one home), the live

@@ -25,9 +25,9 @@ from bench.metrics.catalogue import (
     OUTPUT_TOKENS,
     REQUEST_OUTPUT_TOKENS_PER_S,
     SCHEDULE_LAG,
+    STATUS_OK,
     TPOT,
     TTFT,
-    STATUS_OK,
 )
 
 __all__ = [

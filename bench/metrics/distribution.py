@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,12 +52,9 @@ class Distribution:
         unknown = set(data) - set(STATISTICS)
         if unknown:
             raise ValueError(f"unknown statistics {sorted(unknown)} in a distribution")
-        values = {name.replace(".", "_"): data.get(name) for name in STATISTICS}
-        values["count"] = int(values["count"] or 0)
-        return cls(**values)
+        stats = [data.get(name) for name in STATISTICS[1:]]
+        return cls(int(data.get("count") or 0), *stats)
 
-
-assert tuple(f.name for f in fields(Distribution)) == tuple(n.replace(".", "_") for n in STATISTICS)
 
 
 def distribution(values: pd.Series | np.ndarray, overwrite: bool = False) -> Distribution:
@@ -75,4 +72,5 @@ def distribution(values: pd.Series | np.ndarray, overwrite: bool = False) -> Dis
         return Distribution()
     mean, top = float(arr.mean()), float(arr.max())  # before the percentiles reorder the array
     qs = np.percentile(arr, PERCENTILES, overwrite_input=overwrite)
-    return Distribution(int(arr.size), mean, *(float(q) for q in qs), top)
+    p50, p90, p95, p99, p99_9 = (float(q) for q in qs)
+    return Distribution(int(arr.size), mean, p50, p90, p95, p99, p99_9, top)

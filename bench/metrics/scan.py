@@ -145,7 +145,7 @@ def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFram
     """
     if bin_s <= 0:
         raise ValueError("bin_s must be positive")
-    sums = np.zeros(0)
+    sums = np.zeros(0, dtype=np.float64)
     last = 0.0
     for batch in batches:
         rows = _token_rows(batch)
@@ -153,7 +153,7 @@ def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFram
             continue
         counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one token
         bins = np.floor(np.clip(rows.t_s, 0.0, None) / bin_s).astype("int64")
-        part = np.bincount(bins, weights=np.asarray(counted, dtype="float64"))
+        part = np.bincount(bins, weights=np.asarray(counted, dtype="float64")).astype(np.float64, copy=False)
         if part.size > sums.size:  # bins of separate batches add up, the shorter padded with zeros
             part[:sums.size] += sums
             sums = part

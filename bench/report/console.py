@@ -142,7 +142,7 @@ def _latency_table(rows: list[_LatencyRow], stats: list[str], title: str, droppe
     for header, cells in zip(("n", *stats), columns, strict=True):
         table.add_column(header, justify="right", no_wrap=True, overflow="fold",
                          min_width=max(len(header), *(len(c) for c in cells)))
-    for i, (label, row) in enumerate(zip(labels, rows, strict=True)):
+    for i, label in enumerate(labels):
         table.add_row(label, *(column[i] for column in columns))
     return table
 

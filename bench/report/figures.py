@@ -128,14 +128,14 @@ def saturation_row(stages: pd.DataFrame) -> int | None:
     if "knee" in stages and stages["knee"].any():
         return int(stages.index[stages["knee"].to_numpy(dtype=bool)][0])  # bench sweep marked it
     best = 0.0
-    for i, row in stages.iterrows():
+    for i, row in zip(range(len(stages)), stages.to_dict("records"), strict=True):  # a RangeIndex
         if row["saturated"]:
-            return int(i)
+            return i
         if not (row["offered_known"] and np.isfinite(row[REQUESTS_PER_S.key]) and row["offered_rate"] > 0):
             continue
         efficiency = row[REQUESTS_PER_S.key] / row["offered_rate"]
         if best > 0 and efficiency < (1.0 - SATURATION_SHORTFALL) * best:
-            return int(i)
+            return i
         best = max(best, efficiency)
     return None
 
@@ -228,8 +228,8 @@ def sweep_figure(run: Run) -> Figure | None:
     if stages is None:
         return None
     knee_i = saturation_row(stages)
-    knee_rate = float(stages.loc[knee_i, "offered_rate"]) if knee_i is not None else None
-    knee_thr = float(stages.loc[knee_i, REQUESTS_PER_S.key]) if knee_i is not None else None
+    knee_rate = float(stages["offered_rate"].to_numpy(dtype="float64")[knee_i]) if knee_i is not None else None
+    knee_thr = float(stages[REQUESTS_PER_S.key].to_numpy(dtype="float64")[knee_i]) if knee_i is not None else None
     slos = slo_limits(run.manifest.scenario)
     fig = new_figure(11, 11)
     grid = fig.subplots(3, 2)

@@ -15,7 +15,7 @@ import pytest
 
 from bench.analysis import summary as aggregate
 
-from bench.metrics import frames as metrics
+from bench.metrics import derive as metrics
 
 from bench.analysis import validity
 from bench.analysis.results import Run

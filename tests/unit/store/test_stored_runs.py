@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from unit.metrics import oracle
 
 import bench
+from bench.analysis.results import finalize_run
+from bench.analysis.summary_model import Summary
+from bench.errors import BenchInputError
 from bench.metrics import scan as chunkscan
 from bench.metrics.distribution import distribution
-from unit.metrics import oracle
-from bench.store import store
-from bench.errors import BenchInputError
 from bench.records import (
     KIND_CONTENT,
     KIND_REASONING,
@@ -28,8 +29,7 @@ from bench.records import (
     ChunkColumns,
     RequestRecord,
 )
-from bench.analysis.results import finalize_run
-from bench.analysis.summary_model import Summary
+from bench.store import store
 from bench.store.store import SCHEMA_VERSION, Manifest, RunWriter
 
 SLO = {"ttft_ms": 80.0, "tpot_ms": 30.0, "percentile": 90}
@@ -309,7 +309,7 @@ def test_runs_are_opened_without_reading_their_chunks(stored, tmp_path):
     (copy / store.JOURNAL).unlink()
     assert run.summary.requests.total > 0 and len(run.requests) == 1200  # opened without them
     with pytest.raises(BenchInputError):
-        run.chunks
+        _ = run.chunks
 
 
 # -- summary.json ----------------------------------------------------------------------------
