@@ -173,7 +173,7 @@ def check_finish_reasons(requests: Any) -> list[ValidityWarning]:
 
     if "finish_reason" not in requests:
         return []
-    ok = requests[requests["status"] == "ok"]["finish_reason"].dropna()
+    ok = requests[requests["status"] == catalogue.STATUS_OK]["finish_reason"].dropna()  # warmup too
     counts: dict[str, int] = {}
     for value in ok:
         for reason in set(str(value).split(",")):
