@@ -23,12 +23,12 @@ from rich.text import Text
 
 from bench.analysis.summary_model import Summary
 from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, TTFT, Metric
-from bench.metrics.distribution import Distribution
+from bench.metrics.distribution import STATISTICS, Distribution
 
 if TYPE_CHECKING:  # the run's counters; `bench compare` prints without importing the runner
     from bench.runner.runner import Progress
 
-STATS = ("mean", "p50", "p90", "p95", "p99", "p99.9", "max")
+STATS = tuple(stat for stat in STATISTICS if stat != "count")  # the count has its own column, n
 # Statistics left out, in this order, when the console is too narrow for all; p50, p99 and
 # max always stay. Every one is in `--json` and in the reports.
 DROP_ORDER = ("p99.9", "mean", "p95", "p90")
