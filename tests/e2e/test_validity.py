@@ -14,12 +14,10 @@ import pandas as pd
 import pytest
 
 from bench.analysis import summary as aggregate
-
-from bench.metrics import derive as metrics
-from bench.metrics.scan import TOKEN_KINDS
-
 from bench.analysis import validity
 from bench.analysis.results import Run
+from bench.metrics import derive as metrics
+from bench.metrics.scan import TOKEN_KINDS
 from bench.store.store import SCHEMA_VERSION, Manifest
 
 
