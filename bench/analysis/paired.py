@@ -11,14 +11,16 @@ difference is called out as explained by output length.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from bench.analysis import stats
+from bench.analysis.summary_model import Paired, PairedCI, PairedComparison
+from bench.metrics import catalogue
+from bench.metrics.catalogue import E2E, OUTPUT_TOKENS, TPOT
 
-PAIRED_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms", "output_tokens")
+__all__ = ["FAMILY_CONFIDENCE", "NOISE_FLOOR", "N_RESAMPLES", "PAIRED_STATISTICS", "paired_variants"]
+
 PAIRED_STATISTICS = ("mean", "p50")
 FAMILY_CONFIDENCE = 0.95  # over all metric x statistic cells of one comparison (Bonferroni)
 N_RESAMPLES = 2000  # Bonferroni tails need more resamples than a plain 95 % interval
@@ -27,61 +29,59 @@ N_RESAMPLES = 2000  # Bonferroni tails need more resamples than a plain 95 % int
 NOISE_FLOOR = 0.05
 
 
-def paired_variants(requests: pd.DataFrame, baseline: str | None = None, seed: int = 0) -> dict[str, Any] | None:
-    """Per variant vs the baseline (first variant by name unless given): paired CIs."""
-    measured = requests[(requests["phase"] == "measure") & (requests["variant"].fillna("") != "")]
-    names = sorted(measured["variant"].unique().tolist())
+def paired_variants(requests: pd.DataFrame, baseline: str | None = None, seed: int = 0) -> Paired | None:
+    """Per variant vs the baseline (first variant by name unless given): paired CIs of the
+    catalogue's PAIRED metrics, over the counted requests (measured and ok)."""
+    ok = catalogue.counted(requests)
+    ok = ok[ok["variant"].fillna("") != ""]
+    names = sorted(catalogue.measured(requests)["variant"].dropna().unique().tolist())
+    names = [name for name in names if name]
     if len(names) < 2:
         return None
-    base = baseline if baseline in names else names[0]
-    return {"baseline": base,
-            "comparisons": {name: _compare(measured, base, name, seed) for name in names if name != base}}
+    base = baseline if baseline is not None and baseline in names else names[0]
+    return Paired(base, {name: _compare(ok, base, name, seed) for name in names if name != base})
 
 
-def _compare(measured: pd.DataFrame, base: str, other: str, seed: int) -> dict[str, Any]:
-    pairs = _pairs(measured, base, other)
-    result: dict[str, Any] = {"pairs": int(len(pairs)), "metrics": {}}
-    cells = len(PAIRED_METRICS) * len(PAIRED_STATISTICS)
+def _compare(ok: pd.DataFrame, base: str, other: str, seed: int) -> PairedComparison:
+    pairs = _pairs(ok, base, other)
+    cells = len(catalogue.PAIRED) * len(PAIRED_STATISTICS)
     confidence = 1 - (1 - FAMILY_CONFIDENCE) / cells
-    result["confidence_per_cell"] = confidence
-    for metric in PAIRED_METRICS:
-        a = pairs[f"{metric}_a"].to_numpy(dtype="float64", na_value=np.nan)
-        b = pairs[f"{metric}_b"].to_numpy(dtype="float64", na_value=np.nan)
+    metrics: dict[str, dict[str, PairedCI]] = {}
+    for metric in catalogue.PAIRED:
+        a = pairs[f"{metric.key}_a"].to_numpy(dtype="float64", na_value=np.nan)
+        b = pairs[f"{metric.key}_b"].to_numpy(dtype="float64", na_value=np.nan)
         cis = stats.paired_bootstrap_diff(a, b, PAIRED_STATISTICS, seed=seed, confidence=confidence,
                                           n_resamples=N_RESAMPLES)
-        result["metrics"][metric] = {name: _ci_dict(ci) for name, ci in cis.items()}
-    result["explanation"] = _explain(result["metrics"])
-    return result
+        metrics[metric.key] = {name: _ci(ci) for name, ci in cis.items()}
+    return PairedComparison(len(pairs), metrics, confidence, _explain(metrics))
 
 
-def _pairs(measured: pd.DataFrame, base: str, other: str) -> pd.DataFrame:
-    ok = measured[measured["status"] == "ok"]
-    cols = ["block", *PAIRED_METRICS]
+def _pairs(ok: pd.DataFrame, base: str, other: str) -> pd.DataFrame:
+    cols = ["block", *(m.key for m in catalogue.PAIRED)]
     a = ok[ok["variant"] == base][cols].drop_duplicates("block")
     b = ok[ok["variant"] == other][cols].drop_duplicates("block")
     return a.merge(b, on="block", suffixes=("_a", "_b"))
 
 
-def _ci_dict(ci: stats.DiffCI) -> dict[str, Any]:
+def _ci(ci: stats.DiffCI) -> PairedCI:
     material = np.isfinite(ci.a) and abs(ci.diff) >= NOISE_FLOOR * abs(ci.a)
     significant = bool(ci.significant and material)
     verdict = ci.verdict if significant or ci.verdict == "n/a" else "not significant"
-    return {"a": _num(ci.a), "b": _num(ci.b), "diff": _num(ci.diff), "low": _num(ci.low), "high": _num(ci.high),
-            "significant": significant, "verdict": verdict}
+    return PairedCI(_num(ci.a), _num(ci.b), _num(ci.diff), _num(ci.low), _num(ci.high), significant, verdict)
 
 
 def _num(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def _explain(metrics: dict[str, Any]) -> str | None:
-    e2e, tpot, length = (metrics[m]["mean"] for m in ("e2e_ms", "tpot_ms", "output_tokens"))
-    if not e2e["significant"]:
+def _explain(metrics: dict[str, dict[str, PairedCI]]) -> str | None:
+    e2e, tpot, length = (metrics[m.key]["mean"] for m in (E2E, TPOT, OUTPUT_TOKENS))
+    if not e2e.significant:
         return None
-    if length["significant"] and not tpot["significant"]:
-        direction = "longer" if length["diff"] > 0 else "shorter"
-        return (f"E2E differs because outputs are {direction} ({length['diff']:+.1f} tokens on average); "
+    if length.significant and not tpot.significant and length.diff is not None:
+        direction = "longer" if length.diff > 0 else "shorter"
+        return (f"E2E differs because outputs are {direction} ({length.diff:+.1f} tokens on average); "
                 "per-token time (TPOT) does not differ significantly")
-    if tpot["significant"]:
+    if tpot.significant:
         return "per-token time (TPOT) differs: the variant changes generation speed, not only output length"
     return None

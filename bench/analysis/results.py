@@ -3,11 +3,12 @@
 Works on completed, interrupted and killed runs: when `requests.parquet`, `chunks.parquet`
 or `raw_requests.parquet` is missing or cut short, everything is rebuilt from
 `requests.jsonl`. Derived tables come from one streaming pass over the stored chunks
-(`chunkscan`); the chunk frame itself is read only when `Run.chunks` or `Run.itl` is used.
+(`bench.metrics.scan`); the chunk frame itself is read only when `Run.chunks` is used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -18,16 +19,16 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from bench.analysis import summary as aggregate
-
-from bench.metrics import scan as chunkscan
-
-from bench.metrics import frames as metrics
-
 from bench.analysis import saturation
 
 from bench import store
+from bench.analysis import summary as aggregate
+from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
+from bench.metrics import derive, scan
+from bench.metrics.catalogue import counted_ids
+
+__all__ = ["Run", "derive_requests", "finalize_run", "load_run", "offered_rate", "saturation_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Run:
     manifest: store.Manifest
     requests: pd.DataFrame  # one row per request: raw fields + derived metrics
     chunk_frame: pd.DataFrame | None  # the chunks when already in memory; None: read on first use
-    summary: dict[str, Any]
+    summary: Summary
 
     @cached_property
     def chunks(self) -> pd.DataFrame:
@@ -46,21 +47,21 @@ class Run:
 
     @cached_property
     def itl(self) -> pd.DataFrame:
-        """One row per ITL gap of the measured ok requests (`metrics.itl_gaps` columns), from
+        """One row per ITL gap of the counted requests (`scan.ItlGaps.frame` columns), from
         one streaming pass: through the whole chunk frame, 125M gaps took 35 s and 11 GiB."""
         frame = self._chunks_in_memory()
         if frame is not None:
-            result = chunkscan.scan_frame(frame, aggregate.counted_ids(self.requests), times=True)
+            result = scan.scan_frame(frame, counted_ids(self.requests), times=True)
         else:
             result = _scan(self.path, self.requests, times=True)
         return result.gaps.frame()
 
     def token_rate(self, bin_s: float = 1.0) -> pd.DataFrame:
-        """`metrics.token_rate` of the run's chunks, streamed when they are not in memory."""
+        """`scan.token_rate` of the run's chunks, streamed when they are not in memory."""
         frame = self._chunks_in_memory()
         if frame is not None:
-            return metrics.token_rate(frame, bin_s)
-        return chunkscan.token_rate(store.chunk_source(self.path).batches(), bin_s)
+            return scan.token_rate([store.frame_batch(frame)], bin_s)
+        return scan.token_rate(store.chunk_source(self.path).batches(), bin_s)
 
     def _chunks_in_memory(self) -> pd.DataFrame | None:
         """The chunk frame when it was given or `chunks` has read it already, else None."""
@@ -91,27 +92,27 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     requests = _read_requests(run_dir)
     gaps = None
     if requests is None:
-        requests, gaps = derive(run_dir, store.read_raw_requests(run_dir))
+        requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
     summary = _read_summary(run_dir)
-    if not summary:
+    if summary is None:
         summary = _summarize(requests, gaps or _scan(run_dir, requests).gaps, manifest)
     return Run(run_dir, manifest, requests, None, summary)
 
 
 def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     """Write requests.parquet and summary.json from the raw records and chunks."""
-    requests, gaps = derive(run_dir, store.read_raw_requests(run_dir))
+    requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
     summary = _summarize(requests, gaps, manifest)
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
-    (run_dir / store.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (run_dir / store.SUMMARY).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return Run(run_dir, manifest, requests, None, summary)
 
 
-def derive(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, chunkscan.ItlGaps]:
+def derive_requests(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, scan.ItlGaps]:
     """Per-request metrics of the raw requests given, and the ITL gaps of those the
     summary counts, in one pass over the stored chunks."""
     result = _scan(run_dir, raw)
-    return metrics.per_request_from_stats(raw, result.stats), result.gaps
+    return derive.per_request_from_stats(raw, result.stats), result.gaps
 
 
 def offered_rate(manifest: store.Manifest) -> float | None:
@@ -120,16 +121,16 @@ def offered_rate(manifest: store.Manifest) -> float | None:
     return float(rate) if rate is not None else None
 
 
-def _scan(run_dir: Path, requests: pd.DataFrame, times: bool = False) -> chunkscan.ScanResult:
+def _scan(run_dir: Path, requests: pd.DataFrame, times: bool = False) -> scan.ScanResult:
     """One pass over the stored chunks: token stats, and the gaps of the counted requests."""
     source = store.chunk_source(run_dir)
-    return chunkscan.scan(source.batches, aggregate.counted_ids(requests), source.rows, times=times)
+    return scan.scan(source.batches, counted_ids(requests), source.rows, times=times)
 
 
-def _summarize(requests: pd.DataFrame, gaps: chunkscan.ItlGaps, manifest: store.Manifest) -> dict[str, Any]:
+def _summarize(requests: pd.DataFrame, gaps: scan.ItlGaps, manifest: store.Manifest) -> Summary:
     summary = aggregate.summarize_gaps(requests, gaps, offered_rate(manifest), manifest.scenario.get("slo"))
     # First key: what a reader of summary.json must know before any latency (bench.analysis.saturation).
-    return {"saturation": saturation_verdicts(requests, manifest), **summary}
+    return dataclasses.replace(summary, saturation=saturation_verdicts(requests, manifest))
 
 
 def saturation_verdicts(requests: pd.DataFrame, manifest: store.Manifest) -> list[dict[str, Any]]:
@@ -148,11 +149,11 @@ def _read_requests(run_dir: Path) -> pd.DataFrame | None:
     return None
 
 
-def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+def _read_summary(run_dir: Path) -> Summary | None:
     path = run_dir / store.SUMMARY
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return Summary.from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None  # recomputed from the requests

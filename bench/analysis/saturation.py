@@ -30,10 +30,13 @@ counts as well as the server's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from bench.analysis.summary_model import Summary
 
 SETTLE_S = 3.0
 WINDOW_S = 5.0
@@ -155,14 +158,15 @@ def detect_run(requests: pd.DataFrame, stages: list[dict[str, Any]]) -> list[Ver
         return []
     notes = {int(n["index"]): n for n in stages if isinstance(n, dict) and "index" in n}
     verdicts = []
-    for index, frame in requests.groupby("stage", sort=True):
-        note = notes.get(int(index), {})
+    for key, frame in requests.groupby("stage", sort=True):
+        index = int(cast(int, key))
+        note = notes.get(index, {})
         if note.get("kind", "open") != "open":
             continue
         start = float(note.get("start_s", frame["sent_s"].min()))
         verdict = detect_stage(frame, start, note.get("stopped_s"))
         if verdict is not None:
-            verdicts.append(Verdict(int(index) if len(notes) > 1 else None, verdict.start_s, verdict.end_s,
+            verdicts.append(Verdict(index if len(notes) > 1 else None, verdict.start_s, verdict.end_s,
                                     verdict.arrivals_per_s, verdict.completions_per_s, verdict.detected_s))
     return verdicts
 
@@ -261,11 +265,11 @@ def _best_hinge(t: np.ndarray, y: np.ndarray, candidates: range) -> int | None:
     return best
 
 
-def stored_verdicts(summary: dict[str, Any], requests: pd.DataFrame,
+def stored_verdicts(summary: Summary, requests: pd.DataFrame,
                     stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """summary.json `saturation` (`Verdict.as_dict` entries); computed from the requests for
     runs stored before it was recorded there."""
-    verdicts = summary.get("saturation")
+    verdicts = summary.saturation
     if verdicts is None:
         verdicts = [v.as_dict() for v in detect_run(requests, stages)]
     return list(verdicts)

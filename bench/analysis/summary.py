@@ -1,119 +1,111 @@
-"""Aggregation: the run summary (summary.json) from per-request metrics and ITL gaps.
+"""Aggregation: the run summary (`Summary`, stored as summary.json) from per-request
+metrics and ITL gaps.
 
-Only the measure phase counts; warmup requests are stored and tagged but excluded.
+Only the measure phase counts; warmup requests are stored and tagged but excluded. The
+latencies count the counted requests (`catalogue.counted`: measured and ok).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bench.metrics import scan as chunkscan
-
-from bench.metrics import frames as metrics
 from bench.analysis.paired import paired_variants
+from bench.analysis.summary_model import Concurrency, Rate, RequestCounts, SloSummary, Summary, Throughput
+from bench.metrics import catalogue, derive, scan
+from bench.metrics.catalogue import ITL, OUTPUT_TOKENS, Scope, counted, counted_ids, measured
+from bench.metrics.distribution import Distribution, distribution
 
-LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms")
-
-
-SLO_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
+__all__ = ["summarize", "summarize_gaps", "summary_table"]
 
 
 def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None,
-              slo: dict[str, Any] | None = None) -> dict[str, Any]:
+              slo: Mapping[str, Any] | None = None) -> Summary:
     """Summary of the measure phase from a chunk frame held in memory (see `summarize_gaps`)."""
-    gaps = chunkscan.scan_frame(chunks, counted_ids(requests)).gaps
+    gaps = scan.scan_frame(chunks, counted_ids(requests)).gaps
     return summarize_gaps(requests, gaps, offered_rate, slo)
 
 
-def counted_ids(requests: pd.DataFrame) -> np.ndarray:
-    """The requests whose ITL gaps summaries count: measured and successful."""
-    counted = (requests["phase"] == "measure") & (requests["status"] == "ok")
-    return requests.loc[counted, "request_id"].to_numpy(dtype=np.int64)
-
-
-def summarize_gaps(requests: pd.DataFrame, gaps: chunkscan.ItlGaps, offered_rate: float | None,
-                   slo: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize_gaps(requests: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float | None,
+                   slo: Mapping[str, Any] | None = None) -> Summary:
     """Summary of the measure phase; one entry per stage / variant when the run has several.
 
     `gaps` holds at least the ITL gaps of `counted_ids(requests)`; it is consumed (its
     buffer reordered in place by the overall percentiles, computed last for that reason).
+    `slo`: the scenario's `slo` section (limits by SLO metric key, `percentile`).
     """
-    measured = requests[requests["phase"] == "measure"]
-    parts: dict[str, Any] = {}
-    stages = sorted(requests["stage"].unique().tolist()) if not requests.empty else []
-    if len(stages) > 1:
-        parts["stages"] = {
-            str(stage): _summarize_frame(measured[measured["stage"] == stage], gaps, None, slo)
-            for stage in stages
-        }
-    variants = sorted(v for v in requests["variant"].dropna().unique().tolist() if v)
-    if variants:
-        parts["variants"] = {
-            name: _summarize_frame(measured[measured["variant"] == name], gaps, None, slo) for name in variants
-        }
-        paired = paired_variants(requests)
-        if paired is not None:
-            parts["paired"] = paired
-    summary = _summarize_frame(measured, gaps, offered_rate, slo, consume=True)
-    summary.update(parts)
-    return summary
+    rows = measured(requests)
+    stages: dict[str, Summary] = {}
+    if requests["stage"].nunique() > 1:
+        stages = {str(stage): _summarize_frame(rows[rows["stage"] == stage], gaps, None, slo)
+                  for stage in sorted(requests["stage"].unique().tolist())}
+    names = sorted(v for v in requests["variant"].dropna().unique().tolist() if v)
+    variants = {name: _summarize_frame(rows[rows["variant"] == name], gaps, None, slo) for name in names}
+    paired = paired_variants(requests) if names else None
+    whole = _summarize_frame(rows, gaps, offered_rate, slo, consume=True)
+    return Summary(whole.distributions, whole.requests, whole.throughput, whole.rate, whole.concurrency,
+                   whole.slo, stages=stages, variants=variants, paired=paired)
 
 
-def _summarize_frame(measured: pd.DataFrame, gaps: chunkscan.ItlGaps, offered_rate: float | None,
-                     slo: dict[str, Any] | None = None, consume: bool = False) -> dict[str, Any]:
-    ok = measured[measured["status"] == "ok"]
-    itl = gaps.take(ok["request_id"].to_numpy(dtype=np.int64), consume=consume)
-    window = _window(measured)
-    out_tokens = float(ok["output_tokens"].fillna(0).sum())
+def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float | None,
+                     slo: Mapping[str, Any] | None = None, consume: bool = False) -> Summary:
+    """`rows`: measured requests of one scope (the run, a stage, a variant)."""
+    ok = counted(rows)
+    window = _window(rows)
+    out_tokens = float(ok[OUTPUT_TOKENS.key].fillna(0).sum())
     prompt_tokens = float(ok["prompt_tokens"].fillna(0).sum())
-    summary: dict[str, Any] = {
-        "ttft_ms": metrics.distribution(ok["ttft_ms"]),
-        "itl_ms": metrics.distribution(itl, overwrite=True),
-        "tpot_ms": metrics.distribution(ok["tpot_ms"]),
-        "e2e_ms": metrics.distribution(ok["e2e_ms"]),
-        "schedule_lag_ms": metrics.distribution(measured["schedule_lag_ms"]),
-        "output_tokens_per_request": metrics.distribution(ok["output_tokens"].astype("float64")),
-        "requests": _counts(measured),
-        "throughput": {
-            "window_s": window,
-            "requests_per_s": _per_s(len(ok), window),
-            "output_tokens_per_s": _per_s(out_tokens, window),
-            "total_tokens_per_s": _per_s(out_tokens + prompt_tokens, window),
-        },
-        "rate": {"offered": offered_rate, "achieved": metrics.send_rate(measured["sent_s"])},
-        "concurrency": {"peak": metrics.peak_concurrency(measured)},
-    }
-    del itl  # up to 1 GB: freed before the SLO part
-    if slo:
-        summary["slo"] = _slo(measured, slo, window)
-    return summary
+    distributions = _distributions(rows, gaps, consume)
+    return Summary(
+        distributions,
+        requests=_counts(rows),
+        throughput=Throughput(window, _per_s(len(ok), window), _per_s(out_tokens, window),
+                              _per_s(out_tokens + prompt_tokens, window)),
+        rate=Rate(offered_rate, derive.send_rate(rows["sent_s"])),
+        concurrency=Concurrency(derive.peak_concurrency(rows)),
+        slo=_slo(rows, slo, window) if slo else None,
+    )
 
 
-def _slo(measured: pd.DataFrame, slo: dict[str, Any], window: float | None) -> dict[str, Any]:
+def _distributions(rows: pd.DataFrame, gaps: scan.ItlGaps, consume: bool) -> dict[str, Distribution]:
+    """Each summarised metric's distribution, by summary key; ITL last, from the gaps of the
+    counted requests (up to 1 GB, reordered in place)."""
+    out: dict[str, Distribution] = {}
+    for metric in catalogue.SUMMARISED:
+        assert metric.summary_key is not None
+        if metric.scope is Scope.GAPS:
+            continue
+        out[metric.summary_key] = distribution(catalogue.request_values(metric, rows))
+    assert ITL.summary_key is not None and ITL.scope is Scope.GAPS
+    itl = gaps.take(counted_ids(rows), consume=consume)
+    out[ITL.summary_key] = distribution(itl, overwrite=True)
+    return out
+
+
+def _slo(rows: pd.DataFrame, slo: Mapping[str, Any], window: float | None) -> SloSummary:
     """Goodput (DistServe / vLLM): requests meeting every limit, per second of the window.
 
     A failed request meets no SLO: it counts in the denominator of every share.
     """
-    limits = {m: float(slo[m]) for m in SLO_METRICS if slo.get(m) is not None}
-    meets = metrics.meets_slo(measured, limits)
-    good = measured[meets]
+    limits = {m.key: float(slo[m.key]) for m in catalogue.SLO if slo.get(m.key) is not None}
+    meets = derive.meets_slo(rows, limits)
+    good = rows[meets]
     percentile = float(slo.get("percentile", 99.0))
-    ok = measured[measured["status"] == "ok"]
+    ok = counted(rows)
     at_percentile = {m: _quantile(ok[m], percentile) for m in limits}
-    return {
-        "limits": limits,
-        "percentile": percentile,
-        "share_meeting_all": float(meets.mean()) if len(meets) else None,
-        "share_meeting": {m: float(metrics.meets_slo(measured, {m: v}).mean()) if len(measured) else None
-                          for m, v in limits.items()},
-        "value_at_percentile": at_percentile,
-        "met": all(v is not None and v <= limits[m] for m, v in at_percentile.items()),
-        "goodput_requests_per_s": _per_s(len(good), window),
-        "goodput_output_tokens_per_s": _per_s(float(good["output_tokens"].fillna(0).sum()), window),
-    }
+    return SloSummary(
+        limits=limits,
+        percentile=percentile,
+        share_meeting_all=float(meets.mean()) if len(meets) else None,
+        share_meeting={m: float(derive.meets_slo(rows, {m: v}).mean()) if len(rows) else None
+                       for m, v in limits.items()},
+        value_at_percentile=at_percentile,
+        met=all(v is not None and v <= limits[m] for m, v in at_percentile.items()),
+        goodput_requests_per_s=_per_s(len(good), window),
+        goodput_output_tokens_per_s=_per_s(float(good[OUTPUT_TOKENS.key].fillna(0).sum()), window),
+    )
 
 
 def _quantile(values: pd.Series, percentile: float) -> float | None:
@@ -122,20 +114,18 @@ def _quantile(values: pd.Series, percentile: float) -> float | None:
     return float(np.percentile(arr, percentile)) if arr.size else None
 
 
-def _counts(measured: pd.DataFrame) -> dict[str, Any]:
-    errors = measured.loc[measured["status"] != "ok", "error_kind"].fillna("unknown")
-    return {
-        "total": int(len(measured)),
-        "ok": int((measured["status"] == "ok").sum()),
-        "errors": {str(k): int(v) for k, v in errors.value_counts().sort_index().items()},
-    }
+def _counts(rows: pd.DataFrame) -> RequestCounts:
+    ok = catalogue.counted_mask(rows)
+    errors = rows.loc[~ok, "error_kind"].fillna("unknown")
+    return RequestCounts(len(rows), int(ok.sum()),
+                         {str(k): int(v) for k, v in errors.value_counts().sort_index().items()})
 
 
-def _window(measured: pd.DataFrame) -> float | None:
+def _window(rows: pd.DataFrame) -> float | None:
     """From the first measured send to the last measured end."""
-    if measured.empty:
+    if rows.empty:
         return None
-    span = float(measured["end_s"].max() - measured["sent_s"].min())
+    span = float(rows["end_s"].max() - rows["sent_s"].min())
     return span if span > 0 else None
 
 
@@ -145,9 +135,10 @@ def _per_s(amount: float, window: float | None) -> float | None:
     return float(amount / window)
 
 
-def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
-    """Latency distributions as a tidy frame: one row per metric, one column per statistic
-    (used by notebooks/analysis.ipynb)."""
-    rows = {name: summary[name] for name in LATENCY_METRICS if name in summary}
+def summary_table(summary: Summary) -> pd.DataFrame:
+    """Latency distributions as a tidy frame: one row per metric (summary key), one column
+    per statistic (used by notebooks/analysis.ipynb)."""
+    rows = {m.summary_key: summary.distributions[m.summary_key].to_json()
+            for m in catalogue.LATENCY_TABLE if m.summary_key in summary.distributions}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     return frame.replace({None: np.nan})

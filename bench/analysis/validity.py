@@ -12,6 +12,10 @@ import numpy as np
 
 from bench.errors import ValidityWarning
 from bench.store import ClientInfo, WorkerInfo
+from bench.analysis.summary_model import Summary
+from bench.metrics import catalogue
+from bench.metrics.catalogue import SCHEDULE_LAG, TTFT
+from bench.metrics.scan import TOKEN_KINDS
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
@@ -40,8 +44,6 @@ NOT_SENT_KINDS = ("connect_refused", "connect_error", "connect_timeout")
 # Ray actors: the clock-offset uncertainty (half the best round trip) against the median TTFT.
 MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT = 0.1
 
-PERCENTILE_METRICS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"))
-
 
 def check(run: Run) -> list[ValidityWarning]:
     """Every warning that applies to the run, most serious first."""
@@ -52,7 +54,7 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings += check_ended(run.manifest.ended, run.manifest.end_reason)
     warnings += check_error_rate(summary)
     warnings += check_empty_ok(run.requests)
-    if len(summary.get("stages") or {}) > 1:
+    if len(summary.stages) > 1:
         # A sweep: falling short of the offered rate past the knee is its finding, not a flaw;
         # the client falling behind its schedule still is, stage by stage.
         warnings += check_stage_lag(summary, run.manifest.stages)
@@ -64,24 +66,21 @@ def check(run: Run) -> list[ValidityWarning]:
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)
     warnings += check_finish_reasons(run.requests)
-    warnings += check_clock_offsets(run.manifest.client.workers or [], (summary.get("ttft_ms") or {}).get("p50"))
-    warnings += check_client(run.manifest.client, run.requests, (summary.get("rate") or {}).get("offered"))
+    warnings += check_clock_offsets(run.manifest.client.workers or [], summary.metric(TTFT).p50)
+    warnings += check_client(run.manifest.client, run.requests, summary.rate.offered)
     return warnings
 
 
 def check_empty_ok(requests: Any) -> list[ValidityWarning]:
     """Measured requests marked ok that produced no output at all: no chunk of an output
-    kind (`first_token_s` is taken from metrics.TOKEN_KINDS) and no or zero
+    kind (`first_token_s` is taken from scan.TOKEN_KINDS) and no or zero
     `usage.completion_tokens`. A server that ends a stream cleanly without generating
     anything (a filter, a template that stops at once, a gateway cutting the answer) has
     these counted as ok in request throughput, with no TTFT or E2E to show for them."""
-    from bench.metrics.frames import TOKEN_KINDS
-
     needed = {"status", "first_token_s", "usage_completion_tokens"}
     if not needed <= set(requests.columns):
         return []
-    measured = requests[requests["phase"] != "warmup"] if "phase" in requests else requests
-    ok = measured[measured["status"] == "ok"]
+    ok = catalogue.counted(requests)
     completion = ok["usage_completion_tokens"].astype("Float64").fillna(0)
     empty = int((ok["first_token_s"].isna() & (completion == 0)).sum())
     if empty == 0:
@@ -166,7 +165,7 @@ def check_finish_reasons(requests: Any) -> list[ValidityWarning]:
 
     if "finish_reason" not in requests:
         return []
-    ok = requests[requests["status"] == "ok"]["finish_reason"].dropna()
+    ok = requests[requests["status"] == catalogue.STATUS_OK]["finish_reason"].dropna()  # warmup too
     counts: dict[str, int] = {}
     for value in ok:
         for reason in set(str(value).split(",")):
@@ -210,10 +209,9 @@ def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:
                                      "the load was cut short and the last requests are missing")]
 
 
-def check_error_rate(summary: dict[str, Any]) -> list[ValidityWarning]:
-    req = summary.get("requests") or {}
-    total = int(req.get("total") or 0)
-    errors = sum(int(v) for v in (req.get("errors") or {}).values())
+def check_error_rate(summary: Summary) -> list[ValidityWarning]:
+    total = summary.requests.total
+    errors = sum(summary.requests.errors.values())
     if total == 0:
         return [ValidityWarning("no_requests", "no measured requests: there is nothing to summarise")]
     rate = errors / total
@@ -223,9 +221,8 @@ def check_error_rate(summary: dict[str, Any]) -> list[ValidityWarning]:
                                           f"{MAX_ERROR_RATE:.0%}); latencies describe the survivors only")]
 
 
-def check_rate(summary: dict[str, Any]) -> list[ValidityWarning]:
-    rate = summary.get("rate") or {}
-    offered, achieved = rate.get("offered"), rate.get("achieved")
+def check_rate(summary: Summary) -> list[ValidityWarning]:
+    offered, achieved = summary.rate.offered, summary.rate.achieved
     if offered is None or achieved is None or offered <= 0:
         return []
     if achieved >= offered * (1.0 - MAX_RATE_SHORTFALL):
@@ -235,9 +232,10 @@ def check_rate(summary: dict[str, Any]) -> list[ValidityWarning]:
                                               f"{MAX_RATE_SHORTFALL:.0%}); the server saw less load than intended")]
 
 
-def check_schedule_lag(summary: dict[str, Any]) -> list[ValidityWarning]:
-    offered = (summary.get("rate") or {}).get("offered")
-    lag_p99 = (summary.get("schedule_lag_ms") or {}).get("p99")
+def check_schedule_lag(summary: Summary, offered: float | None = None) -> list[ValidityWarning]:
+    """`offered`: the offered rate to judge by (default: the summary's)."""
+    offered = summary.rate.offered if offered is None else offered
+    lag_p99 = summary.metric(SCHEDULE_LAG).p99
     if offered is None or offered <= 0 or lag_p99 is None:
         return []  # closed loop: sends follow completions, there is no inter-arrival time
     interarrival_ms = 1e3 / offered
@@ -271,14 +269,14 @@ def check_sent_early(requests: Any) -> list[ValidityWarning]:
                                           "ran ahead of the schedule (the offered load was not the one intended)")]
 
 
-def check_stage_lag(summary: dict[str, Any], declared: list[dict[str, Any]]) -> list[ValidityWarning]:
+def check_stage_lag(summary: Summary, declared: list[dict[str, Any]]) -> list[ValidityWarning]:
     out: list[ValidityWarning] = []
-    stages = summary.get("stages") or {}
+    stages = summary.stages
     for i, key in enumerate(sorted(stages, key=lambda k: (len(k), k))):
         info = declared[i] if i < len(declared) and isinstance(declared[i], dict) else {}
         stage = stages[key]
-        rate = (stage.get("rate") or {}).get("offered") or info.get("rate")
-        for warning in check_schedule_lag({**stage, "rate": {"offered": rate}}):
+        rate = stage.rate.offered or info.get("rate")
+        for warning in check_schedule_lag(stage, rate):
             out.append(ValidityWarning(warning.code, f"stage {key}: {warning.message}"))
     return out
 
@@ -292,18 +290,14 @@ def check_warmup(scenario: dict[str, Any], warmup_requests: int) -> list[Validit
                                             f"({concurrency}): the first measured requests met a cold, filling server")]
 
 
-def check_sample_counts(summary: dict[str, Any]) -> list[ValidityWarning]:
+def check_sample_counts(summary: Summary) -> list[ValidityWarning]:
+    """The percentiles of the catalogue's PLOTTED metrics drawn from too few samples."""
     out: list[ValidityWarning] = []
     for code, pname, minimum in (("few_samples_p99", "p99", MIN_SAMPLES_P99),
                                  ("few_samples_p999", "p99.9", MIN_SAMPLES_P999)):
-        thin = [f"{label} ({_count(summary, key)})" for label, key in PERCENTILE_METRICS
-                if 0 < _count(summary, key) < minimum]
+        thin = [f"{m.label} ({summary.metric(m).count})" for m in catalogue.PLOTTED
+                if 0 < summary.metric(m).count < minimum]
         if thin:
             out.append(ValidityWarning(code, f"{pname} from fewer than {minimum} samples is not a {pname}: "
                                              + ", ".join(thin)))
     return out
-
-
-def _count(summary: dict[str, Any], key: str) -> int:
-    count = (summary.get(key) or {}).get("count")
-    return int(count) if count is not None and np.isfinite(count) else 0

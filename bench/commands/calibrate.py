@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from bench.commands.exits import EXIT_OK
+from bench.metrics.catalogue import SCHEDULE_LAG
 from bench.store import ClientInfo, WorkerInfo
 
 __all__ = ["CeilingPoint", "calibrate", "cmd_calibrate", "safe_range"]
@@ -52,8 +53,8 @@ class CeilingPoint:
 
 
 def _run(tmp: Path, name: str, load: dict[str, Any], tokens: int) -> Any:
-    from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
+    from bench.commands.rundir import RunOptions
     from bench.scenario.loader import load_scenario
 
     data = {"name": name, "seed": 1, "target": {"sim_profile": "zero"},
@@ -69,15 +70,15 @@ def _point(kind: str, value: float, run: Any) -> CeilingPoint:
     client = run.manifest.client
     procs: list[ClientInfo | WorkerInfo] = list(client.workers or []) or [client]
     summary = run.summary
-    window = summary["throughput"]["window_s"] or 0.0
+    window = summary.throughput.window_s or 0.0
     chunks = int((run.chunks["kind"] == "content").sum())
     lags = [p.loop_lag_ms.p99 if p.loop_lag_ms else None for p in procs]
     cpus = [p.cpu_percent.mean if p.cpu_percent else None for p in procs]
-    return CeilingPoint(kind, value, summary["rate"]["achieved"] if kind == "rate" else summary["throughput"]["requests_per_s"],
+    return CeilingPoint(kind, value, summary.rate.achieved if kind == "rate" else summary.throughput.requests_per_s,
                  chunks / window if window else None,
                  max((x for x in lags if x is not None), default=None),
                  max((x for x in cpus if x is not None), default=None),
-                 (summary.get("schedule_lag_ms") or {}).get("p99"),
+                 summary.metric(SCHEDULE_LAG).p99,
                  [w.code for w in client.warnings or []])
 
 

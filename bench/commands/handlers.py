@@ -33,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_scenario(scenario, options)
     run = result.run
     if args.json:
-        print(json.dumps(run.summary, indent=2))
+        print(json.dumps(run.summary.to_json(), indent=2))
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
                       _validity_messages(run), _run_notes(run))
@@ -66,7 +66,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     outcome = run_sweep(scenario, options, request)
     run = outcome.result.run
     if args.json:
-        print(json.dumps({"summary": run.summary, "stages": outcome.stages, "max_rate": outcome.max_rate,
+        print(json.dumps({"summary": run.summary.to_json(), "stages": outcome.stages, "max_rate": outcome.max_rate,
                           "saturation_stage": outcome.saturation_stage}, indent=2))
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({outcome.result.ended})", str(run.path),
@@ -85,7 +85,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     if args.json:
-        print(json.dumps(run.summary, indent=2))
+        print(json.dumps(run.summary.to_json(), indent=2))
     else:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({run.manifest.ended})", str(run.path),
                       _validity_messages(run), _run_notes(run))

@@ -16,21 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from bench.analysis import summary as aggregate
-
-from bench.metrics import frames as metrics
-
 from bench.analysis import saturation
 
 from bench import store
+from bench.analysis import summary as aggregate
 from bench.errors import BenchInputError
 from bench.commands.rundir import RunOptions, RunResult, keep_server_log
 from bench.commands.run import RunSession
 from bench.commands.watch import SaturationWatch
+from bench.metrics import derive, scan
+from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, TTFT, counted_ids
 from bench.runner.process import run_loop
+from bench.scenario.schema import Scenario
 from bench.target.resolve import TargetInfo, read_api_key, resolve_target
 from bench.workload.plan import StagePlan
-from bench.scenario.schema import Scenario
 from bench.workload.schedule import arrival_offsets
 
 # The saturation test and its thresholds live in bench.analysis.saturation (one home), the live
@@ -235,15 +234,18 @@ class _Driver:
         raw, chunks = self._journal.read()
         stage_raw = raw[raw["stage"] == index]
         stage_chunks = chunks[chunks["request_id"].isin(stage_raw["request_id"])]
-        requests = metrics.per_request(stage_raw, stage_chunks)
+        # One scan of the stage's chunks (the metrics' one definition) for both the
+        # per-request metrics and the ITL gaps of the counted requests.
+        result = scan.scan_frame(stage_chunks, counted_ids(stage_raw))
+        requests = derive.per_request_from_stats(stage_raw, result.stats)
         slo = self.session.scenario.slo.model_dump() if self.session.scenario.slo else None
-        summary = aggregate.summarize(requests, stage_chunks, point.rate, slo)
+        summary = aggregate.summarize_gaps(requests, result.gaps, point.rate, slo)
         return {
             "index": index, "kind": "open" if point.rate is not None else "closed", "start_s": start,
             "duration_s": self.session.now_s() - start, "rate": point.rate, "concurrency": point.concurrency,
             "saturated": saturated,
-            "achieved_requests_per_s": summary["throughput"]["requests_per_s"],
-            "output_tokens_per_s": summary["throughput"]["output_tokens_per_s"],
-            "ttft_p99_ms": summary["ttft_ms"]["p99"],
-            "slo_met": bool(summary.get("slo", {}).get("met", True)),
+            "achieved_requests_per_s": summary.throughput.requests_per_s,
+            OUTPUT_TOKENS_PER_S.key: summary.throughput.output_tokens_per_s,
+            "ttft_p99_ms": summary.metric(TTFT).p99,
+            "slo_met": summary.slo.met if summary.slo is not None else True,
         }

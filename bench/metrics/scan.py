@@ -1,15 +1,27 @@
-"""One pass over a run's stored chunks, batch by batch, instead of one frame of them all.
+"""Each metric's one definition: one pass over a run's stored chunks, batch by batch.
+
+First token, last token, output tokens counted from chunks, ITL gaps and the token rate
+over time are defined here, over stored chunk batches (`store.ChunkBatch`), and nowhere
+else: `bench.metrics.derive` turns the per-request token statistics into TTFT, E2E, TPOT;
+the summary, the sweep, `Run.itl` and `Run.token_rate` all come from here, whether the
+chunks are on disk or in a frame (`scan_frame`). The frame forms in tests/unit/metrics/
+oracle.py, written the plain pandas way, are the tests' independent check of these.
+
+- first token: the first chunk of an output kind (TOKEN_KINDS: content, reasoning, tool
+  call, legacy function_call, refusal); a role-only chunk never counts. Last token: the
+  last such chunk (the usage chunk and [DONE] excluded).
+- chunk tokens: the sum over token chunks of their token count, 1 when unknown.
+- ITL: every gap between consecutive token chunks of one (request, choice), in time order.
 
 At 1M requests x 128 chunks the chunk frame is 128M rows (2.4 GB in compact types, more
 while it is built), and every selection of it another copy. What the summary needs is
 much less: per request the first and last token time and the token count, and the ITL
-gaps of the requests it counts (8 bytes per gap). `scan` computes exactly those, with the
-same definitions as `metrics.token_stats` and `metrics.itl_gaps` (tests compare them).
+gaps of the requests it counts (8 bytes per gap). `scan` computes exactly those.
 
 Stored batches hold whole records in order (`records.ChunkBatch`); a record cut by a batch
 boundary is carried into the next batch. A file in any other layout (one request's
 events in separate places) still gives the same numbers, through a slower path that
-sorts every kept token chunk at once, as `metrics.itl_gaps` does.
+sorts every kept token chunk at once.
 """
 
 from __future__ import annotations
@@ -21,12 +33,15 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bench.metrics import frames as metrics
-from bench.records import CHUNK_KINDS, NO_TOKENS, ChunkBatch
+from bench.metric_catalogue import ITL
+from bench.records import CHUNK_KINDS, NO_TOKENS, OUTPUT_KINDS, ChunkBatch
 from bench.store import frame_batch
 
+__all__ = ["TOKEN_KINDS", "ItlGaps", "ScanResult", "scan", "scan_frame", "token_rate"]
+
+TOKEN_KINDS = OUTPUT_KINDS  # every generated delta counts: text, reasoning, tool calls, refusals
 _IS_TOKEN = np.zeros(256, dtype=bool)
-_IS_TOKEN[[CHUNK_KINDS.index(k) for k in metrics.TOKEN_KINDS]] = True
+_IS_TOKEN[[CHUNK_KINDS.index(k) for k in TOKEN_KINDS]] = True
 
 
 @dataclass
@@ -40,8 +55,8 @@ class ItlGaps:
     times: np.ndarray | None = None  # float64, each gap's closing chunk time, when asked for
 
     def frame(self) -> pd.DataFrame:
-        """The gaps as `metrics.itl_gaps` gives them (`request_id`, `t_s`, `itl_ms`), each
-        request's in stored order. Needs `times` (scan with times=True)."""
+        """The gaps as a frame (`request_id`, `t_s` of the gap's closing chunk, `itl_ms`),
+        each request's in stored order. Needs `times` (scan with times=True)."""
         if self.values is None or self.times is None:
             raise ValueError("a gap frame needs the gaps and their times: scan(..., times=True)")
         run_ids = self.request_ids
@@ -49,7 +64,7 @@ class ItlGaps:
             run_ids = run_ids.astype(np.int32)  # as read_chunks stores them, before the 125M-row repeat
         ids = np.repeat(run_ids, self.counts)
         return pd.DataFrame({"request_id": ids,
-                             "t_s": self.times, "itl_ms": self.values}, copy=False)
+                             "t_s": self.times, ITL.key: self.values}, copy=False)
 
     def take(self, request_ids: Iterable[int] | np.ndarray, consume: bool = False) -> np.ndarray:
         """The gaps of the given requests, as an array the caller owns.
@@ -68,7 +83,7 @@ class ItlGaps:
 
 @dataclass(frozen=True)
 class ScanResult:
-    stats: pd.DataFrame  # index request_id: first_token_s, last_token_s, chunk_tokens (as metrics.token_stats)
+    stats: pd.DataFrame  # index request_id: first_token_s, last_token_s, chunk_tokens
     gaps: ItlGaps  # of the kept requests only
 
 
@@ -121,22 +136,35 @@ def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bo
 
 
 def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFrame:
-    """`metrics.token_rate` of stored chunk batches, without a frame of them all."""
-    sums = np.zeros(0)
+    """Output tokens per second in consecutive `bin_s` bins from t=0: `t_s` (bin start),
+    `tokens_per_s`, over stored chunk batches (`[store.frame_batch(chunks)]` for a frame).
+
+    A chunk counts its `tokens` when the server said, else 1. The last bin is divided by
+    the time it covers up to the last token, not by `bin_s`: a run ending just after a bin
+    boundary would otherwise show a collapse of throughput that never was.
+    """
+    if bin_s <= 0:
+        raise ValueError("bin_s must be positive")
+    sums = np.zeros(0, dtype=np.float64)
     last = 0.0
     for batch in batches:
         rows = _token_rows(batch)
         if rows.t_s.size == 0:
             continue
-        counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one, as metrics
-        part = metrics.token_bins(rows.t_s, counted, bin_s)
-        if part.size > sums.size:
+        counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one token
+        bins = np.floor(np.clip(rows.t_s, 0.0, None) / bin_s).astype("int64")
+        part = np.bincount(bins, weights=np.asarray(counted, dtype="float64")).astype(np.float64, copy=False)
+        if part.size > sums.size:  # bins of separate batches add up, the shorter padded with zeros
             part[:sums.size] += sums
             sums = part
         else:
             sums[:part.size] += part
         last = max(last, float(rows.t_s.max()))
-    return metrics.token_rate_from_bins(sums, last, bin_s)
+    if sums.size == 0:
+        return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
+    spans = np.full(sums.size, bin_s)
+    spans[-1] = max(last - (sums.size - 1) * bin_s, 1e-3 * bin_s)
+    return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / spans})
 
 
 class _Buffer:
@@ -194,7 +222,7 @@ class _Scanner:
         self._seg_ids.append(seg_ids)
         self._first.append(np.minimum.reduceat(t, starts))
         self._last.append(np.maximum.reduceat(t, starts))
-        counted = np.where(tokens == NO_TOKENS, 1, tokens)  # unknown: one token, as metrics.token_stats
+        counted = np.where(tokens == NO_TOKENS, 1, tokens)  # unknown: one token
         self._tokens.append(np.add.reduceat(counted, starts, dtype=np.int64))
         kept = _member(seg_ids, self.keep)
         if not kept.any():
@@ -204,13 +232,13 @@ class _Scanner:
         pair = np.zeros(ids.size, dtype=bool)  # pair[i + 1]: a gap between rows i and i + 1 is kept
         pair[1:] = within & same_choice & np.repeat(kept, lengths)[1:]
         counts = np.add.reduceat(pair, starts, dtype=np.int64)
-        gaps = dt[pair[1:]] * 1e3  # the same float operations as metrics.itl_gaps
+        gaps = dt[pair[1:]] * 1e3
         runs = counts > 0
         self._run_ids.append(seg_ids[runs])
         self._run_counts.append(counts[runs])
         self._values.add(gaps)
         if self._times is not None:
-            self._times.add(t[1:][pair[1:]])  # as metrics.itl_gaps: the closing chunk's time
+            self._times.add(t[1:][pair[1:]])  # the closing chunk's time
 
     def stats(self) -> pd.DataFrame:
         ids = _cat(self._seg_ids, np.int64)

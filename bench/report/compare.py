@@ -33,20 +33,19 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table as RichTable
 
-from bench.report import figures
-
-from bench.report import document as report
-
 from bench.analysis import stats
 from bench.errors import BenchInputError
+from bench.metrics import catalogue
+from bench.metrics.catalogue import Metric, Scope, by_key
+from bench.report import document as report
+from bench.report import figures
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-METRICS = (("TTFT (ms)", "ttft_ms"), ("ITL (ms)", "itl_ms"), ("TPOT (ms)", "tpot_ms"), ("E2E (ms)", "e2e_ms"),
-           ("output tok/s per request", "output_tokens_per_s"))
+METRICS: tuple[Metric, ...] = catalogue.COMPARED  # per-request metrics, compared sample by sample
 STATISTICS = ("p50", "p90", "p99", "mean")
-THROUGHPUT = (("requests/s (run)", "requests_per_s"), ("output tokens/s (run)", "output_tokens_per_s"))
+THROUGHPUT: tuple[Metric, ...] = catalogue.COMPARED_RUN  # run-level metrics, one value per run
 # Scenario sections that must match for a comparison to compare like with like.
 SCENARIO_SECTIONS = (("prompts", "requests"), ("load", "load"), ("sampling", "sampling"))
 COMPARE_MD, COMPARE_HTML = "compare.md", "compare.html"
@@ -65,7 +64,7 @@ class Sample:
 @dataclass(frozen=True)
 class Row:
     label: str
-    metric: str
+    metric: str  # the catalogue key (`Metric.key`); statistic "run" for a run-level metric
     statistic: str
     values: list[float]  # one per run
     diffs: list[stats.DiffCI | None]  # None for the baseline, and where no CI applies
@@ -105,13 +104,19 @@ def is_significant(diff: stats.DiffCI | None, min_effect: float = MIN_EFFECT) ->
 
 
 def run_metric_samples(run: Run) -> dict[str, Sample]:
-    ok = figures.measured_ok(run)
+    """Each compared metric's samples (by key), grouped in BLOCK_S blocks of run time:
+    counted requests by send time, ITL gaps by arrival time."""
+    ok = catalogue.counted(run.requests)
     sent_blocks = np.floor(ok["sent_s"].to_numpy(dtype="float64") / BLOCK_S)
-    out = {m: Sample(ok[m].to_numpy(dtype="float64", na_value=np.nan), sent_blocks)
-           for m in ("ttft_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s")}
     itl = run.itl
     gap_blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / BLOCK_S)
-    out["itl_ms"] = Sample(itl["itl_ms"].to_numpy(dtype="float64"), gap_blocks)
+    out = {}
+    for metric in METRICS:
+        if metric.scope is Scope.GAPS:
+            out[metric.key] = Sample(itl[metric.key].to_numpy(dtype="float64"), gap_blocks)
+        else:
+            assert metric.scope is Scope.COUNTED  # the blocks are the counted requests' send times
+            out[metric.key] = Sample(catalogue.request_values(metric, ok), sent_blocks)
     return out
 
 
@@ -127,21 +132,22 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMP
     samples = list(samples) if samples is not None else [run_metric_samples(r) for r in runs]
     base = samples[0]
     rows: list[Row] = []
-    for m_index, (label, metric) in enumerate(METRICS):
+    for m_index, metric in enumerate(METRICS):
+        key = metric.key
         per_run: list[dict[str, stats.DiffCI]] = []
         for r_index, other in enumerate(samples[1:], start=1):
             # A distinct, reproducible stream per (metric, run) keeps results independent of ordering.
             per_run.append(stats.bootstrap_diff(
-                base[metric].values, other[metric].values, STATISTICS,
-                groups_a=base[metric].groups, groups_b=other[metric].groups,
+                base[key].values, other[key].values, STATISTICS,
+                groups_a=base[key].groups, groups_b=other[key].groups,
                 n_resamples=n_resamples, seed=_derive_seed(seed, m_index, r_index),
                 confidence=cell_confidence()))
         for stat in STATISTICS:
-            values = [stats.point(s[metric].values, stat) for s in samples]
-            rows.append(Row(label, metric, stat, values, [None, *(d[stat] for d in per_run)]))
-    for label, key in THROUGHPUT:
-        values = [_number((r.summary.get("throughput") or {}).get(key)) for r in runs]
-        rows.append(Row(label, key, "run", values, [None] * len(runs)))
+            values = [stats.point(s[key].values, stat) for s in samples]
+            rows.append(Row(metric.heading, key, stat, values, [None, *(d[stat] for d in per_run)]))
+    for metric in THROUGHPUT:
+        values = [_number(r.summary.throughput.value(metric)) for r in runs]
+        rows.append(Row(f"{metric.label} (run)", metric.key, "run", values, [None] * len(runs)))
     return Comparison(figures.run_labels(runs), rows, scenario_mismatches(runs), seed, n_resamples,
                       min_effect)
 
@@ -204,10 +210,6 @@ def console_tables(cmp: Comparison, width: int | None = None) -> list[RichTable]
     return out
 
 
-# Console labels (the report's are too long for 80 columns); latency metrics get their unit.
-CONSOLE_LABELS = {"ttft_ms": "TTFT", "itl_ms": "ITL", "tpot_ms": "TPOT", "e2e_ms": "E2E",
-                  "output_tokens_per_s": "tok/s/req"}
-CONSOLE_THROUGHPUT_LABELS = {"requests_per_s": "req/s (run)", "output_tokens_per_s": "tok/s (run)"}
 SECONDS_FROM_MS = 10_000.0
 _CONSOLE_HEADER = ("metric", "stat", "A", "B", "B/A", "B-A", f"{FAMILY_CONFIDENCE:.0%} CI", "verdict")
 _RATIO = 4  # column index of B/A, the first left out when narrow
@@ -218,9 +220,12 @@ def _console_cells(cmp: Comparison, k: int) -> list[list[str]]:
     for row in cmp.rows:
         groups.setdefault((row.metric, row.statistic == "run"), []).append(row)
     out = []
-    for (metric, whole_run), rows in groups.items():
-        scale, label = 1.0, (CONSOLE_THROUGHPUT_LABELS if whole_run else CONSOLE_LABELS).get(metric, metric)
-        if metric.endswith("_ms") and not whole_run:
+    for (key, whole_run), rows in groups.items():
+        # Console labels: the catalogue's short ones (the report's are too long for 80
+        # columns); latency metrics get their unit, run-level ones "(run)".
+        metric = by_key(key, scope_run=whole_run)
+        scale, label = 1.0, f"{metric.console} (run)" if whole_run else metric.console
+        if metric.unit == "ms" and not whole_run:
             seconds = _largest(rows, k) >= SECONDS_FROM_MS
             scale, label = (1e-3, f"{label} s") if seconds else (1.0, f"{label} ms")
         for i, row in enumerate(rows):

@@ -21,15 +21,18 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from bench.analysis.summary_model import Summary
+from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, TTFT, Metric
+from bench.metrics.distribution import STATISTICS, Distribution
+
 if TYPE_CHECKING:  # the run's counters; `bench compare` prints without importing the runner
     from bench.runner.runner import Progress
 
-STATS = ("mean", "p50", "p90", "p95", "p99", "p99.9", "max")
+STATS = tuple(stat for stat in STATISTICS if stat != "count")  # the count has its own column, n
 # Statistics left out, in this order, when the console is too narrow for all; p50, p99 and
 # max always stay. Every one is in `--json` and in the reports.
 DROP_ORDER = ("p99.9", "mean", "p95", "p90")
-ROWS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"),
-        ("Sched lag", "schedule_lag_ms"))
+ROWS: tuple[Metric, ...] = LATENCY_TABLE  # the latency table's rows, in the catalogue's order
 # A latency row whose largest value reaches this many milliseconds is shown in seconds.
 SECONDS_FROM_MS = 10_000.0
 
@@ -73,7 +76,7 @@ def _progress_text(p: Progress, chunks_per_s: float, _now: float) -> Text:
     return Text(f"{head}  in flight {p.in_flight}  errors {errors}  ~{chunks_per_s:,.0f} tok/s")
 
 
-def summary_table(summary: dict[str, Any], title: str, width: int | None = None) -> Table | Text:
+def summary_table(summary: Summary, title: str, width: int | None = None) -> Table | Text:
     """The latency table (one row per metric in ROWS, one column per statistic in STATS).
 
     `width` (console columns): statistics are left out in DROP_ORDER until the table fits,
@@ -83,7 +86,7 @@ def summary_table(summary: dict[str, Any], title: str, width: int | None = None)
     (one for all rows) or in each row's label. Numbers are never cut: their columns do not
     shrink below the widest number.
     """
-    rows = [_latency_row(label, summary.get(key) or {}) for label, key in ROWS]
+    rows = [_latency_row(metric.console, summary.metric(metric)) for metric in ROWS]
     stats = list(STATS)
     dropped: list[str] = []
     table = _latency_table(rows, stats, title, dropped, width)
@@ -115,12 +118,12 @@ class _LatencyRow:
     cells: dict[str, str]  # statistic -> formatted value in `unit`
 
 
-def _latency_row(label: str, dist: dict[str, Any]) -> _LatencyRow:
-    values = [dist.get(stat) for stat in STATS]
+def _latency_row(label: str, dist: Distribution) -> _LatencyRow:
+    values = [dist.stat(stat) for stat in STATS]
     largest = max((abs(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)), default=0.0)
     seconds = largest >= SECONDS_FROM_MS
     cells = {stat: _fmt_seconds(v) if seconds else _fmt(v) for stat, v in zip(STATS, values, strict=True)}
-    return _LatencyRow(label, "s" if seconds else "ms", str(dist.get("count", 0)), cells)
+    return _LatencyRow(label, "s" if seconds else "ms", str(dist.count), cells)
 
 
 def _latency_table(rows: list[_LatencyRow], stats: list[str], title: str, dropped: list[str],
@@ -139,7 +142,7 @@ def _latency_table(rows: list[_LatencyRow], stats: list[str], title: str, droppe
     for header, cells in zip(("n", *stats), columns, strict=True):
         table.add_column(header, justify="right", no_wrap=True, overflow="fold",
                          min_width=max(len(header), *(len(c) for c in cells)))
-    for i, (label, row) in enumerate(zip(labels, rows, strict=True)):
+    for i, label in enumerate(labels):
         table.add_row(label, *(column[i] for column in columns))
     return table
 
@@ -150,33 +153,31 @@ def _natural_width(renderable: Any) -> int:
     return Measurement.get(console, console.options, renderable).maximum
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    req = summary["requests"]
-    thr = summary["throughput"]
-    rate = summary["rate"]
-    errors = ", ".join(f"{k}: {v}" for k, v in req["errors"].items()) or "none"
-    offered = f"{rate['offered']:.2f}" if rate.get("offered") is not None else "closed loop"
+def summary_lines(summary: Summary) -> list[str]:
+    req, thr, rate = summary.requests, summary.throughput, summary.rate
+    errors = ", ".join(f"{k}: {v}" for k, v in req.errors.items()) or "none"
+    offered = f"{rate.offered:.2f}" if rate.offered is not None else "closed loop"
     lines = [
-        f"requests: {req['total']} measured, {req['ok']} ok, errors: {errors}",
-        f"throughput: {_fmt(thr['requests_per_s'])} req/s, {_fmt(thr['output_tokens_per_s'])} output tok/s, "
-        f"{_fmt(thr['total_tokens_per_s'])} total tok/s over {_fmt(thr['window_s'])} s",
-        f"rate: offered {offered}, achieved {_fmt(rate['achieved'])} req/s; "
-        f"peak concurrency {summary['concurrency']['peak']}",
+        f"requests: {req.total} measured, {req.ok} ok, errors: {errors}",
+        f"throughput: {_fmt(thr.requests_per_s)} req/s, {_fmt(thr.output_tokens_per_s)} output tok/s, "
+        f"{_fmt(thr.total_tokens_per_s)} total tok/s over {_fmt(thr.window_s)} s",
+        f"rate: offered {offered}, achieved {_fmt(rate.achieved)} req/s; "
+        f"peak concurrency {summary.concurrency.peak}",
     ]
-    slo = summary.get("slo")
-    if slo:
-        limits = ", ".join(f"{k} <= {v:g}" for k, v in slo["limits"].items())
-        share = slo["share_meeting_all"]
-        verdict = "met" if slo["met"] else "NOT met"
+    slo = summary.slo
+    if slo is not None:
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in slo.limits.items())
+        share = slo.share_meeting_all
+        verdict = "met" if slo.met else "NOT met"
         lines.append(
-            f"SLO ({limits} at p{slo['percentile']:g}): {verdict}; "
+            f"SLO ({limits} at p{slo.percentile:g}): {verdict}; "
             f"{'-' if share is None else f'{share:.1%}'} of requests meet every limit; goodput "
-            f"{_fmt(slo['goodput_requests_per_s'])} req/s, {_fmt(slo['goodput_output_tokens_per_s'])} tok/s"
+            f"{_fmt(slo.goodput_requests_per_s)} req/s, {_fmt(slo.goodput_output_tokens_per_s)} tok/s"
         )
     return lines
 
 
-def print_summary(summary: dict[str, Any], title: str, run_dir: str, warnings: list[str],
+def print_summary(summary: Summary, title: str, run_dir: str, warnings: list[str],
                   notes: Sequence[str] = ()) -> None:
     console = Console()
     print_saturation(console, summary)
@@ -199,10 +200,10 @@ def print_wrapped(console: Console, line: str, style: str | None = None) -> None
     console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
 
-def print_saturation(console: Console, summary: dict[str, Any]) -> None:
+def print_saturation(console: Console, summary: Summary) -> None:
     """The saturation verdict (summary.json `saturation`), before anything else: it changes
     what every number below means."""
-    for verdict in summary.get("saturation") or []:
+    for verdict in summary.saturation or []:
         console.print(f"SATURATED: {verdict['message']}", style="bold red", highlight=False, soft_wrap=True)
 
 
@@ -243,10 +244,11 @@ def stages_table(stages: list[dict[str, Any]]) -> Table:
         if st.get("knee"):
             note = (note + "; " if note else "") + "knee: server stops keeping up"
         rows.append([str(st["index"]), load, _fmt(st.get("achieved_requests_per_s")),
-                     _fmt(st.get("output_tokens_per_s")), _fmt(st.get("ttft_p99_ms")),
+                     _fmt(st.get(OUTPUT_TOKENS_PER_S.key)), _fmt(st.get("ttft_p99_ms")),
                      "met" if st.get("slo_met") else "NOT met", note])
     table = Table(title="sweep stages", title_justify="left")
-    for i, col in enumerate(("stage", "load", "achieved req/s", "output tok/s", "TTFT p99 ms", "SLO", "note")):
+    headers = ("stage", "load", "achieved req/s", "output tok/s", f"{TTFT.label} p99 {TTFT.unit}", "SLO", "note")
+    for i, col in enumerate(headers):
         if col in ("load", "note"):
             table.add_column(col, justify="left", overflow="fold")
         else:
@@ -257,19 +259,19 @@ def stages_table(stages: list[dict[str, Any]]) -> Table:
     return table
 
 
-def paired_lines(summary: dict[str, Any]) -> list[str]:
+def paired_lines(summary: Summary) -> list[str]:
     """One line per variant and metric: paired mean difference, its CI, and the verdict."""
-    paired = summary.get("paired")
-    if not paired:
+    paired = summary.paired
+    if paired is None:
         return []
-    lines = [f"paired vs {paired['baseline']!r} (same prompts; 95 % bootstrap CI of the mean difference):"]
-    for name, comp in paired["comparisons"].items():
-        for metric, by_stat in comp["metrics"].items():
+    lines = [f"paired vs {paired.baseline!r} (same prompts; 95 % bootstrap CI of the mean difference):"]
+    for name, comp in paired.comparisons.items():
+        for metric, by_stat in comp.metrics.items():
             ci = by_stat["mean"]
-            if ci["diff"] is None:
+            if ci.diff is None:
                 continue
-            lines.append(f"  {name} {metric}: {ci['diff']:+.2f} [{_fmt(ci['low'])}, {_fmt(ci['high'])}] "
-                         f"{ci['verdict']} ({comp['pairs']} pairs)")
-        if comp.get("explanation"):
-            lines.append(f"  {name}: {comp['explanation']}")
+            lines.append(f"  {name} {metric}: {ci.diff:+.2f} [{_fmt(ci.low)}, {_fmt(ci.high)}] "
+                         f"{ci.verdict} ({comp.pairs} pairs)")
+        if comp.explanation:
+            lines.append(f"  {name}: {comp.explanation}")
     return lines

@@ -1,7 +1,7 @@
 """Run reports: report.md, a self-contained report.html, and summary.csv, from a stored run alone.
 
-Contents are built once as plain tables (`report_tables`) and rendered to each format, so
-the three files always agree. The HTML file carries its CSS inline and its figures as
+Contents are built once as plain tables (`bench.report.tables.report_tables`) and rendered
+to each format here, so the three files always agree. The HTML file carries its CSS inline and its figures as
 base64 data URIs: it opens anywhere, offline, attached to a ticket.
 """
 
@@ -16,21 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.report import figures
-
 from bench.analysis import validity
+from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
-from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag
+from bench.report import figures
+from bench.report.tables import LATENCY_ROWS, STATS, Table, client_workers_table, fmt, report_tables
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
+# Table, fmt, report_tables and client_workers_table are re-exported: the tables' public home
+# was this module, and compare renders its table with this module's renderers.
+__all__ = ["FIGURES_DIR", "FORMATS", "REPORT_HTML", "REPORT_MD", "SUMMARY_CSV", "ReportContent", "Table",
+           "build_content", "client_workers_table", "ensure_dir", "fmt", "html_head", "html_img", "html_table",
+           "markdown_table", "parse_formats", "render_csv", "render_html", "render_markdown", "report_tables",
+           "write_pngs", "write_reports", "write_text"]
+
 FORMATS = ("md", "html", "csv")
 REPORT_MD, REPORT_HTML, SUMMARY_CSV = "report.md", "report.html", "summary.csv"
 FIGURES_DIR = "figures"
-LATENCY_ROWS = (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"),
-                ("Schedule lag", "schedule_lag_ms"))
-STATS = ("count", "mean", "p50", "p90", "p95", "p99", "p99.9", "max")
 FIGURE_TITLES = {"latency_cdf": "Latency CDFs", "percentile_ladder": "Percentile ladder",
                  "timeline": "Timeline", "sweep": "Sweep: throughput and latency per stage"}
 
@@ -47,208 +51,12 @@ img{max-width:100%;border:1px solid #eee}.sig{font-weight:bold}.ns{color:#777}
 
 
 @dataclass(frozen=True)
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    numeric: bool = True  # right-align all but the first column
-
-
-@dataclass(frozen=True)
 class ReportContent:
     title: str
     warnings: list[validity.ValidityWarning]
     tables: list[Table]
     figures: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG
     notes: list[str] = field(default_factory=list)  # what the prompt source skipped or repeated
-
-
-def fmt(value: Any) -> str:
-    """Numbers for humans: 3 significant-ish decimals, thousands separated, '-' for missing."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "-"
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        if abs(value) >= 100:
-            return f"{value:.1f}"
-        return f"{value:.2f}"
-    return str(value)
-
-
-def report_tables(run: Run) -> list[Table]:
-    """Everything tabular in the report, in order."""
-    summary = run.summary
-    tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
-    for optional in (slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
-                     paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
-        if optional is not None:
-            tables.append(optional)
-    return tables
-
-
-def metadata_table(run: Run) -> Table:
-    m = run.manifest
-    load = m.scenario.get("load") or {}
-    ended = m.ended + (f" ({m.end_reason})" if m.end_reason else "")
-    rows = [
-        ["scenario", m.name],
-        ["scenario file", m.scenario_path or "-"],
-        ["model", m.model or "-"],
-        ["target", f"{m.target.get('base_url', '-')} ({m.target.get('description', '')})"],
-        ["endpoint", str(m.target.get("endpoint", "-"))],
-        ["seed", str(m.seed)],
-        ["load", _describe_load(load)],
-        ["started", m.started_at],
-        ["ended at", m.ended_at or "-"],
-        ["how it ended", ended],
-        ["bench version", m.bench_version],
-        ["run directory", str(run.path)],
-    ]
-    return Table("Run", ["field", "value"], rows, numeric=False)
-
-
-def latency_table(summary: dict[str, Any], title: str = "Latency (ms, measured requests)") -> Table:
-    rows = []
-    for label, key in LATENCY_ROWS:
-        dist = summary.get(key) or {}
-        rows.append([label, *(fmt(dist.get(stat)) for stat in STATS)])
-    return Table(title, ["metric", *STATS], rows)
-
-
-def throughput_table(summary: dict[str, Any]) -> Table:
-    thr = summary.get("throughput") or {}
-    rate = summary.get("rate") or {}
-    req = summary.get("requests") or {}
-    offered = rate.get("offered")
-    rows = [
-        ["requests measured / ok", f"{fmt(req.get('total'))} / {fmt(req.get('ok'))}"],
-        ["window (s)", fmt(thr.get("window_s"))],
-        ["requests/s", fmt(thr.get("requests_per_s"))],
-        ["output tokens/s", fmt(thr.get("output_tokens_per_s"))],
-        ["total tokens/s", fmt(thr.get("total_tokens_per_s"))],
-        ["offered rate (req/s)", fmt(offered) if offered is not None else "closed loop"],
-        ["achieved send rate (req/s)", fmt(rate.get("achieved"))],
-        ["peak concurrency", fmt((summary.get("concurrency") or {}).get("peak"))],
-    ]
-    return Table("Throughput and rate", ["quantity", "value"], rows)
-
-
-def errors_table(summary: dict[str, Any]) -> Table:
-    errors = (summary.get("requests") or {}).get("errors") or {}
-    rows = [[kind, fmt(count)] for kind, count in sorted(errors.items())] or [["none", "0"]]
-    return Table("Errors by kind", ["kind", "count"], rows)
-
-
-def client_workers_table(client: ClientInfo, requests: Any = None) -> Table | None:
-    """Load per client worker process or Ray actor (`client.workers`): an overloaded
-    generator (high CPU, loop lag) shows up here. Worker k of K sent request ids k mod K."""
-    workers = client.workers or []
-    if not workers:
-        return None
-    ids = requests["request_id"].to_numpy() % len(workers) if requests is not None and "request_id" in requests \
-        else None
-    rows = []
-    for i, w in enumerate(workers):
-        index = w.index if w.index is not None else i
-        lag, cpu, clock = w.loop_lag_ms or LoopLag(), w.cpu_percent or CpuUse(), w.clock or ClockOffset()
-        offset = (f"{clock.offset_ms:+.3f} ± {clock.uncertainty_ms:.3f}"
-                  if clock.offset_ms is not None and clock.uncertainty_ms is not None else "-")
-        where = w.host or (f"pid {w.pid}" if w.pid else "-")
-        if w.lost:
-            where += " (lost)"
-        rows.append([str(index), where, fmt(int((ids == index).sum())) if ids is not None else "-",
-                     fmt(cpu.mean), fmt(cpu.max), fmt(lag.p99), fmt(lag.max), offset])
-    return Table("Client workers (load per process or Ray actor)",
-                 ["worker", "host", "requests", "CPU mean %", "CPU max %", "loop lag p99 ms", "loop lag max ms",
-                  "clock offset ms"], rows)
-
-
-def slo_table(summary: dict[str, Any]) -> Table | None:
-    """The scenario's SLO, when it has one: limits, values at the percentile, shares, goodput."""
-    slo = summary.get("slo")
-    if not isinstance(slo, dict) or not slo.get("limits"):
-        return None
-    pct = slo.get("percentile")
-    pname = f"p{pct:g}" if isinstance(pct, (int, float)) else "p?"
-    values = slo.get("value_at_percentile") or {}
-    shares = slo.get("share_meeting") or {}
-    rows = [[metric, fmt(limit), fmt(values.get(metric)),
-             "yes" if values.get(metric) is not None and values[metric] <= limit else "NO",
-             _share(shares.get(metric))] for metric, limit in slo["limits"].items()]
-    rows.append(["all limits", "", "", "yes" if slo.get("met") else "NO", _share(slo.get("share_meeting_all"))])
-    rows.append(["goodput", "", "", "", f"{fmt(slo.get('goodput_requests_per_s'))} req/s, "
-                                        f"{fmt(slo.get('goodput_output_tokens_per_s'))} tok/s"])
-    return Table(f"SLO (limits at {pname})", ["metric", "limit", f"value at {pname}", "met", "share of requests"], rows)
-
-
-def variants_table(summary: dict[str, Any]) -> Table | None:
-    variants = summary.get("variants") or {}
-    if not variants:
-        return None
-    header = ["variant", "requests", "errors", "out tok/req p50", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
-              "E2E p50", "E2E p99"]
-    rows = []
-    for name in sorted(variants):
-        v = variants[name]
-        req = v.get("requests") or {}
-        rows.append([name, fmt(req.get("total")), fmt(sum((req.get("errors") or {}).values())),
-                     fmt((v.get("output_tokens_per_request") or {}).get("p50")),
-                     *(fmt((v.get(m) or {}).get(p)) for m, p in (("ttft_ms", "p50"), ("ttft_ms", "p99"),
-                                                                 ("tpot_ms", "p50"), ("tpot_ms", "p99"),
-                                                                 ("e2e_ms", "p50"), ("e2e_ms", "p99")))])
-    return Table("Per variant (ms)", header, rows)
-
-
-def paired_table(summary: dict[str, Any]) -> Table | None:
-    """The per-prompt paired comparison of variants (summary["paired"], from bench.analysis.paired)."""
-    paired = summary.get("paired")
-    if not isinstance(paired, dict) or not paired.get("comparisons"):
-        return None
-    base = paired.get("baseline", "?")
-    rows = []
-    for name, comp in sorted(paired["comparisons"].items()):
-        for metric, by_stat in (comp.get("metrics") or {}).items():
-            for stat, ci in by_stat.items():
-                rows.append([f"{name} vs {base}", metric, stat, fmt(ci.get("a")), fmt(ci.get("b")),
-                             f"{fmt(ci.get('diff'))} [{fmt(ci.get('low'))}, {fmt(ci.get('high'))}]",
-                             str(ci.get("verdict", "-"))])
-        if comp.get("explanation"):
-            rows.append([f"{name} vs {base}", "note", "", "", "", "", str(comp["explanation"])])
-    return Table("Paired variant comparison (same prompts; simultaneous bootstrap CIs)",
-                 ["variants", "metric", "stat", "baseline", "variant", "diff [CI]", "verdict"], rows)
-
-
-def _share(value: Any) -> str:
-    return "-" if not isinstance(value, (int, float)) else f"{value:.1%}"
-
-
-def stages_table(summary: dict[str, Any], declared: Sequence[dict[str, Any]] = ()) -> Table | None:
-    """One row per stage; the offered rate comes from the run's stage list when the summary lacks it."""
-    stages = summary.get("stages") or {}
-    if len(stages) < 2:
-        return None
-    header = ["stage", "requests", "errors", "offered/s", "sent/s", "done/s", "out tok/s",
-              "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "E2E p99"]
-    rows = []
-    for i, key in enumerate(sorted(stages, key=lambda k: (len(k), k))):
-        s = stages[key]
-        req, thr, rate = s.get("requests") or {}, s.get("throughput") or {}, s.get("rate") or {}
-        info = declared[i] if i < len(declared) and isinstance(declared[i], dict) else {}
-        offered = rate.get("offered") if rate.get("offered") is not None else info.get("rate")
-        rows.append([key, fmt(req.get("total")), fmt(sum((req.get("errors") or {}).values())),
-                     fmt(offered), fmt(rate.get("achieved")), fmt(thr.get("requests_per_s")),
-                     fmt(thr.get("output_tokens_per_s")),
-                     *(fmt((s.get(m) or {}).get(p)) for m, p in (("ttft_ms", "p50"), ("ttft_ms", "p99"),
-                                                                  ("tpot_ms", "p50"), ("tpot_ms", "p99"),
-                                                                  ("e2e_ms", "p99")))])
-    return Table("Per stage", header, rows)
 
 
 def build_content(run: Run, with_figures: bool = True) -> ReportContent:
@@ -366,48 +174,35 @@ def html_img(png: bytes, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
 
 
-def render_csv(summary: dict[str, Any]) -> str:
+def render_csv(summary: Summary) -> str:
     """Long format, one value per line: `scope, metric, statistic, value` (scope: all or stage N)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["scope", "metric", "statistic", "value"])
     _csv_scope(writer, "all", summary)
-    for key, stage in sorted((summary.get("stages") or {}).items(), key=lambda kv: (len(kv[0]), kv[0])):
+    for key, stage in sorted(summary.stages.items(), key=lambda kv: (len(kv[0]), kv[0])):
         _csv_scope(writer, f"stage {key}", stage)
     return buf.getvalue()
 
 
-def _csv_scope(writer: Any, scope: str, summary: dict[str, Any]) -> None:
-    for _label, key in LATENCY_ROWS:
+def _csv_scope(writer: Any, scope: str, summary: Summary) -> None:
+    for metric in LATENCY_ROWS:
+        dist = summary.metric(metric)
         for stat in STATS:
-            writer.writerow([scope, key, stat, _csv_value((summary.get(key) or {}).get(stat))])
-    for section in ("throughput", "rate", "concurrency"):
-        for stat, value in (summary.get(section) or {}).items():
+            writer.writerow([scope, metric.summary_key, stat, _csv_value(dist.stat(stat))])
+    for section, values in (("throughput", summary.throughput.to_json()), ("rate", summary.rate.to_json()),
+                            ("concurrency", summary.concurrency.to_json())):
+        for stat, value in values.items():
             writer.writerow([scope, section, stat, _csv_value(value)])
-    req = summary.get("requests") or {}
-    writer.writerow([scope, "requests", "total", _csv_value(req.get("total"))])
-    writer.writerow([scope, "requests", "ok", _csv_value(req.get("ok"))])
-    for kind, count in sorted((req.get("errors") or {}).items()):
+    req = summary.requests
+    writer.writerow([scope, "requests", "total", _csv_value(req.total)])
+    writer.writerow([scope, "requests", "ok", _csv_value(req.ok)])
+    for kind, count in sorted(req.errors.items()):
         writer.writerow([scope, "errors", kind, count])
 
 
 def _csv_value(value: Any) -> str:
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
-
-
-def _describe_load(load: dict[str, Any]) -> str:
-    parts = []
-    if load.get("rate") is not None:
-        parts.append(f"open loop, {load['rate']:g} req/s {load.get('arrival', '')}".rstrip())
-    if load.get("concurrency") is not None:
-        parts.append(f"closed loop, concurrency {load['concurrency']}")
-    for key in ("max_concurrency", "duration", "max_requests"):
-        if load.get(key) is not None:
-            parts.append(f"{key} {load[key]}")
-    warm = load.get("warmup") or {}
-    if warm.get("requests") or warm.get("seconds"):
-        parts.append(f"warmup {warm.get('requests') or 0} requests / {warm.get('seconds') or 0:g} s")
-    return ", ".join(parts) or "-"
 
 
 def write_pngs(pngs: dict[str, bytes], directory: Path) -> list[Path]:

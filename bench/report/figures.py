@@ -20,18 +20,19 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.report import plots
 from bench.errors import BenchInputError
+from bench.metrics import catalogue
+from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, Scope
+from bench.report import plots
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-LATENCY = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
+LATENCY = tuple(m.key for m in catalogue.PLOTTED)  # every latency figure's metrics, in this order
 FORMATS = ("png", "svg")
 DPI = 100
 # A stage saturates when its achieved throughput falls this far below the offered rate.
 SATURATION_SHORTFALL = 0.05
-_SLO_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
 
 
 # --- data for the plots -----------------------------------------------------------------
@@ -54,35 +55,26 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     return labels
 
 
-def measured_ok(run: Run) -> pd.DataFrame:
-    req = run.requests
-    return req[(req["phase"] == "measure") & (req["status"] == "ok")]
-
-
 def run_samples(run: Run) -> dict[str, np.ndarray]:
-    """The measured samples behind each latency metric (ok requests; ITL: pooled gaps)."""
-    ok = measured_ok(run)
-    out = {m: ok[m].to_numpy(dtype="float64", na_value=np.nan) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
-    out["itl_ms"] = run.itl["itl_ms"].to_numpy(dtype="float64")
-    return {m: out[m] for m in LATENCY}
+    """The samples behind each plotted metric (by key): the counted requests' values; ITL:
+    their pooled gaps."""
+    return _samples(run.requests, run.itl)
+
+
+def _samples(requests: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {m.key: gaps[m.key].to_numpy(dtype="float64") if m.scope is Scope.GAPS
+            else catalogue.request_values(m, requests) for m in catalogue.PLOTTED}
 
 
 def variant_samples(run: Run) -> dict[str, dict[str, np.ndarray]]:
     """run_samples split by sampling variant ({} when the run has no variants)."""
-    ok = measured_ok(run)
+    ok = catalogue.counted(run.requests)
     names = sorted(v for v in ok["variant"].dropna().unique().tolist() if v)
     if len(names) < 2:
         return {}
     gaps = run.itl
-    by_request = ok.set_index("request_id")["variant"]
-    gap_variant = gaps["request_id"].map(by_request)
-    out = {}
-    for name in names:
-        rows = ok[ok["variant"] == name]
-        sample = {m: rows[m].to_numpy(dtype="float64", na_value=np.nan) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
-        sample["itl_ms"] = gaps.loc[gap_variant == name, "itl_ms"].to_numpy(dtype="float64")
-        out[name] = {m: sample[m] for m in LATENCY}
-    return out
+    gap_variant = gaps["request_id"].map(ok.set_index("request_id")["variant"])
+    return {name: _samples(ok[ok["variant"] == name], gaps[gap_variant == name]) for name in names}
 
 
 def stage_frame(run: Run) -> pd.DataFrame | None:
@@ -92,32 +84,30 @@ def stage_frame(run: Run) -> pd.DataFrame | None:
     `rate`, `offered_rate` or `offered`), else from the stage summary, else it is the
     achieved send rate (and the saturation test is skipped for that stage).
     """
-    stages: dict[str, Any] = run.summary.get("stages") or {}
+    stages = run.summary.stages
     if len(stages) < 2:
         return None
     declared = list(run.manifest.stages or [])
     rows = []
     for i, (key, summ) in enumerate(sorted(stages.items(), key=lambda kv: _stage_order(kv[0]))):
         info = declared[i] if i < len(declared) and isinstance(declared[i], dict) else {}
-        rate = summ.get("rate") or {}
-        offered = _first_number(info, ("rate", "offered_rate", "offered")) or rate.get("offered")
-        thr = summ.get("throughput") or {}
+        offered = _first_number(info, ("rate", "offered_rate", "offered")) or summ.rate.offered
         row: dict[str, Any] = {
             "stage": key,
-            "offered_rate": offered if offered is not None else rate.get("achieved"),
+            "offered_rate": offered if offered is not None else summ.rate.achieved,
             "offered_known": offered is not None,
-            "achieved_rate": rate.get("achieved"),
-            "requests_per_s": thr.get("requests_per_s"),
-            "output_tokens_per_s": thr.get("output_tokens_per_s"),
+            "achieved_rate": summ.rate.achieved,
+            REQUESTS_PER_S.key: summ.throughput.requests_per_s,
+            OUTPUT_TOKENS_PER_S.key: summ.throughput.output_tokens_per_s,
             "saturated": bool(info.get("saturated", False)),
             "knee": bool(info.get("knee", False)),
-            "requests": (summ.get("requests") or {}).get("total"),
-            "errors": sum((summ.get("requests") or {}).get("errors", {}).values()),
+            "requests": summ.requests.total,
+            "errors": sum(summ.requests.errors.values()),
         }
-        for metric in LATENCY:
-            dist = summ.get(metric) or {}
+        for metric in catalogue.PLOTTED:
+            dist = summ.metric(metric)
             for pname in ("p50", "p90", "p99"):
-                row[f"{metric}.{pname}"] = dist.get(pname)
+                row[f"{metric.key}.{pname}"] = dist.stat(pname)
         rows.append(row)
     frame = pd.DataFrame(rows)
     numeric = [c for c in frame.columns if c not in ("stage", "offered_known", "saturated", "knee")]
@@ -138,14 +128,14 @@ def saturation_row(stages: pd.DataFrame) -> int | None:
     if "knee" in stages and stages["knee"].any():
         return int(stages.index[stages["knee"].to_numpy(dtype=bool)][0])  # bench sweep marked it
     best = 0.0
-    for i, row in stages.iterrows():
+    for i, row in zip(range(len(stages)), stages.to_dict("records"), strict=True):  # a RangeIndex
         if row["saturated"]:
-            return int(i)
-        if not (row["offered_known"] and np.isfinite(row["requests_per_s"]) and row["offered_rate"] > 0):
+            return i
+        if not (row["offered_known"] and np.isfinite(row[REQUESTS_PER_S.key]) and row["offered_rate"] > 0):
             continue
-        efficiency = row["requests_per_s"] / row["offered_rate"]
+        efficiency = row[REQUESTS_PER_S.key] / row["offered_rate"]
         if best > 0 and efficiency < (1.0 - SATURATION_SHORTFALL) * best:
-            return int(i)
+            return i
         best = max(best, efficiency)
     return None
 
@@ -154,14 +144,15 @@ def slo_limits(scenario: Mapping[str, Any]) -> dict[str, tuple[float, str]]:
     """SLO limits from a scenario's `slo` section, tolerant of its absence and of its shape.
 
     Accepts `slo: {ttft_ms: 500, tpot_ms: {limit: 50, percentile: p99}, percentile: 90}` and
-    the like; the default percentile is p99. Returns {metric: (limit, "pNN")}.
+    the like, for the catalogue's SLO metrics; the default percentile is p99. Returns
+    {metric key: (limit, "pNN")}.
     """
     slo = scenario.get("slo")
     if not isinstance(slo, Mapping):
         return {}
     default = _pname(slo.get("percentile", 99))
     out: dict[str, tuple[float, str]] = {}
-    for metric in _SLO_METRICS:
+    for metric in catalogue.SLO_KEYS:
         spec = slo.get(metric)
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
             out[metric] = (float(spec), default)
@@ -237,8 +228,8 @@ def sweep_figure(run: Run) -> Figure | None:
     if stages is None:
         return None
     knee_i = saturation_row(stages)
-    knee_rate = float(stages.loc[knee_i, "offered_rate"]) if knee_i is not None else None
-    knee_thr = float(stages.loc[knee_i, "requests_per_s"]) if knee_i is not None else None
+    knee_rate = float(stages["offered_rate"].to_numpy(dtype="float64")[knee_i]) if knee_i is not None else None
+    knee_thr = float(stages[REQUESTS_PER_S.key].to_numpy(dtype="float64")[knee_i]) if knee_i is not None else None
     slos = slo_limits(run.manifest.scenario)
     fig = new_figure(11, 11)
     grid = fig.subplots(3, 2)

@@ -17,10 +17,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from bench.metrics import frames as metrics
+from bench.metrics import derive
+from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, STATUS_OK, TTFT, by_key
 
-LABELS = {"ttft_ms": "TTFT (ms)", "itl_ms": "ITL (ms)", "tpot_ms": "TPOT (ms)", "e2e_ms": "E2E (ms)",
-          "schedule_lag_ms": "schedule lag (ms)", "output_tokens_per_s": "output tokens/s per request"}
 # HdrHistogram-style ladder: x = 1 / (1 - p).
 LADDER_TICKS = {2.0: "p50", 10.0: "p90", 100.0: "p99", 1e3: "p99.9", 1e4: "p99.99"}
 LADDER_MAX_X = 1e4
@@ -30,7 +29,9 @@ LOG_SCALE_SPAN = 20.0  # a y range wider than this factor is drawn on a log scal
 
 
 def label(metric: str) -> str:
-    return LABELS.get(metric, metric)
+    """The axis label of a per-request metric, by its catalogue key; KeyError for a key the
+    catalogue lacks (a plot names metrics only through the catalogue)."""
+    return by_key(metric).heading
 
 
 def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
@@ -85,7 +86,7 @@ def plot_ladder(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None
 
 def plot_in_flight(ax: Axes, requests: pd.DataFrame) -> None:
     """Requests in flight over time, with failed requests marked where they ended."""
-    steps = metrics.in_flight_over_time(requests)
+    steps = derive.in_flight_over_time(requests)
     if not steps.empty:
         ax.step(steps["t_s"], steps["in_flight"], where="post", linewidth=0.8)
     _mark_errors(ax, requests)
@@ -94,7 +95,7 @@ def plot_in_flight(ax: Axes, requests: pd.DataFrame) -> None:
 
 
 def plot_token_rate(ax: Axes, rate: pd.DataFrame, bin_s: float = 1.0) -> None:
-    """Output tokens per second, in `bin_s` bins (`metrics.token_rate`, or `Run.token_rate`)."""
+    """Output tokens per second, in `bin_s` bins (`scan.token_rate`, or `Run.token_rate`)."""
     if not rate.empty:
         ax.bar(rate["t_s"], rate["tokens_per_s"], width=bin_s, align="edge", alpha=0.7)
     ax.set_ylabel(f"output tok/s ({bin_s:g} s bins)")
@@ -103,13 +104,13 @@ def plot_token_rate(ax: Axes, rate: pd.DataFrame, bin_s: float = 1.0) -> None:
 
 def plot_ttft_over_time(ax: Axes, requests: pd.DataFrame) -> None:
     """TTFT of each request at its send time; warmup greyed, errors marked on the axis."""
-    ok = requests[requests["status"] == "ok"]
+    ok = requests[requests["status"] == STATUS_OK]  # warmup too, greyed: not the counted filter
     warm = ok["phase"] == "warmup"
-    ax.scatter(ok.loc[~warm, "sent_s"], ok.loc[~warm, "ttft_ms"], s=4, alpha=0.6, label="measured")
+    ax.scatter(ok.loc[~warm, "sent_s"], ok.loc[~warm, TTFT.key], s=4, alpha=0.6, label="measured")
     if warm.any():
-        ax.scatter(ok.loc[warm, "sent_s"], ok.loc[warm, "ttft_ms"], s=4, alpha=0.6, color="grey", label="warmup")
+        ax.scatter(ok.loc[warm, "sent_s"], ok.loc[warm, TTFT.key], s=4, alpha=0.6, color="grey", label="warmup")
     _mark_errors(ax, requests)
-    ax.set_ylabel(label("ttft_ms"))
+    ax.set_ylabel(TTFT.heading)
     ax.set_xlabel("time since run start (s)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="upper left")
@@ -148,12 +149,12 @@ def plot_throughput_vs_offered(ax: Axes, stages: pd.DataFrame, knee: float | Non
     `stages`: one row per stage with `offered_rate`, `requests_per_s`, `output_tokens_per_s`.
     """
     x = stages["offered_rate"]
-    ax.plot(x, stages["requests_per_s"], marker="o", label="achieved req/s")
+    ax.plot(x, stages[REQUESTS_PER_S.key], marker="o", label="achieved req/s")
     finite = x[np.isfinite(x.astype("float64"))]
     if not finite.empty:
         ax.plot([0, finite.max()], [0, finite.max()], linestyle=":", color="grey", label="offered = achieved")
     twin = ax.twinx()
-    twin.plot(x, stages["output_tokens_per_s"], marker="s", color="tab:orange", label="output tok/s")
+    twin.plot(x, stages[OUTPUT_TOKENS_PER_S.key], marker="s", color="tab:orange", label="output tok/s")
     twin.set_ylabel("output tokens/s")
     twin.set_ylim(bottom=0)  # both axes from zero, or the two curves' shapes mislead
     ax.set_ylim(bottom=0)
@@ -173,7 +174,7 @@ def plot_latency_vs_throughput(ax: Axes, stages: pd.DataFrame, metric: str,
 
     `stages` has columns `requests_per_s` and `<metric>.p50` etc.; `slo` is (limit, percentile).
     """
-    x = stages["requests_per_s"]
+    x = stages[REQUESTS_PER_S.key]
     drawn = []
     for pname in ("p50", "p90", "p99"):
         column = f"{metric}.{pname}"
@@ -195,7 +196,7 @@ def plot_latency_vs_throughput(ax: Axes, stages: pd.DataFrame, metric: str,
 
 
 def _mark_errors(ax: Axes, requests: pd.DataFrame) -> None:
-    failed = requests[requests["status"] != "ok"]
+    failed = requests[requests["status"] != STATUS_OK]
     if failed.empty:
         return
     ends = failed["end_s"].fillna(failed["sent_s"])

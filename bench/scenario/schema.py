@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, create_model, field_validator, model_validator
+
+from bench.metric_catalogue import SLO, SLO_KEYS
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -330,19 +332,22 @@ class Load(Strict):
         return self
 
 
-class Slo(Strict):
+class _SloBase(Strict):
     """Latency limits; a request meets the SLO when it meets every limit given."""
 
-    ttft_ms: PositiveFloat | None = None
-    tpot_ms: PositiveFloat | None = None
-    e2e_ms: PositiveFloat | None = None
-    percentile: Annotated[float, Field(gt=0, lt=100)] = 99.0
-
     @model_validator(mode="after")
-    def _some(self) -> Slo:
-        if self.ttft_ms is None and self.tpot_ms is None and self.e2e_ms is None:
-            raise ValueError("give at least one of ttft_ms, tpot_ms, e2e_ms")
+    def _some(self) -> _SloBase:
+        if all(getattr(self, key) is None for key in SLO_KEYS):
+            raise ValueError(f"give at least one of {', '.join(SLO_KEYS)}")
         return self
+
+
+# One optional limit per SLO metric of the catalogue (bench.metric_catalogue), in its unit,
+# then the percentile the limits hold at.
+_SLO_FIELDS: dict[str, Any] = {
+    m.key: (PositiveFloat | None, Field(default=None, description=f"Limit on {m.label} ({m.unit}).")) for m in SLO}
+_SLO_FIELDS["percentile"] = (Annotated[float, Field(gt=0, lt=100)], 99.0)
+Slo = create_model("Slo", __base__=_SloBase, __doc__=_SloBase.__doc__, **_SLO_FIELDS)
 
 
 class RaySettings(Strict):
@@ -370,7 +375,7 @@ class Scenario(Strict):
         description="Named sampling overrides; every prompt is sent once per variant (paired).",
     )
     load: Load
-    slo: Slo | None = None
+    slo: Slo | None = None  # type: ignore[valid-type]
     ray: RaySettings | None = Field(default=None, description="Run the load from a Ray cluster's actors.")
 
 

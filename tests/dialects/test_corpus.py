@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.metrics import frames as metrics
+from bench.metrics import scan
 from bench.analysis.results import Run
 from benchtest import run_in_process
 from dialects.case import KINDS, UNCHECKED, Case
@@ -65,7 +65,7 @@ def _observe(run: Run, names: list[str]) -> Iterator[tuple[str, Observed]]:
     requests = run.requests
     chunks = run.chunks
     # ITL gaps of every request, failed ones included: the truth says what arrived before the failure.
-    gaps = metrics.itl_gaps(chunks)
+    gaps = scan.scan_frame(chunks, requests["request_id"], times=True).gaps.frame()
     for _, row in requests.iterrows():
         rid = row["request_id"]
         mine = chunks[chunks["request_id"] == rid]
@@ -165,7 +165,7 @@ def test_every_case_was_requested_once(corpus: Corpus) -> None:
 @pytest.mark.parametrize("group", sorted({case.group for case in ALL}), ids=lambda g: f"{g[0]}-n{g[1]}")
 def test_failed_requests_are_counted_as_errors_and_left_out_of_latency(corpus: Corpus, group: tuple[str, int]) -> None:
     cases = [case for case in ALL if case.group == group]
-    summary = corpus.runs[group].summary
+    summary = corpus.runs[group].summary.to_json()
     kinds = Counter(case.truth.error_kind for case in cases if case.truth.status == "error")
     assert summary["requests"]["errors"] == dict(sorted(kinds.items()))
     ok = [case for case in cases if case.truth.status == "ok"]

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bench.analysis.summary_model import Concurrency, Rate, RequestCounts, Summary, Throughput
 from bench.commands.cli import main
+from bench.metrics.distribution import Distribution
 from bench.report.console import STATS, stages_table, summary_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +37,9 @@ SUMMARY = {
 def _render(width: int) -> str:
     out = StringIO()
     console = Console(file=out, width=width)
-    console.print(summary_table(SUMMARY, "run-20261130-000000: gemma-3-270m (completed)", console.width))
+    summary = Summary({key: Distribution.from_json(dist) for key, dist in SUMMARY.items()}, RequestCounts(0, 0, {}),
+                      Throughput(None, None, None, None), Rate(None, None), Concurrency(0))
+    console.print(summary_table(summary, "run-20261130-000000: gemma-3-270m (completed)", console.width))
     return out.getvalue()
 
 

@@ -76,7 +76,7 @@ def test_kill_9_loses_nothing_finished_and_the_run_recovers(scenario_dir, capsys
     assert run.manifest.ended == "running"  # it never got to say otherwise
     assert len(run.requests) == lines >= 6
     assert run.requests["ttft_ms"].notna().all()
-    assert run.summary["requests"]["total"] == lines
+    assert run.summary.to_json()["requests"]["total"] == lines
     from bench.commands.cli import main
 
     assert main(["summary", str(out), "--json"]) == 0

@@ -63,8 +63,8 @@ def test_ray_run_matches_a_local_run(local_ray, scenario_dir):
     merged = local.requests.merge(remote.requests, on="request_id", suffixes=("_l", "_r"))
     assert np.allclose(merged["scheduled_s_l"], merged["scheduled_s_r"])
     assert (merged["prompt_index_l"] == merged["prompt_index_r"]).all()
-    offered = remote.summary["rate"]["offered"]
-    rate_l, rate_r = local.summary["rate"]["achieved"], remote.summary["rate"]["achieved"]
+    offered = remote.summary.to_json()["rate"]["offered"]
+    rate_l, rate_r = local.summary.to_json()["rate"]["achieved"], remote.summary.to_json()["rate"]["achieved"]
     assert abs(rate_r - rate_l) / rate_l < 0.05 and abs(rate_r - offered) / offered < 0.05
     client = remote.manifest.client
     assert client.worker_count == 2 and client.ray is not None and client.ray.started_local is False

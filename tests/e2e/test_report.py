@@ -80,7 +80,7 @@ def test_report_contents_agree_with_the_summary(run_dir):
     run = bench.load_run(run_dir)
     md = (run_dir / "report.md").read_text()
     html = (run_dir / "report.html").read_text()
-    errors = run.summary["requests"]["errors"]
+    errors = run.summary.to_json()["requests"]["errors"]
     assert errors.get("http_500", 0) >= 5
     for text in (md, html):
         assert "rep" in text and "sim-small" in text and "completed" in text
@@ -88,14 +88,14 @@ def test_report_contents_agree_with_the_summary(run_dir):
         assert "http_500" in text
         for label in ("TTFT", "ITL", "TPOT", "E2E", "Schedule lag"):
             assert label in text
-        assert report.fmt(run.summary["ttft_ms"]["p50"]) in text
+        assert report.fmt(run.summary.to_json()["ttft_ms"]["p50"]) in text
     assert "![latency_cdf](figures/latency_cdf.png)" in md
     rows = list(csv.DictReader(io.StringIO((run_dir / "summary.csv").read_text())))
     value = {(r["scope"], r["metric"], r["statistic"]): r["value"] for r in rows}
-    assert float(value[("all", "tpot_ms", "p99")]) == pytest.approx(run.summary["tpot_ms"]["p99"])
+    assert float(value[("all", "tpot_ms", "p99")]) == pytest.approx(run.summary.to_json()["tpot_ms"]["p99"])
     assert int(value[("all", "errors", "http_500")]) == errors["http_500"]
     assert float(value[("all", "throughput", "output_tokens_per_s")]) == pytest.approx(
-        run.summary["throughput"]["output_tokens_per_s"])
+        run.summary.to_json()["throughput"]["output_tokens_per_s"])
 
 
 def test_bench_plot_writes_png_and_svg_for_one_and_several_runs(run_dir, tmp_path):

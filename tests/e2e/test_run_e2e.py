@@ -98,7 +98,7 @@ def test_poisson_50_per_s_for_20_s_holds_rate_and_schedule(scenario_dir):
             "requests": {"synthetic": {"prompt_tokens": 16, "output_tokens": 16}},
             "load": {"rate": 50, "arrival": "poisson", "duration": 20},
         })
-    summary = result.run.summary
+    summary = result.run.summary.to_json()
     print(summary["rate"], summary["schedule_lag_ms"])
     assert summary["requests"]["ok"] == summary["requests"]["total"] == 1000
     assert summary["rate"]["achieved"] == pytest.approx(50, rel=0.05)
@@ -129,5 +129,5 @@ def test_injected_faults_become_error_records_and_the_run_completes(scenario_dir
     ok = req[req["status"] == "ok"]
     assert len(ok) + sum(counts.values()) == 60
     assert (ok["output_tokens"] == 24).all() and ok["ttft_ms"].notna().all()
-    assert run.summary["requests"]["errors"] == {k: int(v) for k, v in sorted(counts.items())}
+    assert run.summary.to_json()["requests"]["errors"] == {k: int(v) for k, v in sorted(counts.items())}
     assert kinds.notna().sum() == sum(counts.values())

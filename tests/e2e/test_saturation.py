@@ -66,7 +66,7 @@ def test_three_times_capacity_is_called_saturated_first_and_stopped_early(scenar
     onset_truth = queue_onset(truth, run.manifest.t0_perf_counter, last_send)
     warnings = validity.check(run)
     assert warnings[0].code == "saturated", [w.message for w in warnings]
-    verdict = run.summary["saturation"][0]
+    verdict = run.summary.to_json()["saturation"][0]
     assert warnings[0].message == verdict["message"]
     assert verdict["message"].startswith(f"server saturated from t={verdict['start_s']:.1f}s: arrivals ")
     print(f"capacity {CAPACITY:.2f}/s; onset truth {onset_truth:.2f} s, verdict {verdict['start_s']:.2f} s, "
@@ -102,7 +102,7 @@ def test_saturation_from_the_second_stage_is_dated_from_the_queue_and_said_first
     assert code == 0 and run.manifest.ended == "completed"
     last_send = float(run.requests["sent_s"].max())
     assert last_send > 13.0  # not stopped: the flag is off by default
-    [verdict] = run.summary["saturation"]
+    [verdict] = run.summary.to_json()["saturation"]
     onset_truth = queue_onset(truth, run.manifest.t0_perf_counter, last_send)
     print(f"onset truth {onset_truth:.2f} s; {verdict}")
     assert verdict["stage"] == 1 and 4.0 < onset_truth < 8.0
@@ -110,7 +110,7 @@ def test_saturation_from_the_second_stage_is_dated_from_the_queue_and_said_first
     # The verdict is the console summary's first line, before the table, and summary.json's first key.
     assert out.lstrip().splitlines()[0] == f"SATURATED: {verdict['message']}"
     assert verdict["message"].startswith("stage 1: server saturated from t=")
-    assert list(run.summary)[0] == "saturation"
+    assert list(run.summary.to_json())[0] == "saturation"
 
 
 def test_half_capacity_is_not_saturated(scenario_dir, capsys):

@@ -91,7 +91,7 @@ def test_the_run_completes_with_one_record_per_request_and_no_retries(chat_run):
     recorded = Counter(req.loc[req["behaviour"] != "close_early", "behaviour"])
     assert sent == recorded, (sent - recorded, recorded - sent)
     errors = req["error_kind"].dropna().value_counts().to_dict()
-    assert result.run.summary["requests"]["errors"] == {k: int(v) for k, v in sorted(errors.items())}
+    assert result.run.summary.to_json()["requests"]["errors"] == {k: int(v) for k, v in sorted(errors.items())}
 
 
 @pytest.mark.parametrize("behaviour", sorted(EXPECTED))

@@ -14,12 +14,11 @@ import pandas as pd
 import pytest
 
 from bench.analysis import summary as aggregate
-
-from bench.metrics import frames as metrics
-
 from bench.analysis import validity
 from bench.analysis.results import Run
 from bench.errors import ValidityWarning
+from bench.metrics import derive as metrics
+from bench.metrics.scan import TOKEN_KINDS
 from bench.store import SCHEMA_VERSION, ClientInfo, Manifest, WorkerInfo
 
 
@@ -183,13 +182,13 @@ def _outputs_run(cases: list[tuple[str, str, list[str], int | None]]) -> Run:
     kinds = [k for c in cases for k in c[2]]
     t = raw["sent_s"].to_numpy()[ids] + 0.05 + 0.001 * np.arange(len(ids))
     chunks = pd.DataFrame({"request_id": np.asarray(ids, dtype="int64"), "t_s": t,
-                           "kind": pd.Categorical(kinds, categories=["role", *metrics.TOKEN_KINDS, "usage", "other"]),
+                           "kind": pd.Categorical(kinds, categories=["role", *TOKEN_KINDS, "usage", "other"]),
                            "tokens": pd.array([1] * len(ids), dtype="Int32"), "choice": np.zeros(len(ids), "int32")})
     requests = metrics.per_request(raw, chunks)
     return Run(base.path, base.manifest, requests, chunks, aggregate.summarize(requests, chunks, 10.0))
 
 
-@pytest.mark.parametrize("kind", metrics.TOKEN_KINDS)
+@pytest.mark.parametrize("kind", TOKEN_KINDS)
 def test_ok_requests_without_any_output_are_flagged(kind):
     run = _outputs_run([
         ("measure", "ok", ["role", "content", "content", "usage"], 2),
@@ -203,7 +202,7 @@ def test_ok_requests_without_any_output_are_flagged(kind):
     warnings = [w for w in validity.check(run) if w.code == "empty_ok"]
     assert len(warnings) == 1
     assert warnings[0].message.startswith("2 of 5 requests marked ok produced no output at all (no "
-                                          + "/".join(metrics.TOKEN_KINDS) + " chunk and no completion tokens)")
+                                          + "/".join(TOKEN_KINDS) + " chunk and no completion tokens)")
     assert "empty_ok" not in codes(make_run())
 
 

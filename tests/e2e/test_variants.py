@@ -34,7 +34,7 @@ def test_each_variant_gets_the_same_prompts_in_shuffled_blocks(scenario_dir):
     assert 0 < (first == "short").sum() < len(first)
     tokens = req.groupby("variant")["output_tokens"].unique()
     assert list(tokens["short"]) == [16] and list(tokens["long"]) == [48]
-    summary = result.run.summary
+    summary = result.run.summary.to_json()
     assert set(summary["variants"]) == {"short", "long"}
     assert summary["variants"]["long"]["e2e_ms"]["p50"] > 2 * summary["variants"]["short"]["e2e_ms"]["p50"]
 
@@ -46,7 +46,7 @@ def test_variant_flag_parsing():
 
 
 def _paired(result, metric):
-    comp = next(iter(result.run.summary["paired"]["comparisons"].values()))
+    comp = next(iter(result.run.summary.to_json()["paired"]["comparisons"].values()))
     return comp, comp["metrics"][metric]["mean"]
 
 
@@ -55,7 +55,7 @@ def test_max_tokens_variants_differ_in_e2e_not_tpot(scenario_dir):
     comp, e2e = _paired(result, "e2e_ms")
     _, tpot = _paired(result, "tpot_ms")
     _, length = _paired(result, "output_tokens")
-    assert result.run.summary["paired"]["baseline"] == "long"
+    assert result.run.summary.to_json()["paired"]["baseline"] == "long"
     assert e2e["significant"] and e2e["diff"] < 0  # short is faster end to end ...
     assert not tpot["significant"]  # ... but not per token
     assert length["significant"] and length["diff"] == -192
@@ -64,7 +64,7 @@ def test_max_tokens_variants_differ_in_e2e_not_tpot(scenario_dir):
 
 def test_identical_variants_show_nothing_significant(scenario_dir):
     result = _variant_run(scenario_dir, {"a": {"max_tokens": 48}, "b": {"max_tokens": 48}}, max_requests=120)
-    comp = next(iter(result.run.summary["paired"]["comparisons"].values()))
+    comp = next(iter(result.run.summary.to_json()["paired"]["comparisons"].values()))
     for metric, by_stat in comp["metrics"].items():
         for stat, ci in by_stat.items():
             assert not ci["significant"], (metric, stat, ci)

@@ -60,7 +60,7 @@ def test_two_workers_give_the_same_run_as_one(scenario_dir):
     merged = one.requests.merge(two.requests, on="request_id", suffixes=("_1", "_2"))
     assert (merged["prompt_index_1"] == merged["prompt_index_2"]).all()
     assert np.allclose(merged["scheduled_s_1"], merged["scheduled_s_2"])
-    rate1, rate2 = one.summary["rate"]["achieved"], two.summary["rate"]["achieved"]
+    rate1, rate2 = one.summary.to_json()["rate"]["achieved"], two.summary.to_json()["rate"]["achieved"]
     assert abs(rate2 - rate1) / rate1 < 0.05
     assert one.manifest.client.workers is None
     workers = two.manifest.client.workers or []

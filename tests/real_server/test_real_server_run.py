@@ -87,8 +87,8 @@ def test_real_server_concurrency_4_with_stop_variant(tmp_path, llama):
     assert (stopped["finish_reason"] == "stop").sum() >= 4
     plain = req[req["variant"] == "plain"]
     assert stopped["output_tokens"].mean() < plain["output_tokens"].mean()
-    assert run.summary["concurrency"]["peak"] == 4
-    assert set(run.summary["variants"]) == {"plain", "stop"}
+    assert run.summary.to_json()["concurrency"]["peak"] == 4
+    assert set(run.summary.to_json()["variants"]) == {"plain", "stop"}
 
 
 def _common_checks(run) -> None:

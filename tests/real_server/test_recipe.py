@@ -97,7 +97,7 @@ def test_readme_recipe_completes_without_timeouts_in_two_minutes(tmp_path: Path)
     run_dirs = list((tmp_path / "results").iterdir())
     assert len(run_dirs) == 1, run_dirs
     run = load_run(run_dirs[0])
-    req, summary, load = run.requests, run.summary, scenario.load
+    req, summary, load = run.requests, run.summary.to_json(), scenario.load
     assert run.manifest.ended == "completed"
     # Every request, warm-up included: ok, no error of any kind (timeouts are errors).
     assert (req["status"] == "ok").all() and req["error_kind"].isna().all(), req["error_message"].dropna().tolist()

@@ -4,6 +4,7 @@ straightforward pandas computation."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from array import array
 from pathlib import Path
@@ -13,12 +14,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from unit.metrics import oracle
 
 import bench
-from bench.metrics import scan as chunkscan
-from bench.metrics import frames as metrics
 from bench import store
+from bench.analysis.results import finalize_run
+from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
+from bench.metrics import scan as chunkscan
+from bench.metrics.distribution import distribution
 from bench.records import (
     CHUNK_KINDS,
     KIND_CONTENT,
@@ -30,7 +34,6 @@ from bench.records import (
     ChunkColumns,
     RequestRecord,
 )
-from bench.analysis.results import finalize_run
 from bench.store import SCHEMA_VERSION, Manifest, RunWriter
 
 SLO = {"ttft_ms": 80.0, "tpot_ms": 30.0, "percentile": 90}
@@ -137,7 +140,7 @@ def test_an_unclosed_writer_loses_no_journalled_record(tmp_path):
         journal.write(b'{"request_id": 9999, "stage"')
     run = bench.load_run(run_dir)
     assert sorted(run.requests["request_id"]) == list(range(700))
-    assert run.summary["requests"]["total"] == (run.requests["phase"] == "measure").sum()
+    assert run.summary.requests.total == (run.requests["phase"] == "measure").sum()
     rng = np.random.default_rng(7)
     records = [_record(rng, i) for i in range(700)]
     assert len(run.chunks) == sum(len(r.chunks) for r in records)
@@ -219,7 +222,7 @@ def test_streaming_summary_matches_pandas(stored):
     chunks = run.chunks
     raw = store.read_raw_requests(stored)
     assert len(raw) == 1200 and raw["request_id"].tolist() == list(range(1200))
-    pd.testing.assert_frame_equal(run.requests, metrics.per_request(raw, chunks))
+    pd.testing.assert_frame_equal(run.requests, oracle.per_request(raw, chunks))
     tok = chunks[chunks["kind"].isin(["content", "reasoning"])]
     first = tok.groupby("request_id")["t_s"].min()
     req = run.requests.set_index("request_id")
@@ -234,21 +237,21 @@ def test_streaming_summary_matches_pandas(stored):
     groups.update({("variants", v): measured[measured["variant"] == v] for v in "ab"})
     for path, frame in groups.items():
         ok = frame.loc[frame["status"] == "ok", "request_id"]
-        want = metrics.distribution(gaps.loc[gaps["request_id"].isin(ok), "itl_ms"])
-        got = run.summary
+        want = distribution(gaps.loc[gaps["request_id"].isin(ok), "itl_ms"]).to_json()
+        got = run.summary.to_json()
         for key in path:
             got = got[key]
         assert want["count"] > 100
         _assert_same_distribution(got["itl_ms"], want)
-        assert got["ttft_ms"] == metrics.distribution(frame.loc[frame["status"] == "ok", "ttft_ms"])
+        assert got["ttft_ms"] == distribution(frame.loc[frame["status"] == "ok", "ttft_ms"]).to_json()
         assert got["requests"]["total"] == len(frame)
-    assert set(run.summary["requests"]["errors"]) == {"http_500", "cancelled"}
-    assert "slo" in run.summary and "paired" in run.summary
+    assert set(run.summary.requests.errors) == {"http_500", "cancelled"}
+    assert run.summary.slo is not None and run.summary.paired is not None
     # the in-memory path (a chunk frame) gives the same summary as the stored one (which adds
     # the saturation verdict, read with the manifest's stage notes)
-    assert run.summary["saturation"] == []
-    assert bench.analysis.summary.summarize(run.requests, chunks, 20.0, SLO) == {
-        k: v for k, v in run.summary.items() if k != "saturation"}
+    assert run.summary.saturation == []
+    assert bench.analysis.summary.summarize(run.requests, chunks, 20.0, SLO) == dataclasses.replace(
+        run.summary, saturation=None)
     # and Run.itl, from the chunk frame, the same gaps
     ok = measured.loc[measured["status"] == "ok", "request_id"]
     assert sorted(run.itl["itl_ms"]) == sorted(gaps.loc[gaps["request_id"].isin(ok), "itl_ms"])
@@ -259,7 +262,7 @@ def test_run_itl_streamed_from_disk_is_metrics_itl_gaps(stored):
     run = bench.load_run(stored)
     req = run.requests
     ok = req.loc[(req["status"] == "ok") & (req["phase"] == "measure"), "request_id"]
-    want = metrics.itl_gaps(chunks[chunks["request_id"].isin(ok)])
+    want = oracle.itl_gaps(chunks[chunks["request_id"].isin(ok)])
 
     def ordered(gaps: pd.DataFrame) -> pd.DataFrame:
         return gaps.sort_values(["request_id", "t_s", "itl_ms"], kind="stable").reset_index(drop=True)
@@ -290,13 +293,13 @@ def test_token_rate_streamed_from_batches_is_metrics_token_rate(stored):
     chunks = store.read_chunks(stored)
     whole = store.frame_batch(chunks)
     for bin_s in (0.05, 1.0):
-        want = metrics.token_rate(chunks, bin_s)
+        want = oracle.token_rate(chunks, bin_s)
         assert len(want) > 1 and want["tokens_per_s"].gt(0).any()
         for size in (7, 5000):
             pieces = [ChunkBatch(*(col[i:i + size] for col in whole)) for i in range(0, whole.t_s.size, size)]
             pd.testing.assert_frame_equal(chunkscan.token_rate(pieces, bin_s), want)
     run = bench.load_run(stored)
-    pd.testing.assert_frame_equal(run.token_rate(0.05), metrics.token_rate(chunks, 0.05))
+    pd.testing.assert_frame_equal(run.token_rate(0.05), oracle.token_rate(chunks, 0.05))
     assert "chunks" not in run.__dict__
 
 
@@ -311,7 +314,7 @@ def test_a_request_stored_in_two_places_still_gives_every_gap(stored):
         gaps = chunkscan.scan_frame(frame, ok).gaps
         got = gaps.take(ok)
         assert sorted(got) == sorted(want.loc[want["request_id"].isin(ok), "itl_ms"])
-        pd.testing.assert_frame_equal(metrics.token_stats(frame).sort_index(),
+        pd.testing.assert_frame_equal(oracle.token_stats(frame).sort_index(),
                                       chunkscan.scan_frame(frame, ok).stats.sort_index(), check_index_type=False)
 
 
@@ -331,6 +334,37 @@ def test_runs_are_opened_without_reading_their_chunks(stored, tmp_path):
     run = bench.load_run(copy)
     (copy / store.CHUNKS).unlink()
     (copy / store.JOURNAL).unlink()
-    assert run.summary["requests"]["total"] > 0 and len(run.requests) == 1200  # opened without them
+    assert run.summary.requests.total > 0 and len(run.requests) == 1200  # opened without them
     with pytest.raises(BenchInputError):
-        run.chunks
+        _ = run.chunks
+
+
+# -- summary.json ----------------------------------------------------------------------------
+
+STORED_SUMMARY = Path(__file__).parents[2] / "data" / "summaries" / "summary-2026-11-floor-plan.json"
+
+
+def test_a_summary_stored_before_the_typed_model_reads_and_writes_back_byte_for_byte():
+    """summary.json as bench wrote it before `Summary` existed (this test's run, stages,
+    variants, paired comparison and SLO included): read into the typed model and written
+    back, the same bytes."""
+    text = STORED_SUMMARY.read_text(encoding="utf-8")
+    summary = Summary.from_json(json.loads(text))
+    assert summary.stages and summary.variants and summary.paired is not None and summary.slo is not None
+    assert json.dumps(summary.to_json(), indent=2) + "\n" == text
+    assert Summary.from_json(summary.to_json()) == summary
+
+
+def test_summary_json_is_the_typed_summary(stored):
+    run = bench.load_run(stored)
+    stored_text = (stored / store.SUMMARY).read_text(encoding="utf-8")
+    assert json.dumps(run.summary.to_json(), indent=2) + "\n" == stored_text
+    assert json.loads(stored_text) == json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))  # unchanged numbers
+
+
+def test_a_summary_without_saturation_is_read_as_not_stored(stored, tmp_path):
+    """Runs stored before the saturation verdict: `saturation` is None, and computed."""
+    data = json.loads((stored / store.SUMMARY).read_text(encoding="utf-8"))
+    del data["saturation"]
+    summary = Summary.from_json(data)
+    assert summary.saturation is None and "saturation" not in summary.to_json()

@@ -1,0 +1,134 @@
+"""The metric catalogue: every metric bench reports, declared once, as pure data.
+
+It sits at the bottom of the layers (beside `records`) so that the scenario schema can take
+its SLO keys from here; everything downstream imports it through `bench.metrics.catalogue`,
+which adds the counted-requests filter and how each metric's samples are taken. A table,
+plot, SLO or comparison names a metric only through an entry here (tests check it), and a
+key string such as "ttft_ms" is written in this file and nowhere else in the package.
+
+`key` is the per-request column the metric is computed into (for run-level metrics, the
+field of summary.json `throughput`); `summary_key` the key of its distribution in
+summary.json (`count, mean, p50 ... max`): the key itself unless `summary_name` says
+otherwise, None when the metric is not `summarised`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "COMPARED",
+    "COMPARED_RUN",
+    "E2E",
+    "ITL",
+    "LATENCY_TABLE",
+    "METRICS",
+    "OUTPUT_TOKENS",
+    "OUTPUT_TOKENS_PER_S",
+    "PAIRED",
+    "PLOTTED",
+    "REQUESTS_PER_S",
+    "REQUEST_OUTPUT_TOKENS_PER_S",
+    "SCHEDULE_LAG",
+    "SLO",
+    "SLO_KEYS",
+    "SUMMARISED",
+    "THROUGHPUT",
+    "TOTAL_TOKENS_PER_S",
+    "TPOT",
+    "TTFT",
+    "Better",
+    "Metric",
+    "Scope",
+    "by_key",
+]
+
+
+class Scope(Enum):
+    """Where a metric's samples come from."""
+
+    COUNTED = "counted"  # one value per counted request: measured and ok
+    MEASURED = "measured"  # one value per measured request, failed ones included (they were sent)
+    GAPS = "gaps"  # one value per ITL gap of the counted requests, pooled
+    RUN = "run"  # one value per run (or stage, or variant): summary.json `throughput`
+
+
+class Better(Enum):
+    LOWER = "lower"
+    HIGHER = "higher"
+    NEITHER = "neither"  # a property of the workload, not of the server's performance
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str  # in reports: "TTFT", "Schedule lag"
+    unit: str  # "ms", "tokens", "tok/s", "req/s"
+    better: Better
+    scope: Scope
+    summarised: bool = False  # summary.json holds its distribution
+    summary_name: str | None = None  # ... under this key instead of `key`
+    short: str = ""  # in console tables, when the label is too long for 80 columns
+    slo: bool = False  # a scenario may set a limit on it (`slo:`), goodput counts it
+    plotted: bool = False  # in every latency figure (CDF, ladder, sweep) and percentile check
+    compared: bool = False  # in `bench compare`
+    paired: bool = False  # in the paired comparison of sampling variants
+
+    @property
+    def summary_key(self) -> str | None:
+        if not self.summarised:
+            return None
+        return self.summary_name or self.key
+
+    @property
+    def console(self) -> str:
+        return self.short or self.label
+
+    @property
+    def heading(self) -> str:
+        """The label with its unit, unless the label says it: "TTFT (ms)"."""
+        return self.label if self.unit in self.label else f"{self.label} ({self.unit})"
+
+
+TTFT = Metric("ttft_ms", "TTFT", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
+              slo=True, plotted=True, compared=True, paired=True)
+ITL = Metric("itl_ms", "ITL", "ms", Better.LOWER, Scope.GAPS, summarised=True, plotted=True, compared=True)
+TPOT = Metric("tpot_ms", "TPOT", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
+              slo=True, plotted=True, compared=True, paired=True)
+E2E = Metric("e2e_ms", "E2E", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
+             slo=True, plotted=True, compared=True, paired=True)
+SCHEDULE_LAG = Metric("schedule_lag_ms", "Schedule lag", "ms", Better.LOWER, Scope.MEASURED,
+                      summarised=True, short="Sched lag")
+OUTPUT_TOKENS = Metric("output_tokens", "output tokens", "tokens", Better.NEITHER, Scope.COUNTED,
+                       summarised=True, summary_name="output_tokens_per_request", paired=True)
+REQUEST_OUTPUT_TOKENS_PER_S = Metric("output_tokens_per_s", "output tok/s per request", "tok/s", Better.HIGHER,
+                                     Scope.COUNTED, short="tok/s/req", compared=True)
+REQUESTS_PER_S = Metric("requests_per_s", "requests/s", "req/s", Better.HIGHER, Scope.RUN, short="req/s",
+                        compared=True)
+OUTPUT_TOKENS_PER_S = Metric("output_tokens_per_s", "output tokens/s", "tok/s", Better.HIGHER, Scope.RUN,
+                             short="tok/s", compared=True)
+TOTAL_TOKENS_PER_S = Metric("total_tokens_per_s", "total tokens/s", "tok/s", Better.HIGHER, Scope.RUN)
+
+METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
+           REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S)
+
+# Views of the catalogue, in its order (which is the order of every table and of summary.json).
+_PER_REQUEST = tuple(m for m in METRICS if m.scope is not Scope.RUN)
+SUMMARISED = tuple(m for m in METRICS if m.summarised)
+LATENCY_TABLE = tuple(m for m in SUMMARISED if m.unit == "ms")  # console, report, summary.csv
+PLOTTED = tuple(m for m in METRICS if m.plotted)
+SLO = tuple(m for m in METRICS if m.slo)
+SLO_KEYS = tuple(m.key for m in SLO)
+COMPARED = tuple(m for m in _PER_REQUEST if m.compared)
+COMPARED_RUN = tuple(m for m in METRICS if m.scope is Scope.RUN and m.compared)
+PAIRED = tuple(m for m in METRICS if m.paired)
+THROUGHPUT = tuple(m for m in METRICS if m.scope is Scope.RUN)
+
+
+def by_key(key: str, scope_run: bool = False) -> Metric:
+    """The per-request metric with this key (a run-level one with `scope_run`); KeyError if none."""
+    for metric in METRICS:
+        if metric.key == key and (metric.scope is Scope.RUN) == scope_run:
+            return metric
+    raise KeyError(f"no metric {key!r} in the catalogue")

@@ -1,0 +1,235 @@
+"""The report's tables, built once from a stored run and rendered to every format
+(`bench.report.document`): plain rows of formatted cells. Metrics are named through the
+catalogue (`bench.metrics.catalogue`), statistics through `distribution.STATISTICS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bench.analysis.summary_model import Summary
+from bench.metrics.catalogue import E2E, LATENCY_TABLE, OUTPUT_TOKENS, THROUGHPUT, TPOT, TTFT, Metric
+from bench.metrics.distribution import STATISTICS
+from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag
+
+if TYPE_CHECKING:
+    from bench.analysis.results import Run
+
+__all__ = ["LATENCY_ROWS", "STATS", "Table", "client_workers_table", "errors_table", "fmt", "latency_table",
+           "metadata_table", "paired_table", "report_tables", "slo_table", "stages_table", "throughput_table",
+           "variants_table"]
+
+LATENCY_ROWS: tuple[Metric, ...] = LATENCY_TABLE
+STATS = STATISTICS
+# The per-stage and per-variant tables: (metric, statistic) columns.
+VARIANT_CELLS = ((TTFT, "p50"), (TTFT, "p99"), (TPOT, "p50"), (TPOT, "p99"), (E2E, "p50"), (E2E, "p99"))
+STAGE_CELLS = ((TTFT, "p50"), (TTFT, "p99"), (TPOT, "p50"), (TPOT, "p99"), (E2E, "p99"))
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    numeric: bool = True  # right-align all but the first column
+
+
+def fmt(value: Any) -> str:
+    """Numbers for humans: 3 significant-ish decimals, thousands separated, '-' for missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def report_tables(run: Run) -> list[Table]:
+    """Everything tabular in the report, in order."""
+    summary = run.summary
+    tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
+    for optional in (slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
+                     paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
+        if optional is not None:
+            tables.append(optional)
+    return tables
+
+
+def metadata_table(run: Run) -> Table:
+    m = run.manifest
+    load = m.scenario.get("load") or {}
+    ended = m.ended + (f" ({m.end_reason})" if m.end_reason else "")
+    rows = [
+        ["scenario", m.name],
+        ["scenario file", m.scenario_path or "-"],
+        ["model", m.model or "-"],
+        ["target", f"{m.target.get('base_url', '-')} ({m.target.get('description', '')})"],
+        ["endpoint", str(m.target.get("endpoint", "-"))],
+        ["seed", str(m.seed)],
+        ["load", _describe_load(load)],
+        ["started", m.started_at],
+        ["ended at", m.ended_at or "-"],
+        ["how it ended", ended],
+        ["bench version", m.bench_version],
+        ["run directory", str(run.path)],
+    ]
+    return Table("Run", ["field", "value"], rows, numeric=False)
+
+
+def latency_table(summary: Summary, title: str = "Latency (ms, measured requests)") -> Table:
+    rows = []
+    for metric in LATENCY_ROWS:
+        dist = summary.metric(metric)
+        rows.append([metric.label, *(fmt(dist.stat(stat)) for stat in STATS)])
+    return Table(title, ["metric", *STATS], rows)
+
+
+def throughput_table(summary: Summary) -> Table:
+    thr, rate, req = summary.throughput, summary.rate, summary.requests
+    rows = [
+        ["requests measured / ok", f"{fmt(req.total)} / {fmt(req.ok)}"],
+        ["window (s)", fmt(thr.window_s)],
+        *([metric.label, fmt(thr.value(metric))] for metric in THROUGHPUT),
+        ["offered rate (req/s)", fmt(rate.offered) if rate.offered is not None else "closed loop"],
+        ["achieved send rate (req/s)", fmt(rate.achieved)],
+        ["peak concurrency", fmt(summary.concurrency.peak)],
+    ]
+    return Table("Throughput and rate", ["quantity", "value"], rows)
+
+
+def errors_table(summary: Summary) -> Table:
+    errors = summary.requests.errors
+    rows = [[kind, fmt(count)] for kind, count in sorted(errors.items())] or [["none", "0"]]
+    return Table("Errors by kind", ["kind", "count"], rows)
+
+
+def client_workers_table(client: ClientInfo, requests: Any = None) -> Table | None:
+    """Load per client worker process or Ray actor (`client.workers`): an overloaded
+    generator (high CPU, loop lag) shows up here. Worker k of K sent request ids k mod K."""
+    workers = client.workers or []
+    if not workers:
+        return None
+    ids = requests["request_id"].to_numpy() % len(workers) if requests is not None and "request_id" in requests \
+        else None
+    rows = []
+    for i, w in enumerate(workers):
+        index = w.index if w.index is not None else i
+        lag, cpu, clock = w.loop_lag_ms or LoopLag(), w.cpu_percent or CpuUse(), w.clock or ClockOffset()
+        offset = (f"{clock.offset_ms:+.3f} ± {clock.uncertainty_ms:.3f}"
+                  if clock.offset_ms is not None and clock.uncertainty_ms is not None else "-")
+        where = w.host or (f"pid {w.pid}" if w.pid else "-")
+        if w.lost:
+            where += " (lost)"
+        rows.append([str(index), where, fmt(int((ids == index).sum())) if ids is not None else "-",
+                     fmt(cpu.mean), fmt(cpu.max), fmt(lag.p99), fmt(lag.max), offset])
+    return Table("Client workers (load per process or Ray actor)",
+                 ["worker", "host", "requests", "CPU mean %", "CPU max %", "loop lag p99 ms", "loop lag max ms",
+                  "clock offset ms"], rows)
+
+
+def slo_table(summary: Summary) -> Table | None:
+    """The scenario's SLO, when it has one: limits, values at the percentile, shares, goodput."""
+    slo = summary.slo
+    if slo is None or not slo.limits:
+        return None
+    pct = slo.percentile
+    pname = f"p{pct:g}" if isinstance(pct, (int, float)) else "p?"
+    values = slo.value_at_percentile
+    shares = slo.share_meeting
+    rows = []
+    for metric, limit in slo.limits.items():
+        value = values.get(metric)
+        rows.append([metric, fmt(limit), fmt(value), "yes" if value is not None and value <= limit else "NO",
+                     _share(shares.get(metric))])
+    rows.append(["all limits", "", "", "yes" if slo.met else "NO", _share(slo.share_meeting_all)])
+    rows.append(["goodput", "", "", "", f"{fmt(slo.goodput_requests_per_s)} req/s, "
+                                        f"{fmt(slo.goodput_output_tokens_per_s)} tok/s"])
+    return Table(f"SLO (limits at {pname})", ["metric", "limit", f"value at {pname}", "met", "share of requests"], rows)
+
+
+def _cells(summary: Summary, cells: Sequence[tuple[Metric, str]]) -> list[str]:
+    return [fmt(summary.metric(metric).stat(stat)) for metric, stat in cells]
+
+
+def _headers(cells: Sequence[tuple[Metric, str]]) -> list[str]:
+    return [f"{metric.label} {stat}" for metric, stat in cells]
+
+
+def variants_table(summary: Summary) -> Table | None:
+    variants = summary.variants
+    if not variants:
+        return None
+    header = ["variant", "requests", "errors", "out tok/req p50", *_headers(VARIANT_CELLS)]
+    rows = []
+    for name in sorted(variants):
+        v = variants[name]
+        rows.append([name, fmt(v.requests.total), fmt(sum(v.requests.errors.values())),
+                     fmt(v.metric(OUTPUT_TOKENS).p50), *_cells(v, VARIANT_CELLS)])
+    return Table("Per variant (ms)", header, rows)
+
+
+def paired_table(summary: Summary) -> Table | None:
+    """The per-prompt paired comparison of variants (`Summary.paired`, from bench.analysis.paired)."""
+    paired = summary.paired
+    if paired is None or not paired.comparisons:
+        return None
+    base = paired.baseline
+    rows = []
+    for name, comp in sorted(paired.comparisons.items()):
+        for metric, by_stat in comp.metrics.items():
+            for stat, ci in by_stat.items():
+                rows.append([f"{name} vs {base}", metric, stat, fmt(ci.a), fmt(ci.b),
+                             f"{fmt(ci.diff)} [{fmt(ci.low)}, {fmt(ci.high)}]", ci.verdict])
+        if comp.explanation:
+            rows.append([f"{name} vs {base}", "note", "", "", "", "", comp.explanation])
+    return Table("Paired variant comparison (same prompts; simultaneous bootstrap CIs)",
+                 ["variants", "metric", "stat", "baseline", "variant", "diff [CI]", "verdict"], rows)
+
+
+def _share(value: Any) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{value:.1%}"
+
+
+def stages_table(summary: Summary, declared: Sequence[dict[str, Any]] = ()) -> Table | None:
+    """One row per stage; the offered rate comes from the run's stage list when the summary lacks it."""
+    stages = summary.stages
+    if len(stages) < 2:
+        return None
+    header = ["stage", "requests", "errors", "offered/s", "sent/s", "done/s", "out tok/s", *_headers(STAGE_CELLS)]
+    rows = []
+    for i, key in enumerate(sorted(stages, key=lambda k: (len(k), k))):
+        s = stages[key]
+        info = declared[i] if i < len(declared) and isinstance(declared[i], dict) else {}
+        offered = s.rate.offered if s.rate.offered is not None else info.get("rate")
+        rows.append([key, fmt(s.requests.total), fmt(sum(s.requests.errors.values())),
+                     fmt(offered), fmt(s.rate.achieved), fmt(s.throughput.requests_per_s),
+                     fmt(s.throughput.output_tokens_per_s), *_cells(s, STAGE_CELLS)])
+    return Table("Per stage", header, rows)
+
+
+def _describe_load(load: dict[str, Any]) -> str:
+    parts = []
+    if load.get("rate") is not None:
+        parts.append(f"open loop, {load['rate']:g} req/s {load.get('arrival', '')}".rstrip())
+    if load.get("concurrency") is not None:
+        parts.append(f"closed loop, concurrency {load['concurrency']}")
+    for key in ("max_concurrency", "duration", "max_requests"):
+        if load.get(key) is not None:
+            parts.append(f"{key} {load[key]}")
+    warm = load.get("warmup") or {}
+    if warm.get("requests") or warm.get("seconds"):
+        parts.append(f"warmup {warm.get('requests') or 0} requests / {warm.get('seconds') or 0:g} s")
+    return ", ".join(parts) or "-"
+
+
