@@ -1,9 +1,10 @@
 """The openai SDK seam: the only module that imports `openai` (and `httpx2`, its HTTP library).
 
 Supported range: openai[aiohttp] >=3.0,<4 (`SUPPORTED_OPENAI`, pyproject.toml). 3.0 is the
-first release on httpx2 with the vendored aiohttp bridge; every 3.x release on the package
-index was checked for the hooks below, and CI runs the client tests on 3.0.0 as well as on
-the newest one. 2.x and older (httpx, an external bridge) are not supported.
+first release on httpx2 with the vendored aiohttp bridge (2.x and older use httpx and an
+external bridge: not supported); 4.0 may change anything. The hooks below are in every 3.x
+checked (3.0.0, 3.10.0, 3.20.0, 3.30.0, 3.40.0, 3.45.0, 3.50.0, 3.57.0), and CI runs the
+client tests on 3.0.0 as well as on the newest 3.x.
 
 What the SDK does for us: the request for each path (URL, auth and default headers), its
 typed 4xx/5xx errors (turned into `ClientError("http_<status>")` with the server's message),
