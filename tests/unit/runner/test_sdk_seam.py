@@ -13,10 +13,10 @@ from pathlib import Path
 import openai
 import orjson
 import pytest
+from faultserver import FaultServer
 
 from bench.runner import sdk
 from bench.runner.client import ClientConfig, ClientError, StreamClient
-from faultserver import FaultServer
 
 ROOT = Path(__file__).resolve().parents[3]
 BEHAVIOURS = ["ok", "http_400_json", "http_404_detail", "http_422_str", "http_429", "http_500_plain",

@@ -19,7 +19,15 @@ from bench.records import (
     RequestRecord,
     record_values,
 )
-from bench.store.store import JOURNAL, SCHEMA_VERSION, JournalReader, Manifest, RunWriter, read_chunks, read_raw_requests
+from bench.store.store import (
+    JOURNAL,
+    SCHEMA_VERSION,
+    JournalReader,
+    Manifest,
+    RunWriter,
+    read_chunks,
+    read_raw_requests,
+)
 
 
 def _record(i: int) -> RequestRecord:
