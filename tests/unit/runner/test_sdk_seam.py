@@ -92,11 +92,22 @@ def _remove_bridge(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openai._vendor.httpx_aiohttp", None)  # import fails
 
 
-@pytest.mark.parametrize("remove, missing", [
-    (_remove_options_class, ["openai._models.FinalRequestOptions"]),
-    (_remove_bridge, ["openai._vendor.httpx_aiohttp.AiohttpTransport"]),
+async def _sent_time_known(server: FaultServer) -> bool:
+    client = StreamClient(ClientConfig(server.base_url, "sk-test", 2.0, 8))
+    try:
+        body = orjson.dumps({"model": "ok", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+        response = await client.open_stream("/chat/completions", body)
+        await response.aclose()
+        return response.sent_at is not None
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("remove, missing, on_our_session", [
+    (_remove_options_class, ["openai._models.FinalRequestOptions"], True),
+    (_remove_bridge, ["openai._vendor.httpx_aiohttp.AiohttpTransport"], False),
 ])
-async def test_without_a_private_hook_the_public_path_answers_alike(monkeypatch, remove, missing):
+async def test_without_a_private_hook_the_public_path_answers_alike(monkeypatch, remove, missing, on_our_session):
     with FaultServer(api_key="sk-test") as server:
         direct = await _answers(server)
         remove(monkeypatch)
@@ -105,6 +116,8 @@ async def test_without_a_private_hook_the_public_path_answers_alike(monkeypatch,
         await client.aclose()
         assert sdk.missing_hooks(openai.AsyncOpenAI(api_key="x")) == missing
         fallback = await _answers(server)
+        # With the SDK's bridge the requests still go out on our session (send time known).
+        assert await _sent_time_known(server) is on_our_session
     assert direct["ok"][0] == "ok" and direct["ok"][1] == 200 and direct["ok"][3].endswith(b"data: [DONE]\n\n")
     assert direct["http_429"][1:4] == ("http_429", 429, 2.0)
     assert direct["http_503_html"][1:4] == ("http_503", 503, 7.0)
