@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,7 +56,6 @@ __all__ = ["READY_TIMEOUT_S", "STOP_TIMEOUT_S", "ValuesSink", "WorkerPool"]
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-_SUMMED = ("sent", "done", "errors", "in_flight", "peak_in_flight", "output_chunks")
 
 
 class ValuesSink(Protocol):
@@ -174,8 +174,12 @@ class WorkerPool:
         self._progress[index] = snapshot
         snaps = [s for s in self._progress if s is not None]
         p = self.progress
-        for name in _SUMMED:
-            setattr(p, name, sum(getattr(s, name) for s in snaps))
+        p.sent = sum(s.sent for s in snaps)
+        p.done = sum(s.done for s in snaps)
+        p.errors = sum(s.errors for s in snaps)
+        p.in_flight = sum(s.in_flight for s in snaps)
+        p.peak_in_flight = sum(s.peak_in_flight for s in snaps)
+        p.output_chunks = sum(s.output_chunks for s in snaps)
         planned = [s.planned for s in snaps if s.planned is not None]
         p.planned = sum(planned) if planned else None
         p.stage = max((s.stage for s in snaps), default=0)
@@ -234,7 +238,7 @@ class WorkerPool:
             conn.close()
 
 
-def _sum_counts(counts: Any) -> dict[str, int]:
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     total: dict[str, int] = {}
     for one in counts:
         for key, value in one.items():
