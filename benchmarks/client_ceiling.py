@@ -39,8 +39,8 @@ def _body(tokens: int) -> bytes:
 
 
 async def _bench_loop(base_url: str, concurrency: int, seconds: float, tokens: int) -> tuple[int, int]:
-    from bench.runner.client import ClientConfig, StreamClient
     from bench.runner.attempt import Attempt
+    from bench.runner.client import ClientConfig, StreamClient
     from bench.scenario.schema import Timeouts
 
     client = StreamClient(ClientConfig(base_url, None, 10.0, max(concurrency, 64)))
