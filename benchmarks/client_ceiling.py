@@ -3,7 +3,7 @@
 Starts benchmarks/_sse_server.py (another process, one core) and, for each concurrency,
 runs a closed loop for `--seconds` in a fresh child process per client (one core each):
 
-- bench:  bench.runner.client.StreamClient (AsyncOpenAI.post on aiohttp) + the runner's _Attempt
+- bench:  bench.runner.client.StreamClient (AsyncOpenAI.post on aiohttp) + the runner's Attempt
           (stamping, SSE split, orjson, chunk columns, timeouts): what `bench run` does;
 - lines:  raw aiohttp, `async for line in resp.content`, orjson per data line (vllm bench);
 - bytes:  raw aiohttp, read bytes, no parsing (the ceiling).
@@ -39,8 +39,8 @@ def _body(tokens: int) -> bytes:
 
 
 async def _bench_loop(base_url: str, concurrency: int, seconds: float, tokens: int) -> tuple[int, int]:
+    from bench.runner.attempt import Attempt
     from bench.runner.client import ClientConfig, StreamClient
-    from bench.runner.runner import _Attempt
     from bench.scenario.schema import Timeouts
 
     client = StreamClient(ClientConfig(base_url, None, 10.0, max(concurrency, 64)))
@@ -50,7 +50,7 @@ async def _bench_loop(base_url: str, concurrency: int, seconds: float, tokens: i
     counts = [0, 0]
 
     async def one() -> None:
-        attempt = _Attempt(t0, timeouts)
+        attempt = Attempt(t0, timeouts)
         await attempt.run(client, "/chat/completions", body)
         if attempt.error_kind is not None:
             raise RuntimeError(f"{attempt.error_kind}: {attempt.error_message}")

@@ -8,7 +8,7 @@ For each size N (default 100k and 1M requests x 128 chunks), in a fresh child pr
 2. finalize: `finalize_run` (requests.parquet + summary.json from the raw data);
 3. load: `bench.load_run` of the directory (chunks are read lazily, not here).
 Prints seconds per step and the child's peak RSS. Then the memory of one in-flight
-stream's state (`_Attempt` + recorder after 128 chunks), measured with tracemalloc.
+stream's state (`Attempt` + recorder after 128 chunks), measured with tracemalloc.
 
     python benchmarks/scale.py [--sizes 100000 1000000] [--chunks 128]
 """
@@ -111,7 +111,7 @@ def child(n: int, chunks: int) -> dict[str, float]:
 
 
 def in_flight_bytes(chunks: int, streams: int = 1000) -> float:
-    from bench.runner.runner import _Attempt
+    from bench.runner.attempt import Attempt
     from bench.scenario.schema import Timeouts
 
     timeouts = Timeouts()
@@ -121,7 +121,7 @@ def in_flight_bytes(chunks: int, streams: int = 1000) -> float:
     before = tracemalloc.get_traced_memory()[0]
     attempts = []
     for _ in range(streams):
-        attempt = _Attempt(0.0, timeouts)
+        attempt = Attempt(0.0, timeouts)
         for i in range(chunks):
             attempt.recorder.feed(float(i), line)
         attempts.append(attempt)

@@ -15,9 +15,11 @@ from typing import Any
 
 from bench.runner.client import ClientConfig, StreamClient
 from bench.errors import BenchInputError, RunFailed
-from bench.runner.loopmon import LoopMonitor
 from bench.analysis.clientload import client_warnings
-from bench.runner.runner import Progress, Runner
+from bench.runner.loopmon import LoopMonitor
+from bench.runner.runner import Runner
+from bench.runner.sender import Pool, Progress, Sender, StageSender
+from bench.runner.shards import WorkerConfig
 from bench.scenario.schema import Scenario
 from bench.workload.schedule import build_schedule
 from bench.records import RunState, run_state
@@ -73,7 +75,9 @@ class RunSession:
         self.scenario = scenario
         self._workers_setting = workers  # > 1 or "auto": client worker processes (`bench run` only)
         self._ray = ray  # scenario.ray: Ray actors instead (`bench run --ray` only)
-        self.pool: Any = None
+        self.pool: Pool | None = None  # client worker processes or Ray actors
+        self._local: Runner | None = None  # else this process sends
+        self._sender: Sender | None = None  # whichever of the two, once the session is entered
         self.options = options
         self.target = target
         self.base_url = target.base_url
@@ -132,26 +136,42 @@ class RunSession:
         await self._cleanup.enter_async_context(live_progress(self.progress, self.options.show_progress))
         # t0 is taken after all set-up so the first send is not born late (workers need
         # the start message first).
-        t0 = time.perf_counter() + (getattr(self.pool, "start_delay_s", 0.1) if self.pool is not None else 0.01)
+        t0 = time.perf_counter() + (self.pool.start_delay_s if self.pool is not None else 0.01)
         self.writer.manifest.t0_perf_counter = t0
         self.writer.write_manifest()
         await self._start_scraper(t0)
         self._start_monitor()
         if self.pool is not None:
             self.pool.t0 = t0
-            self.runner = self.pool
+            self._sender = self.pool
         else:
-            self.runner = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0, self.progress)
+            self._sender = self._local = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0,
+                                                self.progress)
+
+    @property
+    def runner(self) -> Sender:
+        """What sends this run's requests: the pool, or this process's runner."""
+        if self._sender is None:
+            raise RuntimeError("the run session was not entered")
+        return self._sender
+
+    @property
+    def stage_runner(self) -> StageSender:
+        """This process's runner, sent to one stage at a time (`bench sweep`, the early stop);
+        those run in one client process, which is checked before any session starts."""
+        if self._local is None:
+            raise RuntimeError("stage-by-stage sending needs one client process (no workers, no ray)")
+        return self._local
 
     def _worker_count(self) -> int:
-        from bench.runner.workers import resolve_workers
+        from bench.runner.shards import resolve_workers
 
         closed = [s.concurrency or 0 for s in self.schedule.stages if s.kind == "closed"]
         return resolve_workers(self._workers_setting, self.schedule.offered_rate, max(closed, default=0),
                                simulated=self.target.simulated)
 
-    def _worker_configs(self, count: int, peak: int) -> list[Any]:
-        from bench.runner.workers import WorkerConfig, shard_plan
+    def _worker_configs(self, count: int, peak: int) -> list[WorkerConfig]:
+        from bench.runner.shards import shard_plan
 
         plan = build_plan(self.scenario)
         return [WorkerConfig(index=k, count=count, scenario=self.scenario,
@@ -164,9 +184,9 @@ class RunSession:
     async def _start_workers(self, count: int, peak: int) -> None:
         from bench.runner.workers import WorkerPool
 
-        self.pool = WorkerPool(self._worker_configs(count, peak), self.sink, self.progress)
-        self._cleanup.push_async_callback(self.pool.aclose)
-        await self.pool.start()
+        self.pool = pool = WorkerPool(self._worker_configs(count, peak), self.sink, self.progress)
+        self._cleanup.push_async_callback(pool.aclose)
+        await pool.start()
         self.writer.manifest.client.worker_count = count
 
     async def _start_ray(self, peak: int) -> None:
@@ -177,10 +197,10 @@ class RunSession:
         started, node_cpus = connect(settings.address)
         self._cleanup.callback(disconnect, started)  # after the actors are killed (LIFO)
         count = settings.workers or max(1, len(node_cpus))
-        self.pool = RayPool(self._worker_configs(count, peak), self.sink, self.progress, node_cpus,
-                            continue_on_failure=settings.continue_on_actor_failure)
-        self._cleanup.push_async_callback(self.pool.aclose)
-        await self.pool.start()
+        self.pool = pool = RayPool(self._worker_configs(count, peak), self.sink, self.progress, node_cpus,
+                                   continue_on_failure=settings.continue_on_actor_failure)
+        self._cleanup.push_async_callback(pool.aclose)
+        await pool.start()
         client = self.writer.manifest.client
         client.worker_count = count
         client.ray = RaySetup(address=settings.address or "local",
@@ -188,8 +208,8 @@ class RunSession:
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is not None:
-                await self.runner.cancel_in_flight() if hasattr(self, "runner") else None
+            if exc_type is not None and self._sender is not None:
+                await self._sender.cancel_in_flight()
         finally:
             await self._cleanup.aclose()
 
@@ -258,7 +278,7 @@ class RunSession:
                     note["stopped_s"] = self.stopped[1]
         if self.pool is not None:
             self.writer.manifest.client.workers = [WorkerInfo.model_validate(w) for w in self.pool.worker_stats]
-            self.writer.manifest.notes.extend(getattr(self.pool, "notes", []))
+            self.writer.manifest.notes.extend(self.pool.notes)
         result = finish_run(self.writer, ended, reason)
         count_repeats(result.run)
         _note_client_warnings(result, self.schedule.offered_rate)

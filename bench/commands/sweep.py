@@ -202,12 +202,12 @@ class _Driver:
         watch = SaturationWatch(session, [plan] if point.rate is not None else [], combined)
         watcher = asyncio.ensure_future(watch.run())
         try:
-            sent = await session.runner.send(plan, combined)
+            sent = await session.stage_runner.send(plan, combined)
             saturated = watch.reason is not None
             if sent or saturated:
-                drained = await session.runner.drain(session.stop, DRAIN_TIMEOUT_S if saturated else None)
+                drained = await session.stage_runner.drain(session.stop, DRAIN_TIMEOUT_S if saturated else None)
                 if not drained:
-                    await session.runner.cancel_in_flight()
+                    await session.stage_runner.cancel_in_flight()
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)

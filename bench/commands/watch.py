@@ -4,7 +4,7 @@ the server is saturated."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -12,18 +12,21 @@ from bench.analysis import saturation
 from bench.records import OUTPUT_KIND_CODES, RequestRecord
 from bench.commands.rundir import GuardedSink
 from bench.runner.runner import Progress
+from bench.runner.sender import StageSender
 from bench.workload.plan import StagePlan
 
 
 class WatchedSession(Protocol):
     """What the watch reads and sets on a running session (`bench.commands.run.RunSession`)."""
 
-    runner: Any
     stop: asyncio.Event
     progress: Progress
     sink: GuardedSink
     end_reason: str | None
     stopped: tuple[int, float | None] | None
+
+    @property
+    def stage_runner(self) -> StageSender: ...
 
     def now_s(self) -> float: ...
 
@@ -33,7 +36,7 @@ async def run_watched(session: WatchedSession, stages: list[StagePlan]) -> str:
     watcher samples the runner's counters; once `saturation.saturated_now` holds, stop
     sending, drain for saturation.DRAIN_TIMEOUT_S (cancelling what is left, every record
     kept) and end "saturated". Returns completed | saturated | interrupted."""
-    runner = session.runner
+    runner = session.stage_runner
     halt = asyncio.Event()
     watch = SaturationWatch(session, stages, halt)
     watcher = asyncio.ensure_future(watch.run())

@@ -1,8 +1,9 @@
 """Load from several machines: the schedule's shards run in Ray actors (`bench run --ray`).
 
 The only module that imports `ray` (lazily; `pip install 'bench[ray]'`). It reuses the
-local worker processes' pieces (bench/runner/workers.py): the same shards of the one seeded
-schedule, the same per-shard loop (`run_shard`) inside each actor, the same parent-side
+local worker processes' pieces: the same shards of the one seeded schedule
+(`bench.runner.shards`), the same per-shard loop (`bench.runner.shard.run_shard`) and messages
+(`bench.runner.messages`) inside each actor, the same parent-side
 bookkeeping (`WorkerPool`: records into the one run directory, progress, per-worker loop
 lag and CPU, stop on SIGINT/SIGTERM). Only the transport differs: the driver long-polls
 each actor for its message batches (`take`), and sends `start`/`stop` as actor calls.
@@ -22,16 +23,25 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from pathlib import Path
 import socket
 import time
 import traceback
 import uuid
+from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchInputError, RunFailed
-from bench.runner.runner import Progress
-from bench.runner.workers import READY_TIMEOUT_S, WorkerConfig, WorkerPool, run_shard
+from bench.runner.messages import Done, Failed, FromWorker, Start, Stop, ToWorker
+from bench.runner.sender import Progress
+from bench.runner.shard import run_shard
+from bench.runner.shards import WorkerConfig
+from bench.runner.workers import READY_TIMEOUT_S, ValuesSink, WorkerPool
+from bench.workload.plan import StagePlan
+
+__all__ = [
+    "CLOCK_ROUND_TRIPS", "INSTALL_HINT", "KILL_WAIT_S", "START_DELAY_S", "TAKE_WAIT_S", "RayPool", "ShardActor",
+    "actor_cpus", "clock_offset", "connect", "disconnect", "require_ray",
+]
 
 INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'bench[ray]'"
 CLOCK_ROUND_TRIPS = 16
@@ -110,13 +120,13 @@ class ShardActor:
     """One shard in a Ray actor (an async actor: one event loop, like a worker process)."""
 
     def __init__(self) -> None:
-        self._outbox: list[tuple[Any, ...]] = []
+        self._outbox: list[FromWorker] = []
         self._done_sent = False
 
     async def configure(self, cfg: WorkerConfig) -> dict[str, Any]:
         import ray
 
-        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[ToWorker] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._task = asyncio.ensure_future(self._main(cfg))
@@ -126,14 +136,14 @@ class ShardActor:
     async def _main(self, cfg: WorkerConfig) -> None:
         try:
             await run_shard(cfg, self._send, self._inbox.get, self._stop)
-        except BaseException:  # noqa: BLE001 - reported to the driver, which fails the run
-            self._send(("error", traceback.format_exc()[-2000:]))
+        except BaseException:
+            self._send(Failed(traceback.format_exc()[-2000:]))
             return
         if not self._done_sent:  # stopped before the start
-            self._send(("done", "interrupted", {}))
+            self._send(Done("interrupted", {}))
 
-    def _send(self, msg: tuple[Any, ...]) -> None:
-        if msg[0] == "done":
+    def _send(self, msg: FromWorker) -> None:
+        if isinstance(msg, Done):
             self._done_sent = True
         self._outbox.append(msg)
         self._wake.set()
@@ -141,14 +151,14 @@ class ShardActor:
     async def clock(self) -> float:
         return time.perf_counter()
 
-    async def start(self, t0: float, stages: Any) -> None:
-        self._inbox.put_nowait(("start", t0, stages))
+    async def start(self, t0: float, stages: list[StagePlan]) -> None:
+        self._inbox.put_nowait(Start(t0, stages))
 
     async def stop(self) -> None:
         self._stop.set()
-        self._inbox.put_nowait(("stop",))
+        self._inbox.put_nowait(Stop())
 
-    async def take(self, wait_s: float) -> list[tuple[Any, ...]]:
+    async def take(self, wait_s: float) -> list[FromWorker]:
         """Every message since the last call; waits up to `wait_s` for one."""
         if not self._outbox:
             self._wake.clear()
@@ -169,7 +179,7 @@ class RayPool(WorkerPool):
 
     start_delay_s = START_DELAY_S
 
-    def __init__(self, configs: list[WorkerConfig], sink: Any, progress: Progress, node_cpus: list[float],
+    def __init__(self, configs: list[WorkerConfig], sink: ValuesSink, progress: Progress, node_cpus: list[float],
                  continue_on_failure: bool = False) -> None:
         super().__init__(configs, sink, progress)
         self._node_cpus = node_cpus
@@ -178,7 +188,6 @@ class RayPool(WorkerPool):
         self._info: list[dict[str, Any]] = [{"index": c.index} for c in configs]
         self._offsets = [0.0 for _ in configs]
         self._pumps: list[asyncio.Future[None]] = []
-        self.notes: list[str] = []
 
     async def start(self) -> None:
         ray = require_ray()
@@ -228,13 +237,13 @@ class RayPool(WorkerPool):
         try:
             while not self._done[index].done():
                 for msg in await _result(actor.take.remote(TAKE_WAIT_S)):
-                    self._handle(index, msg)
+                    self.handle(index, msg)
         except ray.exceptions.RayError as exc:
             self._lost(index, f"ray actor {index} on {self._info[index].get('host', '?')} died: {_short(exc)}")
 
     def _lost(self, index: int, message: str) -> None:
         self._info[index]["lost"] = message
-        self.worker_stats[index] = {**self._worker_info(index), **self.worker_stats[index]}
+        self.worker_stats[index] = {**self.worker_info(index), **self.worker_stats[index]}
         alive = [i for i, f in enumerate(self._done) if i != index and not f.done()]
         if self._continue and alive and self._ready[index].done():
             self.notes.append(f"{message}; the run went on with the other {len(alive)} actor(s) "
@@ -242,34 +251,34 @@ class RayPool(WorkerPool):
             if not self._done[index].done():
                 self._done[index].set_result("failed")
             return
-        self._fail(index, message)
+        self.fail(index, message)
 
-    def _worker_info(self, index: int) -> dict[str, Any]:
+    def worker_info(self, index: int) -> dict[str, Any]:
         return dict(self._info[index])
 
-    def _post(self, index: int, msg: tuple[Any, ...]) -> None:
+    def post(self, index: int, msg: ToWorker) -> None:
         actor = self._actors[index] if index < len(self._actors) else None
         if actor is None:
             return
-        if msg[0] == "start":
-            actor.start.remote(msg[1], msg[2])
-        elif msg[0] == "stop":
+        if isinstance(msg, Start):
+            actor.start.remote(msg.t0, msg.stages)
+        elif isinstance(msg, Stop):
             actor.stop.remote()
 
-    def _start_time(self, index: int) -> float:
+    def start_time(self, index: int) -> float:
         return self._t0 + self._offsets[index]  # the driver's t0 on the actor's clock
 
-    async def run(self, stages: Any, stop: asyncio.Event) -> str:
+    async def run(self, stages: list[StagePlan], stop: asyncio.Event) -> str:
         ended = await super().run(stages, stop)
         for index, stats in enumerate(self.worker_stats):
             if not stats:  # lost with `continue`: keep who it was and why
-                self.worker_stats[index] = self._worker_info(index)
+                self.worker_stats[index] = self.worker_info(index)
         return ended
 
     async def aclose(self) -> None:
         """Stop the actors, give them a moment to hand in their last records, then kill them."""
         ray = require_ray()
-        self._send_stop()
+        self.send_stop()
         pending = [f for f in self._done if not f.done()]
         if pending:
             await asyncio.wait(pending, timeout=KILL_WAIT_S)
@@ -279,7 +288,7 @@ class RayPool(WorkerPool):
         for actor in self._actors:
             try:
                 ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
+            except Exception:
                 pass
         self._actors = []
 

@@ -91,7 +91,7 @@ class StampedTransport(asyncio.Transport):
 
     def _read_ready(self) -> None:
         try:
-            data, ancdata, _flags, _addr_ = self._sock.recvmsg(_READ_SIZE, _ANC_SIZE)
+            data, ancdata, _flags, _addr = self._sock.recvmsg(_READ_SIZE, _ANC_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -103,14 +103,14 @@ class StampedTransport(asyncio.Transport):
         self.rx_time = kernel_stamp(ancdata)
         try:
             self._protocol.data_received(data)
-        except Exception as exc:  # noqa: BLE001 - the protocol's failure ends the connection, reported to it
+        except Exception as exc:
             self._fatal(exc)
 
     def _eof(self) -> None:
         self.pause_reading()
         try:
             keep_open = self._protocol.eof_received()
-        except Exception as exc:  # noqa: BLE001 - as in _read_ready
+        except Exception as exc:
             self._fatal(exc)
             return
         if not keep_open:
@@ -202,10 +202,10 @@ class StampedTransport(asyncio.Transport):
     def abort(self) -> None:
         self._force_close(None)
 
-    def _fatal(self, exc: BaseException) -> None:
+    def _fatal(self, exc: Exception) -> None:
         self._force_close(exc)
 
-    def _force_close(self, exc: BaseException | None) -> None:
+    def _force_close(self, exc: Exception | None) -> None:
         if self._lost:
             return
         if self._buffer:
@@ -217,7 +217,7 @@ class StampedTransport(asyncio.Transport):
             self.pause_reading()
         self._loop.call_soon(self._connection_lost, exc)
 
-    def _connection_lost(self, exc: BaseException | None) -> None:
+    def _connection_lost(self, exc: Exception | None) -> None:
         if self._lost:
             return
         self._lost = True

@@ -1,23 +1,20 @@
-"""Worker processes: one global seeded schedule, sharded across K client processes.
+"""Worker processes: the schedule's shards (`bench.runner.shards`) in K client processes.
 
-Each worker (`python -m bench.runner.workers FD`) has its own event loop (uvloop when installed),
-its own AsyncOpenAI-built client and its own loop/CPU monitor. The parent sends each the
-same start time `t0` (CLOCK_MONOTONIC is shared between processes, so `perf_counter()`
-stamps from every worker are on one clock) and its shard of every stage:
+Each worker (`python -m bench.runner.workers FD`) has its own event loop (uvloop when
+installed), its own client and its own loop/CPU monitor, and runs one shard
+(`bench.runner.shard.run_shard`). The parent sends each the same start time `t0`
+(CLOCK_MONOTONIC is shared between processes, so `perf_counter()` stamps from every worker
+are on one clock) and its shard of every stage. Request ids are global and unique: worker k
+numbers its requests k, k+K, k+2K, ...
 
-- open loop: arrival i goes to worker i mod K (each keeps the global offsets, so the
-  union is exactly the single-process schedule); the workload skips the specs of the
-  other workers, so request i carries the same prompt as in a single-process run;
-- closed loop: the concurrency (and max_requests) split as evenly as possible.
+Messages (`bench.runner.messages`, pickled over a socketpair) carry records in batches to
+the parent, which writes the one run directory, so a run with workers has the same shape
+as one without. SIGINT/SIGTERM reach the parent (workers ignore SIGINT from the terminal);
+it tells every worker to stop, and their cancelled in-flight requests are recorded as usual.
 
-Request ids are global and unique: worker k numbers its requests k, k+K, k+2K, ...
-Records stream back in batches (as plain tuples, pickled over a socketpair) to the parent, which writes
-the one run directory, so a run with workers has the same shape as one without.
-SIGINT/SIGTERM reach the parent (workers ignore SIGINT from the terminal); it tells
-every worker to stop, and their cancelled in-flight requests are recorded as usual.
-
-One shard's life (`run_shard`) and the parent's bookkeeping (`WorkerPool`) do not depend on
-the transport: a worker process here, a Ray actor in `bench.runner.ray_workers`.
+The parent's bookkeeping (`WorkerPool`) does not depend on the transport: a worker process
+here, a Ray actor in `bench.runner.ray_workers`, which overrides `start`, `post` and
+`start_time`.
 """
 
 from __future__ import annotations
@@ -30,121 +27,50 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Awaitable, Callable
-
-import numpy as np
+from typing import Any, Protocol
 
 from bench.errors import RunFailed
-from bench.records import RequestRecord, record_values
-from bench.runner.runner import Progress
-from bench.workload.plan import RunPlan, StagePlan
-from bench.scenario.schema import Scenario
-from bench.scenario.prompts import TokenModel
+from bench.runner.messages import (
+    Configure,
+    Done,
+    Failed,
+    FromWorker,
+    Gone,
+    Ready,
+    Records,
+    Start,
+    Stop,
+    ToWorker,
+)
+from bench.runner.sender import Progress
+from bench.runner.shard import run_shard
+from bench.runner.shards import WorkerConfig, shard_stages
+from bench.workload.plan import StagePlan
 
-_BATCH_S = 0.02  # records reach the parent within this long of finishing
-_BATCH_MAX = 256
+__all__ = ["READY_TIMEOUT_S", "STOP_TIMEOUT_S", "ValuesSink", "WorkerPool"]
+
+# The directory holding the bench package, for the workers' PYTHONPATH.
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-# `auto`: one process is enough below these (measured ceilings in the README, with headroom).
-AUTO_RATE_PER_WORKER = 1000.0
-AUTO_STREAMS_PER_WORKER = 512
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    index: int
-    count: int
-    scenario: Scenario
-    scenario_path: Path
-    base_url: str
-    api_key: str | None
-    model: str
-    max_connections: int
-    plan: RunPlan
-    token_model: TokenModel | None = None  # from the parent's probe: the prompt sizes a single process uses
+class ValuesSink(Protocol):
+    """Where the pool writes the record rows its workers send (the run writer, guarded)."""
 
-
-def resolve_workers(value: int | str, offered_rate: float | None, peak_streams: int,
-                    simulated: bool = False, cpus: int | None = None) -> int:
-    """`load.workers`: a number, or `auto`: as many as the load needs, at most one per core
-    (one core left to the built-in simulator when it runs on this machine)."""
-    if value != "auto":
-        return max(1, int(value))
-    cores = cpus or os.cpu_count() or 1
-    available = max(1, cores - (1 if simulated else 0))
-    needed = 1
-    if offered_rate:
-        needed = max(needed, int(np.ceil(offered_rate / AUTO_RATE_PER_WORKER)))
-    if peak_streams:
-        needed = max(needed, int(np.ceil(peak_streams / AUTO_STREAMS_PER_WORKER)))
-    return max(1, min(needed, available))
-
-
-def _split(total: int | None, k: int, count: int) -> int | None:
-    if total is None:
-        return None
-    return total // count + (1 if k < total % count else 0)
-
-
-def shard_stages(stages: list[StagePlan], k: int, count: int) -> list[StagePlan]:
-    """Worker k's part of every stage (see the module docstring)."""
-    out = []
-    for stage in stages:
-        if stage.offsets is not None:
-            items = stage.items[k::count] if stage.items is not None else None
-            out.append(replace(stage, offsets=stage.offsets[k::count], items=items,
-                               max_requests=_split(stage.max_requests, k, count)))
-        else:
-            out.append(replace(stage, concurrency=_split(stage.concurrency, k, count),
-                               max_requests=_split(stage.max_requests, k, count)))
-    return out
-
-
-def shard_plan(plan: RunPlan, k: int, count: int) -> RunPlan:
-    max_concurrency = _split(plan.max_concurrency, k, count)
-    rate_limit = plan.send_rate_limit / count if plan.send_rate_limit else None
-    return replace(plan, max_requests=_split(plan.max_requests, k, count),
-                   max_concurrency=max(1, max_concurrency) if max_concurrency is not None else None,
-                   send_rate_limit=rate_limit)
-
-
-class _ShardedSource:
-    """Worker k's view of the workload: the spec the single-process run would send as the
-    same request (the others' specs are drawn and passed over, keeping every generator in
-    step). Two workers therefore never send the same draw, and synthetic prompts, one per
-    draw, never repeat across workers."""
-
-    def __init__(self, inner: Any, index: int, count: int) -> None:
-        self._inner = inner
-        self._index = index
-        self._count = count
-        self.keep_text = inner.keep_text
-
-    def next_spec(self, item: int | None = None) -> Any:
-        if item is not None:
-            return self._inner.next_spec(item)
-        spec = None
-        for i in range(self._count):
-            if i == self._index:
-                spec = self._inner.next_spec(None)
-            else:
-                self._inner.skip_spec(None)  # not built: the prompt is made only where it is sent
-        return spec
-
-    def follow_up(self, spec: Any, reply: str) -> Any:
-        return self._inner.follow_up(spec, reply)
-
-
-# --- parent side -----------------------------------------------------------------------
+    def write_values(self, batch: list[tuple[Any, ...]]) -> None: ...
 
 
 class WorkerPool:
-    """K worker processes behind the Runner's interface (`t0`, `run`, `cancel_in_flight`)."""
+    """K worker processes behind one `Pool` (a `Sender`): records into `sink`, the sum of
+    the workers' progress into `progress`, each one's loop lag and CPU into `worker_stats`."""
 
-    def __init__(self, configs: list[WorkerConfig], sink: Any, progress: Progress) -> None:
+    start_delay_s = 0.1  # t0 this far ahead of the moment all are ready: the start message must arrive
+
+    def __init__(self, configs: list[WorkerConfig], sink: ValuesSink, progress: Progress) -> None:
         self._configs = configs
         self._sink = sink
         self.progress = progress
@@ -153,8 +79,9 @@ class WorkerPool:
         self._conns: list[Connection] = []
         self._ready: list[asyncio.Future[int]] = []
         self._done: list[asyncio.Future[str]] = []
-        self._progress: list[dict[str, Any]] = [{} for _ in configs]
+        self._progress: list[Progress | None] = [None for _ in configs]
         self.worker_stats: list[dict[str, Any]] = [{} for _ in configs]
+        self.notes: list[str] = []
         self.failure: str | None = None
         self._stopping = False
 
@@ -172,10 +99,10 @@ class WorkerPool:
         for cfg in self._configs:
             parent, child = socket.socketpair()
             env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                              env.get("PYTHONPATH")]))
-            proc = subprocess.Popen([sys.executable, "-m", "bench.runner.workers", str(child.fileno())],
-                                    pass_fds=[child.fileno()], env=env)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [_SOURCE_ROOT, env.get("PYTHONPATH")]))
+            proc = subprocess.Popen(  # noqa: ASYNC220 - started, not waited for: the ready message is awaited
+                [sys.executable, "-m", "bench.runner.workers", str(child.fileno())],
+                pass_fds=[child.fileno()], env=env)
             child.close()
             conn = Connection(parent.detach())
             self._procs.append(proc)
@@ -184,7 +111,7 @@ class WorkerPool:
             self._done.append(loop.create_future())
             loop.add_reader(conn.fileno(), self._on_readable, cfg.index)
             os.set_blocking(conn.fileno(), True)  # uvloop made it non-blocking: recv/send whole messages
-            conn.send(("config", cfg))
+            conn.send(Configure(cfg))
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 await asyncio.gather(*self._ready)
@@ -195,87 +122,90 @@ class WorkerPool:
         conn = self._conns[index]
         try:
             while conn.poll():
-                self._handle(index, conn.recv())
+                self.handle(index, conn.recv())
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(conn.fileno())
             if not self._done[index].done():
                 code = self._procs[index].poll()
-                self._fail(index, f"client worker {index} exited (code {code}) before finishing")
+                self.fail(index, f"client worker {index} exited (code {code}) before finishing")
 
-    def _handle(self, index: int, msg: tuple[Any, ...]) -> None:
-        kind = msg[0]
-        if kind == "records":
-            _, records, progress = msg
-            self._sink.write_values(records)
-            self._update_progress(index, progress)
-        elif kind == "ready":
-            if not self._ready[index].done():
-                self._ready[index].set_result(msg[1])
-        elif kind == "done":
-            _, ended, stats = msg
-            self.worker_stats[index] = {**self._worker_info(index), **stats}
-            if not self._done[index].done():
-                self._done[index].set_result(ended)
-        elif kind == "error":
-            self._fail(index, f"client worker {index} failed: {msg[1]}")
+    def handle(self, index: int, msg: FromWorker) -> None:
+        """One message from worker `index` (whatever the transport)."""
+        match msg:
+            case Records(values, progress):
+                self._sink.write_values(values)
+                self._update_progress(index, progress)
+            case Ready(pid):
+                if not self._ready[index].done():
+                    self._ready[index].set_result(pid)
+            case Done(ended, stats):
+                self.worker_stats[index] = {**self.worker_info(index), **stats}
+                if not self._done[index].done():
+                    self._done[index].set_result(ended)
+            case Failed(text):
+                self.fail(index, f"client worker {index} failed: {text}")
 
-    def _worker_info(self, index: int) -> dict[str, Any]:
+    def worker_info(self, index: int) -> dict[str, Any]:
+        """Who worker `index` is, for `worker_stats`."""
         return {"index": index, "pid": self._procs[index].pid}
 
-    def _post(self, index: int, msg: tuple[Any, ...]) -> None:
+    def post(self, index: int, msg: ToWorker) -> None:
         """Send one message to worker `index` (the transport: a socket here)."""
         try:
             self._conns[index].send(msg)
         except OSError:
             pass  # that worker is gone already
 
-    def _start_time(self, index: int) -> float:
+    def start_time(self, index: int) -> float:
         """The common start time on worker `index`'s own clock (one clock on one machine)."""
         return self._t0
 
-    def _fail(self, index: int, message: str) -> None:
+    def fail(self, index: int, message: str) -> None:
+        """Worker `index` failed: the run fails (the first message is kept), all stop."""
         if self.failure is None:
             self.failure = message
-        for future in (self._ready[index], self._done[index]):
-            if not future.done():
-                future.set_result("failed")  # type: ignore[arg-type]
-        self._send_stop()
+        if not self._ready[index].done():
+            self._ready[index].set_result(-1)
+        if not self._done[index].done():
+            self._done[index].set_result("failed")
+        self.send_stop()
 
-    def _update_progress(self, index: int, snapshot: dict[str, Any]) -> None:
+    def _update_progress(self, index: int, snapshot: Progress) -> None:
         self._progress[index] = snapshot
-        snaps = [s for s in self._progress if s]
+        snaps = [s for s in self._progress if s is not None]
         p = self.progress
-        for name in ("sent", "done", "errors", "in_flight", "peak_in_flight", "output_chunks"):
-            setattr(p, name, sum(int(s.get(name) or 0) for s in snaps))
-        planned = [s.get("planned") for s in snaps if s.get("planned") is not None]
+        p.sent = sum(s.sent for s in snaps)
+        p.done = sum(s.done for s in snaps)
+        p.errors = sum(s.errors for s in snaps)
+        p.in_flight = sum(s.in_flight for s in snaps)
+        p.peak_in_flight = sum(s.peak_in_flight for s in snaps)
+        p.output_chunks = sum(s.output_chunks for s in snaps)
+        planned = [s.planned for s in snaps if s.planned is not None]
         p.planned = sum(planned) if planned else None
-        p.stage = max((int(s.get("stage") or 0) for s in snaps), default=0)
-        kinds: dict[str, int] = {}
-        for s in snaps:
-            for key, value in (s.get("error_kinds") or {}).items():
-                kinds[key] = kinds.get(key, 0) + value
-        p.error_kinds = kinds
+        p.stage = max((s.stage for s in snaps), default=0)
+        p.error_kinds = _sum_counts(s.error_kinds for s in snaps)
 
-    def _send_stop(self) -> None:
+    def send_stop(self) -> None:
+        """Tell every worker to stop (once)."""
         if self._stopping:
             return
         self._stopping = True
         for cfg in self._configs:
-            self._post(cfg.index, ("stop",))
+            self.post(cfg.index, Stop())
 
     async def run(self, stages: list[StagePlan], stop: asyncio.Event) -> str:
         count = len(self._configs)
         for cfg in self._configs:
-            self._post(cfg.index, ("start", self._start_time(cfg.index), shard_stages(stages, cfg.index, count)))
-        all_done = asyncio.ensure_future(asyncio.gather(*self._done))
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({all_done, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            self.post(cfg.index, Start(self.start_time(cfg.index), shard_stages(stages, cfg.index, count)))
+        all_done: asyncio.Future[list[str]] = asyncio.ensure_future(asyncio.gather(*self._done))
+        stopper: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((all_done, stopper), return_when=asyncio.FIRST_COMPLETED)
         if not all_done.done():
-            self._send_stop()
+            self.send_stop()
             try:
                 await asyncio.wait_for(asyncio.shield(all_done), STOP_TIMEOUT_S)
             except TimeoutError:
-                self._fail(0, f"client workers did not stop within {STOP_TIMEOUT_S:g} s")
+                self.fail(0, f"client workers did not stop within {STOP_TIMEOUT_S:g} s")
         stopper.cancel()
         endings = [f.result() for f in self._done]
         if self.failure is not None:
@@ -285,17 +215,17 @@ class WorkerPool:
         return "completed"
 
     async def cancel_in_flight(self) -> None:
-        self._send_stop()
+        self.send_stop()
         pending = [f for f in self._done if not f.done()]
         if pending:
             await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
-        self._send_stop()
+        self.send_stop()
         deadline = time.monotonic() + 5.0
         for proc in self._procs:
-            while proc.poll() is None and time.monotonic() < deadline:
+            while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a process
                 await asyncio.sleep(0.02)
             if proc.poll() is None:
                 proc.kill()
@@ -308,105 +238,43 @@ class WorkerPool:
             conn.close()
 
 
-# --- worker side -----------------------------------------------------------------------
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, value in one.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
-class _BatchSink:
-    """Collects finished records; `flush` sends them to the parent in one message."""
-
-    def __init__(self, send: Callable[[tuple[Any, ...]], None], progress: Progress) -> None:
-        self._send = send
-        self._progress = progress
-        self._records: list[tuple[Any, ...]] = []
-
-    def write(self, record: RequestRecord) -> None:
-        self._records.append(record_values(record))
-        if len(self._records) >= _BATCH_MAX:
-            self.flush()
-
-    def flush(self) -> None:
-        records, self._records = self._records, []
-        self._send(("records", records, asdict(self._progress)))
-
-    async def flush_every(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            if self._records:
-                self.flush()
-
-
-Send = Callable[[tuple[Any, ...]], None]
-
-
-async def run_shard(cfg: WorkerConfig, send: Send, receive: Callable[[], Awaitable[tuple[Any, ...]]],
-                    stop: asyncio.Event) -> None:
-    """One shard, whoever drives it (a worker process, a Ray actor): build the client and the
-    workload, send ("ready", pid), wait for ("start", t0, stages) with t0 on this process's
-    `perf_counter` clock, run, stream ("records", batch, progress) and end with ("done", ended, stats)."""
-    from bench.runner.client import ClientConfig, StreamClient
-    from bench.runner.process import freeze_gc
-    from bench.workload.plan import read_trace_for, trace_prompts_for
-    from bench.runner.loopmon import LoopMonitor
-    from bench.runner.runner import Runner
-    from bench.workload.requests import Workload
-
-    scenario = cfg.scenario
-    client = StreamClient(ClientConfig(cfg.base_url, cfg.api_key, scenario.target.timeouts.connect_s,
-                                       cfg.max_connections))
-    try:
-        trace = read_trace_for(scenario, cfg.scenario_path)
-        workload = Workload(scenario, cfg.scenario_path, cfg.model, trace_prompts_for(scenario, trace),
-                            cfg.token_model)
-        source = _ShardedSource(workload, cfg.index, cfg.count) if cfg.count > 1 else workload
-        freeze_gc()  # before "ready": a full collection after the start would make the first sends late
-        send(("ready", os.getpid()))
-        msg = await receive()
-        if msg[0] != "start":
-            return
-        _, t0, stages = msg
-        progress = Progress()
-        sink = _BatchSink(send, progress)
-        runner = Runner(cfg.plan, source, client, sink, t0, progress, id_start=cfg.index, id_step=cfg.count)
-        monitor = LoopMonitor()
-        monitor.start()
-        flusher = asyncio.ensure_future(sink.flush_every(_BATCH_S))
-        try:
-            ended = await runner.run(stages, stop)
-        finally:
-            flusher.cancel()
-            stats = await monitor.stop()
-        sink.flush()
-        send(("done", ended, stats))
-    finally:
-        await client.aclose()
+# --- worker process ----------------------------------------------------------------------
 
 
 async def _worker(conn: Connection) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+    inbox: asyncio.Queue[ToWorker] = asyncio.Queue()
 
     def on_readable() -> None:
         try:
             while conn.poll():
                 msg = conn.recv()
-                if msg[0] == "stop":
+                if isinstance(msg, Stop):
                     stop.set()
                 else:
                     inbox.put_nowait(msg)
         except (EOFError, OSError):  # the parent is gone: stop and exit
             loop.remove_reader(conn.fileno())
             stop.set()
-            inbox.put_nowait(("gone",))
+            inbox.put_nowait(Gone())
 
     loop.add_reader(conn.fileno(), on_readable)
     os.set_blocking(conn.fileno(), True)  # whole messages, even when the parent is slow to read
     # SIGTERM to the whole process group: stop like the parent would have asked, keep records.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     msg = await inbox.get()
-    if msg[0] != "config":
+    if not isinstance(msg, Configure):
         return
-    await run_shard(msg[1], conn.send, inbox.get, stop)
+    await run_shard(msg.config, conn.send, inbox.get, stop)
 
 
 def _main(fd: int) -> int:
@@ -421,9 +289,9 @@ def _main(fd: int) -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_worker(conn))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
+    except BaseException:  # reported to the parent, which fails the run
         try:
-            conn.send(("error", traceback.format_exc()[-2000:]))
+            conn.send(Failed(traceback.format_exc()[-2000:]))
         except OSError:
             pass
         return 1

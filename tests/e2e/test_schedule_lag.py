@@ -63,7 +63,7 @@ def test_the_client_holds_a_request_until_its_not_before_time():
 def test_send_lead_settles_high_in_the_spread_of_the_overhead():
     import numpy as np
 
-    from bench.runner.runner import SendLead
+    from bench.runner.attempt import SendLead
 
     lead = SendLead()
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ import bench
 from bench.workload.plan import RunPlan, StagePlan
 from bench.scenario.schema import Timeouts
 from bench.sim import start_sim
-from bench.runner.workers import resolve_workers, shard_plan, shard_stages
+from bench.runner.shards import resolve_workers, shard_plan, shard_stages
 from benchtest import run_in_process, write_scenario
 
 

@@ -62,7 +62,7 @@ async def test_a_read_is_stamped_when_the_bytes_arrived_not_when_the_loop_got_to
     await asyncio.sleep(0.01)  # the kernel turns stamping on shortly after the first socket asks
     written = time.perf_counter()
     server.sendall(b"data: one\n\n")
-    time.sleep(0.05)  # the loop is busy elsewhere for 50 ms
+    time.sleep(0.05)  # noqa: ASYNC251 - the loop is busy elsewhere for 50 ms
     await asyncio.wait_for(protocol.got.wait(), 5)
     stamp, handled, data = protocol.reads[0]
     assert data == b"data: one\n\n"
@@ -84,7 +84,7 @@ async def test_stamps_follow_each_write_in_order():
     for i in range(5):
         sent.append(time.perf_counter())
         server.sendall(b"x%d" % i)
-        time.sleep(0.01)  # blocking: all five wait in the socket until the loop runs
+        time.sleep(0.01)  # noqa: ASYNC251 - blocking: all five wait in the socket until the loop runs
     await asyncio.sleep(0.05)
     stamps = [s for s, _, _ in protocol.reads]
     # Five reads or fewer (the kernel may hand over several at once, with the newest stamp).

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from bench.scenario.schema import Uniform
+from bench.runner.shards import ShardedSource
 from bench.scenario.loader import validate_scenario
-from bench.runner.workers import _ShardedSource
+from bench.scenario.schema import Uniform
 from bench.scenario.prompts import SyntheticPrompts, TokenModel, sample_lengths
 from bench.workload.requests import Workload
 
@@ -69,7 +69,7 @@ def test_worker_shards_send_disjoint_shares_of_the_single_process_sequence(varia
     reference = _workload(variants=variants)
     single = [(_text(s), s.variant) for s in (reference.next_spec() for _ in range(900))]
     count = 4
-    shards = [_ShardedSource(_workload(variants=variants), k, count) for k in range(count)]
+    shards = [ShardedSource(_workload(variants=variants), k, count) for k in range(count)]
     for k, shard in enumerate(shards):
         own = [shard.next_spec() for _ in range(225)]
         assert [(_text(s), s.variant) for s in own] == single[k::count]

@@ -1,0 +1,293 @@
+"""One request while it runs: send, read the stream under its deadlines, record the result.
+
+`Attempt.run` sends through any `StreamOpener` (the real client, or a test's fake), feeds
+every read to a `StreamRecorder`, and ends with exactly one outcome: ok, or an error with
+its kind (HTTP status, timeouts, dropped streams, protocol faults), or cancelled.
+`Attempt.record` turns it into a `RequestRecord`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.records import RequestRecord
+from bench.runner.recorder import StreamRecorder
+from bench.runner.sse import StreamProtocolError, json_body_error
+from bench.runner.streamapi import ClientError, SendLog, StreamOpener, StreamResponse
+from bench.scenario.schema import Timeouts
+from bench.workload.requests import RequestSpec
+
+__all__ = ["DONE_GRACE_S", "Attempt", "SendLead", "sleep_until"]
+
+_SPIN_S = 0.0015  # sleep until this close to a send time, then yield: asyncio rounds timers to 1 ms
+
+
+class SendLead:
+    """Running estimate of the time from handing a request to the client to its last byte
+    leaving on the socket (request building, pool checkout or connecting, write), not
+    counting the time the client held it for its schedule (`SendLog.held_s`).
+
+    The lead is applied before anyone knows whether the request will go out on a pooled
+    connection or on a new one (a server that closes after every stream makes every one new),
+    so it cannot fit each; the client's hold makes a too-large lead harmless (the request
+    waits, connection in hand, for its time) while a too-small one makes it late. Hence it
+    sits high in the overhead's spread (about its 70th percentile), not low. Requests
+    retried after a stale pooled connection are not observed: the retry happens after the
+    hold, whatever the lead, so their extra time is schedule lag that no lead can remove.
+    """
+
+    MAX_S = 0.005  # bounds the time a request waits in the client, connection in hand
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._count = 0
+
+    def observe(self, overhead_s: float) -> None:
+        if not 0.0 <= overhead_s < 0.1:
+            return
+        self._count += 1
+        target = min(overhead_s, self.MAX_S)
+        if self._count == 1:
+            self.seconds = target
+            return
+        # Steps up 4x larger than down: settles where the mean excess above it is a quarter
+        # of the mean shortfall below it (two thirds of the way up a uniform spread). Fast
+        # at first, steady later.
+        rate = 0.3 if self._count < 20 else 0.05
+        step = rate if target > self.seconds else rate / 4
+        self.seconds += step * (target - self.seconds)
+
+
+class Attempt:
+    """State of one request while it runs; produces its record at the end."""
+
+    def __init__(self, t0: float, timeouts: Timeouts, keep_text: bool = False,
+                 lead: SendLead | None = None, n: int = 1) -> None:
+        self.t0 = t0
+        self.timeouts = timeouts
+        self.lead = lead
+        self.submitted_abs = 0.0
+        self.reconnected = False
+        self.recorder = StreamRecorder(t0, n=n)
+        self.recorder.keep_text = keep_text
+        self.sent_abs = 0.0
+        self.headers_abs: float | None = None
+        self.end_abs = 0.0
+        self.http_status: int | None = None
+        self.error_kind: str | None = None
+        self.error_message: str | None = None
+        self.retry_after_s: float | None = None
+        self.server_request_id: str | None = None
+        self.status = "ok"
+        self._seen = 0  # chunks seen when the idle deadline was last moved
+        self._last_event_abs = 0.0
+        self._first_token: asyncio.Future[None] | None = None
+        self._done_abs: float | None = None  # when [DONE] arrived
+        self._done_wake: asyncio.Future[None] | None = None
+
+    async def run(self, client: StreamOpener, path: str, body: bytes, not_before: float = 0.0) -> None:
+        """`not_before`: perf_counter time before which no byte of the request is written."""
+        loop = asyncio.get_running_loop()
+        timeouts = self.timeouts
+        self.sent_abs = self.submitted_abs = time.perf_counter()
+        log = SendLog(not_before=not_before)
+        start = loop.time()
+        total_deadline = start + timeouts.total_s
+        ttft_deadline = min(start + timeouts.ttft_s, total_deadline)
+        response: StreamResponse | None = None
+        try:
+            async with asyncio.timeout_at(ttft_deadline) as deadline:
+                response = await client.open_stream(path, body, log)
+                self.headers_abs = time.perf_counter()
+                self._sent(log, response.reconnected)
+                self.http_status = response.status
+                self.reconnected = response.reconnected
+                self.server_request_id = response.server_request_id
+                await self._read(response, deadline, loop, ttft_deadline, total_deadline)
+        except TimeoutError:
+            self._fail(self._timeout_kind(loop.time(), total_deadline), "no data before the deadline")
+        except ClientError as exc:
+            self.reconnected = self.reconnected or exc.reconnected
+            self.http_status = exc.http_status or self.http_status
+            self.retry_after_s = exc.retry_after_s
+            self.server_request_id = exc.server_request_id or self.server_request_id
+            self._fail(exc.kind, str(exc))
+        except StreamProtocolError as exc:
+            self._fail(exc.kind, str(exc))
+        finally:
+            if response is None:  # failed or cut short before a response: it may still have gone out
+                self._sent(log, self.reconnected)
+            self.end_abs = time.perf_counter()
+            if response is not None:
+                await response.aclose()
+        if self.error_kind is None:
+            self._check_complete()
+
+    def _sent(self, log: SendLog, reconnected: bool) -> None:
+        """When the request went out. Not written at all (refused, say): when it would have
+        been, `not_before`, or the failure if that came first (the validity checks leave
+        such requests out of "sent early")."""
+        if log.sent_at is None:
+            self.sent_abs = max(self.submitted_abs, min(log.not_before, time.perf_counter()))
+            return
+        self.sent_abs = log.sent_at
+        if self.lead is not None and not reconnected:
+            self.lead.observe(log.sent_at - self.submitted_abs - log.held_s)
+
+    async def _read(self, response: StreamResponse, deadline: asyncio.Timeout,
+                    loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
+        recorder = self.recorder
+        idle = self.timeouts.idle_s
+        slack = idle * 0.05  # re-arming the timer on every read would cost more than it buys
+        if "json" in response.content_type:
+            await _json_body_failure(response)
+        done = response.start_feeding(self._on_read)
+        if done is not None:
+            await self._wait_body(done, deadline, loop, ttft_deadline, total_deadline)
+            return
+        seen = 0
+        async for now_abs, data in response.reads():
+            recorder.feed(now_abs, data)
+            if recorder.done_seen:
+                break  # the answer is complete: a proxy's heartbeats after [DONE] are not waited for
+            # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
+            # of a stuck backend must not hold it off.
+            if recorder.first_token_t is not None and len(recorder.chunks) > seen:
+                seen = len(recorder.chunks)
+                now = loop.time()
+                target = min(now + idle, total_deadline)
+                when = deadline.when()
+                if (when is None or target - when > slack or target < when
+                        or (target == total_deadline and when != target)):
+                    deadline.reschedule(target)
+        recorder.close(time.perf_counter())
+
+    def _on_read(self, t_abs: float, data: bytes) -> None:
+        """One socket read, fed from the connection's callback (no task wake-up per read)."""
+        recorder = self.recorder
+        recorder.feed(t_abs, data)
+        if recorder.done_seen:
+            if self._done_abs is None:
+                self._done_abs = t_abs
+            wake = self._done_wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)  # to the short wait for the end of the body
+            return
+        # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
+        # of a stuck backend must not hold it off.
+        if len(recorder.chunks) != self._seen and recorder.first_token_t is not None:
+            self._seen = len(recorder.chunks)
+            self._last_event_abs = t_abs
+            first = self._first_token
+            if first is not None and not first.done():
+                first.set_result(None)  # from the TTFT deadline to the idle one
+
+    async def _wait_body(self, done: asyncio.Future[None], deadline: asyncio.Timeout,
+                         loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
+        """Sleep until the body ends; wake only when a deadline may have passed: TTFT until the
+        first token, then the idle deadline from the last event (checked lazily, never re-armed
+        per read), never beyond the total deadline. After `[DONE]` the answer is complete: the
+        body gets DONE_GRACE_S to end (so the connection can go back to the pool), then it is
+        closed, whatever a proxy still sends (heartbeats after [DONE])."""
+        deadline.reschedule(None)
+        recorder = self.recorder
+        idle = self.timeouts.idle_s
+        perf = time.perf_counter
+        self._done_wake = loop.create_future()
+        while not done.done():
+            if recorder.done_seen:
+                done_abs = self._done_abs = self._done_abs or perf()
+                remaining = min(done_abs + DONE_GRACE_S - perf(), total_deadline - loop.time())
+                if remaining <= 0:
+                    return
+                await asyncio.wait((done,), timeout=remaining)
+                continue
+            waiting: tuple[asyncio.Future[None], ...] = (done, self._done_wake)
+            if recorder.first_token_t is None:
+                target = ttft_deadline
+                self._first_token = loop.create_future()
+                waiting = (*waiting, self._first_token)
+            else:
+                target = min(loop.time() + (self._last_event_abs + idle - perf()), total_deadline)
+            remaining = target - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            self._first_token = None
+        done.result()  # the error that ended the body, if any
+        recorder.close(perf())
+
+    def _timeout_kind(self, now: float, total_deadline: float) -> str:
+        if now >= total_deadline - 1e-3:
+            return "total_timeout"
+        if self.recorder.first_token_t is None:
+            return "ttft_timeout"
+        return "idle_timeout"
+
+    def _check_complete(self) -> None:
+        problem = self.recorder.incomplete()
+        if problem is not None:
+            self._fail(*problem)
+
+    def _fail(self, kind: str, message: str) -> None:
+        if self.error_kind is None:
+            self.error_kind = kind
+            self.error_message = message
+            self.status = "error"
+
+    def cancelled(self) -> None:
+        self.end_abs = time.perf_counter()
+        self.status = "cancelled"
+        self.error_kind = "cancelled"
+        self.error_message = "cancelled by interruption"
+
+    def record(self, *, request_id: int, stage: int, phase: str, spec: RequestSpec,
+               scheduled_s: float) -> RequestRecord:
+        recorder = self.recorder
+        prompt_tokens, completion_tokens = recorder.usage_tokens()
+        t0 = self.t0
+        return RequestRecord(
+            request_id=request_id, stage=stage, phase=phase, variant=spec.variant, block=spec.block,
+            conversation=spec.conversation, turn=spec.turn,
+            prompt_index=spec.prompt_index, scheduled_s=scheduled_s,
+            submitted_s=self.submitted_abs - t0, sent_s=self.sent_abs - t0,
+            headers_s=None if self.headers_abs is None else self.headers_abs - t0,
+            end_s=self.end_abs - t0, status=self.status, error_kind=self.error_kind,
+            error_message=self.error_message, http_status=self.http_status,
+            retry_after_s=self.retry_after_s, finish_reason=recorder.finish_reason(),
+            usage_prompt_tokens=prompt_tokens, usage_completion_tokens=completion_tokens,
+            server_request_id=self.server_request_id, max_tokens=spec.max_tokens,
+            n=spec.n, done_seen=recorder.done_seen, reconnected=self.reconnected, output_chars=recorder.output_chars,
+            chunks=recorder.chunks, server_timings=recorder.server_timings,
+        )
+
+
+# After [DONE] the body normally ends at once (the chunked terminator); a body still open
+# this long after it is a proxy sending heartbeats, and is closed without more waiting.
+DONE_GRACE_S = 0.25
+_JSON_BODY_LIMIT = 1 << 20  # an error body is small; a bigger one is not read to its end
+
+
+async def _json_body_failure(response: StreamResponse) -> None:
+    """A JSON body where a stream was asked for: the server's error when it is one (HTTP 200
+    with {"error": ...}), else not_sse. Always raises StreamProtocolError."""
+    parts: list[bytes] = []
+    size = 0
+    async for _t, data in response.reads():
+        parts.append(data)
+        size += len(data)
+        if size > _JSON_BODY_LIMIT:
+            break
+    message = json_body_error(b"".join(parts))
+    if message is not None:
+        raise StreamProtocolError("server_error_body", message)
+    raise StreamProtocolError("not_sse", f"expected text/event-stream, got {response.content_type}")
+
+
+async def sleep_until(target: float) -> None:
+    delay = target - time.perf_counter()
+    if delay > _SPIN_S:
+        await asyncio.sleep(delay - _SPIN_S)
+    while time.perf_counter() < target:  # noqa: ASYNC110 - a spin: the last 1.5 ms to the microsecond
+        await asyncio.sleep(0)

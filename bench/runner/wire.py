@@ -1,0 +1,332 @@
+"""aiohttp plumbing for the direct send path: stamped socket reads, the send hold, sessions.
+
+Nothing here knows the openai SDK. A session from `session_factory` opens plain-TCP
+connections on the kernel-stamped transport (`bench.runner.sockstamp`) where it can, stamps
+every socket read in the connection's protocol, holds each request until its `SendLog`'s
+`not_before` once a connection is in hand, and records when the request's last byte left.
+`AioStreamResponse` reads a response of such a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from types import SimpleNamespace
+from typing import Any, cast
+
+import aiohappyeyeballs
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+
+from bench.runner.sockstamp import StampedTransport, stamped_transport_supported
+from bench.runner.streamapi import ClientError, Feed, SendLog
+
+__all__ = [
+    "REUSED", "SEND_LOG", "SENT_BOX", "AioStreamResponse", "StampingProtocol", "arrival_stamp_source",
+    "describe_aio", "session_factory", "split_by_arrival", "stamp_log", "stamped_reads",
+]
+
+# Set by the client for the duration of one request; the aiohttp trace hooks, which run
+# in that request's task, append the time the request finished going out on the socket.
+SENT_BOX: ContextVar[list[float] | None] = ContextVar("bench_sent_box", default=None)
+SEND_LOG: ContextVar[SendLog | None] = ContextVar("bench_send_log", default=None)
+REUSED = -1.0  # marker in the sent box: this attempt went out on a pooled keep-alive connection
+_SPIN_S = 0.0015  # sleep until this close to the hold's end, then yield: asyncio rounds timers to 1 ms
+
+
+class StampingProtocol(ResponseHandler):
+    """aiohttp's connection protocol, stamping each socket read with its arrival time.
+
+    On the kernel-stamped transport (`bench.runner.sockstamp`, plain TCP on Linux) the stamp is
+    the time the bytes reached the socket, whenever the loop gets to them; elsewhere (TLS)
+    it is taken in `data_received`, before HTTP parsing and before any task runs. Each
+    stamp is paired with the response body's byte count after that read.
+    """
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__(loop)
+        self.stamp_payload: Any = None
+        self.stamps: list[tuple[float, int]] = []
+        self.sink: _Feeder | None = None
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        t = transport.rx_time if type(transport) is StampedTransport else time.perf_counter()
+        before = self._payload
+        super().data_received(data)
+        payload = self._payload or before
+        if payload is None:
+            return
+        sink = self.sink
+        if sink is not None and payload is sink.payload:
+            sink.pump(t)  # parsed here, in the socket callback: no task wake-up per read
+            return
+        if payload is not self.stamp_payload:
+            self.stamp_payload = payload
+            self.stamps = []
+        self.stamps.append((t, payload.total_bytes))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        sink = self.sink
+        super().connection_lost(exc)
+        if sink is not None:
+            sink.lost()
+
+
+class _Feeder:
+    """Hands each socket read of one response body to `feed(t, data)` from `data_received`.
+
+    `done` resolves at the end of the body, or with the error that `feed` raised or that
+    broke the connection (as a `ClientError("stream_dropped")`).
+    """
+
+    __slots__ = ("_again", "_busy", "done", "feed", "payload", "protocol")
+
+    def __init__(self, protocol: StampingProtocol, payload: Any, feed: Feed, done: asyncio.Future[None]) -> None:
+        self.protocol = protocol
+        self.payload = payload
+        self.feed = feed
+        self.done = done
+        self._busy = False
+        self._again: float | None = None
+
+    def pump(self, t: float) -> None:
+        if self._busy:  # re-entered: draining the buffer resumed reading, which read more
+            self._again = t
+            return
+        payload = self.payload
+        self._busy = True
+        try:
+            while True:
+                data = payload.read_nowait(-1)
+                if data:
+                    self.feed(t, data)
+                if self._again is None:
+                    break
+                t, self._again = self._again, None
+        except Exception as exc:  # handed to the waiting task, raised there
+            self.end(exc)
+            return
+        finally:
+            self._busy = False
+        if payload.is_eof():
+            self.end(None)
+
+    def lost(self) -> None:
+        if self.payload.exception() is None:
+            self.pump(time.perf_counter())
+        if not self.done.done():
+            self.end(self.payload.exception() or ClientError("stream_dropped", "connection closed mid-body"))
+
+    def end(self, exc: BaseException | None) -> None:
+        if self.protocol.sink is self:
+            self.protocol.sink = None
+        if self.done.done():
+            return
+        if exc is None:
+            self.done.set_result(None)
+            return
+        if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError)):
+            exc = ClientError("stream_dropped", describe_aio(exc))
+        self.done.set_exception(exc)
+
+
+async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    now = time.perf_counter()
+    box = SENT_BOX.get()
+    if box is not None:
+        box.append(now)
+    log = SEND_LOG.get()
+    if log is not None:
+        log.sent_at = now
+
+
+async def _hold(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    """Connection in hand (pooled or new), nothing written yet: wait for `not_before`."""
+    log = SEND_LOG.get()
+    if log is None:
+        return
+    start = time.perf_counter()
+    target = log.not_before
+    if start >= target:
+        return
+    if target - start > _SPIN_S:
+        await asyncio.sleep(target - start - _SPIN_S)
+    while time.perf_counter() < target:  # noqa: ASYNC110 - a spin: the last 1.5 ms to the microsecond
+        await asyncio.sleep(0)
+    log.held_s += time.perf_counter() - start
+
+
+async def _on_reuse(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
+    box = SENT_BOX.get()
+    if box is not None:
+        box.append(REUSED)
+
+
+def arrival_stamp_source(base_url: str) -> str:
+    """Where chunk arrival stamps for `base_url` come from: "kernel" (the socket's receive
+    time) or "read" (taken in data_received, late by any event-loop delay)."""
+    return "kernel" if stamped_transport_supported() and base_url.lower().startswith("http://") else "read"
+
+
+class _StampingConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, opening plain-TCP connections on a kernel-stamped transport."""
+
+    async def _wrap_create_connection(self, *args: Any, addr_infos: Any, req: Any,
+                                      timeout: Any,  # noqa: ASYNC109 - aiohttp's signature
+                                      client_error: type[Exception] = aiohttp.ClientConnectorError,
+                                      **kwargs: Any) -> tuple[asyncio.Transport, ResponseHandler]:
+        if kwargs.get("ssl"):  # TLS needs the loop's transport: stamps come from data_received
+            return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, timeout=timeout,
+                                                         client_error=client_error, **kwargs)
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                sock = await aiohappyeyeballs.start_connection(
+                    addr_infos=addr_infos, loop=self._loop,
+                    # the connector's own settings, as aiohttp passes them (absent in older aiohttp)
+                    local_addr_infos=getattr(self, "_local_addr_infos", None),
+                    happy_eyeballs_delay=getattr(self, "_happy_eyeballs_delay", None),
+                    interleave=getattr(self, "_interleave", None))
+        except OSError as exc:
+            if exc.errno is None and isinstance(exc, TimeoutError):
+                raise
+            raise client_error(req.connection_key, exc) from exc
+        protocol = args[0]()
+        return StampedTransport(self._loop, sock, protocol), protocol
+
+
+def session_factory(max_connections: int, fresh: bool = False) -> Callable[[], aiohttp.ClientSession]:
+    """Makes our aiohttp sessions. `fresh`: every request on a new connection, closed after
+    its response (no pool); else a pool of up to `max_connections` kept 60 s."""
+
+    def make() -> aiohttp.ClientSession:
+        kind = _StampingConnector if stamped_transport_supported() else aiohttp.TCPConnector
+        pooling: dict[str, Any] = {"force_close": True} if fresh else {"keepalive_timeout": 60.0}
+        connector = kind(limit=max_connections, limit_per_host=0, **pooling)
+        # aiohttp has no public hook for the connection protocol: swap its factory
+        cast(Any, connector)._factory = functools.partial(StampingProtocol, loop=connector._loop)
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_on_sent)
+        trace.on_request_chunk_sent.append(_on_sent)
+        trace.on_connection_reuseconn.append(_on_reuse)
+        trace.on_connection_reuseconn.append(_hold)
+        trace.on_connection_create_end.append(_hold)
+        return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
+
+    return make
+
+
+def stamp_log(aio: Any) -> tuple[Any, list[tuple[float, int]] | None]:
+    """The body reader of aiohttp response `aio` and its arrival stamps, when it came over
+    one of our sessions' stamping connections; (None, None) otherwise."""
+    protocol = getattr(getattr(aio, "connection", None), "protocol", None)
+    if not isinstance(protocol, StampingProtocol) or protocol.stamp_payload is not aio.content:
+        return None, None
+    return aio.content, protocol.stamps
+
+
+def split_by_arrival(stamps: list[tuple[float, int]], start: int, data: bytes) -> list[tuple[float, bytes]]:
+    """Cut `data` (body bytes start..start+len) where one socket read ended and the next began."""
+    end = start + len(data)
+    i = bisect_left(stamps, start + 1, key=lambda s: s[1])
+    pieces = []
+    pos = start
+    while pos < end:
+        if i >= len(stamps):  # not stamped (should not happen): the read time is next best
+            pieces.append((time.perf_counter(), data[pos - start:]))
+            break
+        t, total = stamps[i]
+        cut = min(total, end)
+        pieces.append((t, data[pos - start:cut - start]))
+        pos = cut
+        i += 1
+    return pieces
+
+
+async def stamped_reads(content: Any, stamps: list[tuple[float, int]]) -> AsyncIterator[tuple[float, bytes]]:
+    """(arrival, bytes) pieces of an aiohttp body reader `content` with its stamp log."""
+    consumed = 0
+    try:
+        while True:
+            # Straight from aiohttp's buffer: bridge layers cost more per chunk than parsing it.
+            data = await content.readany()
+            if not data:
+                return
+            for item in split_by_arrival(stamps, consumed, data):
+                yield item
+            consumed += len(data)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+        raise ClientError("stream_dropped", describe_aio(exc)) from None
+
+
+class AioStreamResponse:
+    """A streamed response read straight from our aiohttp session (the direct path)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, sent_at: float | None, reused: bool = False) -> None:
+        self._aio = response
+        self.sent_at = sent_at
+        self.reconnected = False
+        self.reused_connection = reused  # sent on a pooled keep-alive connection, not a new one
+        self.status = response.status
+        headers = response.headers
+        self.server_request_id = headers.get("x-request-id")
+        self.content_type = headers.get("content-type", "")
+        self._content, self._stamps = stamp_log(response)
+        self._feeder: _Feeder | None = None
+
+    def header(self, name: str) -> str | None:
+        return self._aio.headers.get(name)
+
+    def start_feeding(self, feed: Feed) -> asyncio.Future[None] | None:
+        content, stamps = self._content, self._stamps
+        protocol = getattr(self._aio.connection, "protocol", None)
+        if content is None or stamps is None or not isinstance(protocol, StampingProtocol):
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        feeder = self._feeder = _Feeder(protocol, content, feed, done)
+        try:  # what arrived before now, each piece with its own read's stamp
+            buffered = content.read_nowait(-1)
+            for t, piece in split_by_arrival(stamps, 0, buffered) if buffered else ():
+                feed(t, piece)
+        except Exception as exc:
+            feeder.end(exc)
+            return done
+        if content.is_eof():
+            feeder.end(None)
+        elif content.exception() is not None:
+            feeder.end(content.exception())
+        else:
+            protocol.sink = feeder
+        return done
+
+    async def reads(self) -> AsyncIterator[tuple[float, bytes]]:
+        if self._stamps is not None and self._content is not None:
+            async for item in stamped_reads(self._content, self._stamps):
+                yield item
+            return
+        try:
+            async for data in self._aio.content.iter_any():
+                yield time.perf_counter(), data
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+            raise ClientError("stream_dropped", describe_aio(exc)) from None
+
+    async def aclose(self) -> None:
+        aio = self._aio
+        feeder = self._feeder
+        if feeder is not None:
+            if feeder.protocol.sink is feeder:
+                feeder.protocol.sink = None
+            if feeder.done.done() and not feeder.done.cancelled():
+                feeder.done.exception()  # retrieved: no "never retrieved" log after a cancel
+        if aio.content.at_eof():
+            aio.release()  # read to its end: the connection goes back to the pool
+        else:
+            aio.close()  # cut short: the connection cannot be reused
+
+
+def describe_aio(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
