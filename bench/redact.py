@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+__all__ = ["MASK", "is_secret_name", "redact_argv", "redact_command_string", "redact_env", "redact_scenario"]
+
 MASK = "***"
 _SECRET_NAME = re.compile(r"(api[-_]?key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
 

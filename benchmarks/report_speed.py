@@ -23,11 +23,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.analysis.results import load_run  # noqa: E402
+from bench.commands.run import run_scenario  # noqa: E402
+from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.report import compare, figures  # noqa: E402
 from bench.report import document as report  # noqa: E402
-from bench.commands.rundir import RunOptions  # noqa: E402
-from bench.commands.run import run_scenario  # noqa: E402
-from bench.analysis.results import load_run  # noqa: E402
 from bench.scenario.loader import load_scenario  # noqa: E402
 from bench.sim import start_sim  # noqa: E402
 

@@ -47,8 +47,8 @@ def _count_lines(path: Path, state: dict[str, int]) -> int:
 def child(base_url: str, requests: int, concurrency: int, tokens: int) -> list[tuple[float, int, int]]:
     import yaml
 
-    from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
+    from bench.commands.rundir import RunOptions
     from bench.scenario.loader import load_scenario
 
     samples: list[tuple[float, int, int]] = []

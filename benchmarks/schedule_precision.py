@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _sse_server import start_server  # noqa: E402
 
-from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.commands.run import run_scenario  # noqa: E402
+from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.scenario.loader import load_scenario  # noqa: E402
 
 

@@ -20,8 +20,10 @@ import aiohttp
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.sim import load_profile  # noqa: E402
-from bench.sim import start_sim  # noqa: E402
+from bench.sim import (
+    load_profile,
+    start_sim,
+)
 
 
 async def _stream_loop(session: aiohttp.ClientSession, url: str, body: bytes,

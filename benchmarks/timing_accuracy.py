@@ -26,8 +26,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.commands.run import run_scenario  # noqa: E402
+from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.scenario.loader import load_scenario  # noqa: E402
 from bench.sim import start_sim  # noqa: E402
 

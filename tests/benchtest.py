@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from bench.commands.rundir import RunOptions, RunResult
 from bench.commands.run import run_scenario
+from bench.commands.rundir import RunOptions, RunResult
 from bench.scenario.loader import load_scenario
 
 

@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
-
 from loopback import LoopbackServer
 
 TOKENS = 8  # content chunks of a healthy stream
@@ -121,7 +120,7 @@ class FaultServer(LoopbackServer):
         handler = BEHAVIOURS[behaviour]
         try:
             return await asyncio.wait_for(handler(self, request, "messages" not in body), MAX_HOLD_S)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             # The client gave up (as it should on a timeout or a too-large line).
             return web.Response(status=499)
 
@@ -237,7 +236,7 @@ class FaultServer(LoopbackServer):
         """Headers, then nothing."""
         await self._sse(request)
         await asyncio.sleep(MAX_HOLD_S)
-        raise asyncio.TimeoutError
+        raise TimeoutError
 
     async def b_ttft_pings(self, request: web.Request, text_api: bool) -> web.StreamResponse:
         """Headers, a role chunk, then only keep-alives every 50 ms."""
@@ -257,7 +256,7 @@ class FaultServer(LoopbackServer):
             else:
                 await resp.write(part)
         await asyncio.sleep(MAX_HOLD_S)
-        raise asyncio.TimeoutError
+        raise TimeoutError
 
     async def b_stall_pings(self, request: web.Request, text_api: bool) -> web.StreamResponse:
         """Three tokens, then only keep-alives every 50 ms (a stuck backend behind a proxy)."""

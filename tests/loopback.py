@@ -68,7 +68,7 @@ class LoopbackServer(ThreadedServer):
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self.port = site._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:
         if self._runner is not None:

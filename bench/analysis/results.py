@@ -19,9 +19,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from bench.analysis import saturation
-
 from bench import store
+from bench.analysis import saturation
 from bench.analysis import summary as aggregate
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError

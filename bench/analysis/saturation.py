@@ -35,6 +35,33 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "DRAIN_TIMEOUT_S",
+    "MAX_COMPLETION_SHARE",
+    "MIN_RISE",
+    "MIN_TTFT_SAMPLES",
+    "ONSET_CANDIDATES",
+    "SAMPLE_S",
+    "SETTLE_S",
+    "TIMEOUT_KINDS",
+    "TTFT_RISE",
+    "WAIT_LOOKBACK_S",
+    "WINDOW_S",
+    "ProgressSample",
+    "Verdict",
+    "Wait",
+    "backlog_rising",
+    "completions_short",
+    "detect_run",
+    "detect_stage",
+    "onset_time",
+    "record_wait",
+    "saturated_now",
+    "series",
+    "stored_verdicts",
+    "waits_growing",
+]
+
 if TYPE_CHECKING:
     from bench.analysis.summary_model import Summary
 

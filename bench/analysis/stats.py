@@ -26,6 +26,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = [
+    "CONFIDENCE",
+    "MAX_SAMPLES",
+    "N_RESAMPLES",
+    "DiffCI",
+    "bootstrap_diff",
+    "check_statistic",
+    "paired_bootstrap_diff",
+    "point",
+]
+
 CONFIDENCE = 0.95
 N_RESAMPLES = 1000
 MAX_SAMPLES = 5000

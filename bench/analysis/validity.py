@@ -10,12 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.errors import ValidityWarning
-from bench.store import ClientInfo, WorkerInfo
 from bench.analysis.summary_model import Summary
+from bench.errors import ValidityWarning
 from bench.metrics import catalogue
 from bench.metrics.catalogue import SCHEDULE_LAG, TTFT
 from bench.metrics.scan import TOKEN_KINDS
+from bench.store import ClientInfo, WorkerInfo
+
+__all__ = [
+    "LAG_FLOOR_MS", "MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT", "MAX_ERROR_RATE",
+    "MAX_LAG_P99_SHARE_OF_INTERARRIVAL", "MAX_RATE_SHORTFALL", "MIN_SAMPLES_P99",
+    "MIN_SAMPLES_P999", "NOT_SENT_KINDS", "SENT_EARLY_MAX_SHARE", "SENT_EARLY_MS",
+    "SENT_EARLY_P50_MS", "check", "check_client", "check_clock_offsets", "check_empty_ok",
+    "check_ended", "check_error_rate", "check_finish_reasons", "check_rate", "check_reconnects",
+    "check_sample_counts", "check_saturation", "check_schedule_lag", "check_sent_early",
+    "check_stage_lag", "check_warmup", "workload_notes",
+]
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run

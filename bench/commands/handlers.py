@@ -22,9 +22,9 @@ __all__ = ["cmd_compare", "cmd_plot", "cmd_report", "cmd_run", "cmd_scenario_sch
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.report.console import print_summary
-    from bench.commands.rundir import RunOptions
     from bench.commands.run import run_scenario
+    from bench.commands.rundir import RunOptions
+    from bench.report.console import print_summary
     from bench.scenario.loader import load_scenario
 
     scenario = load_scenario(args.scenario, run_overrides(args))
@@ -47,10 +47,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.report.console import print_stages, print_summary
     from bench.commands.rundir import RunOptions
-    from bench.scenario.loader import load_scenario
     from bench.commands.sweep import SweepRequest, run_sweep
+    from bench.report.console import print_stages, print_summary
+    from bench.scenario.loader import load_scenario
 
     scenario = load_scenario(args.scenario, run_overrides(args))
     if scenario.ray is not None:
@@ -80,8 +80,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from bench.report.console import print_summary
     from bench.analysis.results import load_run
+    from bench.report.console import print_summary
 
     run = load_run(args.run_dir)
     if args.json:
@@ -114,8 +114,8 @@ def _write_run_reports(run: Any, announce: bool) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report.document import parse_formats, write_reports
     from bench.analysis.results import load_run
+    from bench.report.document import parse_formats, write_reports
 
     for path in write_reports(load_run(args.run_dir), args.out, parse_formats(args.format)):
         print(path)
@@ -123,8 +123,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from bench.report.figures import formats_for, plot_runs, save_figures
     from bench.analysis.results import load_run
+    from bench.report.figures import formats_for, plot_runs, save_figures
 
     runs = [load_run(path) for path in args.run_dirs]
     out = args.out or (runs[0].path / "figures" if len(runs) == 1 else Path("."))
@@ -136,9 +136,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from bench.analysis.results import load_run
     from bench.report.compare import compare_runs, console_tables, write_compare
     from bench.report.console import print_wrapped
-    from bench.analysis.results import load_run
 
     if len(args.run_dirs) < 2:
         raise BenchInputError("compare: give at least two run directories (baseline first)")

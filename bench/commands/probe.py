@@ -29,8 +29,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         base_url, target = args.base_url, "server"
         if not base_url:
-            from bench.sim import ProfileError
-            from bench.sim import SimStartError, start_sim
+            from bench.sim import ProfileError, SimStartError, start_sim
 
             try:
                 sim = stack.enter_context(start_sim(profile=args.profile, seed=0))

@@ -12,25 +12,36 @@ import time
 from contextlib import AsyncExitStack, ExitStack
 from typing import Any
 
-
-from bench.runner.client import ClientConfig, StreamClient
-from bench.errors import BenchInputError, RunFailed
 from bench.analysis.clientload import client_warnings
+from bench.commands.rundir import (
+    GuardedSink,
+    RunOptions,
+    RunResult,
+    count_repeats,
+    finish_run,
+    keep_server_log,
+    new_manifest,
+    run_dir_for,
+    workload_info,
+)
+from bench.commands.watch import run_watched
+from bench.errors import BenchInputError, RunFailed
+from bench.records import RunState, run_state
+from bench.runner.client import ClientConfig, StreamClient
 from bench.runner.loopmon import LoopMonitor
+from bench.runner.process import freeze_gc, run_loop, thaw_gc
 from bench.runner.runner import Runner
 from bench.runner.sender import Pool, Progress, Sender, StageSender
 from bench.runner.shards import WorkerConfig
 from bench.scenario.schema import Scenario
-from bench.workload.schedule import build_schedule
-from bench.records import RunState, run_state
 from bench.store import SERVER_METRICS, PromptTokenModel, RaySetup, RunWriter, ScrapeStats, ServerInfo, WorkerInfo
-from bench.workload.requests import Workload
-from bench.workload.plan import stage_plans, stage_note, peak_concurrency, build_plan, read_trace_for, trace_prompts_for
-from bench.runner.process import run_loop, freeze_gc, thaw_gc
-from bench.target.resolve import TargetInfo, resolve_target, read_api_key, root_url, fetch_server_info, resolve_model
+from bench.target.resolve import TargetInfo, fetch_server_info, read_api_key, resolve_model, resolve_target, root_url
 from bench.target.tokens import probe_prompt_tokens
-from bench.commands.watch import run_watched
-from bench.commands.rundir import RunOptions, RunResult, GuardedSink, finish_run, run_dir_for, new_manifest, workload_info, count_repeats, keep_server_log
+from bench.workload.plan import build_plan, peak_concurrency, read_trace_for, stage_note, stage_plans, trace_prompts_for
+from bench.workload.requests import Workload
+from bench.workload.schedule import build_schedule
+
+__all__ = ["RunSession", "run_scenario"]
 
 
 

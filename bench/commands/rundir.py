@@ -8,23 +8,27 @@ import platform
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
-
 
 from bench import __version__
-from bench.runner.client import arrival_stamp_source
+from bench.analysis.results import Run, finalize_run
 from bench.errors import RunFailed
 from bench.records import RequestRecord, RunState
 from bench.redact import redact_scenario
-from bench.analysis.results import Run, finalize_run
+from bench.runner.client import arrival_stamp_source
+from bench.scenario.prompts import PromptSet
 from bench.scenario.schema import Scenario
 from bench.store import SCHEMA_VERSION, SERVER_LOG, ClientInfo, Manifest, RunWriter, WorkloadInfo
-from bench.scenario.prompts import PromptSet
 from bench.target.resolve import TargetInfo
+
+__all__ = [
+    "GuardedSink", "RunOptions", "RunResult", "count_repeats", "finish_run", "keep_server_log",
+    "new_manifest", "run_dir_for", "utc_now", "workload_info",
+]
 
 
 def keep_server_log(target: TargetInfo, run_dir: Path) -> None:

@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.analysis import saturation
-
 from bench import store
+from bench.analysis import saturation
 from bench.analysis import summary as aggregate
-from bench.errors import BenchInputError
-from bench.commands.rundir import RunOptions, RunResult, keep_server_log
 from bench.commands.run import RunSession
+from bench.commands.rundir import RunOptions, RunResult, keep_server_log
 from bench.commands.watch import SaturationWatch
+from bench.errors import BenchInputError
 from bench.metrics import derive, scan
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, TTFT, counted_ids
 from bench.runner.process import run_loop
@@ -31,6 +30,20 @@ from bench.scenario.schema import Scenario
 from bench.target.resolve import TargetInfo, read_api_key, resolve_target
 from bench.workload.plan import StagePlan
 from bench.workload.schedule import arrival_offsets
+
+__all__ = [
+    "DRAIN_TIMEOUT_S",
+    "KNEE_OF_PEAK",
+    "KNEE_SHORTFALL",
+    "SEARCH_MAX_POINTS",
+    "SEARCH_TOLERANCE",
+    "STAGE_GAP_S",
+    "Point",
+    "SweepOutcome",
+    "SweepRequest",
+    "run_sweep",
+    "saturation_stage",
+]
 
 # The saturation test and its thresholds live in bench.analysis.saturation (one home), the live
 # watch in bench.commands.watch.SaturationWatch (shared with `bench run --stop-on-saturation`).

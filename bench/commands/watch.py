@@ -9,11 +9,13 @@ from typing import Protocol
 import numpy as np
 
 from bench.analysis import saturation
-from bench.records import OUTPUT_KIND_CODES, RequestRecord
 from bench.commands.rundir import GuardedSink
+from bench.records import OUTPUT_KIND_CODES, RequestRecord
 from bench.runner.runner import Progress
 from bench.runner.sender import StageSender
 from bench.workload.plan import StagePlan
+
+__all__ = ["WAITS_PRUNE_AT", "SaturationWatch", "WatchedSession", "run_watched"]
 
 
 class WatchedSession(Protocol):

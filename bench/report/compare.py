@@ -40,6 +40,33 @@ from bench.metrics.catalogue import Metric, Scope, by_key
 from bench.report import document as report
 from bench.report import figures
 
+__all__ = [
+    "BLOCK_S",
+    "FAMILY_CONFIDENCE",
+    "METRICS",
+    "MIN_EFFECT",
+    "N_RESAMPLES",
+    "SCENARIO_SECTIONS",
+    "SECONDS_FROM_MS",
+    "STATISTICS",
+    "THROUGHPUT",
+    "Comparison",
+    "Row",
+    "Sample",
+    "cell_confidence",
+    "compare_runs",
+    "console_tables",
+    "is_significant",
+    "min_samples",
+    "render_html",
+    "render_markdown",
+    "run_metric_samples",
+    "scenario_mismatches",
+    "table",
+    "verdict",
+    "write_compare",
+]
+
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 

@@ -25,6 +25,12 @@ from bench.analysis.summary_model import Summary
 from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, TTFT, Metric
 from bench.metrics.distribution import STATISTICS, Distribution
 
+__all__ = [
+    "DROP_ORDER", "ROWS", "SECONDS_FROM_MS", "STATS", "live_progress", "paired_lines",
+    "print_saturation", "print_stages", "print_summary", "print_wrapped", "stages_table",
+    "summary_lines", "summary_table",
+]
+
 if TYPE_CHECKING:  # the run's counters; `bench compare` prints without importing the runner
     from bench.runner.runner import Progress
 

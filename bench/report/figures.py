@@ -25,6 +25,13 @@ from bench.metrics import catalogue
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, Scope
 from bench.report import plots
 
+__all__ = [
+    "DPI", "FORMATS", "LATENCY", "SATURATION_SHORTFALL", "cdf_figure", "compare_figures",
+    "formats_for", "ladder_figure", "new_figure", "plot_runs", "run_figures", "run_label",
+    "run_labels", "run_samples", "saturation_row", "saturation_verdicts", "save_figures",
+    "slo_limits", "stage_frame", "sweep_figure", "timeline_figure", "to_bytes", "variant_samples",
+]
+
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 

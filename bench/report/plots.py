@@ -20,6 +20,12 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from bench.metrics import derive
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, STATUS_OK, TTFT, by_key
 
+__all__ = [
+    "ERROR_COLOR", "LADDER_MAX_X", "LADDER_TICKS", "LOG_SCALE_SPAN", "label", "mark_saturation",
+    "plot_cdf", "plot_in_flight", "plot_ladder", "plot_latency_vs_throughput",
+    "plot_server_metrics", "plot_throughput_vs_offered", "plot_token_rate", "plot_ttft_over_time",
+]
+
 # HdrHistogram-style ladder: x = 1 / (1 - p).
 LADDER_TICKS = {2.0: "p50", 10.0: "p90", 100.0: "p99", 1e3: "p99.9", 1e4: "p99.99"}
 LADDER_MAX_X = 1e4

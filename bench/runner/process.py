@@ -8,6 +8,8 @@ import os
 from contextlib import ExitStack
 from typing import Any
 
+__all__ = ["freeze_gc", "run_loop", "separate_cores", "thaw_gc"]
+
 
 
 

@@ -27,6 +27,8 @@ import sys
 import time
 from typing import Any
 
+__all__ = ["StampedTransport", "enable_kernel_stamps", "kernel_stamp", "stamped_transport_supported"]
+
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _SCM_TIMESTAMPNS = _SO_TIMESTAMPNS
 _ANC_SIZE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 64

@@ -22,6 +22,8 @@ import orjson
 from bench.errors import BenchInputError, read_input_bytes
 from bench.scenario.prompts import Prompt, PromptSet, blank
 
+__all__ = ["ShareGptConversation", "first_prompt", "read_sharegpt", "sharegpt_dataset", "sharegpt_prompts"]
+
 ShareGptConversation = tuple[dict[str, str], ...]  # one ShareGPT record: its turns as {"role", "content"}
 
 _ROLES = {

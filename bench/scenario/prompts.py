@@ -18,6 +18,21 @@ import orjson
 from bench.errors import BenchInputError
 from bench.scenario.schema import Fixed, LengthDist, LogNormal, Normal, Uniform
 
+__all__ = [
+    "SKIP_REASONS",
+    "VOCAB",
+    "VOCAB_ITEMS",
+    "Messages",
+    "Prompt",
+    "PromptSet",
+    "SyntheticPrompts",
+    "TokenModel",
+    "blank",
+    "read_jsonl_prompts",
+    "sample_lengths",
+    "synthetic_text",
+]
+
 
 Messages = list[dict[str, str]]
 

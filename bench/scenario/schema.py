@@ -14,6 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, create_
 
 from bench.metric_catalogue import SLO, SLO_KEYS
 
+__all__ = [
+    "Arrival", "Conversation", "Fixed", "Launch", "LengthDist", "Load", "LogNormal", "Message",
+    "NonNegFloat", "Normal", "OrBare", "PositiveFloat", "Ramp", "RaySettings", "Requests",
+    "Sampling", "Scenario", "ServerMetrics", "SharedPrefix", "Slo", "Stage", "Strict", "Synthetic",
+    "Target", "ThinkTime", "Timeouts", "Trace", "Uniform", "Variant", "Warmup",
+    "scenario_json_schema",
+]
+
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-from bench.scenario.schema import Scenario
 from bench.scenario.loader import resolve_path
-from bench.scenario.prompts import PromptSet, TokenModel
-from bench.scenario.prompts import Prompt, read_jsonl_prompts, SyntheticPrompts
+from bench.scenario.prompts import Prompt, PromptSet, SyntheticPrompts, TokenModel, read_jsonl_prompts
+from bench.scenario.schema import Scenario
+
+__all__ = ["load_prompts"]
 
 
 def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenModel | None = None) -> PromptSet:

@@ -28,6 +28,11 @@ import pandas as pd
 from bench.errors import BenchInputError, read_input_bytes
 from bench.scenario.prompts import VOCAB, Prompt
 
+__all__ = [
+    "COLUMNS", "TraceFormat", "read_trace", "trace_offsets", "trace_period", "trace_prompts",
+    "trace_rate",
+]
+
 TraceFormat = Literal["auto", "azure", "mooncake"]
 COLUMNS = ("timestamp_s", "input_tokens", "output_tokens", "hash_ids")
 

@@ -12,6 +12,17 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+__all__ = [
+    "JSON",
+    "ApiError",
+    "ChatMessage",
+    "ChatRequest",
+    "CompletionRequest",
+    "ContentPart",
+    "StreamOptions",
+    "parse_request",
+]
+
 JSON = "application/json"
 
 

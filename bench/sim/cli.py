@@ -26,6 +26,8 @@ from bench.sim.process import READY_PREFIX
 from bench.sim.profile import ProfileError, builtin_profiles, load_profile
 from bench.sim.server import SimServer
 
+__all__ = ["add_arguments", "main", "run_from_args"]
+
 log = logging.getLogger("bench.sim")
 
 

@@ -16,9 +16,11 @@ from typing import Any
 
 import orjson
 
-from bench.sim.sequence import CHOICE_DONE, GONE, OK, Coalescer, Truth
 from bench.sim.faults import FaultSpec, uniform
+from bench.sim.sequence import CHOICE_DONE, GONE, OK, Coalescer, Truth
 from bench.sim.text import Corpus, logprob_of
+
+__all__ = ["ChunkContext", "Emitter", "perf_counter"]
 
 perf_counter = time.perf_counter
 

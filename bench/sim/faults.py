@@ -19,6 +19,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+__all__ = [
+    "FAULT_KINDS",
+    "MID_STREAM",
+    "FaultKind",
+    "FaultPlan",
+    "FaultSpec",
+    "mix",
+    "parse_fault",
+    "uniform",
+]
+
 FaultKind = Literal[
     "http_429", "http_500", "http_503", "drop", "malformed", "stall", "no_done", "slow_headers"
 ]

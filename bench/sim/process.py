@@ -20,6 +20,8 @@ from typing import Any
 
 from bench.sim.profile import load_profile
 
+__all__ = ["READY_PREFIX", "SimHandle", "SimStartError", "start_sim"]
+
 READY_PREFIX = "bench-sim ready "  # first stdout line of the child
 _LIVE: weakref.WeakSet[SimHandle] = weakref.WeakSet()
 

@@ -25,6 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bench.sim.faults import FaultSpec, parse_fault
 
+__all__ = [
+    "PROFILES_DIR",
+    "OutputLen",
+    "Profile",
+    "ProfileError",
+    "builtin_profiles",
+    "load_profile",
+    "max_request_rate",
+    "predict",
+]
+
 PROFILES_DIR = Path(__file__).with_name("profiles")
 
 

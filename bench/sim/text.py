@@ -23,6 +23,11 @@ from dataclasses import dataclass
 
 from bench.sim.faults import mix, uniform
 
+__all__ = [
+    "CHAT_TEMPLATE_TOKENS_PER_MESSAGE", "CORPUS_TOKENS", "Corpus", "build_corpus", "choice_offset",
+    "count_words", "draw_output_len", "logprob_of", "stable_hash",
+]
+
 CHAT_TEMPLATE_TOKENS_PER_MESSAGE = 4
 CORPUS_TOKENS = 1 << 16
 

@@ -25,7 +25,7 @@ from types import TracebackType
 
 from bench.redact import redact_argv
 
-__all__ = ["LaunchError", "LaunchedServer", "free_port", "split_command", "log_tail"]
+__all__ = ["LaunchError", "LaunchedServer", "free_port", "log_tail", "split_command"]
 
 DEFAULT_READY_TIMEOUT_S = 120.0
 DEFAULT_STOP_TIMEOUT_S = 5.0

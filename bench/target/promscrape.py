@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "PromSample",
-    "parse_prometheus_text",
-    "MetricsScraper",
-    "ScrapeStats",
     "KEY_SERIES",
+    "MetricsScraper",
+    "PromSample",
+    "ScrapeStats",
     "key_series",
+    "parse_prometheus_text",
 ]
 
 Labels = tuple[tuple[str, str], ...]
@@ -161,7 +161,7 @@ def _parse_timestamp(token: str) -> int:
         pass
     # OpenMetrics writes seconds with a fraction; keep milliseconds like the classic format.
     try:
-        return int(round(float(token) * 1000))
+        return round(float(token) * 1000)
     except ValueError:
         raise ValueError(f"bad timestamp {token!r}") from None
 
@@ -279,7 +279,7 @@ class MetricsScraper:
                 text = await resp.text()
             t_s = (t_send + self.clock()) / 2
             samples = parse_prometheus_text(text)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             self._errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
             return False

@@ -6,18 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
-
-from bench.runner.client import ClientError, StreamClient
 from bench.errors import BenchInputError, RunFailed, TargetUnusable
 from bench.redact import redact_argv
-from bench.scenario.schema import Launch, Scenario
-from bench.runner.sse import StreamProtocolError
+from bench.runner.client import ClientError, StreamClient
 from bench.runner.process import separate_cores
+from bench.runner.sse import StreamProtocolError
+from bench.scenario.schema import Launch, Scenario
+
+__all__ = [
+    "PROBE_ATTEMPTS", "PROBE_BACKOFF_S", "TargetInfo", "fetch_server_info", "read_api_key",
+    "resolve_model", "resolve_target", "root_url", "with_retries",
+]
 
 T = TypeVar("T")
 

@@ -11,12 +11,11 @@ import numpy as np
 import orjson
 
 from bench.runner.client import StreamClient
-from bench.scenario.schema import Scenario
 from bench.runner.recorder import StreamRecorder
 from bench.scenario.prompts import TokenModel, synthetic_text
-from bench.workload.plan import ENDPOINT_PATHS
+from bench.scenario.schema import Scenario
 from bench.target.resolve import with_retries
-
+from bench.workload.plan import ENDPOINT_PATHS
 
 __all__ = ["PROBE_PROMPT_WORDS", "probe_prompt_tokens"]
 

@@ -8,9 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.scenario.schema import Load, Scenario, Timeouts
 from bench.scenario.loader import resolve_path
+from bench.scenario.schema import Load, Scenario, Timeouts
 from bench.workload.schedule import Schedule, ScheduledStage
+
+__all__ = [
+    "ENDPOINT_PATHS", "RunPlan", "StagePlan", "build_plan", "peak_concurrency", "read_trace_for",
+    "stage_note", "stage_plans", "trace_prompts_for",
+]
 
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}

@@ -14,8 +14,10 @@ import numpy as np
 import orjson
 
 from bench.scenario.prompts import VOCAB, Messages, Prompt, PromptSet, TokenModel
-from bench.scenario.sources import load_prompts
 from bench.scenario.schema import Scenario
+from bench.scenario.sources import load_prompts
+
+__all__ = ["ConversationState", "RequestSpec", "Workload", "variant_bodies"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,11 @@ import pandas as pd
 from bench.scenario.schema import Load, Ramp, Stage
 from bench.scenario.traces import trace_offsets, trace_period
 
+__all__ = [
+    "Schedule", "ScheduledStage", "arrival_offsets", "build_schedule", "ramp_cumulative",
+    "ramp_inverse",
+]
+
 # Generous upper bound on how many arrivals a duration-bound schedule may hold.
 _MAX_SCHEDULE = 50_000_000
 

@@ -43,13 +43,13 @@ class Truth:
     status: Literal["ok", "error"] = "ok"
     error_kind: str | None = None
     message: str | None = None
-    ttft_ms: float | None | Any = None
-    e2e_ms: float | None | Any = None
+    ttft_ms: float | Any | None = None
+    e2e_ms: float | Any | None = None
     output_tokens: int | Any = 0
     itl_gaps: int | Any = 0
     gap_ms: float | tuple[float, ...] | None = None
     done_seen: bool | Any = UNCHECKED
-    finish_reason: str | None | Any = None
+    finish_reason: str | Any | None = None
     tpot_ms: float | None = None
     token_kinds: tuple[tuple[str, int], ...] | None = None
     columns: tuple[tuple[str, Any], ...] = ()

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
+from loopback import LoopbackServer
 
 from dialects.case import Case
-from loopback import LoopbackServer
 
 MAX_HOLD_S = 10.0  # no handler outlives this, whatever the client does
 
@@ -52,7 +52,7 @@ class ScriptServer(LoopbackServer):
             return web.Response(status=case.http_status, body=case.body, headers=headers)
         try:
             return await asyncio.wait_for(self._play(request, case, headers, start), MAX_HOLD_S)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             return web.Response(status=499)  # the client stopped reading (as it may after an error)
 
     async def _play(self, request: web.Request, case: Case, headers: dict[str, str],

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from bench.metrics import scan
-from bench.analysis.results import Run
 from benchtest import run_in_process
+
+from bench.analysis.results import Run
+from bench.metrics import scan
 from dialects.case import KINDS, UNCHECKED, Case
 from dialects.cases import ALL
 from dialects.server import ScriptServer

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchtest import write_scenario
 
 import bench
-from bench.report import compare
 from bench.analysis import stats
 from bench.commands.cli import main
+from bench.report import compare
 from bench.sim import start_sim
-from benchtest import write_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from benchtest import write_scenario
 
 import bench
 from bench.sim import start_sim
-from benchtest import write_scenario
 
 
 def _start_run(scenario_dir: Path, base_url: str) -> tuple[subprocess.Popen, Path]:

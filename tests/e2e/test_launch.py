@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import os
 import re
+import socket
 import sys
 import time
 from pathlib import Path

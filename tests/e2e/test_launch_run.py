@@ -6,9 +6,10 @@ import json
 import os
 import sys
 
+from benchtest import write_scenario
+
 from bench.commands.cli import main
 from bench.target.launch import free_port
-from benchtest import write_scenario
 
 
 def _alive(pid: int) -> bool:

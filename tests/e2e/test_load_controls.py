@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from benchtest import run_in_process, sim_truth
 
 from bench.sim import start_sim
-from benchtest import run_in_process, sim_truth
 
 SYNTHETIC = {"synthetic": {"prompt_tokens": 8, "output_tokens": 12}}
 

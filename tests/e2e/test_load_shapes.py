@@ -11,10 +11,10 @@ import numpy as np
 import orjson
 import pytest
 from aiohttp import web
-
-from bench.sim import start_sim
-from bench.scenario.traces import read_trace
 from benchtest import run_in_process
+
+from bench.scenario.traces import read_trace
+from bench.sim import start_sim
 
 TRACES = Path(__file__).resolve().parents[2] / "scenarios" / "traces"
 SMALL = {"synthetic": {"prompt_tokens": 16, "output_tokens": 8}}
@@ -184,7 +184,7 @@ def test_find_max_rate_lands_near_the_profile_prediction(scenario_dir, capsys):
     slo_tpot = 20.0
     # Predicted: the largest steady concurrency whose per-token time meets the SLO, as a rate.
     model = load_profile(profile)
-    best = max((c for c in range(1, 65) if predict(model, c, 16, 32)["itl_ms"] <= slo_tpot))
+    best = max(c for c in range(1, 65) if predict(model, c, 16, 32)["itl_ms"] <= slo_tpot)
     predicted_rate = predict(model, best, 16, 32)["requests_per_s"]
     with start_sim(profile=profile, seed=4) as sim:
         path = scenario_dir / "s.yaml"

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import nbformat
+from benchtest import run_in_process
 from nbclient import NotebookClient
 
 from bench.sim import start_sim
-from benchtest import run_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "analysis.ipynb"

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import orjson
 import pytest
+from benchtest import write_scenario
+from faultserver import FaultServer
 
 import bench
 from bench.commands.cli import main
-from bench.errors import BenchInputError
-from bench.commands.rundir import RunOptions
 from bench.commands.run import run_scenario
+from bench.commands.rundir import RunOptions
+from bench.errors import BenchInputError
 from bench.scenario.loader import load_scenario
 from bench.store import journal_chunks
-from benchtest import write_scenario
-from faultserver import FaultServer
 
 REPO = Path(__file__).resolve().parents[2]
 FSIZE_LIMIT = 64 * 1024  # bytes per file: run.json fits, the journal outgrows it after ~12 records

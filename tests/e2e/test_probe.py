@@ -19,14 +19,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
-from bench.commands.cli import main
-from bench.target.probe import run_probe
-from bench.target.probe_requests import sse_keepalives, stop_word
-from bench.sim import load_profile
-from bench.sim import start_sim
 from benchtest import sim_truth
 from faultserver import refused_port
+
+from bench.commands.cli import main
+from bench.sim import load_profile, start_sim
+from bench.target.probe import run_probe
+from bench.target.probe_requests import sse_keepalives, stop_word
 
 ORDER = ("chat", "chat_usage", "chat_continuous", "chat_n2", "chat_stop", "completions")
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from bench.commands.cli import main
-from bench.scenario.schema import Uniform
-from bench.scenario.prompts import sample_lengths
 from benchtest import run_in_process
 from faultserver import PROMPT_TOKENS_OVERHEAD, PROMPT_TOKENS_PER_WORD, RecordingServer, prompt_text
 from test_prompt_token_probe import synthetic_scenario
+
+from bench.commands.cli import main
+from bench.scenario.prompts import sample_lengths
+from bench.scenario.schema import Uniform
 
 SHAREGPT = [
     {"id": "blank-first", "conversations": [

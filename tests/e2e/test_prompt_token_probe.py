@@ -10,10 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
-from bench.commands.cli import main
-from bench.scenario.schema import Uniform
-from bench.scenario.prompts import sample_lengths
 from benchtest import run_in_process, write_scenario
 from faultserver import (
     PROMPT_TOKENS_OVERHEAD,
@@ -23,6 +19,10 @@ from faultserver import (
     prompt_text,
     refused_port,
 )
+
+from bench.commands.cli import main
+from bench.scenario.prompts import sample_lengths
+from bench.scenario.schema import Uniform
 
 PROMPT = {"dist": "uniform", "min": 20, "max": 120}
 

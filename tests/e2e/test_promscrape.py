@@ -4,6 +4,7 @@ loopback aiohttp server, and the engine -> common series mapping."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 from collections.abc import AsyncIterator
@@ -276,5 +277,5 @@ async def test_scraper_skips_overrun_deadlines(exporter: tuple[FakeExporter, str
     await scraper.start()
     await asyncio.sleep(0.9)
     await scraper.stop()
-    gaps = [b - a for a, b in zip(state.times, state.times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(state.times)]
     assert gaps and min(gaps) >= 0.24

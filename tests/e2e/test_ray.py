@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 import pytest
+from benchtest import run_in_process, write_scenario
 
 import bench
 from bench.errors import RunFailed
 from bench.sim import start_sim
-from benchtest import run_in_process, write_scenario
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -111,7 +111,7 @@ def test_a_dead_actor_fails_the_run_and_keeps_its_records(local_ray, scenario_di
         data = _scenario(sim.base_url, "dead", {"workers": 2})
         data["load"]["duration"] = 8
         killer = _kill_one_actor_after(scenario_dir / "dead" / "requests.jsonl", 20, killed)
-        with pytest.raises(RunFailed, match="ray actor .* died"):
+        with pytest.raises(RunFailed, match=r"ray actor .* died"):
             run_in_process(scenario_dir, data, out="dead")
         killer.join(5)
     assert killed.get("name")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import re
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,18 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from benchtest import write_scenario
 from matplotlib.figure import Figure
 from PIL import Image
+from test_validity import make_run
 
 import bench
 from bench.analysis import summary as aggregate
-from bench.report import figures
-from bench.report import plots
-from bench.report import document as report
 from bench.commands.cli import main
+from bench.report import document as report
+from bench.report import figures, plots
 from bench.sim import start_sim
-from benchtest import write_scenario
-from test_validity import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[2]

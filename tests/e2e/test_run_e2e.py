@@ -7,13 +7,13 @@ from contextlib import ExitStack
 
 import numpy as np
 import pytest
+from benchtest import run_in_process, sim_truth, write_scenario
 
 import bench
 from bench.commands.cli import main
 from bench.runner.process import separate_cores
-from bench.sim import start_sim
 from bench.runner.sockstamp import stamped_transport_supported
-from benchtest import run_in_process, sim_truth, write_scenario
+from bench.sim import start_sim
 
 SYNTH = {"synthetic": {"prompt_tokens": 64, "output_tokens": 32}}
 

@@ -9,17 +9,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from benchtest import run_in_process, sim_truth, write_scenario
 
 import bench
-from bench.report import figures
-from bench.report import document as report
 from bench import store
 from bench.analysis import validity
 from bench.commands.cli import main
 from bench.commands.exits import EXIT_SATURATED
-from bench.sim import start_sim
-from bench.sim import load_profile, max_request_rate
-from benchtest import run_in_process, sim_truth, write_scenario
+from bench.report import document as report
+from bench.report import figures
+from bench.sim import load_profile, max_request_rate, start_sim
 
 # Two batch slots, 25 ms steps, 16-token answers: ~5 requests/s, whatever the load.
 PROFILE: dict[str, Any] = {"name": "two-slots", "max_num_seqs": 2, "decode_ms_base": 25.0, "decode_ms_per_seq": 0.0,
@@ -110,7 +109,7 @@ def test_saturation_from_the_second_stage_is_dated_from_the_queue_and_said_first
     # The verdict is the console summary's first line, before the table, and summary.json's first key.
     assert out.lstrip().splitlines()[0] == f"SATURATED: {verdict['message']}"
     assert verdict["message"].startswith("stage 1: server saturated from t=")
-    assert list(run.summary.to_json())[0] == "saturation"
+    assert next(iter(run.summary.to_json())) == "saturation"
 
 
 def test_half_capacity_is_not_saturated(scenario_dir, capsys):
@@ -148,7 +147,7 @@ def test_stop_on_saturation_cli_exit_code(scenario_dir):
 def test_stop_on_saturation_needs_one_client_process(scenario_dir, workers):
     from bench.errors import BenchInputError
 
-    with pytest.raises(BenchInputError, match="load.stop_on_saturation"):
+    with pytest.raises(BenchInputError, match=r"load\.stop_on_saturation"):
         run_in_process(scenario_dir, scenario("http://127.0.0.1:9/v1", 10.0, 1.0, stop_on_saturation=True,
                                               workers=workers))
 

@@ -8,10 +8,10 @@ import asyncio
 import time
 
 import orjson
-
-from bench.runner.client import ClientConfig, SendLog, StreamClient
 from benchtest import run_in_process
 from closeserver import CloseServer
+
+from bench.runner.client import ClientConfig, SendLog, StreamClient
 
 
 def test_open_loop_lag_against_a_server_that_closes_every_connection(scenario_dir):

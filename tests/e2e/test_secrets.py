@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bench.runner.client import ClientConfig
-from bench.commands.cli import main
 from benchtest import run_in_process, write_scenario
 from faultserver import FaultServer
+
+from bench.commands.cli import main
+from bench.runner.client import ClientConfig
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_ENV = "BENCH_TEST_SECRET_KEY"
@@ -108,8 +108,8 @@ def test_repr_of_config_objects_hides_the_key(tmp_path, monkeypatch):
     config = ClientConfig("http://127.0.0.1:1/v1", key, 1.0, 8)
     assert key not in repr(config) and key not in str(config) and "***" in repr(config)
     assert "api_key=None" in repr(ClientConfig("http://127.0.0.1:1/v1", None, 1.0, 8))
-    from bench.target.resolve import read_api_key
     from bench.scenario.loader import load_scenario
+    from bench.target.resolve import read_api_key
 
     monkeypatch.setenv(KEY_ENV, key)
     scenario = load_scenario(write_scenario(tmp_path, _scenario("http://127.0.0.1:1/v1", api_key_env=KEY_ENV)))

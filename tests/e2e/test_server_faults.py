@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from benchtest import run_in_process
 from faultserver import TOKENS, FaultServer, refused_port, unanswered_port
 
@@ -186,7 +185,7 @@ def test_partial_streams_keep_what_arrived_and_timeouts_fire_on_time(chat_run):
 def test_a_request_the_server_received_is_not_sent_again_unrecorded(tmp_path):
     # concurrency 1: close_early always goes out on the keep-alive connection "ok" used
     with FaultServer() as server:
-        result, req = _run(tmp_path, server.base_url, ["ok", "close_early"], concurrency=1)
+        _result, req = _run(tmp_path, server.base_url, ["ok", "close_early"], concurrency=1)
         seen = [s["behaviour"] for s in server.seen]
     dropped = req[req["behaviour"] == "close_early"]
     assert (dropped["error_kind"] == "server_disconnected").all()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from benchtest import run_in_process
 
 from bench.commands.parser import parse_variant_flag
 from bench.sim import start_sim
-from benchtest import run_in_process
 
 
 def _variant_run(scenario_dir, variants, out="run", max_requests=60):
@@ -72,8 +72,8 @@ def test_identical_variants_show_nothing_significant(scenario_dir):
 
 
 def test_reports_show_one_row_and_one_plot_series_per_variant(scenario_dir):
-    from bench.report.figures import run_figures
     from bench.report.document import write_reports
+    from bench.report.figures import run_figures
 
     result = _variant_run(scenario_dir, {"short": {"max_tokens": 16}, "long": {"max_tokens": 48}})
     figs = run_figures(result.run)

@@ -10,13 +10,13 @@ import time
 
 import numpy as np
 import pytest
+from benchtest import run_in_process, write_scenario
 
 import bench
-from bench.workload.plan import RunPlan, StagePlan
+from bench.runner.shards import resolve_workers, shard_plan, shard_stages
 from bench.scenario.schema import Timeouts
 from bench.sim import start_sim
-from bench.runner.shards import resolve_workers, shard_plan, shard_stages
-from benchtest import run_in_process, write_scenario
+from bench.workload.plan import RunPlan, StagePlan
 
 
 def test_shards_cover_the_schedule_exactly_once():

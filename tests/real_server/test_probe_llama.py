@@ -10,6 +10,7 @@ although the server advertises keep-alive.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import socket
 import time
@@ -19,10 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from test_llama_smoke import llama_command, llama_paths
 
 from bench.commands.cli import main
 from bench.target.launch import LaunchedServer, free_port
-from test_llama_smoke import llama_command, llama_paths
 
 pytestmark = pytest.mark.real_server
 
@@ -107,7 +108,7 @@ def test_probe_rows_match_llama_cpp(llama_url: str, capsys: pytest.CaptureFixtur
     order = [c["index"] for e in n2_events if isinstance(e, dict) for c in e.get("choices") or []
              if (c.get("delta") or {}).get("content")]
     assert sorted(set(order)) == [0, 1]
-    interleaved = sum(1 for a, b in zip(order, order[1:]) if a != b) > 1
+    interleaved = sum(1 for a, b in itertools.pairwise(order) if a != b) > 1
     assert rows["n2"]["choices"] == 2 and rows["n2"]["interleaved"] is interleaved is True
 
     assert rows["stop"]["honoured"] in (True, None)  # None: greedy output changed between requests

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench.commands.rundir import RunOptions
-from bench.commands.run import run_scenario
-from bench.target.launch import free_port
-from bench.scenario.loader import load_scenario
 from test_llama_smoke import llama_command, llama_paths, pid_gone
+
+from bench.commands.run import run_scenario
+from bench.commands.rundir import RunOptions
+from bench.scenario.loader import load_scenario
+from bench.target.launch import free_port
 
 pytestmark = pytest.mark.real_server
 
@@ -119,8 +119,8 @@ def _common_checks(run) -> None:
 
 
 def test_synthetic_prompts_reach_requested_token_counts(tmp_path, llama):
-    from bench.scenario.schema import Uniform
     from bench.scenario.prompts import sample_lengths
+    from bench.scenario.schema import Uniform
 
     port = free_port()
     dist = {"dist": "uniform", "min": 100, "max": 400}

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bench.commands.parser import build_parser
-from bench.analysis.results import load_run
-from bench.scenario.schema import Fixed
-from bench.scenario.loader import load_scenario
 from test_llama_smoke import BUILD_TIMEOUT_S, REPO, SCRIPT, pid_gone
+
+from bench.analysis.results import load_run
+from bench.commands.parser import build_parser
+from bench.scenario.loader import load_scenario
+from bench.scenario.schema import Fixed
 
 README = REPO / "README.md"
 WALL_LIMIT_S = 120.0  # the acceptance bound for the whole command

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from typing import Any
@@ -53,8 +54,7 @@ def run_closed_loop(sim: SimHandle, concurrency: int, seconds: float, prompt_wor
     warm = t0 + (t1 - t0) / 3
     steady = [r for r in records if r["received_s"] >= warm] or records
     ttft = [r["chunk_write_times_s"][0] - r["received_s"] for r in steady]
-    gaps = [b - a for r in steady for a, b in zip(r["chunk_write_times_s"],
-                                                  r["chunk_write_times_s"][1:])]
+    gaps = [b - a for r in steady for a, b in itertools.pairwise(r["chunk_write_times_s"])]
     # Aggregate output tokens/s over the steady window (all requests' tokens in it).
     times = [t for r in records for t in r["token_times_s"] if warm <= t <= t1]
     return {

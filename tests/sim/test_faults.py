@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -126,12 +127,12 @@ def test_malformed_chunk(sim_with: SimHandle) -> None:
 @pytest.mark.parametrize("sim_with", [["stall:every=1,after=5,seconds=0.4"]], indirect=True)
 def test_stall(sim_with: SimHandle) -> None:
     out = raw_stream(sim_with)
-    gaps = [b - a for a, b in zip(out["times"], out["times"][1:])]
+    gaps = [b - a for a, b in itertools.pairwise(out["times"])]
     assert max(gaps) >= 0.38 and sorted(gaps)[-2] < 0.1  # one long gap only
     assert out["events"][-1] == b"[DONE]" and len(content_events(out["events"])) == 20
     record = one_truth(sim_with)
     writes = record["chunk_write_times_s"]
-    long_gaps = [i for i, (a, b) in enumerate(zip(writes, writes[1:])) if b - a > 0.3]
+    long_gaps = [i for i, (a, b) in enumerate(itertools.pairwise(writes)) if b - a > 0.3]
     assert long_gaps == [4]  # after the 5th chunk
     assert record["fault"] == "stall:every=1"
 

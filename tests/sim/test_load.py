@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.sim import load_profile, predict
-from bench.sim import start_sim
+from bench.sim import load_profile, predict, start_sim
 from tests.sim.loadgen import run_closed_loop
 
 PROMPT, OUTPUT = 100, 64

@@ -116,7 +116,7 @@ def test_natural_eos_and_max_tokens(sim_zero: SimHandle) -> None:
 
 
 def test_stop_strings(sim_default: SimHandle) -> None:
-    rid, chunks, t = stream_chat(sim_default, max_tokens=200, stop=["."], seed=2,
+    _rid, chunks, _t = stream_chat(sim_default, max_tokens=200, stop=["."], seed=2,
                                  extra_body={"ignore_eos": True})
     content = [c for c in chunks[1:] if c.choices]
     text = "".join(c.choices[0].delta.content or "" for c in content)
@@ -129,7 +129,7 @@ def test_stop_strings(sim_default: SimHandle) -> None:
 
 
 def test_n2_interleaved(sim_default: SimHandle) -> None:
-    rid, chunks, t = stream_chat(sim_default, max_tokens=10, n=2, seed=1,
+    _rid, chunks, t = stream_chat(sim_default, max_tokens=10, n=2, seed=1,
                                  extra_body={"ignore_eos": True})
     indices = [c.choices[0].index for c in chunks if c.choices]
     assert indices[:4] == [0, 0, 1, 1]  # role + first token per choice, interleaved
@@ -144,7 +144,7 @@ def test_n2_interleaved(sim_default: SimHandle) -> None:
 
 
 def test_logprobs(sim_default: SimHandle) -> None:
-    rid, chunks, t = stream_chat(sim_default, max_tokens=6, logprobs=True, top_logprobs=3,
+    _rid, chunks, _t = stream_chat(sim_default, max_tokens=6, logprobs=True, top_logprobs=3,
                                  extra_body={"ignore_eos": True})
     for c in chunks[1:-1]:
         (entry,) = c.choices[0].logprobs.content

@@ -105,10 +105,10 @@ def test_bad_start_reports_stderr(tmp_path: Path) -> None:
 
 def test_child_dies_with_parent() -> None:
     # A parent that exits without stopping its simulator must not leave it running.
-    code = ("import sys; sys.path.insert(0, %r)\n"
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from bench.sim import start_sim\n"
             "sim = start_sim('zero'); print(sim.pid, flush=True)\n"
-            "import os; os._exit(0)\n") % str(ROOT)
+            "import os; os._exit(0)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30,
                          text=True)
     pid = int(out.stdout.split()[0])

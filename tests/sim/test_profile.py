@@ -28,7 +28,7 @@ def test_bad_profile_names_file_and_field(tmp_path: Path) -> None:
         load_profile(bad)
     msg = str(exc.value)
     assert str(bad) in msg and "max_num_seqs" in msg and "bogus_knob" in msg
-    with pytest.raises(ProfileError, match="output_len.dist"):
+    with pytest.raises(ProfileError, match=r"output_len\.dist"):
         load_profile({"output_len": {"dist": "zipf"}})
     with pytest.raises(ProfileError, match="unknown profile"):
         load_profile("no-such-profile")

@@ -76,9 +76,9 @@ def test_client_sees_ground_truth(sim_default: SimHandle, streams: int) -> None:
         t = truth(sim_default, rid)
         writes = t["chunk_write_times_s"]
         assert len(stamps) == len(writes) == 40 and not t["coalesced"]
-        errors += [a - b for a, b in zip(stamps, writes)]
+        errors += [a - b for a, b in zip(stamps, writes, strict=True)]
         gap_errors += [abs((s2 - s1) - (w2 - w1))
-                       for s1, s2, w1, w2 in zip(stamps, stamps[1:], writes, writes[1:])]
+                       for s1, s2, w1, w2 in zip(stamps, stamps[1:], writes, writes[1:], strict=False)]
         ttft_errors.append(abs((stamps[0] - sent) - (writes[0] - t["received_s"])))
     # Bounds grow with the machine's noise (a loaded shared VM), but stay below one
     # decode step (8 ms), the error of a stamp that is not the write.

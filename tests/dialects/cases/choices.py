@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dialects.case import Case, Truth
-from dialects.sse import DONE, chunk, fin, role, script, tok, usage_chunk
+from dialects.sse import DONE, fin, role, script, tok, usage_chunk
 
 
 def _two_choices(*, finish: tuple[str | None, str | None] = ("stop", "stop"), done: bool = True) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dialects.case import Case, Truth
-from dialects.sse import DONE, chunk, data, usage
+from dialects.sse import chunk, data, usage
 
 
 def _t(obj: Any) -> bytes:

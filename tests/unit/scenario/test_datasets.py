@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.scenario.datasets import read_sharegpt, sharegpt_prompts
 from bench.errors import BenchInputError
+from bench.scenario.datasets import read_sharegpt, sharegpt_prompts
 
 SHAREGPT = [
     {"id": "a", "conversations": [

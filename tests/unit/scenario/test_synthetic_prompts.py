@@ -11,8 +11,8 @@ import pytest
 
 from bench.runner.shards import ShardedSource
 from bench.scenario.loader import validate_scenario
-from bench.scenario.schema import Uniform
 from bench.scenario.prompts import SyntheticPrompts, TokenModel, sample_lengths
+from bench.scenario.schema import Uniform
 from bench.workload.requests import Workload
 
 PROMPT = {"dist": "uniform", "min": 5, "max": 60}

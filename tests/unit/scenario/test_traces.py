@@ -6,8 +6,8 @@ import pytest
 
 from bench.errors import BenchInputError
 from bench.scenario.schema import Load
-from bench.workload.schedule import build_schedule
 from bench.scenario.traces import read_trace, trace_offsets, trace_period, trace_prompts, trace_rate
+from bench.workload.schedule import build_schedule
 
 SAMPLES = Path(__file__).resolve().parents[3] / "scenarios" / "traces"
 AZURE = SAMPLES / "azure_sample.csv"
@@ -80,7 +80,7 @@ def test_mooncake_sample_shares_prefix_blocks():
     frame = read_trace(MOONCAKE)
     firsts = [ids[0] for ids in frame["hash_ids"]]
     assert len(set(firsts)) < len(firsts) / 10  # a few shared system-prompt blocks
-    for ids, tokens in zip(frame["hash_ids"], frame["input_tokens"]):
+    for ids, tokens in zip(frame["hash_ids"], frame["input_tokens"], strict=True):
         assert (len(ids) - 1) * 512 < tokens <= len(ids) * 512
 
 
