@@ -49,7 +49,7 @@ def measure(base_url: str, rate: float, workers: int, tokens: int, tmp: Path, se
     procs = list(client.workers or []) or [client]
     return {
         "rate": rate, "workers": workers, "requests": len(req), "errors": int((req["status"] != "ok").sum()),
-        "achieved": run.summary["rate"]["achieved"],
+        "achieved": run.summary.to_json()["rate"]["achieved"],
         "lag_p50": float(np.percentile(lag, 50)), "lag_p99": float(np.percentile(lag, 99)),
         "lag_max": float(lag.max()),
         "loop_lag_p99": max((p.loop_lag_ms.p99 if p.loop_lag_ms else None) or 0.0 for p in procs),

@@ -58,7 +58,7 @@ def measure(base_url: str, workers: int, seconds: float, concurrency: int, tmp: 
         "load": {"concurrency": concurrency, "duration": seconds, "workers": workers}}))
     result = run_scenario(load_scenario(path), RunOptions(scenario_path=path, out_dir=tmp / f"run-{workers}-{run}",
                                                          show_progress=False))
-    summary = result.run.summary
+    summary = result.run.summary.to_json()
     client = result.run.manifest.client
     return {
         "workers": workers,
