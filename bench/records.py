@@ -1,5 +1,6 @@
 """Raw per-request records as the runner captures them; never changed afterwards. Also the
-record types every later layer shares: chunk batches as stored, and the states a run ends in.
+record types every later layer shares: chunk batches as stored, the states a run ends in, and
+the live progress counters the runner keeps for the console.
 
 Times are seconds on `time.perf_counter()` minus the run's start (`t0`, kept in run.json),
 so adding t0 gives the raw monotonic stamp. Chunk data are compact columns, not objects.
@@ -15,10 +16,29 @@ from typing import Any, Literal, NamedTuple, get_args
 import numpy as np
 
 __all__ = [
-    "CHUNKS_INDEX", "CHUNK_KINDS", "KIND_CONTENT", "KIND_FUNCTION_CALL", "KIND_OTHER", "KIND_REASONING",
-    "KIND_REFUSAL", "KIND_ROLE", "KIND_TOOL_CALL", "KIND_USAGE", "NO_TOKENS", "OUTPUT_KINDS", "OUTPUT_KIND_CODES",
-    "RECORD_FIELDS", "RUN_STATES", "SCALAR_FIELDS", "ChunkBatch", "ChunkColumns", "RequestRecord", "RunState",
-    "record_values", "run_state",
+    "CHUNKS_INDEX",
+    "CHUNK_KINDS",
+    "KIND_CONTENT",
+    "KIND_FUNCTION_CALL",
+    "KIND_OTHER",
+    "KIND_REASONING",
+    "KIND_REFUSAL",
+    "KIND_ROLE",
+    "KIND_TOOL_CALL",
+    "KIND_USAGE",
+    "NO_TOKENS",
+    "OUTPUT_KINDS",
+    "OUTPUT_KIND_CODES",
+    "RECORD_FIELDS",
+    "RUN_STATES",
+    "SCALAR_FIELDS",
+    "ChunkBatch",
+    "ChunkColumns",
+    "Progress",
+    "RequestRecord",
+    "RunState",
+    "record_values",
+    "run_state",
 ]
 
 # Codes are stored: new kinds go at the end. Output ("token") kinds are every generated
@@ -113,3 +133,18 @@ def run_state(value: str) -> RunState:
         if value == state:
             return state
     raise ValueError(f"not a run state: {value!r} (one of {', '.join(RUN_STATES)})")
+
+
+@dataclass(slots=True)
+class Progress:
+    """Live counters for the console; written by the runner (or the pool) only."""
+
+    planned: int | None = None
+    sent: int = 0
+    done: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    output_chunks: int = 0
+    stage: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)

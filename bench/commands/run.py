@@ -26,12 +26,12 @@ from bench.commands.rundir import (
 )
 from bench.commands.watch import run_watched
 from bench.errors import BenchInputError, RunFailed
-from bench.records import RunState, run_state
+from bench.records import Progress, RunState, run_state
 from bench.runner.client import ClientConfig, StreamClient
 from bench.runner.loopmon import LoopMonitor
 from bench.runner.process import freeze_gc, run_loop, thaw_gc
 from bench.runner.runner import Runner
-from bench.runner.sender import Pool, Progress, Sender, StageSender
+from bench.runner.sender import Pool, Sender, StageSender
 from bench.runner.shards import WorkerConfig
 from bench.scenario.schema import Scenario
 from bench.store import SERVER_METRICS, PromptTokenModel, RaySetup, RunWriter, ScrapeStats, ServerInfo, WorkerInfo

@@ -10,8 +10,7 @@ import numpy as np
 
 from bench.analysis import saturation
 from bench.commands.rundir import GuardedSink
-from bench.records import OUTPUT_KIND_CODES, RequestRecord
-from bench.runner.runner import Progress
+from bench.records import OUTPUT_KIND_CODES, Progress, RequestRecord
 from bench.runner.sender import StageSender
 from bench.workload.plan import StagePlan
 

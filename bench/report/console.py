@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # the run's counters; `bench compare` prints without importing the runner
-    from bench.runner.runner import Progress
+    from bench.records import Progress
 
 STATS = tuple(stat for stat in STATISTICS if stat != "count")  # the count has its own column, n
 # Statistics left out, in this order, when the console is too narrow for all; p50, p99 and

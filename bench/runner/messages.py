@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from bench.runner.sender import Progress
+from bench.records import Progress
 from bench.runner.shards import WorkerConfig
 from bench.workload.plan import StagePlan
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchInputError, RunFailed
+from bench.records import Progress
 from bench.runner.messages import Done, Failed, FromWorker, Start, Stop, ToWorker
-from bench.runner.sender import Progress
 from bench.runner.shard import run_shard
 from bench.runner.shards import WorkerConfig
 from bench.runner.workers import READY_TIMEOUT_S, ValuesSink, WorkerPool

@@ -13,9 +13,9 @@ import time
 
 from aiolimiter import AsyncLimiter
 
-from bench.records import OUTPUT_KIND_CODES
+from bench.records import OUTPUT_KIND_CODES, Progress
 from bench.runner.attempt import Attempt, SendLead, sleep_until
-from bench.runner.sender import Progress, RecordSink, RequestSource
+from bench.runner.sender import RecordSink, RequestSource
 from bench.runner.streamapi import StreamOpener
 from bench.workload.plan import RunPlan, StagePlan
 from bench.workload.requests import RequestSpec

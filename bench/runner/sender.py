@@ -6,14 +6,13 @@ so that `bench run` drives any of them alike.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from bench.records import RequestRecord
+from bench.records import Progress, RequestRecord
 from bench.workload.plan import StagePlan
 from bench.workload.requests import RequestSpec
 
-__all__ = ["Pool", "Progress", "RecordSink", "RequestSource", "Sender", "StageSender"]
+__all__ = ["Pool", "RecordSink", "RequestSource", "Sender", "StageSender"]
 
 
 class RecordSink(Protocol):
@@ -28,21 +27,6 @@ class RequestSource(Protocol):
     def next_spec(self, item: int | None = None) -> RequestSpec: ...
 
     def follow_up(self, spec: RequestSpec, reply: str) -> tuple[RequestSpec, float] | None: ...
-
-
-@dataclass(slots=True)
-class Progress:
-    """Live counters for the console; written by the runner (or the pool) only."""
-
-    planned: int | None = None
-    sent: int = 0
-    done: int = 0
-    errors: int = 0
-    in_flight: int = 0
-    peak_in_flight: int = 0
-    output_chunks: int = 0
-    stage: int = 0
-    error_kinds: dict[str, int] = field(default_factory=dict)
 
 
 class Sender(Protocol):

@@ -8,9 +8,8 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from bench.records import RequestRecord, record_values
+from bench.records import Progress, RequestRecord, record_values
 from bench.runner.messages import Done, FromWorker, Ready, Records, Start, ToWorker
-from bench.runner.sender import Progress
 from bench.runner.shards import ShardedSource, WorkerConfig
 
 __all__ = ["BATCH_MAX", "BATCH_S", "BatchSink", "Receive", "Send", "run_shard"]

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench.errors import RunFailed
+from bench.records import Progress
 from bench.runner.messages import (
     Configure,
     Done,
@@ -45,7 +46,6 @@ from bench.runner.messages import (
     Stop,
     ToWorker,
 )
-from bench.runner.sender import Progress
 from bench.runner.shard import run_shard
 from bench.runner.shards import WorkerConfig, shard_stages
 from bench.workload.plan import StagePlan

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from fakestreams import DONE, FakeStreams, Script, delta, healthy, sse
 
-from bench.records import KIND_CONTENT, RequestRecord
+from bench.records import KIND_CONTENT, Progress, RequestRecord
 from bench.runner.attempt import DONE_GRACE_S
-from bench.runner.runner import Progress, Runner
+from bench.runner.runner import Runner
 from bench.runner.sender import StageSender
 from bench.runner.streamapi import ClientError
 from bench.scenario.schema import Timeouts

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.records import Progress
 from bench.runner.messages import Configure, Done, Failed, Ready, Records, Start, Stop
-from bench.runner.sender import Progress
 from bench.runner.shards import WorkerConfig
 from bench.runner.workers import WorkerPool
 from bench.scenario.schema import Timeouts
