@@ -81,7 +81,7 @@ def test_ray_run_matches_a_local_run(local_ray, scenario_dir):
     from bench.report.document import report_tables
 
     table = next(t for t in report_tables(remote) if t.title.startswith("Client workers"))
-    assert [row[1] for row in table.rows] == [a["host"] for a in actors]
+    assert [row[1] for row in table.rows] == [a.host for a in actors]
     assert sum(int(row[2].replace(",", "")) for row in table.rows) == len(remote.requests)
     # stamps on the driver's timeline: sends start at t0 and follow the global schedule
     lag = (remote.requests["sent_s"] - remote.requests["scheduled_s"]).to_numpy()
@@ -138,7 +138,7 @@ def test_continue_on_actor_failure_goes_on_with_the_others(local_ray, scenario_d
     survivor = 1 - (lost[0].index or 0)
     ids = run.requests["request_id"] % 2
     # the survivor sent its whole shard (about half of 600), the lost one stopped early
-    assert (ids == survivor).sum() > 250 and 0 < (ids == lost[0]["index"]).sum() < 250
+    assert (ids == survivor).sum() > 250 and 0 < (ids == lost[0].index).sum() < 250
     assert _alive_actors() == []
 
 
