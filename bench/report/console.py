@@ -164,11 +164,11 @@ def summary_lines(summary: Summary) -> list[str]:
     errors = ", ".join(f"{k}: {v}" for k, v in req.errors.items()) or "none"
     offered = f"{rate.offered:.2f}" if rate.offered is not None else "closed loop"
     lines = [
-        f"requests: {req.total} measured, {req.ok} ok, errors: {errors}",
+        f"requests: {req.total} measured, {req.ok} ok, peak {summary.concurrency.peak} in flight; errors: {errors}",
         f"throughput: {_fmt(thr.requests_per_s)} req/s, {_fmt(thr.output_tokens_per_s)} output tok/s, "
-        f"{_fmt(thr.total_tokens_per_s)} total tok/s over {_fmt(thr.window_s)} s",
-        f"rate: offered {offered}, achieved {_fmt(rate.achieved)} req/s; "
-        f"peak concurrency {summary.concurrency.peak}",
+        f"{_fmt(thr.total_tokens_per_s)} total tok/s",
+        f"  (ok requests over {_fmt(thr.window_s)} s, first send to last end)",
+        f"send rate: offered {offered}, achieved {_fmt(rate.achieved)} req/s (first to last send)",
     ]
     slo = summary.slo
     if slo is not None:

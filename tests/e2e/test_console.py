@@ -13,7 +13,7 @@ from rich.console import Console
 from bench.analysis.summary_model import Concurrency, Rate, RequestCounts, Summary, Throughput
 from bench.commands.cli import main
 from bench.metrics.distribution import Distribution
-from bench.report.console import STATS, stages_table, summary_table
+from bench.report.console import STATS, stages_table, summary_lines, summary_table
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = {"TTFT": "ttft_ms", "ITL": "itl_ms", "TPOT": "tpot_ms", "E2E": "e2e_ms", "Sched lag": "schedule_lag_ms"}
@@ -132,3 +132,17 @@ def test_quickstart_output_at_80_columns_has_no_ellipsis(tmp_path, capsys, monke
     assert "…" not in printed
     for line in printed.splitlines():
         assert len(line) <= 80 or line.startswith("run directory:") or " " not in line.strip(), line
+
+
+def test_throughput_and_send_rate_say_what_they_measure():
+    # 30 ok requests over 12 s (first send to last end); 32 sends over 10 s (first to last send):
+    # 2.5 req/s and 3.1 req/s are both right, and each line says which it is.
+    summary = Summary({key: Distribution.from_json(dist) for key, dist in SUMMARY.items()},
+                      RequestCounts(32, 30, {"http_500": 2}), Throughput(12.0, 2.5, 250.0, 1000.0),
+                      Rate(3.2, 3.1), Concurrency(7))
+    lines = summary_lines(summary)
+    throughput = next(i for i, line in enumerate(lines) if line.startswith("throughput: 2.50 req/s"))
+    assert lines[throughput + 1].strip() == "(ok requests over 12.00 s, first send to last end)"
+    assert any(line.startswith("send rate: offered 3.20, achieved 3.10 req/s (first to last send)")
+               for line in lines)
+    assert all(len(line) <= 80 for line in lines)
