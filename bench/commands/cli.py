@@ -1,4 +1,4 @@
-"""Command line: `bench run | sim | sweep | probe | scenario-schema | summary | report | plot | compare | calibrate`.
+"""Command line: `bench run | rerun | sim | sweep | probe | scenario-schema | summary | report | plot | compare | calibrate`.
 
 Every user-facing failure is one line on stderr with a non-zero exit code: 2 for bad input,
 1 for a failed run, 130 for an interrupted one; 3 for a run stopped early on saturation
@@ -16,6 +16,7 @@ from bench.commands.handlers import (
     cmd_compare,
     cmd_plot,
     cmd_report,
+    cmd_rerun,
     cmd_run,
     cmd_scenario_schema,
     cmd_sim,
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else argv
         args = build_parser(with_sim=argv[:1] == ["sim"]).parse_args(argv)
+        args.command_line = ("bench", *argv)  # as typed, for run.json provenance
         return _dispatch(args)
     except BenchInputError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -54,7 +56,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return cmd_probe(args)
     handlers = {"run": cmd_run, "sim": cmd_sim, "sweep": cmd_sweep, "scenario-schema": cmd_scenario_schema,
-                "summary": cmd_summary, "report": cmd_report, "plot": cmd_plot, "compare": cmd_compare}
+                "rerun": cmd_rerun, "summary": cmd_summary, "report": cmd_report, "plot": cmd_plot, "compare": cmd_compare}
     handler = handlers.get(args.command)
     if handler is None:
         raise BenchInputError(f"unknown command {args.command!r}")

@@ -1,4 +1,4 @@
-"""The handlers of `bench run | sweep | summary | report | plot | compare | scenario-schema | sim`.
+"""The handlers of `bench run | rerun | sweep | summary | report | plot | compare | scenario-schema | sim`.
 
 Each takes the parsed arguments and returns the exit code (`bench.commands.exits`); bad
 input raises BenchInputError. Heavy modules are imported inside each handler, so that
@@ -11,25 +11,44 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.commands.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SATURATED
 from bench.commands.parser import run_overrides
 from bench.errors import BenchInputError
 
-__all__ = ["cmd_compare", "cmd_plot", "cmd_report", "cmd_run", "cmd_scenario_schema", "cmd_sim", "cmd_summary",
-           "cmd_sweep"]
+if TYPE_CHECKING:  # the scenario schema imports pydantic: not at `bench --help`
+    from bench.scenario.schema import Scenario
+
+__all__ = ["cmd_compare", "cmd_plot", "cmd_report", "cmd_rerun", "cmd_run", "cmd_scenario_schema", "cmd_sim",
+           "cmd_summary", "cmd_sweep"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.scenario.loader import load_scenario
+
+    return _run_and_print(load_scenario(args.scenario, run_overrides(args)), args.scenario, args)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """The stored run's resolved scenario (overrides applied, secrets still read from where
+    the scenario names them); relative files resolve against the original scenario file."""
+    from bench.scenario.loader import validate_scenario
+    from bench.store import MANIFEST, read_manifest
+
+    manifest = read_manifest(args.run_dir)
+    scenario = validate_scenario(manifest.scenario, f"{args.run_dir / MANIFEST}: scenario")
+    path = Path(manifest.scenario_path) if manifest.scenario_path else args.run_dir / MANIFEST
+    return _run_and_print(scenario, path, args)
+
+
+def _run_and_print(scenario: Scenario, scenario_path: Path, args: argparse.Namespace) -> int:
     from bench.commands.run import run_scenario
     from bench.commands.rundir import RunOptions
     from bench.report.console import print_summary
-    from bench.scenario.loader import load_scenario
 
-    scenario = load_scenario(args.scenario, run_overrides(args))
-    options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
-                         show_progress=not (args.quiet or args.json))
+    options = RunOptions(scenario_path=scenario_path, out_dir=args.out, results_root=args.results_root,
+                         show_progress=not (args.quiet or args.json), command=getattr(args, "command_line", None))
     result = run_scenario(scenario, options)
     run = result.run
     if args.json:
@@ -59,7 +78,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise BenchInputError(f"{args.scenario}: load.workers: worker processes drive `bench run` only; a sweep "
                               "runs in one client process (run its highest points as `bench run --workers K`)")
     options = RunOptions(scenario_path=args.scenario, out_dir=args.out, results_root=args.results_root,
-                         show_progress=not (args.quiet or args.json))
+                         show_progress=not (args.quiet or args.json), command=getattr(args, "command_line", None))
     request = SweepRequest(rates=args.rates or ([args.start_rate] if args.find_max_rate else None),
                            concurrencies=args.concurrencies, auto=args.auto, find_max_rate=args.find_max_rate,
                            stage_duration_s=args.stage_duration, max_concurrency=args.sweep_max_concurrency)

@@ -46,6 +46,9 @@ def build_parser(with_sim: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub.add_parser("run", help="run a scenario and store the results"))
+    rerun = sub.add_parser("rerun", help="run a stored run's scenario again, its overrides included")
+    rerun.add_argument("run_dir", type=Path, help="a run directory (its run.json holds the resolved scenario)")
+    add_run_outputs(rerun)
     sim = sub.add_parser("sim", help="serve the built-in simulated OpenAI-compatible server")
     if with_sim:  # its flags live with the simulator, whose import costs most of a second
         _add_sim(sim)
@@ -87,9 +90,14 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    help="client processes sharing the schedule (auto: as many as the load needs, one per core)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the load from Ray actors: ADDRESS auto, ray://HOST:10001 or HOST:PORT "
-                        "(none: a local Ray for the run); needs pip install 'bench[ray]'")
+                        "(none: a local Ray for the run); needs pip install 'llm-bench-harness[ray]'")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=key:value,...",
                    help="add or override a sampling variant, e.g. short=max_tokens:64,temperature:0")
+    add_run_outputs(p)
+
+
+def add_run_outputs(p: argparse.ArgumentParser) -> None:
+    """Where a new run goes and what is printed: `bench run` and `bench rerun`."""
     p.add_argument("--out", type=Path, help="run directory (must not exist)")
     p.add_argument("--results-root", type=Path, default=Path("results"))
     p.add_argument("--quiet", action="store_true", help="no progress, no table")

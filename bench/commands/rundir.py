@@ -16,6 +16,7 @@ from typing import Any
 
 from bench import __version__
 from bench.analysis.results import Run, finalize_run
+from bench.commands.provenance import collect_provenance
 from bench.errors import RunFailed
 from bench.records import RequestRecord, RunState
 from bench.redact import redact_scenario
@@ -140,6 +141,7 @@ def new_manifest(scenario: Scenario, options: RunOptions, target: TargetInfo, mo
         host=socket.gethostname(),
         client=ClientInfo.model_validate({"library": "openai", "pid": os.getpid(),
                                           "arrival_stamps": arrival_stamp_source(target.base_url)}),
+        provenance=collect_provenance(list(options.command) if options.command else None),
     )
 
 
@@ -153,6 +155,7 @@ class RunOptions:
     out_dir: Path | None = None
     results_root: Path = Path("results")
     show_progress: bool = True
+    command: tuple[str, ...] | None = None  # the command line, for run.json provenance
 
 
 @dataclass

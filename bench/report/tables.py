@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bench.analysis.summary_model import Summary
 from bench.metrics.catalogue import E2E, LATENCY_TABLE, OUTPUT_TOKENS, THROUGHPUT, TPOT, TTFT, Metric
 from bench.metrics.distribution import STATISTICS
-from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag
+from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag, Provenance
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
@@ -84,7 +84,18 @@ def metadata_table(run: Run) -> Table:
         ["bench version", m.bench_version],
         ["run directory", str(run.path)],
     ]
-    return Table("Run", ["field", "value"], rows, numeric=False)
+    return Table("Run", ["field", "value"], rows + _provenance_rows(m.provenance), numeric=False)
+
+
+def _provenance_rows(made: Provenance | None) -> list[list[str]]:
+    """How to make the run again (run.json `provenance`; absent in older runs)."""
+    if made is None:
+        return []
+    revision = (made.git_revision or "-")[:12] + (" (with uncommitted changes)" if made.git_dirty else "")
+    machine = ", ".join(x for x in (made.cpu_model, f"{made.logical_cores} cores" if made.logical_cores else None,
+                                    f"{made.memory_gib:g} GiB" if made.memory_gib else None, *made.gpus) if x)
+    return [["command", " ".join(made.command) if made.command else "-"], ["bench revision", revision],
+            ["client machine", machine or "-"]]
 
 
 def latency_table(summary: Summary, title: str = "Latency (ms, measured requests)") -> Table:

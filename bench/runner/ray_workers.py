@@ -1,6 +1,6 @@
 """Load from several machines: the schedule's shards run in Ray actors (`bench run --ray`).
 
-The only module that imports `ray` (lazily; `pip install 'bench[ray]'`). It reuses the
+The only module that imports `ray` (lazily; `pip install 'llm-bench-harness[ray]'`). It reuses the
 local worker processes' pieces: the same shards of the one seeded schedule
 (`bench.runner.shards`), the same per-shard loop (`bench.runner.shard.run_shard`) and messages
 (`bench.runner.messages`) inside each actor, the same parent-side
@@ -43,7 +43,7 @@ __all__ = [
     "actor_cpus", "clock_offset", "connect", "disconnect", "require_ray",
 ]
 
-INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'bench[ray]'"
+INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'llm-bench-harness[ray]'"
 CLOCK_ROUND_TRIPS = 16
 TAKE_WAIT_S = 0.25  # an actor's reply to `take` waits at most this long for a message
 START_DELAY_S = 1.0  # the common start time is this far in the future (actor calls take ms)

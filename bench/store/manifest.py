@@ -31,7 +31,7 @@ from bench.records import RunState
 from bench.store.layout import MANIFEST, READABLE_VERSIONS
 
 __all__ = [
-    "ClientInfo", "ClockOffset", "CpuUse", "LoopLag", "Manifest", "ProcessLoad", "PromptTokenModel", "RaySetup",
+    "ClientInfo", "ClockOffset", "CpuUse", "LoopLag", "Manifest", "ProcessLoad", "PromptTokenModel", "Provenance", "RaySetup",
     "RecordedSection", "ScrapeStats", "ServerInfo", "WorkerInfo", "WorkloadInfo", "read_manifest", "write_manifest",
 ]
 
@@ -179,6 +179,21 @@ class WorkloadInfo(BaseModel):
     repeated: int | None = None  # draws of a prompt already drawn before in the run
 
 
+class Provenance(RecordedSection):
+    """What made the run, so it can be made again (`bench rerun`): the command line (secrets
+    masked), bench's source revision, key package versions and the client machine."""
+
+    command: list[str] | None = None  # argv as typed, e.g. ["bench", "run", "s.yaml", "--rate", "4"]
+    git_revision: str | None = None  # of bench's source tree, when it is a git checkout
+    git_dirty: bool | None = None  # uncommitted changes in that tree
+    packages: dict[str, str] = {}  # distribution -> version (openai, aiohttp, numpy, ...)
+    cpu_model: str | None = None
+    logical_cores: int | None = None
+    physical_cores: int | None = None
+    memory_gib: float | None = None
+    gpus: list[str] = []  # `nvidia-smi` name, memory, driver per GPU, when present
+
+
 class Manifest(BaseModel):
     """run.json. Strict so that a future format is refused loudly, not misread."""
 
@@ -205,6 +220,7 @@ class Manifest(BaseModel):
     stages: list[dict[str, Any]] = []
     notes: list[str] = []
     workload: WorkloadInfo | None = None  # absent in runs stored before it was recorded
+    provenance: Provenance | None = None  # absent in runs stored before it was recorded
 
 
 def read_manifest(run_dir: Path) -> Manifest:

@@ -1,4 +1,4 @@
-"""`bench run --ray`: the schedule's shards in Ray actors, one run directory (needs `bench[ray]`).
+"""`bench run --ray`: the schedule's shards in Ray actors, one run directory (needs `llm-bench-harness[ray]`).
 
 Run with `python -m pytest -m ray`; a local Ray with 2 CPUs is started once for the module.
 """

@@ -35,7 +35,7 @@ def test_ray_flag_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     assert main(["run", str(path), "--ray", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install 'bench[ray]'" in err[0]
+    assert len(err) == 1 and "pip install 'llm-bench-harness[ray]'" in err[0]
     assert not (tmp_path / "run").exists()
 
 

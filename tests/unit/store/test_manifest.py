@@ -98,9 +98,9 @@ def test_run_json_round_trips_with_the_keys_it_had(tmp_path, version):
     out = tmp_path / "again"
     out.mkdir()
     write_manifest(out, first)
-    # `workload` is the one key added: the top level writes every field (null when absent)
+    # `workload` and `provenance` are the keys added: the top level writes every field (null when absent)
     stored = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    assert stored == {**data, "workload": None}
+    assert stored == {**data, "workload": None, "provenance": None}
     assert list(stored["client"]) == list(data["client"])  # in the order bench has always written them
     assert list(stored["client"]["workers"][0]) == list(data["client"]["workers"][0])
     assert read_manifest(out) == first
