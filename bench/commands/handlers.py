@@ -13,11 +13,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.commands.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SATURATED
+from bench.commands.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSION, EXIT_SATURATED
 from bench.commands.parser import run_overrides
 from bench.errors import BenchInputError
 
-if TYPE_CHECKING:  # the scenario schema imports pydantic: not at `bench --help`
+if TYPE_CHECKING:  # the scenario schema imports pydantic, compare numpy: not at `bench --help`
+    from bench.report.compare import Comparison
+    from bench.report.gate import Breach
     from bench.scenario.schema import Scenario
 
 __all__ = ["cmd_compare", "cmd_plot", "cmd_report", "cmd_rerun", "cmd_run", "cmd_scenario_schema", "cmd_sim",
@@ -153,20 +155,34 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from bench.analysis.results import load_run
-    from bench.report.compare import compare_runs, console_tables, write_compare
-    from bench.report.console import print_wrapped
+    from bench.report.compare import compare_runs, write_compare
+    from bench.report.gate import check_gate, comparison_json, parse_fail_on
 
     if len(args.run_dirs) < 2:
         raise BenchInputError("compare: give at least two run directories (baseline first)")
     if args.resamples < 500:
         raise BenchInputError(f"--resamples: {args.resamples} is too few for the intervals (use >= 500)")
-    runs = [load_run(path) for path in args.run_dirs]
     if not 0 <= args.min_effect < 1:
         raise BenchInputError(f"--min-effect: {args.min_effect} is not a share between 0 and 1")
+    thresholds = parse_fail_on(args.fail_on) if args.fail_on else []
+    runs = [load_run(path) for path in args.run_dirs]
     comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
+    breaches = check_gate(comparison, thresholds)
+    written = write_compare(comparison, runs, args.out)
+    if args.json:
+        print(json.dumps(comparison_json(comparison, thresholds, breaches), indent=2))
+    else:
+        _print_comparison(comparison, written, breaches)
+    return EXIT_REGRESSION if breaches else EXIT_OK
+
+
+def _print_comparison(comparison: Comparison, written: list[Path], breaches: list[Breach]) -> None:
+    from rich.console import Console
+
+    from bench.report.compare import console_tables
+    from bench.report.console import print_wrapped
+
     console = Console()
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console.width = max(console.width, 160)  # a file or pipe has no width to fit, unless told
@@ -174,9 +190,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         console.print(table)
     for warning in comparison.warnings:
         print_wrapped(console, f"WARNING: scenario mismatch: {warning}", style="yellow")
-    for path in write_compare(comparison, runs, args.out):
+    for path in written:
         console.print(str(path), highlight=False)
-    return EXIT_OK
+    for b in breaches:
+        print_wrapped(console, f"REGRESSION: {b.run}: {b.threshold.spec()} failed: {b.baseline:.4g} -> "
+                               f"{b.value:.4g} ({b.change:+.1%}), significant", style="bold red")
 
 
 def cmd_scenario_schema(args: argparse.Namespace) -> int:

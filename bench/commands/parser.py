@@ -181,6 +181,10 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--min-effect", type=float, default=0.05,
                    help="differences under this share of the baseline are not significant (default 0.05)")
+    p.add_argument("--fail-on", metavar="KEY.STAT:+N%,KEY:-N%",
+                   help="exit 3 when a run is significantly worse than the baseline past a threshold, "
+                        "e.g. ttft_ms.p99:+10%%,output_tokens_per_s:-5%%")
+    p.add_argument("--json", action="store_true", help="print the comparison (and the gate) as JSON, no tables")
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
