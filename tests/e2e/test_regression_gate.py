@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from benchtest import write_scenario
 
 import bench
 from bench.commands.cli import main
 from bench.errors import BenchInputError
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, TTFT
 from bench.report.gate import parse_fail_on
-from benchtest import write_scenario
 
 PROFILES = Path(bench.__file__).resolve().parent / "sim" / "profiles"
 GATE = "tpot_ms.p50:+10%,output_tokens_per_s:-20%"
