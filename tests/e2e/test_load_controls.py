@@ -85,4 +85,5 @@ def test_think_time_separates_a_slots_requests(tmp_path):
     rows = result.run.requests.sort_values("sent_s")
     gaps = rows["submitted_s"].to_numpy()[1:] - rows["end_s"].to_numpy()[:-1]
     assert len(gaps) == 7
-    assert gaps.min() >= 0.15 and gaps.max() < 0.15 + 0.03
+    # the event loop's timers may fire up to a millisecond early (uvloop's resolution)
+    assert gaps.min() >= 0.15 - 0.002 and gaps.max() < 0.15 + 0.03
