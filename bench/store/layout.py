@@ -30,10 +30,12 @@ __all__ = [
     "SERVER_METRICS", "SUMMARY",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 3 added chunk kinds (tool_call, function_call, refusal) after the old codes, so a
 # version 2 run reads unchanged; its records keep the error kinds of their day (no_done).
-READABLE_VERSIONS = (2, 3)
+# Version 4 added run.json `provenance` (absent, read as None, in versions 2 and 3); a bench
+# of version 3 refuses a version 4 run by its number, not by the unknown key.
+READABLE_VERSIONS = (2, 3, 4)
 MANIFEST = "run.json"
 JOURNAL = "requests.jsonl"
 CHUNKS = "chunks.parquet"

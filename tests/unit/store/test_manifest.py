@@ -89,7 +89,7 @@ def test_a_version_2_manifest_loads_typed(tmp_path):
                                                   scrapes_failed=1, last_error="timeout")
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_run_json_round_trips_with_the_keys_it_had(tmp_path, version):
     """Read, written again, read again: the same model, and the same JSON, key for key within
     `client` and `server` (no null added for what was never recorded, no null dropped that was)."""
