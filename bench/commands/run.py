@@ -112,7 +112,7 @@ class RunSession:
         return self
 
     async def _enter(self) -> None:
-        from bench.report.console import live_progress
+        from bench.report.live import LiveStats, live_progress
 
         scenario = self.scenario
         load = scenario.load
@@ -144,7 +144,10 @@ class RunSession:
             await self._start_workers(workers, peak)
         freeze_gc()
         self._cleanup.callback(thaw_gc)
-        await self._cleanup.enter_async_context(live_progress(self.progress, self.options.show_progress))
+        self.live_stats = LiveStats()
+        self.sink.observers.append(self.live_stats.observe)
+        await self._cleanup.enter_async_context(live_progress(self.progress, self.options.show_progress,
+                                                              self.live_stats))
         # t0 is taken after all set-up so the first send is not born late (workers need
         # the start message first).
         t0 = time.perf_counter() + (self.pool.start_delay_s if self.pool is not None else 0.01)

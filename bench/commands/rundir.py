@@ -70,12 +70,12 @@ class GuardedSink:
         self._writer = writer
         self._stop = stop
         self.failure: str | None = None
-        self.observer: Callable[[RequestRecord], None] | None = None  # the saturation watch
+        self.observers: list[Callable[[RequestRecord], None]] = []  # the saturation watch, the live view
 
     def write(self, record: RequestRecord) -> None:
         self._guard(self._writer.write, record)
-        if self.observer is not None:
-            self.observer(record)
+        for observe in self.observers:
+            observe(record)
 
     def write_values(self, batch: list[tuple[Any, ...]]) -> None:
         self._guard(self._writer.write_values, batch)

@@ -80,7 +80,7 @@ class SaturationWatch:
         self.stopped_s: float | None = None  # when the watch fired (seconds from t0)
         self.waits: list[saturation.Wait] = []
         self.stage = -1
-        session.sink.observer = self._observe
+        session.sink.observers.append(self._observe)
 
     def _observe(self, record: RequestRecord) -> None:
         if record.stage != self.stage:
@@ -117,7 +117,7 @@ class SaturationWatch:
                         break
                 await asyncio.sleep(saturation.SAMPLE_S)
         finally:
-            session.sink.observer = None
+            session.sink.observers.remove(self._observe)
             self.halt.set()
 
     def _why(self, samples: list[saturation.ProgressSample], stage: int) -> str:

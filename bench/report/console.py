@@ -5,18 +5,14 @@ Progress goes to stderr so that `--json` output on stdout stays machine-readable
 
 from __future__ import annotations
 
-import asyncio
 import io
 import math
 import textwrap
-import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.live import Live
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -26,13 +22,13 @@ from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, TTFT, Me
 from bench.metrics.distribution import STATISTICS, Distribution
 
 __all__ = [
-    "DROP_ORDER", "ROWS", "SECONDS_FROM_MS", "STATS", "live_progress", "paired_lines",
+    "DROP_ORDER", "ROWS", "SECONDS_FROM_MS", "STATS", "paired_lines",
     "print_saturation", "print_stages", "print_summary", "print_wrapped", "stages_table",
     "summary_lines", "summary_table",
 ]
 
 if TYPE_CHECKING:  # the run's counters; `bench compare` prints without importing the runner
-    from bench.records import Progress
+    pass
 
 STATS = tuple(stat for stat in STATISTICS if stat != "count")  # the count has its own column, n
 # Statistics left out, in this order, when the console is too narrow for all; p50, p99 and
@@ -41,45 +37,6 @@ DROP_ORDER = ("p99.9", "mean", "p95", "p90")
 ROWS: tuple[Metric, ...] = LATENCY_TABLE  # the latency table's rows, in the catalogue's order
 # A latency row whose largest value reaches this many milliseconds is shown in seconds.
 SECONDS_FROM_MS = 10_000.0
-
-
-@asynccontextmanager
-async def live_progress(progress: Progress, enabled: bool) -> AsyncIterator[None]:
-    if not enabled:
-        yield
-        return
-    console = Console(stderr=True)
-    with Live(_progress_text(progress, 0.0, 0.0), console=console, auto_refresh=False,
-              transient=True) as live:
-        task = asyncio.create_task(_refresh(live, progress))
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
-async def _refresh(live: Live, progress: Progress) -> None:
-    last_t, last_chunks = time.perf_counter(), progress.output_chunks
-    while True:
-        await asyncio.sleep(0.5)
-        now = time.perf_counter()
-        rate = (progress.output_chunks - last_chunks) / (now - last_t)
-        last_t, last_chunks = now, progress.output_chunks
-        live.update(_progress_text(progress, rate, now), refresh=True)
-
-
-def _progress_text(p: Progress, chunks_per_s: float, _now: float) -> Text:
-    planned = p.planned
-    width = 30
-    if planned:
-        filled = min(width, int(width * p.done / planned))
-        bar = "#" * filled + "-" * (width - filled)
-        head = f"[{bar}] {p.done}/{planned}"
-    else:
-        head = f"{p.done} done"
-    errors = ", ".join(f"{k} {v}" for k, v in sorted(p.error_kinds.items())) or "0"
-    return Text(f"{head}  in flight {p.in_flight}  errors {errors}  ~{chunks_per_s:,.0f} tok/s")
 
 
 def summary_table(summary: Summary, title: str, width: int | None = None) -> Table | Text:
