@@ -67,11 +67,9 @@ def _ci(ci: stats.DiffCI) -> PairedCI:
     material = np.isfinite(ci.a) and abs(ci.diff) >= NOISE_FLOOR * abs(ci.a)
     significant = bool(ci.significant and material)
     verdict = ci.verdict if significant or ci.verdict == "n/a" else "not significant"
-    return PairedCI(_num(ci.a), _num(ci.b), _num(ci.diff), _num(ci.low), _num(ci.high), significant, verdict)
+    num = stats.finite_or_none
+    return PairedCI(num(ci.a), num(ci.b), num(ci.diff), num(ci.low), num(ci.high), significant, verdict)
 
-
-def _num(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def _explain(metrics: dict[str, dict[str, PairedCI]]) -> str | None:

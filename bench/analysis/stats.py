@@ -33,6 +33,7 @@ __all__ = [
     "DiffCI",
     "bootstrap_diff",
     "check_statistic",
+    "finite_or_none",
     "paired_bootstrap_diff",
     "point",
 ]
@@ -226,3 +227,8 @@ def _result(name: str, a: np.ndarray, b: np.ndarray, diffs: np.ndarray, confiden
     pa, pb = point(a_arr, name), point(b_arr, name)
     return DiffCI(statistic=name, a=pa, b=pb, diff=pb - pa, low=low, high=high, confidence=confidence,
                   n_a=int(a_arr.size), n_b=int(b_arr.size))
+
+
+def finite_or_none(value: float) -> float | None:
+    """`value` as a float, or None for NaN and infinities (JSON has no such numbers)."""
+    return float(value) if np.isfinite(value) else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bench.analysis.stats import DiffCI
+from bench.analysis.stats import DiffCI, finite_or_none
 from bench.errors import BenchInputError
 from bench.metrics.catalogue import Better, Metric
 from bench.report.compare import METRICS, STATISTICS, THROUGHPUT, Comparison, is_significant, verdict
@@ -101,10 +101,10 @@ def comparison_json(cmp: Comparison, thresholds: list[Threshold], breaches: list
         if d is None:
             return None
         assert isinstance(d, DiffCI)
-        return {"diff": _num(d.diff), "low": _num(d.low), "high": _num(d.high), "confidence": d.confidence,
+        return {"diff": finite_or_none(d.diff), "low": finite_or_none(d.low), "high": finite_or_none(d.high), "confidence": d.confidence,
                 "verdict": verdict(d, cmp.min_effect)}
 
-    rows = [{"metric": r.metric, "statistic": r.statistic, "values": [_num(v) for v in r.values],
+    rows = [{"metric": r.metric, "statistic": r.statistic, "values": [finite_or_none(v) for v in r.values],
              "diffs": [diff(d) for d in r.diffs]} for r in cmp.rows]
     return {"runs": cmp.labels, "baseline": cmp.labels[0], "seed": cmp.seed, "resamples": cmp.n_resamples,
             "min_effect": cmp.min_effect, "warnings": cmp.warnings, "rows": rows,
@@ -112,6 +112,3 @@ def comparison_json(cmp: Comparison, thresholds: list[Threshold], breaches: list
                      "breaches": [{"threshold": b.threshold.spec(), "run": b.run, "baseline": b.baseline,
                                    "value": b.value, "change": b.change} for b in breaches]}}
 
-
-def _num(value: float) -> float | None:
-    return None if value != value or value in (float("inf"), float("-inf")) else float(value)
