@@ -145,7 +145,8 @@ class RunSession:
         freeze_gc()
         self._cleanup.callback(thaw_gc)
         self.live_stats = LiveStats()
-        self.sink.observers.append(self.live_stats.observe)
+        if self.options.show_progress:  # each record costs the live view a few numpy calls: only when shown
+            self.sink.observers.append(self.live_stats.observe)
         await self._cleanup.enter_async_context(live_progress(self.progress, self.options.show_progress,
                                                               self.live_stats))
         # t0 is taken after all set-up so the first send is not born late (workers need
