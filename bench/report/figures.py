@@ -7,7 +7,7 @@ no GUI backend, always Agg, and nothing leaks between reports rendered in one pr
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # headless; must precede any backend use
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -181,17 +182,19 @@ def new_figure(width: float, height: float) -> Figure:
 
 def cdf_figure(samples: Mapping[str, Mapping[str, np.ndarray]], title: str = "Latency CDFs") -> Figure:
     """2x2 CDFs of TTFT, ITL, TPOT, E2E; `samples` is {run label: run_samples(run)}."""
-    fig = new_figure(11, 7.5)
-    for ax, metric in zip(fig.subplots(2, 2).ravel(), LATENCY, strict=True):
-        plots.plot_cdf(ax, {name: s[metric] for name, s in samples.items()}, metric)
-    fig.suptitle(title)
-    return fig
+    return _latency_grid(plots.plot_cdf, samples, title)
 
 
 def ladder_figure(samples: Mapping[str, Mapping[str, np.ndarray]], title: str = "Percentile ladder") -> Figure:
+    """2x2 percentile ladders of TTFT, ITL, TPOT, E2E; `samples` as for `cdf_figure`."""
+    return _latency_grid(plots.plot_ladder, samples, title)
+
+
+def _latency_grid(plot: Callable[[Axes, Mapping[str, np.ndarray], str], None],
+                  samples: Mapping[str, Mapping[str, np.ndarray]], title: str) -> Figure:
     fig = new_figure(11, 7.5)
     for ax, metric in zip(fig.subplots(2, 2).ravel(), LATENCY, strict=True):
-        plots.plot_ladder(ax, {name: s[metric] for name, s in samples.items()}, metric)
+        plot(ax, {name: s[metric] for name, s in samples.items()}, metric)
     fig.suptitle(title)
     return fig
 
