@@ -42,6 +42,17 @@ def local_ray():
         ray.shutdown()
 
 
+def test_a_run_that_started_ray_shuts_it_down_after_a_failure(scenario_dir, monkeypatch):
+    """In process (a library run): the local Ray the run started is gone after its actors
+    failed. First in this module: the module's own local Ray is not up yet."""
+    assert not ray.is_initialized()
+    monkeypatch.setattr(RayPool, "actor_type", BrokenActor)
+    with start_sim(profile="zero", seed=3) as sim:
+        with pytest.raises(RunFailed, match="failed to start"):
+            run_in_process(scenario_dir, _scenario(sim.base_url, "own", {"workers": 1}), out="own")
+    assert not ray.is_initialized()
+
+
 def _alive_actors() -> list[str]:
     from ray._private import state
 
