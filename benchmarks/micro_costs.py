@@ -1,0 +1,151 @@
+"""Micro costs behind README figures that no end-to-end benchmark prints.
+
+- chunk parse: `orjson.loads` vs `json.loads` of one streamed chat chunk (us per chunk);
+- worker records: a finished record packed for the parent (`record_values`), a batch of them
+  pickled and unpickled as tuples vs as the dataclasses, and the parent's unpack-and-store
+  (`RunWriter.write_values`), per record;
+- wake-up lag: how late a 1 ms `asyncio.sleep` wakes, on asyncio's loop and on uvloop;
+- Ray round trips (when Ray is installed, `--ray`): the fastest of 16 calls to one local actor's
+  clock, which bounds the clock-offset uncertainty (half of it).
+
+Each figure is the median of `--repeat` timings of a tight loop; they vary with the machine.
+
+    python benchmarks/micro_costs.py [--repeat 5] [--ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from bench import records  # noqa: E402
+
+CHUNK = (b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",'
+         b'"choices":[{"index":0,"delta":{"content":" word"},"logprobs":null,"finish_reason":null}]}')
+BATCH = 256  # records per worker message, as bench.runner.shard.BATCH_MAX
+
+
+def _per_call_us(fn: Callable[[], object], calls: int, repeat: int) -> float:
+    """Median over `repeat` timings of `calls` calls: microseconds a call."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(times)
+
+
+def chunk_parse(repeat: int) -> list[str]:
+    text = CHUNK.decode()
+    fast = _per_call_us(lambda: orjson.loads(CHUNK), 100_000, repeat)
+    slow = _per_call_us(lambda: json.loads(text), 100_000, repeat)
+    return [f"chunk parse: orjson {fast:.2f} us, json {slow:.2f} us ({slow / fast:.1f}x)"]
+
+
+def _record(i: int, chunks: int = 18) -> records.RequestRecord:
+    t = array("d", [0.05 + 0.02 * k for k in range(chunks)])
+    kinds = array("b", [records.KIND_ROLE] + [records.KIND_CONTENT] * (chunks - 2) + [records.KIND_USAGE])
+    return records.RequestRecord(
+        request_id=i, stage=0, phase="measure", variant="", block=-1, conversation=-1, turn=0, prompt_index=i,
+        scheduled_s=0.0, submitted_s=0.0, sent_s=1e-4, headers_s=0.01, end_s=t[-1], status="ok", error_kind=None,
+        error_message=None, http_status=200, retry_after_s=None, finish_reason="length", usage_prompt_tokens=16,
+        usage_completion_tokens=chunks - 2, server_request_id=str(i), max_tokens=chunks - 2, n=1, done_seen=True,
+        reconnected=False, output_chars=4 * chunks,
+        chunks=records.ChunkColumns(t, kinds, array("i", [records.NO_TOKENS] * chunks), array("i", [0] * chunks)))
+
+
+def worker_records(repeat: int) -> list[str]:
+    from bench.store import SCHEMA_VERSION, Manifest, RunWriter
+
+    recs = [_record(i) for i in range(BATCH)]
+    rows = [records.record_values(r) for r in recs]
+    pack = _per_call_us(lambda: [records.record_values(r) for r in recs], 200, repeat) / BATCH
+    tuples = _per_call_us(lambda: pickle.loads(pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)), 200, repeat) / BATCH
+    objects = _per_call_us(lambda: pickle.loads(pickle.dumps(recs, pickle.HIGHEST_PROTOCOL)), 200, repeat) / BATCH
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Manifest(schema_version=SCHEMA_VERSION, bench_version="micro", name="micro", scenario={},
+                            target={}, model="m", seed=0, t0_perf_counter=0.0, started_at="", ended="completed",
+                            python="", platform="", host="")
+        writer = RunWriter(Path(tmp) / "run", manifest)
+        store = _per_call_us(lambda: writer.write_values(pickle.loads(pickle.dumps(rows))), 100, repeat) / BATCH
+        writer.close()
+    return [f"worker records ({BATCH} a batch, 18 chunks each): pack {pack:.1f} us a record; "
+            f"pickle+unpickle as tuples {tuples:.1f} us, as dataclasses {objects:.1f} us; "
+            f"parent unpickle+store {store:.1f} us"]
+
+
+async def _oversleep_ms(samples: int) -> float:
+    lags = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append((time.perf_counter() - start - 0.001) * 1e3)
+    return statistics.median(lags)
+
+
+def wake_up_lag(repeat: int) -> list[str]:
+    plain = statistics.median(asyncio.run(_oversleep_ms(500)) for _ in range(repeat))
+    try:
+        import uvloop
+    except ImportError:
+        return [f"wake-up lag of a 1 ms sleep: asyncio {plain:.3f} ms (uvloop not installed)"]
+    fast = statistics.median(uvloop.run(_oversleep_ms(500)) for _ in range(repeat))
+    return [f"wake-up lag of a 1 ms sleep (median): asyncio {plain:.3f} ms, uvloop {fast:.3f} ms "
+            f"({plain / fast:.1f}x)" if fast > 0 else f"wake-up lag: asyncio {plain:.3f} ms, uvloop {fast:.3f} ms"]
+
+
+def ray_round_trips(repeat: int) -> list[str]:
+    import ray
+
+    from bench.runner.ray_workers import CLOCK_ROUND_TRIPS, PACKAGE_DIR, ShardActor, clock_offset
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="warning",
+             runtime_env={"py_modules": [str(PACKAGE_DIR)]})
+    try:
+        actor = ray.remote(ShardActor).remote()
+        ray.get(actor.clock.remote())  # the actor is up
+        rtts = []
+        for _ in range(repeat):
+            samples = []
+            for _ in range(CLOCK_ROUND_TRIPS):
+                sent = time.perf_counter()
+                remote = ray.get(actor.clock.remote())
+                samples.append((sent, remote, time.perf_counter()))
+            rtts.append(clock_offset(samples)["rtt_min_ms"])
+    finally:
+        ray.shutdown()
+    return [f"Ray actor-call round trip, fastest of {CLOCK_ROUND_TRIPS} (local Ray): "
+            f"{min(rtts):.2f}-{max(rtts):.2f} ms over {repeat} rounds (clock offset known to half that)"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ray", action="store_true", help="also time Ray actor round trips (needs Ray)")
+    args = parser.parse_args(argv)
+    steps: list[Callable[[int], list[str]]] = [chunk_parse, worker_records, wake_up_lag]
+    if args.ray:
+        steps.append(ray_round_trips)
+    for step in steps:
+        for line in step(args.repeat):
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
