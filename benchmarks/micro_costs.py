@@ -5,6 +5,10 @@
   pickled and unpickled as tuples vs as the dataclasses, and the parent's unpack-and-store
   (`RunWriter.write_values`), per record;
 - wake-up lag: how late a 1 ms `asyncio.sleep` wakes, on asyncio's loop and on uvloop;
+- SDK cost per request: client CPU per short (1-token) streamed request against the
+  zero-latency server of benchmarks/_sse_server.py (another process), on bench's direct path
+  (`StreamClient`) and through the SDK's public `AsyncOpenAI.post(..., stream=True)`
+  (`SdkClient.post_stream`, the fallback), 16 in flight, on asyncio's loop;
 - Ray round trips (when Ray is installed, `--ray`): the fastest of 16 calls to one local actor's
   clock, which bounds the clock-offset uncertainty (half of it).
 
@@ -109,6 +113,54 @@ def wake_up_lag(repeat: int) -> list[str]:
             f"({plain / fast:.1f}x)" if fast > 0 else f"wake-up lag: asyncio {plain:.3f} ms, uvloop {fast:.3f} ms"]
 
 
+async def _cpu_per_request_ms(base_url: str, public: bool, requests: int = 2000, in_flight: int = 16) -> float:
+    from bench.runner.client import StreamClient
+    from bench.runner.sdk import SdkClient
+    from bench.runner.streamapi import ClientConfig
+    from bench.runner.wire import session_factory
+
+    config = ClientConfig(base_url, None, 10.0, 64)
+    client = SdkClient(config, session_factory(64)) if public else StreamClient(config)
+    body = b'{"model":"zero","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":1}'
+    left = requests
+
+    async def one() -> None:
+        response = (await client.post_stream("/chat/completions", body, False) if isinstance(client, SdkClient)
+                    else await client.open_stream("/chat/completions", body))
+        async for _ in response.reads():
+            pass
+        await response.aclose()
+
+    async def slot() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await one()
+
+    await asyncio.gather(*(slot() for _ in range(in_flight)))  # warm: connections, templates
+    left = requests
+    cpu = time.process_time()
+    await asyncio.gather(*(slot() for _ in range(in_flight)))
+    cpu = time.process_time() - cpu
+    await client.aclose()
+    return cpu / requests * 1e3
+
+
+def sdk_cost(repeat: int) -> list[str]:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _sse_server import start_server
+
+    proc, base_url = start_server()
+    try:
+        direct = statistics.median(asyncio.run(_cpu_per_request_ms(base_url, False)) for _ in range(repeat))
+        public = statistics.median(asyncio.run(_cpu_per_request_ms(base_url, True)) for _ in range(repeat))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return [f"client CPU per short request: direct path {direct:.3f} ms, SDK public post {public:.3f} ms "
+            f"({public / direct:.1f}x; one core: ~{1e3 / direct:,.0f} vs ~{1e3 / public:,.0f} req/s)"]
+
+
 def ray_round_trips(repeat: int) -> list[str]:
     import ray
 
@@ -138,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--ray", action="store_true", help="also time Ray actor round trips (needs Ray)")
     args = parser.parse_args(argv)
-    steps: list[Callable[[int], list[str]]] = [chunk_parse, worker_records, wake_up_lag]
+    steps: list[Callable[[int], list[str]]] = [chunk_parse, worker_records, wake_up_lag, sdk_cost]
     if args.ray:
         steps.append(ray_round_trips)
     for step in steps:
