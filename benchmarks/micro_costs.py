@@ -8,7 +8,8 @@
 - SDK cost per request: client CPU per short (1-token) streamed request against the
   zero-latency server of benchmarks/_sse_server.py (another process), on bench's direct path
   (`StreamClient`) and through the SDK's public `AsyncOpenAI.post(..., stream=True)`
-  (`SdkClient.post_stream`, the fallback), 16 in flight, on asyncio's loop;
+  (`SdkClient.post_stream`, the fallback), 16 in flight, on asyncio's loop; and the direct
+  path's CPU on uvloop (the CPU side of uvloop's gain);
 - Ray round trips (when Ray is installed, `--ray`): the fastest of 16 calls to one local actor's
   clock, which bounds the clock-offset uncertainty (half of it).
 
@@ -154,11 +155,21 @@ def sdk_cost(repeat: int) -> list[str]:
     try:
         direct = statistics.median(asyncio.run(_cpu_per_request_ms(base_url, False)) for _ in range(repeat))
         public = statistics.median(asyncio.run(_cpu_per_request_ms(base_url, True)) for _ in range(repeat))
+        try:
+            import uvloop
+        except ImportError:
+            on_uvloop = None
+        else:
+            on_uvloop = statistics.median(uvloop.run(_cpu_per_request_ms(base_url, False)) for _ in range(repeat))
     finally:
         proc.terminate()
         proc.wait(10)
-    return [f"client CPU per short request: direct path {direct:.3f} ms, SDK public post {public:.3f} ms "
-            f"({public / direct:.1f}x; one core: ~{1e3 / direct:,.0f} vs ~{1e3 / public:,.0f} req/s)"]
+    lines = [f"client CPU per short request: direct path {direct:.3f} ms, SDK public post {public:.3f} ms "
+             f"({public / direct:.1f}x; one core: ~{1e3 / direct:,.0f} vs ~{1e3 / public:,.0f} req/s)"]
+    if on_uvloop is not None:
+        lines.append(f"direct path on uvloop: {on_uvloop:.3f} ms of CPU a request ({on_uvloop / direct:.2f}x "
+                     "its CPU on asyncio's loop)")
+    return lines
 
 
 def ray_round_trips(repeat: int) -> list[str]:
