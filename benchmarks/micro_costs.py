@@ -2,8 +2,8 @@
 
 - chunk parse: `orjson.loads` vs `json.loads` of one streamed chat chunk (us per chunk);
 - worker records: a finished record packed for the parent (`record_values`), a batch of them
-  pickled and unpickled as tuples vs as the dataclasses, and the parent's unpack-and-store
-  (`RunWriter.write_values`), per record;
+  pickled and unpickled as tuples vs as the dataclasses, and the parent's unpickle-and-store
+  (`RunWriter.write_values`), per record of a 1-token response;
 - wake-up lag: how late a 1 ms `asyncio.sleep` wakes, on asyncio's loop and on uvloop;
 - SDK cost per request: client CPU per short (1-token) streamed request against the
   zero-latency server of benchmarks/_sse_server.py (another process), on bench's direct path
@@ -42,6 +42,7 @@ from bench import records  # noqa: E402
 CHUNK = (b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",'
          b'"choices":[{"index":0,"delta":{"content":" word"},"logprobs":null,"finish_reason":null}]}')
 BATCH = 256  # records per worker message, as bench.runner.shard.BATCH_MAX
+RECORD_CHUNKS = 3  # a 1-token response (role, content, usage), as in benchmarks/worker_scaling.py
 
 
 def _per_call_us(fn: Callable[[], object], calls: int, repeat: int) -> float:
@@ -62,7 +63,7 @@ def chunk_parse(repeat: int) -> list[str]:
     return [f"chunk parse: orjson {fast:.2f} us, json {slow:.2f} us ({slow / fast:.1f}x)"]
 
 
-def _record(i: int, chunks: int = 18) -> records.RequestRecord:
+def _record(i: int, chunks: int = RECORD_CHUNKS) -> records.RequestRecord:
     t = array("d", [0.05 + 0.02 * k for k in range(chunks)])
     kinds = array("b", [records.KIND_ROLE] + [records.KIND_CONTENT] * (chunks - 2) + [records.KIND_USAGE])
     return records.RequestRecord(
@@ -87,9 +88,10 @@ def worker_records(repeat: int) -> list[str]:
                             target={}, model="m", seed=0, t0_perf_counter=0.0, started_at="", ended="completed",
                             python="", platform="", host="")
         writer = RunWriter(Path(tmp) / "run", manifest)
-        store = _per_call_us(lambda: writer.write_values(pickle.loads(pickle.dumps(rows))), 100, repeat) / BATCH
+        message = pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)
+        store = _per_call_us(lambda: writer.write_values(pickle.loads(message)), 100, repeat) / BATCH
         writer.close()
-    return [f"worker records ({BATCH} a batch, 18 chunks each): pack {pack:.1f} us a record; "
+    return [f"worker records ({BATCH} a batch, {RECORD_CHUNKS} chunks each): pack {pack:.1f} us a record; "
             f"pickle+unpickle as tuples {tuples:.1f} us, as dataclasses {objects:.1f} us; "
             f"parent unpickle+store {store:.1f} us"]
 
