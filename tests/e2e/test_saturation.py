@@ -193,5 +193,6 @@ def test_a_sweep_marks_only_the_stage_past_capacity_saturated(scenario_dir, caps
     assert stage1.max() - second["start_s"] < 11.0  # cut short of the 12 s planned
     [verdict] = run.summary.to_json()["saturation"]
     onset = queue_onset(truth, run.manifest.t0_perf_counter, stage1.max())
-    assert second["start_s"] <= onset and verdict["start_s"] >= second["start_s"] - 0.5
+    assert verdict["stage"] == 1 and second["start_s"] <= onset < second["start_s"] + 4.0
+    assert abs(verdict["start_s"] - onset) < 3.0  # dated from the simulator's own queue
     assert validity.check(run)[0].code == "saturated"
