@@ -21,9 +21,9 @@ from bench.sim import start_sim
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     shutil.which("chromium") is None and not os.environ.get("BENCH_REQUIRE_BROWSER"),
-    reason="Chromium not installed (apt-get install -y chromium); CI sets BENCH_REQUIRE_BROWSER")
+    reason="Chromium not installed (apt-get install -y chromium); CI sets BENCH_REQUIRE_BROWSER")]
 
 
 def coloured_pixels(html: Path, shot: Path) -> int:
