@@ -32,7 +32,7 @@ class BestConfig:
     (every limit at its percentile) and did not saturate; `reason` says how it was chosen."""
 
     config: str
-    stage: int
+    stage: int  # the load point's stage index in the configuration's run
     output_tokens_per_s: float
     reason: str
 
@@ -42,7 +42,8 @@ def config_table(runs: Mapping[str, Run]) -> pd.DataFrame:
 
     Columns: config, stage, load (text), rate, concurrency, requests_per_s,
     output_tokens_per_s, `<metric>.p99` for TTFT, TPOT, ITL and E2E (ms), slo_met (bool, or
-    None without an SLO), saturated, requests, errors, and `pareto_<metric>` (on the front of
+    None without an SLO), saturated (cut short by the sweep, or a saturation verdict of the
+    stored run), requests, errors, and `pareto_<metric>` (on the front of
     throughput against that metric's p99, among unsaturated points).
     """
     rows = [row for name, run in runs.items() for row in _rows(name, run)]
@@ -68,10 +69,15 @@ def _rows(name: str, run: Run) -> list[dict[str, Any]]:
     else:
         scopes = [(int(notes[0].get("index", 0)) if notes else 0, run.summary)]
     by_index = {int(n.get("index", i)): n for i, n in enumerate(notes)}
-    return [_row(name, index, summary, by_index.get(index, {})) for index, summary in scopes]
+    # Saturated: cut short by the sweep's live watch, or found so in the stored run (summary.json
+    # verdicts: stage None when the run had one stage).
+    verdicts = {v.get("stage") for v in run.summary.saturation or []}
+    single = len(scopes) == 1
+    return [_row(name, index, summary, by_index.get(index, {}), index in verdicts or (single and None in verdicts))
+            for index, summary in scopes]
 
 
-def _row(name: str, index: int, summary: Summary, note: Mapping[str, Any]) -> dict[str, Any]:
+def _row(name: str, index: int, summary: Summary, note: Mapping[str, Any], saturated: bool) -> dict[str, Any]:
     rate, concurrency = note.get("rate"), note.get("concurrency")
     load = f"rate {rate:g}/s" if rate is not None else (f"concurrency {concurrency}" if concurrency else "")
     row: dict[str, Any] = {
@@ -79,7 +85,7 @@ def _row(name: str, index: int, summary: Summary, note: Mapping[str, Any]) -> di
         REQUESTS_PER_S.key: summary.throughput.requests_per_s,
         OUTPUT_TOKENS_PER_S.key: summary.throughput.output_tokens_per_s,
         "slo_met": summary.slo.met if summary.slo is not None else None,
-        "saturated": bool(note.get("saturated", False)),
+        "saturated": saturated or bool(note.get("saturated", False)),
         "requests": summary.requests.total, "errors": sum(summary.requests.errors.values()),
     }
     for metric in _TABLE_LATENCY:

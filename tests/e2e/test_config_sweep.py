@@ -117,3 +117,20 @@ def test_bad_combinations_of_flags_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert problem in err and len(err.splitlines()) == 1, err
     assert not Path(tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_configuration_the_rate_saturates_is_marked_and_never_the_best(tmp_path, capsys):
+    """max_num_seqs 1 serves ~3.7 req/s of these requests; 6 req/s offered saturates it
+    (the saturation test needs 8 s of a stage), while 32 slots keep up."""
+    (tmp_path / "profile.yaml").write_text(yaml.safe_dump(PROFILE))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "target": {"sim_profile": str(tmp_path / "profile.yaml")},
+        "requests": {"synthetic": {"prompt_tokens": PROMPT, "output_tokens": OUTPUT}},
+        "sampling": {"extra_body": {"ignore_eos": True}}, "load": {"rate": 6, "duration": 9}}))
+    (tmp_path / "grid.yaml").write_text("grid: {max_num_seqs: [1, 32]}\n")
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--serve-params", str(tmp_path / "grid.yaml"),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "configs.csv").set_index("config")
+    assert table["saturated"].to_dict() == {"max_num_seqs=1": True, "max_num_seqs=32": False}
+    assert "best configuration: max_num_seqs=32 " in (tmp_path / "out" / "report.md").read_text()
