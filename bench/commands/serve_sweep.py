@@ -60,7 +60,8 @@ def run_config_sweep(scenario: Scenario, options: RunOptions, request: ConfigSwe
         raise BenchInputError(f"{out}: already exists (a sweep never writes into an old directory)")
     sweep = ConfigSweep(name=scenario.name, scenario_path=str(options.scenario_path),
                         serve_template=redact_command_string(template), params_file=str(request.params_file),
-                        points=_points(request.points), started=utc_now())
+                        points=_points(request.points), started=utc_now(),
+                        command_line=redact_argv(list(options.command)) if options.command else None)
     write_config_sweep(out, sweep)
     for config in configs:
         entry = _one(scenario, options, request.points, template, config, out)

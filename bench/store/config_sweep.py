@@ -56,6 +56,7 @@ class ConfigSweep(BaseModel):
     scenario_path: str
     serve_template: str  # secrets redacted
     params_file: str
+    command_line: list[str] | None = None  # the `bench sweep` command, secrets redacted
     points: dict[str, Any]  # how each configuration was loaded: rates, concurrencies, auto, ...
     started: str
     ended: str | None = None
