@@ -148,3 +148,5 @@ class Progress:
     output_chunks: int = 0
     stage: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
+    not_sent: int = 0  # scheduled, but past load.max_send_lag_s before a slot was free
+    drain_cancelled: int = 0  # in flight when the drain time (load.drain_s) ran out

@@ -60,10 +60,13 @@ def _run_and_print(scenario: Scenario, scenario_path: Path, args: argparse.Names
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
                       _validity_messages(run), _run_notes(run))
+    if result.ended == "interrupted":
+        # Stopped by the user: exit now (figures take seconds); the stored run renders them later.
+        if not (args.no_report or args.quiet or args.json):
+            print(f"report: not written (interrupted); `bench report {run.path}` writes it")
+        return EXIT_INTERRUPTED
     if not args.no_report:
         _write_run_reports(run, announce=not (args.quiet or args.json))
-    if result.ended == "interrupted":
-        return EXIT_INTERRUPTED
     if result.ended == "saturated":
         return EXIT_SATURATED
     return EXIT_OK if result.ended == "completed" else EXIT_FAILED

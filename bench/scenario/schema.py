@@ -309,7 +309,12 @@ class Load(Strict):
     stages: list[Stage] | None = None
     trace: Trace | None = None
     think_time: NonNegFloat = Field(default=0.0, description="Closed loop: seconds a slot waits between requests.")
-    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    max_concurrency: Annotated[int, Field(ge=1)] | None = Field(default=None, description=(
+        "Most requests in flight; later sends wait (lag recorded). Default: run.json client.in_flight_cap."))
+    max_send_lag_s: PositiveFloat | None = Field(default=10.0, description=(
+        "Open loop: a request not sent this late is never sent (counted: client.not_sent). null: no bound."))
+    drain_s: PositiveFloat | None = Field(default=None, description=(
+        "In-flight time after sending; then cancelled. Default: own timeouts (30 s if requests went unsent)."))
     send_rate_limit: PositiveFloat | None = Field(
         default=None, description="Hard ceiling on sends per second (aiolimiter)."
     )

@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset  # pyarrow.parquet imports it on first read: here, at start, not at a run's end
 import pyarrow.parquet as pq
 
 from bench.records import CHUNK_KINDS, NO_TOKENS, SCALAR_FIELDS, ChunkBatch

@@ -55,3 +55,12 @@ def test_a_grid_past_the_limit_is_refused(tmp_path):
     (tmp_path / "missing.yaml").unlink(missing_ok=True)
     with pytest.raises(BenchInputError, match="serve-params file not found"):
         load_serve_grid(tmp_path / "missing.yaml")
+
+
+def test_the_shipped_serve_params_files_load():
+    from pathlib import Path
+
+    shipped = sorted((Path(__file__).resolve().parents[3] / "scenarios" / "serve-params").glob("*.yaml"))
+    assert len(shipped) >= 2
+    counts = {path.name: len(load_serve_grid(path)) for path in shipped}
+    assert counts["vllm.yaml"] == 3 * 2 + 1 and counts["sim.yaml"] == 3
