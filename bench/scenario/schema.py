@@ -124,7 +124,9 @@ class Target(Strict):
         default=None, description="Name of the environment variable holding the API key."
     )
     api_key_file: str | None = Field(default=None, description="Path of a file holding the API key.")
-    endpoint: Literal["chat", "completions"] = "chat"
+    endpoint: Literal["chat", "completions", "embeddings", "responses"] = Field(
+        default="chat", description="chat: /v1/chat/completions; completions: /v1/completions; embeddings: "
+                                    "/v1/embeddings (not streamed); responses: /v1/responses (streamed events).")
     timeouts: Timeouts = Timeouts()
     sim_profile: str | None = Field(
         default=None, description="Profile of the built-in simulator used when no base_url is set."
@@ -198,6 +200,8 @@ class Requests(Strict):
     order: Literal["random", "cycle"] = "random"
     conversation: Conversation | None = None
     shared_prefix: SharedPrefix | None = None
+    batch: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=1, description="target.endpoint: embeddings only: inputs per request (the batch size).")
 
     @model_validator(mode="after")
     def _one_source(self) -> Requests:

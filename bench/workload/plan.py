@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.scenario.loader import resolve_path
 from bench.scenario.schema import Load, Scenario, Timeouts
+from bench.workload.bodies import ENDPOINT_PATHS
 from bench.workload.schedule import Schedule, ScheduledStage
 
 __all__ = [
@@ -18,7 +19,6 @@ __all__ = [
 ]
 
 
-ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
 
 def stage_plans(schedule: Schedule, load: Load) -> list[StagePlan]:
@@ -68,6 +68,7 @@ def build_plan(scenario: Scenario) -> RunPlan:
     load = scenario.load
     return RunPlan(
         path=ENDPOINT_PATHS[scenario.target.endpoint],
+        endpoint=scenario.target.endpoint,
         timeouts=scenario.target.timeouts,
         max_concurrency=load.max_concurrency,
         send_rate_limit=load.send_rate_limit,
@@ -94,10 +95,11 @@ class StagePlan:
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
-    path: str  # "/chat/completions" or "/completions"
+    path: str  # bench.workload.bodies.ENDPOINT_PATHS: "/chat/completions", "/embeddings", ...
     timeouts: Timeouts
     max_concurrency: int | None = None
     send_rate_limit: float | None = None
     max_requests: int | None = None  # over the whole run
     warmup_requests: int = 0
     warmup_s: float = 0.0
+    endpoint: str = "chat"  # scenario target.endpoint: which recorder reads the answers
