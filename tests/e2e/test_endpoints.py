@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from benchtest import run_in_process, sim_truth
 
@@ -95,6 +96,27 @@ def test_responses_stream_with_reasoning_and_usage_from_the_completed_event(scen
     summary = run.summary.to_json()
     assert summary["ttft_ms"]["count"] == 4 and summary["itl_ms"]["count"] == 4 * 19
     assert summary["requests"] == {"total": 4, "ok": 4, "errors": {}}
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_chat_and_completions_send_the_exact_bodies_and_count_tokens_as_the_server(scenario_dir, endpoint):
+    with start_sim(profile=_profile(), seed=6) as sim:
+        result = run_in_process(scenario_dir, {
+            "target": {"base_url": sim.base_url, "endpoint": endpoint},
+            "requests": {"inline": PROMPTS[:2], "order": "cycle"},
+            "sampling": {"max_tokens": 9, "extra_body": {"ignore_eos": True}},
+            "load": {"concurrency": 1, "max_requests": 2},
+        })
+        truth = sim_truth(sim.root_url)
+    prompt = ({"messages": [{"role": "user", "content": p}]} if endpoint == "chat" else {"prompt": p} for p in PROMPTS)
+    assert _bodies(truth, endpoint) == [
+        {"model": "sim-e", "max_tokens": 9, "ignore_eos": True, "stream": True,
+         "stream_options": {"include_usage": True}, **fields} for fields in list(prompt)[:2]]
+    by_id = {t["id"]: t for t in truth.values()}
+    for row in result.run.requests.itertuples():
+        true = by_id[row.server_request_id]
+        assert row.status == "ok" and row.output_tokens == true["output_tokens"] == 9
+        assert row.prompt_tokens == true["prompt_tokens"] and row.inputs is pd.NA and math.isnan(row.body_s)
 
 
 def test_a_responses_stream_cut_before_its_end_is_an_error(scenario_dir):
