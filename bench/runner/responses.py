@@ -56,6 +56,9 @@ class ResponsesRecorder(SseParser):
         self.status: str | None = None  # the terminal event's finish reason, once it came
 
     def on_event(self, t: float, event: dict[str, Any]) -> None:
+        timings = event.get("timings")  # llama.cpp adds its own timings to the terminal event
+        if isinstance(timings, dict):
+            self.server_timings = timings
         kind_name = event.get("type")
         kind = DELTA_KINDS.get(kind_name) if isinstance(kind_name, str) else None
         if kind is not None:

@@ -88,6 +88,14 @@ def test_an_incomplete_response_is_a_complete_answer_with_its_reason_and_usage()
     assert rec.usage_tokens() == (5, 1)
 
 
+def test_llama_cpp_timings_on_the_completed_event_are_kept():
+    rec = ResponsesRecorder(0.0)
+    done = ev("response.completed", response={"status": "completed", "usage": {"input_tokens": 2, "output_tokens": 1}},
+              timings={"prompt_ms": 3.5, "predicted_ms": 9.0})
+    rec.feed(1.0, CREATED + text(" a") + done)
+    assert rec.server_timings == {"prompt_ms": 3.5, "predicted_ms": 9.0} and rec.usage_tokens() == (2, 1)
+
+
 def test_a_body_that_ends_before_a_terminal_event_is_a_dropped_stream():
     rec = ResponsesRecorder(0.0)
     rec.feed(1.0, CREATED + text(" a"))
