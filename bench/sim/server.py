@@ -47,7 +47,9 @@ from bench.sim.rxstamp import RxStamp
 from bench.sim.sequence import Seq, Truth
 from bench.sim.text import build_corpus
 
-__all__ = ["SimServer"]
+__all__ = ["HTTP_FAULTS", "SimServer"]
+
+HTTP_FAULTS = ("http_429", "http_500", "http_503")
 
 perf_counter = time.perf_counter
 
@@ -196,6 +198,14 @@ class SimServer:
             if req.model not in self.models:
                 raise ApiError(404, f"The model `{req.model}` does not exist.", "model")
             truth.model = req.model
+            # Faults that fit a JSON answer: an HTTP error, or late headers (the rest are stream faults).
+            fault = self.fault_plan.pick(self.counter)
+            if fault is not None and fault.kind in (*HTTP_FAULTS, "slow_headers"):
+                truth.fault = fault.label()
+                self.faults_total[fault.kind] = self.faults_total.get(fault.kind, 0) + 1
+                if fault.kind in HTTP_FAULTS:
+                    return self._http_fault(fault, truth)
+                await asyncio.sleep(fault.seconds)
             return await embedding_answer(request, req, self.profile, truth)
         except ApiError as err:
             truth.status = err.status
@@ -252,21 +262,12 @@ class SimServer:
             return self._error(err, {"x-request-id": rid})
         truth = seq.truth
         truth.body = self._body(raw)
-        rid_header = {"x-request-id": truth.id}
         self._remember(truth)
         if fault is not None:
             self.faults_total[fault.kind] = self.faults_total.get(fault.kind, 0) + 1
         try:
-            if fault is not None and fault.kind in ("http_429", "http_500", "http_503"):
-                status = int(fault.kind[-3:])
-                truth.status = status
-                headers = dict(rid_header)
-                if status in (429, 503):
-                    headers["Retry-After"] = f"{fault.retry_after:g}"
-                msg = {429: "Rate limit reached (simulated fault).",
-                       500: "Internal server error (simulated fault).",
-                       503: "Service unavailable (simulated fault)."}[status]
-                return self._error(ApiError(status, msg), headers)
+            if fault is not None and fault.kind in HTTP_FAULTS:
+                return self._http_fault(fault, truth)
             delay = self.profile.header_delay_ms / 1000.0
             if fault is not None and fault.kind == "slow_headers":
                 delay += fault.seconds
@@ -277,6 +278,18 @@ class SimServer:
             return await unary_response(request, self.engine, seq, emitter, req, chat)
         finally:
             self._completed(truth, received)
+
+    def _http_fault(self, fault: FaultSpec, truth: Truth) -> web.Response:
+        """The error response of an http_429 / http_500 / http_503 fault."""
+        status = int(fault.kind[-3:])
+        truth.status = status
+        headers = {"x-request-id": truth.id}
+        if status in (429, 503):
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        msg = {429: "Rate limit reached (simulated fault).",
+               500: "Internal server error (simulated fault).",
+               503: "Service unavailable (simulated fault)."}[status]
+        return self._error(ApiError(status, msg), headers)
 
     def _remember(self, truth: Truth) -> None:
         self.truths[truth.id] = truth

@@ -98,6 +98,24 @@ def test_responses_stream_with_reasoning_and_usage_from_the_completed_event(scen
     assert summary["requests"] == {"total": 4, "ok": 4, "errors": {}}
 
 
+def test_an_embeddings_error_is_an_error_with_the_servers_status_and_message(scenario_dir):
+    with start_sim(profile=_profile(faults=["http_503:every=3,retry_after=2"]), seed=7) as sim:
+        result = run_in_process(scenario_dir, {
+            "target": {"base_url": sim.base_url, "endpoint": "embeddings"},
+            "requests": {"inline": PROMPTS},
+            "load": {"concurrency": 1, "max_requests": 6},
+        })
+        truth = sim_truth(sim.root_url)
+    requests = result.run.requests.sort_values("request_id")
+    failed = requests[requests["status"] == "error"]
+    assert len(failed) == 2 and (failed["error_kind"] == "http_503").all()
+    assert (failed["error_message"] == "Service unavailable (simulated fault).").all()
+    assert (failed["retry_after_s"] == 2.0).all() and failed["e2e_ms"].isna().all()
+    assert sorted(t["status"] for t in truth.values()) == [200, 200, 200, 200, 503, 503]
+    assert result.run.summary.requests.errors == {"http_503": 2}
+    assert result.run.summary.throughput.inputs_per_s == pytest.approx(4 / result.run.summary.throughput.window_s)
+
+
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])
 def test_chat_and_completions_send_the_exact_bodies_and_count_tokens_as_the_server(scenario_dir, endpoint):
     with start_sim(profile=_profile(), seed=6) as sim:
