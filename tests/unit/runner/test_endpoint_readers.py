@@ -128,12 +128,13 @@ def test_a_failed_response_fails_with_the_servers_message():
 # -- inside an attempt -----------------------------------------------------------------------
 
 
-def _record(endpoint: str, script: Script, inputs: int | None = None):
+def _record(endpoint: str, script: Script, inputs: int | None = None, timeouts: Timeouts | None = None):
     streams = FakeStreams(lambda _: script)
     spec = RequestSpec(0, b"{}", None, inputs=inputs)
 
     async def go():
-        attempt = Attempt(100.0, Timeouts(ttft_s=5, idle_s=5, total_s=10), endpoint=endpoint, inputs=inputs)
+        limits = timeouts or Timeouts(ttft_s=5, idle_s=5, total_s=10)
+        attempt = Attempt(100.0, limits, endpoint=endpoint, inputs=inputs)
         await attempt.run(streams, f"/{endpoint}", spec.body)
         return attempt.record(request_id=0, stage=0, phase="measure", spec=spec, scheduled_s=0.0)
 
@@ -195,6 +196,14 @@ def test_an_embeddings_answer_ends_at_its_last_byte_and_has_no_tokens(tmp_path):
 def test_an_embeddings_answer_that_is_not_complete_is_an_error(body, kind, words):
     record = _record("embeddings", Script([(0.01, body)], content_type="application/json"), inputs=3)
     assert record.status == "error" and record.error_kind == kind and words in record.error_message
+
+
+def test_an_embeddings_answer_is_due_whole_within_ttft_s():
+    body = _embeddings(1)
+    script = Script([(0.02, body[:5]), (0.30, body[5:])], content_type="application/json")
+    record = _record("embeddings", script, inputs=1, timeouts=Timeouts(ttft_s=0.1, idle_s=5, total_s=10))
+    assert record.status == "error" and record.error_kind == "response_timeout" and record.body_s is not None
+    assert record.body_s - record.sent_s == pytest.approx(0.02, abs=1e-9)  # the part that came
 
 
 def test_the_reader_alone_counts_embeddings_and_input_tokens():
