@@ -21,6 +21,8 @@ __all__ = [
     "COMPARED",
     "COMPARED_RUN",
     "E2E",
+    "INPUTS_PER_S",
+    "INPUT_TOKENS_PER_S",
     "ITL",
     "LATENCY_TABLE",
     "METRICS",
@@ -109,9 +111,15 @@ REQUESTS_PER_S = Metric("requests_per_s", "requests/s", "req/s", Better.HIGHER, 
 OUTPUT_TOKENS_PER_S = Metric("output_tokens_per_s", "output tokens/s", "tok/s", Better.HIGHER, Scope.RUN,
                              short="tok/s", compared=True)
 TOTAL_TOKENS_PER_S = Metric("total_tokens_per_s", "total tokens/s", "tok/s", Better.HIGHER, Scope.RUN)
+# usage.prompt_tokens of the counted requests per second (None when no server counted them).
+INPUT_TOKENS_PER_S = Metric("input_tokens_per_s", "input tokens/s", "tok/s", Better.HIGHER, Scope.RUN,
+                            short="in tok/s", compared=True)
+# Embeddings: inputs (one embedding each) of the counted requests per second (None for other endpoints).
+INPUTS_PER_S = Metric("inputs_per_s", "inputs/s", "inputs/s", Better.HIGHER, Scope.RUN, short="in/s",
+                      compared=True)
 
 METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
-           REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S)
+           REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S, INPUT_TOKENS_PER_S, INPUTS_PER_S)
 
 # Views of the catalogue, in its order (which is the order of every table and of summary.json).
 _PER_REQUEST = tuple(m for m in METRICS if m.scope is not Scope.RUN)

@@ -100,6 +100,11 @@ class RequestRecord:
     output_chars: int
     chunks: ChunkColumns
     server_timings: dict[str, Any] | None = None
+    # Non-streamed answers only (embeddings): the inputs the request carried, each answered
+    # by one embedding, and when the last byte of the answer's body arrived (its E2E end).
+    # None for streamed answers, whose chunks say when they ended.
+    inputs: int | None = None
+    body_s: float | None = None
 
 
 RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)

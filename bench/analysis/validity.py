@@ -92,6 +92,8 @@ def check_empty_ok(requests: Any) -> list[ValidityWarning]:
     if not needed <= set(requests.columns):
         return []
     ok = catalogue.counted(requests)
+    if "body_s" in ok:  # a non-streamed answer (embeddings) generates no tokens by design
+        ok = ok[ok["body_s"].isna()]
     completion = ok["usage_completion_tokens"].astype("Float64").fillna(0)
     empty = int((ok["first_token_s"].isna() & (completion == 0)).sum())
     if empty == 0:

@@ -72,7 +72,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="server base URL, e.g. http://127.0.0.1:8000/v1 (default: built-in simulator)")
     p.add_argument("--model")
     p.add_argument("--api-key-env", help="name of the environment variable holding the API key")
-    p.add_argument("--endpoint", choices=["chat", "completions"])
+    p.add_argument("--endpoint", choices=["chat", "completions", "embeddings", "responses"])
     p.add_argument("--profile", help="simulator profile when no base URL is given")
     p.add_argument("--launch", metavar="CMD", help="start this server command first, stop it after (needs --base-url)")
     p.add_argument("--rate", type=float, help="open loop: requests per second")

@@ -2,7 +2,8 @@
 
 Definitions (also in the README; first token, last token, chunk tokens and ITL are defined
 where they are computed, in `bench.metrics.scan`):
-- TTFT = first token - sent. E2E = last token - sent.
+- TTFT = first token - sent. E2E = last token - sent; for a non-streamed answer
+  (embeddings), which has no tokens, the arrival of its body's last byte (`body_s`) - sent.
 - output tokens: the server's `usage.completion_tokens` when given (token_source=usage),
   else the chunk tokens (token_source=chunks).
 - TPOT = (E2E - TTFT) / (output tokens per choice - 1), for requests with >= 2 tokens.
@@ -56,13 +57,18 @@ def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFra
     chunk_tokens = ids.map(stats["chunk_tokens"]).fillna(0).astype("int64")
     usage = out["usage_completion_tokens"].astype("Float64")
     out[OUTPUT_TOKENS.key] = usage.fillna(chunk_tokens.astype("Float64")).astype("Int64")
+    # A non-streamed answer (embeddings: `body_s` set) generates no tokens: absent, not zero.
+    body_s = out["body_s"].astype("float64") if "body_s" in out else pd.Series(np.nan, index=out.index)
+    unary = body_s.notna()
+    out.loc[unary, OUTPUT_TOKENS.key] = pd.NA
     out["token_source"] = np.where(usage.notna().to_numpy(dtype=bool), "usage", "chunks")
+    out.loc[unary.to_numpy(dtype=bool), "token_source"] = "none"
     out["prompt_tokens"] = out["usage_prompt_tokens"].astype("Int64")
     out[SCHEDULE_LAG.key] = (out["sent_s"] - out["scheduled_s"]) * 1e3
     submitted = out["submitted_s"] if "submitted_s" in out else np.nan
     out["client_overhead_ms"] = (out["sent_s"] - submitted) * 1e3
     out[TTFT.key] = (out["first_token_s"] - out["sent_s"]) * 1e3
-    out[E2E.key] = (out["last_token_s"] - out["sent_s"]) * 1e3
+    out[E2E.key] = (out["last_token_s"].fillna(body_s) - out["sent_s"]) * 1e3
     per_choice = out[OUTPUT_TOKENS.key].astype("float64") / out["n"].clip(lower=1).astype("float64")
     decode_tokens = (per_choice - 1).where(per_choice >= 2)
     out[TPOT.key] = (out[E2E.key] - out[TTFT.key]) / decode_tokens

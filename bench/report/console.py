@@ -123,7 +123,8 @@ def summary_lines(summary: Summary) -> list[str]:
     lines = [
         f"requests: {req.total} measured, {req.ok} ok, peak {summary.concurrency.peak} in flight; errors: {errors}",
         f"throughput: {_fmt(thr.requests_per_s)} req/s, {_fmt(thr.output_tokens_per_s)} output tok/s, "
-        f"{_fmt(thr.total_tokens_per_s)} total tok/s",
+        f"{_fmt(thr.total_tokens_per_s)} total tok/s"
+        + (f", {_fmt(thr.inputs_per_s)} inputs/s" if thr.inputs_per_s is not None else ""),
         f"  (ok requests over {_fmt(thr.window_s)} s, first send to last end)",
         f"send rate: offered {offered}, achieved {_fmt(rate.achieved)} req/s (first to last send)",
     ]

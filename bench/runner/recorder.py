@@ -34,7 +34,9 @@ _BOM = b"\xef\xbb\xbf"
 CUT_OFF_REASONS = frozenset({"abort", "aborted", "cancelled", "canceled", "error"})
 # finish_reason values that mean a complete answer; any other value is kept raw and noted.
 KNOWN_REASONS = frozenset({"stop", "length", "tool_calls", "function_call", "content_filter", "eos",
-                           "eos_token", "stop_sequence", "end_turn", "max_tokens", "tool_use"})
+                           "eos_token", "stop_sequence", "end_turn", "max_tokens", "tool_use",
+                           # the Responses API's (bench.runner.responses): its status, or why it is incomplete
+                           "completed", "incomplete", "max_output_tokens"})
 
 # A chunk's kind when it carries several: the first of these it has (lower rank wins).
 _RANK = {KIND_CONTENT: 0, KIND_REASONING: 1, KIND_TOOL_CALL: 2, KIND_FUNCTION_CALL: 3, KIND_REFUSAL: 4,

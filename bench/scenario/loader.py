@@ -27,6 +27,28 @@ def _requests_needed(scenario: Scenario, source: str) -> None:
         raise BenchInputError(f"{source}: requests: required field is missing")
     if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":
         raise BenchInputError(f"{source}: requests.conversation: multi-turn chats need target.endpoint: chat")
+    _endpoint_fields(scenario, source)
+
+
+# Sampling fields each endpoint has no use for: refused rather than silently dropped.
+_NOT_SENT = {"embeddings": ("temperature", "top_p", "max_tokens", "n", "stop", "seed", "presence_penalty",
+                            "frequency_penalty", "logprobs", "top_logprobs"),
+             "responses": ("n", "stop", "logprobs")}
+
+
+def _endpoint_fields(scenario: Scenario, source: str) -> None:
+    endpoint = scenario.target.endpoint
+    requests = scenario.requests
+    if requests is not None and requests.batch != 1 and endpoint != "embeddings":
+        raise BenchInputError(f"{source}: requests.batch: inputs per request are for target.endpoint: embeddings "
+                              f"(got {endpoint})")
+    synthetic = requests.synthetic if requests is not None else None
+    if endpoint == "embeddings" and synthetic is not None and synthetic.output_tokens is not None:
+        raise BenchInputError(f"{source}: requests.synthetic.output_tokens: embeddings generate no tokens")
+    for section, values in (("sampling", scenario.sampling), *((f"variants.{k}", v) for k, v in scenario.variants.items())):
+        for name in _NOT_SENT.get(endpoint, ()):
+            if getattr(values, name) is not None and not (name == "n" and getattr(values, name) == 1):
+                raise BenchInputError(f"{source}: {section}.{name}: not used by target.endpoint: {endpoint}")
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:

@@ -92,6 +92,13 @@ class Profile(BaseModel):
     # Busy-wait (yielding to the event loop) this long before each step deadline: sharper
     # step times on an idle multi-core machine, worse ones when the client shares a core.
     step_spin_ms: float = Field(default=0.0, ge=0, le=5)
+    # /v1/embeddings: a request takes embedding_ms_per_input * inputs + embedding_ms_per_token
+    # * input tokens (after header_delay_ms), outside the decode engine, concurrently with others.
+    embedding_ms_per_input: float = Field(default=0.5, ge=0)
+    embedding_ms_per_token: float = Field(default=0.01, ge=0)
+    embedding_dims: int = Field(default=8, ge=1, le=8192)
+    # Tests: keep each request's JSON body in its ground-truth record (`body`).
+    record_bodies: bool = False
     faults: list[FaultSpec] = Field(default_factory=list)
     # Ground-truth records kept in memory (oldest dropped first); the --trace file keeps all.
     truth_limit: int = Field(default=20_000, ge=1)

@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.scenario.loader import resolve_path
 from bench.scenario.schema import Load, Scenario, Timeouts
+from bench.workload.bodies import ENDPOINT_PATHS
 from bench.workload.schedule import Schedule, ScheduledStage
 
 __all__ = [
@@ -18,7 +19,6 @@ __all__ = [
 ]
 
 
-ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
 
 def stage_plans(schedule: Schedule, load: Load) -> list[StagePlan]:
@@ -69,6 +69,7 @@ def build_plan(scenario: Scenario, in_flight_cap: int | None = None) -> RunPlan:
     load = scenario.load
     return RunPlan(
         path=ENDPOINT_PATHS[scenario.target.endpoint],
+        endpoint=scenario.target.endpoint,
         timeouts=scenario.target.timeouts,
         max_concurrency=load.max_concurrency or in_flight_cap,
         max_send_lag_s=load.max_send_lag_s,
@@ -97,7 +98,7 @@ class StagePlan:
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
-    path: str  # "/chat/completions" or "/completions"
+    path: str  # bench.workload.bodies.ENDPOINT_PATHS: "/chat/completions", "/embeddings", ...
     timeouts: Timeouts
     max_concurrency: int | None = None
     send_rate_limit: float | None = None
@@ -106,3 +107,4 @@ class RunPlan:
     warmup_s: float = 0.0
     max_send_lag_s: float | None = None  # open loop: later than this, a request is not sent (counted)
     drain_s: float | None = None  # in-flight requests' time once sending ends (None: their own timeouts)
+    endpoint: str = "chat"  # scenario target.endpoint: which recorder reads the answers

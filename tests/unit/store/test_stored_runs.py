@@ -176,6 +176,37 @@ def test_another_schema_version_is_refused(stored, tmp_path):
         bench.load_run(copy)
 
 
+def test_a_version_4_run_without_the_columns_of_version_5_still_loads(stored, tmp_path):
+    """As version 4 stored it: no `inputs` or `body_s` request column (every answer was
+    streamed): read as null, the same metrics and summary."""
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for path in stored.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((stored / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**manifest, "schema_version": 4}))
+    new = ["inputs", "body_s"]
+    for name in (store.RAW_REQUESTS, store.REQUESTS):
+        table = pq.read_table(stored / name)
+        assert set(new) <= set(table.column_names)
+        pq.write_table(table.drop_columns(new), copy / name)
+    lines = [json.loads(line) for line in (stored / store.JOURNAL).read_text().splitlines()]
+    (copy / store.JOURNAL).write_text("".join(json.dumps({k: v for k, v in row.items() if k not in new}) + "\n"
+                                              for row in lines))
+    original, old = bench.load_run(stored), bench.load_run(copy)
+    assert old.manifest.schema_version == 4 and old.summary == original.summary
+    for raw in (store.read_raw_requests(copy), _journal_only(copy)):
+        assert raw["inputs"].isna().all() and raw["body_s"].isna().all()
+        pd.testing.assert_frame_equal(raw, store.read_raw_requests(stored))
+    pd.testing.assert_frame_equal(old.requests.drop(columns=new, errors="ignore"),
+                                  original.requests.drop(columns=new))
+
+
+def _journal_only(run_dir: Path) -> pd.DataFrame:
+    (run_dir / store.RAW_REQUESTS).unlink(missing_ok=True)
+    return store.read_raw_requests(run_dir)
+
+
 def test_a_version_2_run_still_loads(stored, tmp_path):
     """As version 2 stored it: no `workload` in run.json, and a chunk kind dictionary of the
     five kinds of its day (version 3 appended tool_call, function_call and refusal)."""
@@ -359,7 +390,12 @@ def test_summary_json_is_the_typed_summary(stored):
     run = bench.load_run(stored)
     stored_text = (stored / store.SUMMARY).read_text(encoding="utf-8")
     assert json.dumps(run.summary.to_json(), indent=2) + "\n" == stored_text
-    assert json.loads(stored_text) == json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))  # unchanged numbers
+    now = json.loads(stored_text)
+    # input tokens/s came after the golden file: total tokens/s less output tokens/s, in every scope
+    for scope in (now, *now["stages"].values(), *now["variants"].values()):
+        thr = scope["throughput"]
+        assert thr.pop("input_tokens_per_s") == pytest.approx(thr["total_tokens_per_s"] - thr["output_tokens_per_s"])
+    assert now == json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))  # unchanged numbers
 
 
 def test_a_summary_without_saturation_is_read_as_not_stored(stored, tmp_path):
