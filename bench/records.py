@@ -100,6 +100,8 @@ class RequestRecord:
     output_chars: int
     chunks: ChunkColumns
     server_timings: dict[str, Any] | None = None
+    # usage.completion_tokens_details.reasoning_tokens, when the server gave it
+    usage_reasoning_tokens: int | None = None
 
 
 RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metric_catalogue import (
+    ANSWER_TPOT,
     COMPARED,
     COMPARED_RUN,
     E2E,
@@ -23,6 +24,9 @@ from bench.metric_catalogue import (
     OUTPUT_TOKENS_PER_S,
     PAIRED,
     PLOTTED,
+    REASONING,
+    REASONING_TIME,
+    REASONING_TOKENS,
     REQUEST_OUTPUT_TOKENS_PER_S,
     REQUESTS_PER_S,
     SCHEDULE_LAG,
@@ -33,6 +37,8 @@ from bench.metric_catalogue import (
     TOTAL_TOKENS_PER_S,
     TPOT,
     TTFT,
+    TTFT_ANSWER,
+    TTFT_REASONING,
     Better,
     Metric,
     Scope,
@@ -40,6 +46,7 @@ from bench.metric_catalogue import (
 )
 
 __all__ = [
+    "ANSWER_TPOT",
     "COMPARED",
     "COMPARED_RUN",
     "E2E",
@@ -51,6 +58,9 @@ __all__ = [
     "PAIRED",
     "PHASE_MEASURE",
     "PLOTTED",
+    "REASONING",
+    "REASONING_TIME",
+    "REASONING_TOKENS",
     "REQUESTS_PER_S",
     "REQUEST_OUTPUT_TOKENS_PER_S",
     "SCHEDULE_LAG",
@@ -62,6 +72,8 @@ __all__ = [
     "TOTAL_TOKENS_PER_S",
     "TPOT",
     "TTFT",
+    "TTFT_ANSWER",
+    "TTFT_REASONING",
     "Better",
     "Metric",
     "Scope",
@@ -112,4 +124,6 @@ def request_values(metric: Metric, requests: pd.DataFrame) -> np.ndarray:
         rows = measured(requests)
     else:
         raise ValueError(f"{metric.label} has no per-request values (scope {metric.scope.value})")
+    if metric.key not in rows:  # a run derived before the metric existed: no values
+        return np.full(len(rows), np.nan)
     return rows[metric.key].to_numpy(dtype="float64", na_value=np.nan)

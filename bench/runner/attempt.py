@@ -260,6 +260,7 @@ class Attempt:
             server_request_id=self.server_request_id, max_tokens=spec.max_tokens,
             n=spec.n, done_seen=recorder.done_seen, reconnected=self.reconnected, output_chars=recorder.output_chars,
             chunks=recorder.chunks, server_timings=recorder.server_timings,
+            usage_reasoning_tokens=recorder.reasoning_tokens(),
         )
 
 

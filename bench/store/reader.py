@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from bench.records import CHUNK_KINDS, NO_TOKENS, SCALAR_FIELDS, ChunkBatch
 from bench.store.journal import journal_chunks, journal_rows
-from bench.store.layout import BATCH_RECORDS, CHUNK_SCHEMA, CHUNKS, JOURNAL, RAW_REQUESTS, REQUEST_DTYPES
+from bench.store.layout import BATCH_RECORDS, CHUNK_SCHEMA, CHUNKS, JOURNAL, RAW_REQUESTS, RAW_SCHEMA, REQUEST_DTYPES
 
 __all__ = ["ChunkSource", "JournalReader", "chunk_source", "frame_batch", "read_chunks", "read_raw_requests"]
 
@@ -43,7 +43,10 @@ def _raw_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _typed_raw(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype({**REQUEST_DTYPES, "server_timings": "string"})
+    for name in SCALAR_FIELDS:
+        if name not in frame:  # a column added after the run was written (usage_reasoning_tokens)
+            frame[name] = None
+    frame = frame[RAW_SCHEMA.names].astype({**REQUEST_DTYPES, "server_timings": "string"})
     return frame.sort_values("request_id", kind="stable", ignore_index=True)
 
 
