@@ -28,9 +28,9 @@ from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag, Provenance
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-__all__ = ["LATENCY_ROWS", "STATS", "Table", "client_workers_table", "errors_table", "fmt", "latency_table",
-           "metadata_table", "paired_table", "reasoning_table", "report_tables", "slo_table", "stages_table",
-           "throughput_table", "variants_table"]
+__all__ = ["LATENCY_ROWS", "STATS", "Table", "client_workers_table", "errors_table", "fmt", "has_reasoning",
+           "latency_table", "metadata_table", "paired_table", "reasoning_table", "report_tables", "slo_table",
+           "stages_table", "throughput_table", "variants_table"]
 
 LATENCY_ROWS: tuple[Metric, ...] = LATENCY_TABLE
 STATS = STATISTICS
@@ -117,10 +117,14 @@ def latency_table(summary: Summary, title: str = "Latency (ms, measured requests
     return Table(title, ["metric", *STATS], rows)
 
 
+def has_reasoning(summary: Summary) -> bool:
+    """Whether the run streamed reasoning: a first reasoning token, or reasoning tokens in the usage."""
+    return summary.metric(TTFT_REASONING).count > 0 or bool(summary.metric(REASONING_TOKENS).max)
+
+
 def reasoning_table(summary: Summary) -> Table | None:
-    """The reasoning-phase metrics (catalogue REASONING), when the run streamed reasoning
-    (a first reasoning token, or reasoning tokens in the usage)."""
-    if summary.metric(TTFT_REASONING).count == 0 and not summary.metric(REASONING_TOKENS).max:
+    """The reasoning-phase metrics (catalogue REASONING), when the run streamed reasoning."""
+    if not has_reasoning(summary):
         return None
     rows = [[metric.heading, *(fmt(summary.metric(metric).stat(stat)) for stat in STATS)] for metric in REASONING]
     return Table("Reasoning phases (measured requests)", ["metric", *STATS], rows)

@@ -11,6 +11,7 @@ from benchtest import run_in_process
 
 from bench.commands.cli import main
 from bench.metrics.catalogue import ANSWER_TPOT, REASONING_TIME, REASONING_TOKENS, TTFT, TTFT_ANSWER, TTFT_REASONING
+from bench.report.console import summary_lines
 from bench.sim import start_sim
 from bench.sim.profile import load_profile, predict_reasoning
 
@@ -49,6 +50,7 @@ def test_reasoning_phases_match_the_profile_prediction(reasoning_run):
     # the usage said how many tokens were reasoning: exactly the profile's, not the 8 chunks
     requests = reasoning_run.requests
     assert set(requests["usage_reasoning_tokens"].dropna().astype(int)) == {16}
+    assert any(line.startswith("reasoning p50: ") for line in summary_lines(summary))  # the console shows them
 
 
 def test_the_report_has_the_dialect_and_reasoning_tables(reasoning_run, capsys):

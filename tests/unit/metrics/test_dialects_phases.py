@@ -172,3 +172,20 @@ def test_the_recorder_keeps_the_servers_reasoning_tokens():
     plain = StreamRecorder(t_origin=0.0)
     plain.feed(0.1, event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}))
     assert plain.reasoning_tokens() is None
+
+
+def test_reasoning_table_and_console_line_only_when_the_run_reasoned():
+    from bench.analysis.summary import summarize
+    from bench.report.console import summary_lines
+    from bench.report.tables import reasoning_table
+
+    requests = derive.per_request(RAW, CHUNKS)
+    with_reasoning = summarize(requests, CHUNKS, None)
+    table = reasoning_table(with_reasoning)
+    assert table is not None and [row[0] for row in table.rows] == [m.heading for m in PHASE_METRICS]
+    assert any(line.startswith("reasoning p50: ") for line in summary_lines(with_reasoning))
+    plain = requests[requests["request_id"] != 1]
+    without = summarize(plain, CHUNKS[CHUNKS["request_id"] != 1], None)
+    assert reasoning_table(without) is None
+    assert not any(line.startswith("reasoning") for line in summary_lines(without))
+    assert without.metric(TTFT_ANSWER).p50 == pytest.approx(without.metric(TTFT).p50)  # no reasoning: TTFT
