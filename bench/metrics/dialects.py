@@ -29,6 +29,10 @@ its benchmark duration. Counted requests are bench's (measured and ok); a reques
 a chunk of the tool's first-token kinds has no TTFT here (SGLang would report 0). The
 `[DONE]` line is not stored: SGLang's and vLLM's last event is the last stored one (usage),
 which arrives with `[DONE]` in practice. Dialects assume n = 1 (the tools send one choice).
+Where bench's records are coarser than a tool's parser: bench records an event with neither
+choices nor usage as `other`, like a finish-only chunk, and vLLM counts both (it skips only
+the first kind); AIPerf is taken to count tool-call deltas as responses with data, as bench
+does (its parser was not read for them).
 """
 
 from __future__ import annotations
