@@ -38,7 +38,8 @@ FORMATS = ("md", "html", "csv")
 REPORT_MD, REPORT_HTML, SUMMARY_CSV = "report.md", "report.html", "summary.csv"
 FIGURES_DIR = "figures"
 FIGURE_TITLES = {"latency_cdf": "Latency CDFs", "percentile_ladder": "Percentile ladder",
-                 "timeline": "Timeline", "sweep": "Sweep: throughput and latency per stage"}
+                 "timeline": "Timeline", "sweep": "Sweep: throughput and latency per stage",
+                 "pareto": "Configurations: throughput against tail latency (Pareto front ringed)"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1150px;

@@ -17,7 +17,7 @@ from bench.errors import BenchInputError
 from bench.scenario.error_line import first_error_line
 from bench.scenario.schema import Scenario
 
-__all__ = ["load_scenario", "resolve_path", "validate_scenario"]
+__all__ = ["load_scenario", "read_mapping", "resolve_path", "validate_scenario"]
 
 
 def _requests_needed(scenario: Scenario, source: str) -> None:
@@ -32,7 +32,7 @@ def _requests_needed(scenario: Scenario, source: str) -> None:
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read, merge CLI overrides (dotted keys) and validate; BenchInputError on bad input."""
     path = Path(path)
-    data = _read_mapping(path)
+    data = read_mapping(path)
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     scenario = validate_scenario(data, source=str(path))
@@ -56,13 +56,15 @@ def resolve_path(scenario_path: Path, relative: str) -> Path:
     return candidate if candidate.is_absolute() else (scenario_path.parent / candidate)
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path, what: str = "scenario") -> dict[str, Any]:
+    """A YAML (or .json) file's top-level mapping; BenchInputError of one line naming the
+    file and the problem. `what` names the kind of file in those lines."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BenchInputError(f"{path}: scenario file not found") from None
+        raise BenchInputError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BenchInputError(f"{path}: cannot read scenario file: {exc}") from None
+        raise BenchInputError(f"{path}: cannot read {what} file: {exc}") from None
     try:
         # safe_load only: a scenario file must never be able to run code.
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -74,7 +76,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BenchInputError(f"{path}: line {exc.lineno}: JSON syntax error: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise BenchInputError(f"{path}: a scenario must be a mapping of sections, got {type(data).__name__}")
+        raise BenchInputError(f"{path}: a {what} file must be a mapping, got {type(data).__name__}")
     return data
 
 
