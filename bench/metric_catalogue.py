@@ -48,6 +48,7 @@ __all__ = [
     "Metric",
     "Scope",
     "by_key",
+    "compared_metrics",
 ]
 
 
@@ -118,19 +119,18 @@ OUTPUT_TOKENS_PER_S = Metric("output_tokens_per_s", "output tokens/s", "tok/s", 
 TOTAL_TOKENS_PER_S = Metric("total_tokens_per_s", "total tokens/s", "tok/s", Better.HIGHER, Scope.RUN)
 
 # Reasoning phases (`bench.metrics.phases`): reasoning chunks, then the answer (content or a
-# tool call). TTFT keeps its meaning (first output of any kind); these sit beside it. Not in
-# `bench compare` yet: compared=True would widen every comparison's Bonferroni family, also
-# for runs without reasoning (the metrics would first need to join only when a run has them).
+# tool call). TTFT keeps its meaning (first output of any kind); these sit beside it. The
+# compared ones join `bench compare` only when a run streamed reasoning (`compared_metrics`).
 TTFT_REASONING = Metric("ttft_reasoning_ms", "Time to first reasoning token", "ms", Better.LOWER,
                         Scope.COUNTED, summarised=True, short="TTF reasoning", reasoning=True)
 TTFT_ANSWER = Metric("ttft_answer_ms", "Time to first answer token", "ms", Better.LOWER, Scope.COUNTED,
-                     summarised=True, short="TTF answer", reasoning=True)
+                     summarised=True, short="TTF answer", compared=True, reasoning=True)
 REASONING_TIME = Metric("reasoning_ms", "Reasoning time", "ms", Better.LOWER, Scope.COUNTED,
-                        summarised=True, reasoning=True)
+                        summarised=True, compared=True, reasoning=True)
 REASONING_TOKENS = Metric("reasoning_tokens", "reasoning tokens", "tokens", Better.NEITHER, Scope.COUNTED,
                           summarised=True, summary_name="reasoning_tokens_per_request", reasoning=True)
 ANSWER_TPOT = Metric("answer_tpot_ms", "Answer TPOT", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
-                     reasoning=True)
+                     compared=True, reasoning=True)
 
 METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
            REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S,
@@ -148,6 +148,12 @@ COMPARED = tuple(m for m in _PER_REQUEST if m.compared)
 COMPARED_RUN = tuple(m for m in METRICS if m.scope is Scope.RUN and m.compared)
 PAIRED = tuple(m for m in METRICS if m.paired)
 THROUGHPUT = tuple(m for m in METRICS if m.scope is Scope.RUN)
+
+
+def compared_metrics(reasoned: bool = False) -> tuple[Metric, ...]:
+    """The per-request metrics `bench compare` compares: the reasoning-phase ones only when a
+    run streamed reasoning, so that a comparison without them keeps its Bonferroni family."""
+    return tuple(m for m in COMPARED if reasoned or not m.reasoning)
 
 
 def by_key(key: str, scope_run: bool = False) -> Metric:

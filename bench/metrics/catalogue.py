@@ -43,6 +43,7 @@ from bench.metric_catalogue import (
     Metric,
     Scope,
     by_key,
+    compared_metrics,
 )
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "Metric",
     "Scope",
     "by_key",
+    "compared_metrics",
     "counted",
     "counted_ids",
     "counted_mask",
