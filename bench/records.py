@@ -105,6 +105,8 @@ class RequestRecord:
     # None for streamed answers, whose chunks say when they ended.
     inputs: int | None = None
     body_s: float | None = None
+    # usage.completion_tokens_details.reasoning_tokens, when the server gave it
+    usage_reasoning_tokens: int | None = None
 
 
 RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)

@@ -190,6 +190,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report.document import parse_formats, write_reports
     from bench.store.config_sweep import is_config_sweep
 
+    if getattr(args, "as_tool", None):
+        return _print_dialect(args.run_dir, args.as_tool)
     if is_config_sweep(Path(args.run_dir)):  # a server-config sweep: its own report, from its runs
         from bench.report.configs import load_config_report, write_config_reports
 
@@ -198,6 +200,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_OK
     for path in write_reports(load_run(args.run_dir), args.out, parse_formats(args.format)):
         print(path)
+    return EXIT_OK
+
+
+def _print_dialect(run_dir: Path, tool: str) -> int:
+    """`bench report RUN --as TOOL`: the run's figures as TOOL defines them, on stdout."""
+    from bench.analysis.results import load_run
+    from bench.metrics.dialects import by_name
+    from bench.report.dialect_tables import dialect_text, run_dialects
+
+    try:
+        dialect = by_name(tool)
+    except KeyError as exc:
+        raise BenchInputError(f"--as: {exc.args[0]}") from None
+    (figures,) = run_dialects(load_run(run_dir), (dialect,))
+    print(dialect_text(figures), end="")
     return EXIT_OK
 
 

@@ -172,6 +172,9 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=["md", "html", "csv", "all"], default="all")
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
+    p.add_argument("--as", dest="as_tool", metavar="TOOL",
+                   help="print TTFT, ITL, TPOT, E2E and output throughput as TOOL defines them (vllm, sglang, "
+                        "guidellm, aiperf, inference-perf, llmperf, bench) instead of writing the reports")
 
 
 def _add_plot(p: argparse.ArgumentParser) -> None:

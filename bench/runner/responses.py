@@ -118,6 +118,12 @@ class ResponsesRecorder(SseParser):
         return (prompt if isinstance(prompt, int) else None,
                 completion if isinstance(completion, int) else None)
 
+    def reasoning_tokens(self) -> int | None:
+        """`response.usage.output_tokens_details.reasoning_tokens`, None when not given."""
+        details = self.usage.get("output_tokens_details") if self.usage else None
+        count = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
+
     def text(self) -> str:
         return "".join(self.text_parts)
 

@@ -77,5 +77,8 @@ class EmbeddingsReader:
         prompt = self.usage.get("prompt_tokens") if self.usage else None
         return (prompt if isinstance(prompt, int) else None), None
 
+    def reasoning_tokens(self) -> int | None:
+        return None  # an embedding has no output, reasoning or otherwise
+
     def text(self) -> str:
         return ""

@@ -32,12 +32,17 @@ async def _run(engine: Engine, seq: Seq) -> None:
         raise
 
 
-def _usage(truth: Truth) -> dict[str, Any]:
+def _usage(truth: Truth, seq: Seq | None = None, reasoning: int = 0) -> dict[str, Any]:
+    """The usage object; with `reasoning` (the profile's reasoning tokens per chat choice),
+    `completion_tokens_details.reasoning_tokens` as vLLM reports it: each choice's first
+    min(reasoning, its length) tokens were reasoning (stop strings cut only the content)."""
     out = truth.output_tokens
     usage: dict[str, Any] = {"prompt_tokens": truth.prompt_tokens, "total_tokens": truth.prompt_tokens + out,
                              "completion_tokens": out}
     if truth.cached_tokens:
         usage["prompt_tokens_details"] = {"cached_tokens": truth.cached_tokens}
+    if reasoning and seq is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": sum(min(reasoning, t) for t in seq.targets)}
     return usage
 
 
@@ -65,7 +70,8 @@ async def stream_response(request: web.Request, engine: Engine, seq: Seq, emitte
     elif so is not None and so.include_usage:
         ctx = emitter.ctx
         usage: dict[str, Any] = {"id": ctx.id, "object": "chat.completion.chunk" if chat else "text_completion",
-                                 "created": ctx.created, "model": ctx.model, "choices": [], "usage": _usage(truth)}
+                                 "created": ctx.created, "model": ctx.model, "choices": [],
+                                 "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0)}
         tail += b"data: " + orjson.dumps(usage) + b"\n\n"
     if not no_done and not emitter.ctx.responses:
         tail += b"data: [DONE]\n\n"
@@ -111,7 +117,8 @@ async def unary_response(request: web.Request, engine: Engine, seq: Seq, emitter
     else:
         body = orjson.dumps({"id": ctx.id, "object": "chat.completion" if chat else
                              "text_completion", "created": ctx.created, "model": ctx.model,
-                             "choices": _choices(ctx, emitter, truth), "usage": _usage(truth)})
+                             "choices": _choices(ctx, emitter, truth),
+                             "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0)})
     if emitter.fault is not None and emitter.fault.kind == "malformed":
         body = body[: len(body) // 2]
     truth.response_start_s = perf_counter()
