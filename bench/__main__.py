@@ -1,3 +1,3 @@
-from bench.commands.cli import main
+from bench.commands.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BenchInputError", "RunFailed", "TargetUnusable", "ValidityWarning", "read_input_bytes"]
+__all__ = ["BenchInputError", "RunFailed", "ServerStartFailed", "TargetUnusable", "ValidityWarning", "read_input_bytes"]
 
 
 class BenchInputError(Exception):
@@ -28,6 +28,15 @@ class RunFailed(Exception):
     """A run could not go on (for example the results directory became unwritable)."""
 
     exit_code = 1
+
+
+class ServerStartFailed(RunFailed):
+    """A launched server exited or never became ready. The message has its exit code and log
+    tail; `log_path` is its whole log (kept, for the caller to move next to the results)."""
+
+    def __init__(self, message: str, log_path: Path) -> None:
+        super().__init__(message)
+        self.log_path = log_path
 
 
 def read_input_bytes(path: Path, what: str, file_word: str = "file") -> bytes:

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
+    "ANSWER_TPOT",
     "COMPARED",
     "COMPARED_RUN",
     "E2E",
+    "INPUTS_PER_S",
+    "INPUT_TOKENS_PER_S",
     "ITL",
     "LATENCY_TABLE",
     "METRICS",
@@ -28,6 +31,9 @@ __all__ = [
     "OUTPUT_TOKENS_PER_S",
     "PAIRED",
     "PLOTTED",
+    "REASONING",
+    "REASONING_TIME",
+    "REASONING_TOKENS",
     "REQUESTS_PER_S",
     "REQUEST_OUTPUT_TOKENS_PER_S",
     "SCHEDULE_LAG",
@@ -38,10 +44,13 @@ __all__ = [
     "TOTAL_TOKENS_PER_S",
     "TPOT",
     "TTFT",
+    "TTFT_ANSWER",
+    "TTFT_REASONING",
     "Better",
     "Metric",
     "Scope",
     "by_key",
+    "compared_metrics",
 ]
 
 
@@ -74,6 +83,7 @@ class Metric:
     plotted: bool = False  # in every latency figure (CDF, ladder, sweep) and percentile check
     compared: bool = False  # in `bench compare`
     paired: bool = False  # in the paired comparison of sampling variants
+    reasoning: bool = False  # a reasoning-phase metric: its own report table, not the latency table
 
     @property
     def summary_key(self) -> str | None:
@@ -109,14 +119,36 @@ REQUESTS_PER_S = Metric("requests_per_s", "requests/s", "req/s", Better.HIGHER, 
 OUTPUT_TOKENS_PER_S = Metric("output_tokens_per_s", "output tokens/s", "tok/s", Better.HIGHER, Scope.RUN,
                              short="tok/s", compared=True)
 TOTAL_TOKENS_PER_S = Metric("total_tokens_per_s", "total tokens/s", "tok/s", Better.HIGHER, Scope.RUN)
+# usage.prompt_tokens of the counted requests per second (None when no server counted them).
+INPUT_TOKENS_PER_S = Metric("input_tokens_per_s", "input tokens/s", "tok/s", Better.HIGHER, Scope.RUN,
+                            short="in tok/s", compared=True)
+# Embeddings: inputs (one embedding each) of the counted requests per second (None for other endpoints).
+INPUTS_PER_S = Metric("inputs_per_s", "inputs/s", "inputs/s", Better.HIGHER, Scope.RUN, short="in/s",
+                      compared=True)
+
+# Reasoning phases (`bench.metrics.phases`): reasoning chunks, then the answer (content or a
+# tool call). TTFT keeps its meaning (first output of any kind); these sit beside it. The
+# compared ones join `bench compare` only when a run streamed reasoning (`compared_metrics`).
+TTFT_REASONING = Metric("ttft_reasoning_ms", "Time to first reasoning token", "ms", Better.LOWER,
+                        Scope.COUNTED, summarised=True, short="TTF reasoning", reasoning=True)
+TTFT_ANSWER = Metric("ttft_answer_ms", "Time to first answer token", "ms", Better.LOWER, Scope.COUNTED,
+                     summarised=True, short="TTF answer", compared=True, reasoning=True)
+REASONING_TIME = Metric("reasoning_ms", "Reasoning time", "ms", Better.LOWER, Scope.COUNTED,
+                        summarised=True, compared=True, reasoning=True)
+REASONING_TOKENS = Metric("reasoning_tokens", "reasoning tokens", "tokens", Better.NEITHER, Scope.COUNTED,
+                          summarised=True, summary_name="reasoning_tokens_per_request", reasoning=True)
+ANSWER_TPOT = Metric("answer_tpot_ms", "Answer TPOT", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
+                     compared=True, reasoning=True)
 
 METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
-           REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S)
+           REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S, INPUT_TOKENS_PER_S, INPUTS_PER_S,
+           TTFT_REASONING, TTFT_ANSWER, REASONING_TIME, REASONING_TOKENS, ANSWER_TPOT)
 
 # Views of the catalogue, in its order (which is the order of every table and of summary.json).
 _PER_REQUEST = tuple(m for m in METRICS if m.scope is not Scope.RUN)
 SUMMARISED = tuple(m for m in METRICS if m.summarised)
-LATENCY_TABLE = tuple(m for m in SUMMARISED if m.unit == "ms")  # console, report, summary.csv
+LATENCY_TABLE = tuple(m for m in SUMMARISED if m.unit == "ms" and not m.reasoning)  # console, report, summary.csv
+REASONING = tuple(m for m in METRICS if m.reasoning)  # the report's reasoning-phase table
 PLOTTED = tuple(m for m in METRICS if m.plotted)
 SLO = tuple(m for m in METRICS if m.slo)
 SLO_KEYS = tuple(m.key for m in SLO)
@@ -124,6 +156,12 @@ COMPARED = tuple(m for m in _PER_REQUEST if m.compared)
 COMPARED_RUN = tuple(m for m in METRICS if m.scope is Scope.RUN and m.compared)
 PAIRED = tuple(m for m in METRICS if m.paired)
 THROUGHPUT = tuple(m for m in METRICS if m.scope is Scope.RUN)
+
+
+def compared_metrics(reasoned: bool = False) -> tuple[Metric, ...]:
+    """The per-request metrics `bench compare` compares: the reasoning-phase ones only when a
+    run streamed reasoning, so that a comparison without them keeps its Bonferroni family."""
+    return tuple(m for m in COMPARED if reasoned or not m.reasoning)
 
 
 def by_key(key: str, scope_run: bool = False) -> Metric:

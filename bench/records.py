@@ -100,6 +100,13 @@ class RequestRecord:
     output_chars: int
     chunks: ChunkColumns
     server_timings: dict[str, Any] | None = None
+    # Non-streamed answers only (embeddings): the inputs the request carried, each answered
+    # by one embedding, and when the last byte of the answer's body arrived (its E2E end).
+    # None for streamed answers, whose chunks say when they ended.
+    inputs: int | None = None
+    body_s: float | None = None
+    # usage.completion_tokens_details.reasoning_tokens, when the server gave it
+    usage_reasoning_tokens: int | None = None
 
 
 RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)
@@ -148,3 +155,5 @@ class Progress:
     output_chunks: int = 0
     stage: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
+    not_sent: int = 0  # scheduled, but past load.max_send_lag_s before a slot was free
+    drain_cancelled: int = 0  # in flight when the drain time (load.drain_s) ran out

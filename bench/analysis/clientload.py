@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from bench.errors import ValidityWarning
+from bench.metrics import derive
 from bench.store import ClientInfo, WorkerInfo
 
 __all__ = [
@@ -44,9 +45,18 @@ def client_warnings(client: ClientInfo, requests: Any = None, offered_rate: floa
     out: list[ValidityWarning] = []
     for name, stats in client_processes(client):
         out += _process_warnings(name, stats, client, lag_p99_ms, cpu_max)
-    if requests is not None:
+    if requests is not None and not _slots_full(client, requests):
         out += send_lag_growth(requests, offered_rate)
     return out
+
+
+def _slots_full(client: ClientInfo, requests: Any) -> bool:
+    """Sends waited for an in-flight slot (the cap was reached, or requests went unsent):
+    their lag is the cap's queue, which the overload check reports, not the client's CPU."""
+    if client.not_sent:
+        return True
+    cap = client.in_flight_cap
+    return cap is not None and not requests.empty and derive.peak_concurrency(requests) >= cap
 
 
 def _process_warnings(name: str, stats: ClientInfo | WorkerInfo, client: ClientInfo, lag_p99_ms: float,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,8 @@ from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
 from bench.metrics import derive, scan
 from bench.metrics.catalogue import counted_ids
+from bench.metrics.phases import PhaseScan
+from bench.records import ChunkBatch
 
 __all__ = ["Run", "derive_requests", "finalize_run", "load_run", "offered_rate", "saturation_verdicts"]
 
@@ -61,6 +64,15 @@ class Run:
         if frame is not None:
             return scan.token_rate([store.frame_batch(frame)], bin_s)
         return scan.token_rate(store.chunk_source(self.path).batches(), bin_s)
+
+    def chunk_batches(self) -> Callable[[], Iterable[ChunkBatch]]:
+        """A source of the run's chunk batches, a fresh iterator per call: the chunk frame
+        when it is in memory, else the stored chunks read batch by batch."""
+        frame = self._chunks_in_memory()
+        if frame is not None:
+            batch = store.frame_batch(frame)
+            return lambda: [batch]
+        return store.chunk_source(self.path).batches
 
     def _chunks_in_memory(self) -> pd.DataFrame | None:
         """The chunk frame when it was given or `chunks` has read it already, else None."""
@@ -109,9 +121,10 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
 
 def derive_requests(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, scan.ItlGaps]:
     """Per-request metrics of the raw requests given, and the ITL gaps of those the
-    summary counts, in one pass over the stored chunks."""
-    result = _scan(run_dir, raw)
-    return derive.per_request_from_stats(raw, result.stats), result.gaps
+    summary counts, in one pass over the stored chunks (the reasoning phases read beside it)."""
+    phase_scan = PhaseScan()
+    result = _scan(run_dir, raw, phase_scan=phase_scan)
+    return derive.per_request_from_stats(raw, result.stats, phase_scan.stats()), result.gaps
 
 
 def offered_rate(manifest: store.Manifest) -> float | None:
@@ -120,10 +133,15 @@ def offered_rate(manifest: store.Manifest) -> float | None:
     return float(rate) if rate is not None else None
 
 
-def _scan(run_dir: Path, requests: pd.DataFrame, times: bool = False) -> scan.ScanResult:
-    """One pass over the stored chunks: token stats, and the gaps of the counted requests."""
+def _scan(run_dir: Path, requests: pd.DataFrame, times: bool = False,
+          phase_scan: PhaseScan | None = None) -> scan.ScanResult:
+    """One pass over the stored chunks: token stats, and the gaps of the counted requests;
+    `phase_scan` sees the same batches as they are read."""
     source = store.chunk_source(run_dir)
-    return scan.scan(source.batches, counted_ids(requests), source.rows, times=times)
+    batches: Callable[[], Iterable[ChunkBatch]] = source.batches
+    if phase_scan is not None:
+        batches = lambda: phase_scan.observe(source.batches())  # noqa: E731
+    return scan.scan(batches, counted_ids(requests), source.rows, times=times)
 
 
 def _summarize(requests: pd.DataFrame, gaps: scan.ItlGaps, manifest: store.Manifest) -> Summary:

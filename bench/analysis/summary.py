@@ -61,8 +61,10 @@ def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float
     return Summary(
         distributions,
         requests=_counts(rows),
-        throughput=Throughput(window, _per_s(len(ok), window), _per_s(out_tokens, window),
-                              _per_s(out_tokens + prompt_tokens, window)),
+        throughput=Throughput(window, _per_s(len(ok), window), _known_per_s(ok[OUTPUT_TOKENS.key], out_tokens, window),
+                              _per_s(out_tokens + prompt_tokens, window),
+                              _known_per_s(ok["prompt_tokens"], prompt_tokens, window),
+                              _inputs_per_s(ok, window)),
         rate=Rate(offered_rate, derive.send_rate(rows["sent_s"])),
         concurrency=Concurrency(derive.peak_concurrency(rows)),
         slo=_slo(rows, slo, window) if slo else None,
@@ -133,6 +135,21 @@ def _per_s(amount: float, window: float | None) -> float | None:
     if window is None:
         return None
     return float(amount / window)
+
+
+def _known_per_s(column: pd.Series, amount: float, window: float | None) -> float | None:
+    """`amount` per second, None when every counted request lacks the value (embeddings have
+    no output tokens; a server without usage gives no input tokens): absent, not zero."""
+    if len(column) and column.isna().all():
+        return None
+    return _per_s(amount, window)
+
+
+def _inputs_per_s(ok: pd.DataFrame, window: float | None) -> float | None:
+    """Embeddings: inputs of the counted requests per second; None for other endpoints."""
+    if "inputs" not in ok or not ok["inputs"].notna().any():
+        return None
+    return _per_s(float(ok["inputs"].sum()), window)
 
 
 def summary_table(summary: Summary) -> pd.DataFrame:

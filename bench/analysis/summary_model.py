@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.metrics.catalogue import SUMMARISED, THROUGHPUT, Metric
+from bench.metrics.catalogue import INPUT_TOKENS_PER_S, INPUTS_PER_S, SUMMARISED, THROUGHPUT, Metric
 from bench.metrics.distribution import Distribution
 
 __all__ = ["Concurrency", "Paired", "PairedCI", "PairedComparison", "Rate", "RequestCounts", "SloSummary",
            "Summary", "Throughput"]
 
+# Throughput keys added later (embeddings): left out of summary.json when None.
+_ABSENT_WHEN_NONE = (INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key)
 _BY_SUMMARY_KEY = {m.summary_key: m for m in SUMMARISED if m.summary_key is not None}
 
 
@@ -44,19 +46,25 @@ class Throughput:
     requests_per_s: float | None
     output_tokens_per_s: float | None
     total_tokens_per_s: float | None
+    input_tokens_per_s: float | None = None
+    inputs_per_s: float | None = None  # embeddings only
 
     def value(self, metric: Metric) -> float | None:
         """A run-level metric of the catalogue (`catalogue.THROUGHPUT`)."""
         if metric not in THROUGHPUT:
             raise KeyError(f"{metric.label} is not a throughput metric")
-        return self.to_json()[metric.key]
+        return self.to_json().get(metric.key)
 
     def to_json(self) -> dict[str, Any]:
-        return {"window_s": self.window_s, **{m.key: getattr(self, m.key) for m in THROUGHPUT}}
+        values = {m.key: getattr(self, m.key) for m in THROUGHPUT}
+        for key in _ABSENT_WHEN_NONE:  # absent from files written before them, and from runs without them
+            if values[key] is None:
+                del values[key]
+        return {"window_s": self.window_s, **values}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Throughput:
-        return cls(data["window_s"], *(data[m.key] for m in THROUGHPUT))
+        return cls(data["window_s"], *(data.get(m.key) for m in THROUGHPUT))  # older files lack the later keys
 
 
 @dataclass(frozen=True)

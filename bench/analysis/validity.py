@@ -22,7 +22,7 @@ __all__ = [
     "MAX_LAG_P99_SHARE_OF_INTERARRIVAL", "MAX_RATE_SHORTFALL", "MIN_SAMPLES_P99",
     "MIN_SAMPLES_P999", "NOT_SENT_KINDS", "SENT_EARLY_MAX_SHARE", "SENT_EARLY_MS",
     "SENT_EARLY_P50_MS", "check", "check_client", "check_clock_offsets", "check_empty_ok",
-    "check_ended", "check_error_rate", "check_finish_reasons", "check_rate", "check_reconnects",
+    "check_ended", "check_error_rate", "check_finish_reasons", "check_overload", "check_rate", "check_reconnects",
     "check_sample_counts", "check_saturation", "check_schedule_lag", "check_sent_early",
     "check_stage_lag", "check_warmup", "workload_notes",
 ]
@@ -61,6 +61,7 @@ def check(run: Run) -> list[ValidityWarning]:
     scenario = run.manifest.scenario
     warnings: list[ValidityWarning] = []
     warnings += check_saturation(run)
+    warnings += check_overload(run.manifest.client, run.manifest.scenario)
     warnings += check_ended(run.manifest.ended, run.manifest.end_reason)
     warnings += check_error_rate(summary)
     warnings += check_empty_ok(run.requests)
@@ -91,6 +92,8 @@ def check_empty_ok(requests: Any) -> list[ValidityWarning]:
     if not needed <= set(requests.columns):
         return []
     ok = catalogue.counted(requests)
+    if "body_s" in ok:  # a non-streamed answer (embeddings) generates no tokens by design
+        ok = ok[ok["body_s"].isna()]
     completion = ok["usage_completion_tokens"].astype("Float64").fillna(0)
     empty = int((ok["first_token_s"].isna() & (completion == 0)).sum())
     if empty == 0:
@@ -205,6 +208,18 @@ def check_saturation(run: Run) -> list[ValidityWarning]:
 
     verdicts = stored_verdicts(run.summary, run.requests, run.manifest.stages)
     return [ValidityWarning("saturated", v["message"]) for v in verdicts]
+
+
+def check_overload(client: ClientInfo, scenario: Any) -> list[ValidityWarning]:
+    """Scheduled requests that were never sent: every in-flight slot stayed busy past
+    load.max_send_lag_s, so the load measured is not the load offered."""
+    if not client.not_sent:
+        return []
+    lag = (scenario.get("load") or {}).get("max_send_lag_s")
+    return [ValidityWarning("not_sent", (
+        f"overload: {client.not_sent:,} scheduled requests were never sent (each was still waiting for one of "
+        f"the {client.in_flight_cap or '?'} in-flight slots {lag} s after its scheduled time); the server "
+        "was far slower than the schedule, and the figures describe the requests that were sent"))]
 
 
 def check_ended(ended: str, reason: str | None) -> list[ValidityWarning]:

@@ -8,8 +8,10 @@ input raises BenchInputError. Heavy modules are imported inside each handler, so
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,10 +60,13 @@ def _run_and_print(scenario: Scenario, scenario_path: Path, args: argparse.Names
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
                       _validity_messages(run), _run_notes(run))
+    if result.ended == "interrupted":
+        # Stopped by the user: exit now (figures take seconds); the stored run renders them later.
+        if not (args.no_report or args.quiet or args.json):
+            print(f"report: not written (interrupted); `bench report {run.path}` writes it")
+        return EXIT_INTERRUPTED
     if not args.no_report:
         _write_run_reports(run, announce=not (args.quiet or args.json))
-    if result.ended == "interrupted":
-        return EXIT_INTERRUPTED
     if result.ended == "saturated":
         return EXIT_SATURATED
     return EXIT_OK if result.ended == "completed" else EXIT_FAILED
@@ -84,6 +89,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     request = SweepRequest(rates=args.rates or ([args.start_rate] if args.find_max_rate else None),
                            concurrencies=args.concurrencies, auto=args.auto, find_max_rate=args.find_max_rate,
                            stage_duration_s=args.stage_duration, max_concurrency=args.sweep_max_concurrency)
+    has_points = bool(args.rates or args.concurrencies or args.auto is not None or args.find_max_rate)
+    if args.serve_params is not None:
+        return _config_sweep(args, scenario, options, request if has_points else _scenario_point(args, scenario))
+    if args.serve_cmd is not None:
+        raise BenchInputError("--serve-cmd: give the configurations to start it with in --serve-params FILE")
+    if not has_points:
+        raise BenchInputError("bench sweep: give one of --rates, --concurrencies, --auto or --find-max-rate "
+                              "(or --serve-params, to run the scenario's own load per server configuration)")
     outcome = run_sweep(scenario, options, request)
     run = outcome.result.run
     if args.json:
@@ -98,6 +111,44 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if outcome.result.ended == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_OK if outcome.result.ended == "completed" else EXIT_FAILED
+
+
+def _scenario_point(args: argparse.Namespace, scenario: Any) -> Any:
+    """A config sweep without points runs the scenario's own load: one rate or concurrency."""
+    from bench.commands.sweep import SweepRequest
+
+    load = scenario.load
+    duration = load.duration if load.duration is not None else args.stage_duration
+    if load.rate is not None:
+        return SweepRequest(rates=[float(load.rate)], stage_duration_s=duration)
+    if load.concurrency is not None:
+        return SweepRequest(concurrencies=[int(load.concurrency)], stage_duration_s=duration)
+    raise BenchInputError(f"{args.scenario}: load: --serve-params without points runs a load.rate or "
+                          "load.concurrency scenario; give --rates or --concurrencies for this one")
+
+
+def _config_sweep(args: argparse.Namespace, scenario: Any, options: Any, points: Any) -> int:
+    from bench.commands.serve_sweep import ConfigSweepRequest, run_config_sweep
+    from bench.report.configs import load_config_report, print_config_report, write_config_reports
+
+    result = run_config_sweep(scenario, options, ConfigSweepRequest(args.serve_params, args.serve_cmd, points))
+    report = load_config_report(result.path)
+    if not args.no_report:
+        write_config_reports(report)
+    if args.json:
+        best = report.best
+        print(json.dumps({"path": str(result.path), "configs": [c.model_dump(mode="json") for c in result.sweep.configs],
+                          "table": json.loads(report.table.to_json(orient="records")),
+                          "best": None if best is None else dataclasses.asdict(best)},
+                         indent=2))
+    elif not args.quiet:
+        print_config_report(report)
+    for entry in result.failed:
+        print(f"config {entry.name}: {entry.status}: {entry.error.splitlines()[0] if entry.error else ''}",
+              file=sys.stderr)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if result.failed else EXIT_OK
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -137,9 +188,33 @@ def _write_run_reports(run: Any, announce: bool) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.analysis.results import load_run
     from bench.report.document import parse_formats, write_reports
+    from bench.store.config_sweep import is_config_sweep
 
+    if getattr(args, "as_tool", None):
+        return _print_dialect(args.run_dir, args.as_tool)
+    if is_config_sweep(Path(args.run_dir)):  # a server-config sweep: its own report, from its runs
+        from bench.report.configs import load_config_report, write_config_reports
+
+        for path in write_config_reports(load_config_report(Path(args.run_dir))):
+            print(path)
+        return EXIT_OK
     for path in write_reports(load_run(args.run_dir), args.out, parse_formats(args.format)):
         print(path)
+    return EXIT_OK
+
+
+def _print_dialect(run_dir: Path, tool: str) -> int:
+    """`bench report RUN --as TOOL`: the run's figures as TOOL defines them, on stdout."""
+    from bench.analysis.results import load_run
+    from bench.metrics.dialects import by_name
+    from bench.report.dialect_tables import dialect_text, run_dialects
+
+    try:
+        dialect = by_name(tool)
+    except KeyError as exc:
+        raise BenchInputError(f"--as: {exc.args[0]}") from None
+    (figures,) = run_dialects(load_run(run_dir), (dialect,))
+    print(dialect_text(figures), end="")
     return EXIT_OK
 
 

@@ -72,7 +72,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="server base URL, e.g. http://127.0.0.1:8000/v1 (default: built-in simulator)")
     p.add_argument("--model")
     p.add_argument("--api-key-env", help="name of the environment variable holding the API key")
-    p.add_argument("--endpoint", choices=["chat", "completions"])
+    p.add_argument("--endpoint", choices=["chat", "completions", "embeddings", "responses"])
     p.add_argument("--profile", help="simulator profile when no base URL is given")
     p.add_argument("--launch", metavar="CMD", help="start this server command first, stop it after (needs --base-url)")
     p.add_argument("--rate", type=float, help="open loop: requests per second")
@@ -116,7 +116,7 @@ def _add_probe(p: argparse.ArgumentParser) -> None:
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     _add_run(p)
-    points = p.add_mutually_exclusive_group(required=True)
+    points = p.add_mutually_exclusive_group()
     points.add_argument("--rates", type=_floats, help="comma-separated request rates, e.g. 1,2,4,8")
     points.add_argument("--concurrencies", type=_ints, help="comma-separated concurrencies, e.g. 1,4,16,64")
     points.add_argument("--auto", type=int, metavar="N", help="synchronous, max throughput, then N rates between")
@@ -125,6 +125,12 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-rate", type=float, default=1.0, help="first rate of --find-max-rate")
     p.add_argument("--stage-duration", type=float, default=15.0, help="seconds per point")
     p.add_argument("--sweep-max-concurrency", type=int, default=256, help="concurrency of --auto's throughput point")
+    p.add_argument("--serve-params", type=Path, metavar="FILE",
+                   help="server configurations (grid: {param: [values]} and/or configs: [...]); each is launched "
+                        "and swept in turn (without points: the scenario's own load)")
+    p.add_argument("--serve-cmd", metavar="CMD",
+                   help='the server command of --serve-params, e.g. "vllm serve M --port {port} {flags}" '
+                        "(default: the built-in simulator, its profile fields as parameters)")
 
 
 def _workers_arg(text: str) -> int | str:
@@ -166,6 +172,9 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=["md", "html", "csv", "all"], default="all")
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
+    p.add_argument("--as", dest="as_tool", metavar="TOOL",
+                   help="print TTFT, ITL, TPOT, E2E and output throughput as TOOL defines them (vllm, sglang, "
+                        "guidellm, aiperf, inference-perf, llmperf, bench) instead of writing the reports")
 
 
 def _add_plot(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from bench.errors import BenchInputError, RunFailed
 from bench.records import Progress, RunState, run_state
 from bench.runner.client import ClientConfig, StreamClient
 from bench.runner.loopmon import LoopMonitor
-from bench.runner.process import freeze_gc, run_loop, thaw_gc
+from bench.runner.process import freeze_gc, in_flight_cap, peak_rss_mib, run_loop, thaw_gc
 from bench.runner.runner import Runner
 from bench.runner.sender import Pool, Sender, StageSender
 from bench.runner.shards import WorkerConfig
@@ -160,8 +160,8 @@ class RunSession:
             self.pool.t0 = t0
             self._sender = self.pool
         else:
-            self._sender = self._local = Runner(build_plan(scenario), self.workload, self.client, self.sink, t0,
-                                                self.progress)
+            self._sender = self._local = Runner(build_plan(scenario, self._cap()), self.workload, self.client,
+                                                self.sink, t0, self.progress)
 
     @property
     def runner(self) -> Sender:
@@ -178,6 +178,18 @@ class RunSession:
             raise RuntimeError("stage-by-stage sending needs one client process (no workers, no ray)")
         return self._local
 
+    def _cap(self) -> int:
+        """Most requests in flight (load.max_concurrency, or the machine's default), noted in run.json."""
+        client = self.writer.manifest.client
+        if client.in_flight_cap is None:
+            if self.scenario.load.max_concurrency is not None:
+                client.in_flight_cap, client.in_flight_cap_from = self.scenario.load.max_concurrency, \
+                    "load.max_concurrency"
+            else:
+                cap = in_flight_cap()
+                client.in_flight_cap, client.in_flight_cap_from = cap.value, cap.reason
+        return client.in_flight_cap
+
     def _worker_count(self) -> int:
         from bench.runner.shards import resolve_workers
 
@@ -188,7 +200,7 @@ class RunSession:
     def _worker_configs(self, count: int, peak: int) -> list[WorkerConfig]:
         from bench.runner.shards import shard_plan
 
-        plan = build_plan(self.scenario)
+        plan = build_plan(self.scenario, self._cap())
         return [WorkerConfig(index=k, count=count, scenario=self.scenario,
                              scenario_path=self.options.scenario_path, base_url=self.base_url,
                              api_key=self.api_key, model=self.model,
@@ -294,11 +306,23 @@ class RunSession:
         if self.pool is not None:
             self.writer.manifest.client.workers = [WorkerInfo.model_validate(w) for w in self.pool.worker_stats]
             self.writer.manifest.notes.extend(self.pool.notes)
+        self._note_overload()
         result = finish_run(self.writer, ended, reason)
         count_repeats(result.run)
         _note_client_warnings(result, self.schedule.offered_rate)
         self.writer.write_manifest()
         return result
+
+
+    def _note_overload(self) -> None:
+        """Requests never sent and cancelled at the drain's end, and the peak memory, into run.json."""
+        client, progress = self.writer.manifest.client, self.progress
+        client.not_sent, client.drain_cancelled = progress.not_sent, progress.drain_cancelled
+        client.peak_rss_mib = peak_rss_mib()
+        if progress.drain_cancelled:
+            self.writer.manifest.notes.append(
+                f"{progress.drain_cancelled} requests were still in flight when the drain time ran out "
+                "(load.drain_s): cancelled, recorded as such")
 
 
 def _note_client_warnings(result: RunResult, offered_rate: float | None) -> None:

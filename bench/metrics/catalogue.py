@@ -13,9 +13,12 @@ import numpy as np
 import pandas as pd
 
 from bench.metric_catalogue import (
+    ANSWER_TPOT,
     COMPARED,
     COMPARED_RUN,
     E2E,
+    INPUT_TOKENS_PER_S,
+    INPUTS_PER_S,
     ITL,
     LATENCY_TABLE,
     METRICS,
@@ -23,6 +26,9 @@ from bench.metric_catalogue import (
     OUTPUT_TOKENS_PER_S,
     PAIRED,
     PLOTTED,
+    REASONING,
+    REASONING_TIME,
+    REASONING_TOKENS,
     REQUEST_OUTPUT_TOKENS_PER_S,
     REQUESTS_PER_S,
     SCHEDULE_LAG,
@@ -33,16 +39,22 @@ from bench.metric_catalogue import (
     TOTAL_TOKENS_PER_S,
     TPOT,
     TTFT,
+    TTFT_ANSWER,
+    TTFT_REASONING,
     Better,
     Metric,
     Scope,
     by_key,
+    compared_metrics,
 )
 
 __all__ = [
+    "ANSWER_TPOT",
     "COMPARED",
     "COMPARED_RUN",
     "E2E",
+    "INPUTS_PER_S",
+    "INPUT_TOKENS_PER_S",
     "ITL",
     "LATENCY_TABLE",
     "METRICS",
@@ -51,6 +63,9 @@ __all__ = [
     "PAIRED",
     "PHASE_MEASURE",
     "PLOTTED",
+    "REASONING",
+    "REASONING_TIME",
+    "REASONING_TOKENS",
     "REQUESTS_PER_S",
     "REQUEST_OUTPUT_TOKENS_PER_S",
     "SCHEDULE_LAG",
@@ -62,10 +77,13 @@ __all__ = [
     "TOTAL_TOKENS_PER_S",
     "TPOT",
     "TTFT",
+    "TTFT_ANSWER",
+    "TTFT_REASONING",
     "Better",
     "Metric",
     "Scope",
     "by_key",
+    "compared_metrics",
     "counted",
     "counted_ids",
     "counted_mask",
@@ -112,4 +130,6 @@ def request_values(metric: Metric, requests: pd.DataFrame) -> np.ndarray:
         rows = measured(requests)
     else:
         raise ValueError(f"{metric.label} has no per-request values (scope {metric.scope.value})")
+    if metric.key not in rows:  # a run derived before the metric existed: no values
+        return np.full(len(rows), np.nan)
     return rows[metric.key].to_numpy(dtype="float64", na_value=np.nan)

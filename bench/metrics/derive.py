@@ -2,12 +2,22 @@
 
 Definitions (also in the README; first token, last token, chunk tokens and ITL are defined
 where they are computed, in `bench.metrics.scan`):
-- TTFT = first token - sent. E2E = last token - sent.
+- TTFT = first token - sent. E2E = last token - sent; for a non-streamed answer
+  (embeddings), which has no tokens, the arrival of its body's last byte (`body_s`) - sent.
 - output tokens: the server's `usage.completion_tokens` when given (token_source=usage),
   else the chunk tokens (token_source=chunks).
 - TPOT = (E2E - TTFT) / (output tokens per choice - 1), for requests with >= 2 tokens.
 - sent = the moment the last request byte was written to the socket;
   schedule lag = sent - scheduled; client overhead = sent - submitted (SDK build + write).
+- Reasoning phases (first reasoning / answer token: `bench.metrics.phases`):
+  time to first reasoning token = first reasoning token - sent; time to first answer token
+  = first answer token - sent (TTFT when there is no reasoning); reasoning time = first
+  answer token - first reasoning token; reasoning tokens = the server's
+  `usage.completion_tokens_details.reasoning_tokens` when given, else the reasoning chunk
+  tokens; answer tokens = usage completion - usage reasoning tokens when both are given,
+  else the answer chunk tokens (all output tokens when there is no reasoning);
+  answer TPOT = (last answer token - first answer token) / (answer tokens per choice - 1),
+  for requests with >= 2 answer tokens per choice.
 Columns are named by the catalogue (`bench.metrics.catalogue`). Inputs are never modified;
 every function returns a new frame or series.
 """
@@ -19,16 +29,22 @@ import json
 import numpy as np
 import pandas as pd
 
-from bench.metrics import scan
+from bench.metrics import phases, scan
 from bench.metrics.catalogue import (
+    ANSWER_TPOT,
     E2E,
     OUTPUT_TOKENS,
+    REASONING_TIME,
+    REASONING_TOKENS,
     REQUEST_OUTPUT_TOKENS_PER_S,
     SCHEDULE_LAG,
     STATUS_OK,
     TPOT,
     TTFT,
+    TTFT_ANSWER,
+    TTFT_REASONING,
 )
+from bench.store import frame_batch
 
 __all__ = [
     "in_flight_over_time",
@@ -44,11 +60,15 @@ __all__ = [
 def per_request(raw: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
     """The raw request columns plus every derived per-request metric, from a chunk frame
     held in memory (`store.read_chunks` columns), through the same scan as stored chunks."""
-    return per_request_from_stats(raw, scan.scan_frame(chunks, []).stats)
+    return per_request_from_stats(raw, scan.scan_frame(chunks, []).stats,
+                                  phases.phase_stats([frame_batch(chunks)]))
 
 
-def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
-    """`per_request` from token statistics already computed (`scan.ScanResult.stats`)."""
+def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame,
+                           phase_stats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`per_request` from token statistics already computed (`scan.ScanResult.stats`) and
+    the reasoning phases (`phases.PhaseScan.stats`; None: not computed, the reasoning-phase
+    columns are NaN)."""
     out = raw.copy()
     ids = out["request_id"]
     out["first_token_s"] = ids.map(stats["first_token_s"]).astype("float64")
@@ -56,19 +76,56 @@ def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFra
     chunk_tokens = ids.map(stats["chunk_tokens"]).fillna(0).astype("int64")
     usage = out["usage_completion_tokens"].astype("Float64")
     out[OUTPUT_TOKENS.key] = usage.fillna(chunk_tokens.astype("Float64")).astype("Int64")
+    # A non-streamed answer (embeddings: `body_s` set) generates no tokens: absent, not zero.
+    body_s = out["body_s"].astype("float64") if "body_s" in out else pd.Series(np.nan, index=out.index)
+    unary = body_s.notna()
+    out.loc[unary, OUTPUT_TOKENS.key] = pd.NA
     out["token_source"] = np.where(usage.notna().to_numpy(dtype=bool), "usage", "chunks")
+    out.loc[unary.to_numpy(dtype=bool), "token_source"] = "none"
     out["prompt_tokens"] = out["usage_prompt_tokens"].astype("Int64")
     out[SCHEDULE_LAG.key] = (out["sent_s"] - out["scheduled_s"]) * 1e3
     submitted = out["submitted_s"] if "submitted_s" in out else np.nan
     out["client_overhead_ms"] = (out["sent_s"] - submitted) * 1e3
     out[TTFT.key] = (out["first_token_s"] - out["sent_s"]) * 1e3
-    out[E2E.key] = (out["last_token_s"] - out["sent_s"]) * 1e3
+    out[E2E.key] = (out["last_token_s"].fillna(body_s) - out["sent_s"]) * 1e3
     per_choice = out[OUTPUT_TOKENS.key].astype("float64") / out["n"].clip(lower=1).astype("float64")
     decode_tokens = (per_choice - 1).where(per_choice >= 2)
     out[TPOT.key] = (out[E2E.key] - out[TTFT.key]) / decode_tokens
     out[REQUEST_OUTPUT_TOKENS_PER_S.key] = out[OUTPUT_TOKENS.key].astype("float64") / (out[E2E.key] / 1e3)
     out["duration_ms"] = (out["end_s"] - out["sent_s"]) * 1e3
-    return out.join(server_timing_columns(out))
+    out = out.join(server_timing_columns(out))
+    if phase_stats is None:
+        for metric in (TTFT_REASONING, TTFT_ANSWER, REASONING_TIME, REASONING_TOKENS, ANSWER_TPOT):
+            out[metric.key] = np.nan
+        return out
+    return reasoning_columns(out, stats, phase_stats)
+
+
+def reasoning_columns(out: pd.DataFrame, stats: pd.DataFrame, phase_stats: pd.DataFrame) -> pd.DataFrame:
+    """Adds the reasoning-phase metrics (see the module docstring) to `out`, a frame with
+    the columns `per_request_from_stats` computes; returns it."""
+    ids = out["request_id"]
+    sent = out["sent_s"]
+    reasoning_first = ids.map(phase_stats["reasoning_first_s"]).astype("float64")
+    has = reasoning_first.notna()
+    answer_first = ids.map(phase_stats["answer_first_s"]).astype("float64").where(has, out["first_token_s"])
+    answer_last = ids.map(phase_stats["answer_last_s"]).astype("float64").where(has, out["last_token_s"])
+    chunk_reasoning = ids.map(phase_stats["reasoning_chunk_tokens"]).astype("float64").fillna(0.0)
+    chunk_answer = ids.map(phase_stats["answer_chunk_tokens"]).astype("float64").where(
+        has, ids.map(stats["chunk_tokens"]).astype("float64"))
+    usage_reasoning = (out["usage_reasoning_tokens"] if "usage_reasoning_tokens" in out
+                       else pd.Series(np.nan, index=out.index)).astype("float64")
+    usage_total = out["usage_completion_tokens"].astype("float64")
+    reasoning_tokens = usage_reasoning.fillna(chunk_reasoning)
+    answer_tokens = (usage_total - usage_reasoning).fillna(
+        chunk_answer.where(has, out[OUTPUT_TOKENS.key].astype("float64")))
+    out[TTFT_REASONING.key] = (reasoning_first - sent) * 1e3
+    out[TTFT_ANSWER.key] = (answer_first - sent) * 1e3
+    out[REASONING_TIME.key] = (answer_first - reasoning_first) * 1e3
+    out[REASONING_TOKENS.key] = reasoning_tokens
+    per_choice = answer_tokens / out["n"].clip(lower=1).astype("float64")
+    out[ANSWER_TPOT.key] = (answer_last - answer_first) * 1e3 / (per_choice - 1).where(per_choice >= 2)
+    return out
 
 
 def server_timing_columns(requests: pd.DataFrame) -> pd.DataFrame:

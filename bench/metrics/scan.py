@@ -88,18 +88,21 @@ class ScanResult:
 
 
 def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.ndarray,
-         rows: int | None = None, times: bool = False) -> ScanResult:
+         rows: int | None = None, times: bool = False, kinds: Iterable[str] | None = None) -> ScanResult:
     """Token statistics of every request and the ITL gaps of the `keep` requests.
 
     `batches` returns a fresh iterator each call (a second pass is needed only for a file
     whose requests are not each in one place); `rows`, when known, bounds the number of
     gaps so their buffer is allocated once. `times`: keep each gap's time too (8 more
-    bytes a gap), for `ItlGaps.frame`.
+    bytes a gap), for `ItlGaps.frame`. `kinds`: the chunk kinds (`records.CHUNK_KINDS`
+    names) that count as tokens, TOKEN_KINDS unless given: other tools' definitions
+    (`bench.metrics.dialects`) count other kinds.
     """
+    mask = _kind_mask(kinds)
     scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows, times)
     carry: _TokenRows | None = None  # the last request of the previous batch, which may go on here
     for batch in batches():
-        tok = _token_rows(batch)
+        tok = _token_rows(batch, mask)
         if carry is not None:
             ids = tok.request_id
             other = np.flatnonzero(ids != carry.request_id[0])
@@ -122,17 +125,18 @@ def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.n
         scanner.add(carry)
     result = scanner.result()
     if result is None:  # some request's chunks are in more than one place
-        sorted_rows = _sorted_token_rows(batches(), scanner.keep)
+        sorted_rows = _sorted_token_rows(batches(), scanner.keep, mask)
         fallback = _Scanner(scanner.keep, None, times)
         fallback.add(sorted_rows)
         result = ScanResult(scanner.stats(), fallback.gaps())
     return result
 
 
-def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bool = False) -> ScanResult:
+def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bool = False,
+               kinds: Iterable[str] | None = None) -> ScanResult:
     """`scan` of a chunk frame held in memory."""
     batch = frame_batch(chunks)
-    return scan(lambda: [batch], keep, times=times)
+    return scan(lambda: [batch], keep, times=times, kinds=kinds)
 
 
 def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFrame:
@@ -148,7 +152,7 @@ def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFram
     sums = np.zeros(0, dtype=np.float64)
     last = 0.0
     for batch in batches:
-        rows = _token_rows(batch)
+        rows = _token_rows(batch, _IS_TOKEN)
         if rows.t_s.size == 0:
             continue
         counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one token
@@ -273,8 +277,20 @@ class _TokenRows(NamedTuple):
     choice: np.ndarray
 
 
-def _token_rows(batch: ChunkBatch) -> _TokenRows:
-    mask = _IS_TOKEN[batch.kind.view(np.uint8)]
+def _kind_mask(kinds: Iterable[str] | None) -> np.ndarray:
+    """A lookup table by kind code: True for the kinds that count (ValueError for an unknown name)."""
+    if kinds is None:
+        return _IS_TOKEN
+    mask = np.zeros(256, dtype=bool)
+    for name in kinds:
+        if name not in CHUNK_KINDS:
+            raise ValueError(f"not a chunk kind: {name!r} (one of {', '.join(CHUNK_KINDS)})")
+        mask[CHUNK_KINDS.index(name)] = True
+    return mask
+
+
+def _token_rows(batch: ChunkBatch, is_token: np.ndarray) -> _TokenRows:
+    mask = is_token[batch.kind.view(np.uint8)]
     return _TokenRows(batch.request_id[mask], batch.t_s[mask], batch.tokens[mask], batch.choice[mask])
 
 
@@ -282,11 +298,11 @@ def _rows(rows: _TokenRows, start: int, stop: int) -> _TokenRows:
     return _TokenRows(*(col[start:stop] for col in rows))
 
 
-def _sorted_token_rows(batches: Iterable[ChunkBatch], keep: np.ndarray) -> _TokenRows:
+def _sorted_token_rows(batches: Iterable[ChunkBatch], keep: np.ndarray, is_token: np.ndarray) -> _TokenRows:
     """Every kept token row, sorted by (request, choice, time): the layout `add` needs."""
     parts = []
     for batch in batches:
-        rows = _token_rows(batch)
+        rows = _token_rows(batch, is_token)
         parts.append(_TokenRows(*(col[_member(rows.request_id, keep)] for col in rows)))
     if not parts:
         return _TokenRows(*(np.empty(0, dtype) for dtype in (np.int64, np.float64, np.int32, np.int32)))

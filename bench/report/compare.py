@@ -36,7 +36,7 @@ from rich.table import Table as RichTable
 from bench.analysis import stats
 from bench.errors import BenchInputError
 from bench.metrics import catalogue
-from bench.metrics.catalogue import Metric, Scope, by_key
+from bench.metrics.catalogue import REASONING_TIME, Metric, Scope, by_key
 from bench.report import document as report
 from bench.report import figures
 
@@ -70,7 +70,7 @@ __all__ = [
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-METRICS: tuple[Metric, ...] = catalogue.COMPARED  # per-request metrics, compared sample by sample
+METRICS: tuple[Metric, ...] = catalogue.compared_metrics()  # per-request, sample by sample (+ reasoning phases)
 STATISTICS = ("p50", "p90", "p99", "mean")
 THROUGHPUT: tuple[Metric, ...] = catalogue.COMPARED_RUN  # run-level metrics, one value per run
 # Scenario sections that must match for a comparison to compare like with like.
@@ -105,6 +105,7 @@ class Comparison:
     seed: int
     n_resamples: int
     min_effect: float = MIN_EFFECT
+    n_metrics: int = len(METRICS)  # per-request metrics in the table: the Bonferroni family
 
 
 def min_samples(statistic: str) -> int:
@@ -138,7 +139,7 @@ def run_metric_samples(run: Run) -> dict[str, Sample]:
     itl = run.itl
     gap_blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / BLOCK_S)
     out = {}
-    for metric in METRICS:
+    for metric in catalogue.COMPARED:
         if metric.scope is Scope.GAPS:
             out[metric.key] = Sample(itl[metric.key].to_numpy(dtype="float64"), gap_blocks)
         else:
@@ -147,9 +148,9 @@ def run_metric_samples(run: Run) -> dict[str, Sample]:
     return out
 
 
-def cell_confidence() -> float:
+def cell_confidence(n_metrics: int = len(METRICS)) -> float:
     """Per-cell confidence giving FAMILY_CONFIDENCE over one run's table (Bonferroni)."""
-    return 1.0 - (1.0 - FAMILY_CONFIDENCE) / (len(METRICS) * len(STATISTICS))
+    return 1.0 - (1.0 - FAMILY_CONFIDENCE) / (n_metrics * len(STATISTICS))
 
 
 def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMPLES, min_effect: float = MIN_EFFECT,
@@ -159,7 +160,9 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMP
     samples = list(samples) if samples is not None else [run_metric_samples(r) for r in runs]
     base = samples[0]
     rows: list[Row] = []
-    for m_index, metric in enumerate(METRICS):
+    reasoned = any(np.isfinite(s[REASONING_TIME.key].values).any() for s in samples if REASONING_TIME.key in s)
+    metrics = catalogue.compared_metrics(reasoned)
+    for m_index, metric in enumerate(metrics):
         key = metric.key
         per_run: list[dict[str, stats.DiffCI]] = []
         for r_index, other in enumerate(samples[1:], start=1):
@@ -168,7 +171,7 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMP
                 base[key].values, other[key].values, STATISTICS,
                 groups_a=base[key].groups, groups_b=other[key].groups,
                 n_resamples=n_resamples, seed=_derive_seed(seed, m_index, r_index),
-                confidence=cell_confidence()))
+                confidence=cell_confidence(len(metrics))))
         for stat in STATISTICS:
             values = [stats.point(s[key].values, stat) for s in samples]
             rows.append(Row(metric.heading, key, stat, values, [None, *(d[stat] for d in per_run)]))
@@ -176,7 +179,7 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMP
         values = [_number(r.summary.throughput.value(metric)) for r in runs]
         rows.append(Row(f"{metric.label} (run)", metric.key, "run", values, [None] * len(runs)))
     return Comparison(figures.run_labels(runs), rows, scenario_mismatches(runs), seed, n_resamples,
-                      min_effect)
+                      min_effect, len(metrics))
 
 
 def scenario_mismatches(runs: Sequence[Run]) -> list[str]:
@@ -362,7 +365,7 @@ def write_compare(cmp: Comparison, runs: Sequence[Run], out_dir: Path) -> list[P
 def _method_note(cmp: Comparison) -> list[str]:
     return [f"Baseline: {cmp.labels[0]}. Difference = run - baseline, with a seeded percentile-bootstrap "
             f"confidence interval, {FAMILY_CONFIDENCE:.0%} simultaneous over the table (Bonferroni: "
-            f"{cell_confidence():.2%} per cell; {cmp.n_resamples} resamples, seed {cmp.seed}; resampled in "
+            f"{cell_confidence(cmp.n_metrics):.2%} per cell; {cmp.n_resamples} resamples, seed {cmp.seed}; resampled in "
             f"{BLOCK_S:g} s blocks of run time). \"not significant\": the interval contains 0, or the "
             f"difference is under {cmp.min_effect:.0%} of the baseline (run-to-run noise of one machine).", ""]
 

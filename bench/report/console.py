@@ -18,8 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.analysis.summary_model import Summary
-from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, TTFT, Metric
+from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TTFT, Metric
 from bench.metrics.distribution import STATISTICS, Distribution
+from bench.report.tables import has_reasoning
 
 __all__ = [
     "DROP_ORDER", "ROWS", "SECONDS_FROM_MS", "STATS", "paired_lines",
@@ -123,10 +124,14 @@ def summary_lines(summary: Summary) -> list[str]:
     lines = [
         f"requests: {req.total} measured, {req.ok} ok, peak {summary.concurrency.peak} in flight; errors: {errors}",
         f"throughput: {_fmt(thr.requests_per_s)} req/s, {_fmt(thr.output_tokens_per_s)} output tok/s, "
-        f"{_fmt(thr.total_tokens_per_s)} total tok/s",
+        f"{_fmt(thr.total_tokens_per_s)} total tok/s"
+        + (f", {_fmt(thr.inputs_per_s)} inputs/s" if thr.inputs_per_s is not None else ""),
         f"  (ok requests over {_fmt(thr.window_s)} s, first send to last end)",
         f"send rate: offered {offered}, achieved {_fmt(rate.achieved)} req/s (first to last send)",
     ]
+    if has_reasoning(summary):
+        lines.append("reasoning p50: " + ", ".join(f"{m.console} {_fmt(summary.metric(m).p50)}"
+                                                  + ("" if m.unit == "tokens" else f" {m.unit}") for m in REASONING))
     slo = summary.slo
     if slo is not None:
         limits = ", ".join(f"{k} <= {v:g}" for k, v in slo.limits.items())

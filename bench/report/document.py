@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from bench.analysis import validity
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
+from bench.metrics.catalogue import REASONING
 from bench.report import figures
+from bench.report.dialect_tables import definitions_table, dialects_table, run_dialects
 from bench.report.tables import LATENCY_ROWS, STATS, Table, client_workers_table, fmt, report_tables
 
 if TYPE_CHECKING:
@@ -36,7 +38,8 @@ FORMATS = ("md", "html", "csv")
 REPORT_MD, REPORT_HTML, SUMMARY_CSV = "report.md", "report.html", "summary.csv"
 FIGURES_DIR = "figures"
 FIGURE_TITLES = {"latency_cdf": "Latency CDFs", "percentile_ladder": "Percentile ladder",
-                 "timeline": "Timeline", "sweep": "Sweep: throughput and latency per stage"}
+                 "timeline": "Timeline", "sweep": "Sweep: throughput and latency per stage",
+                 "pareto": "Configurations: throughput against tail latency (Pareto front ringed)"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1150px;
@@ -63,8 +66,9 @@ def build_content(run: Run, with_figures: bool = True) -> ReportContent:
     figs = {}
     if with_figures:
         figs = {stem: figures.to_bytes(fig, "png") for stem, fig in figures.run_figures(run).items()}
+    tables = [*report_tables(run), dialects_table(run_dialects(run)), definitions_table()]
     return ReportContent(title=f"bench report: {run.manifest.name}", warnings=validity.check(run),
-                         tables=report_tables(run), figures=figs, notes=validity.workload_notes(run.manifest))
+                         tables=tables, figures=figs, notes=validity.workload_notes(run.manifest))
 
 
 def write_reports(run: Run, out_dir: Path | None = None, formats: Sequence[str] = FORMATS) -> list[Path]:
@@ -186,7 +190,7 @@ def render_csv(summary: Summary) -> str:
 
 
 def _csv_scope(writer: Any, scope: str, summary: Summary) -> None:
-    for metric in LATENCY_ROWS:
+    for metric in (*LATENCY_ROWS, *REASONING):
         dist = summary.metric(metric)
         for stat in STATS:
             writer.writerow([scope, metric.summary_key, stat, _csv_value(dist.stat(stat))])

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from bench.analysis.stats import DiffCI, finite_or_none
 from bench.errors import BenchInputError
-from bench.metrics.catalogue import Better, Metric
-from bench.report.compare import METRICS, STATISTICS, THROUGHPUT, Comparison, is_significant, verdict
+from bench.metrics.catalogue import Better, Metric, compared_metrics
+from bench.report.compare import STATISTICS, THROUGHPUT, Comparison, is_significant, verdict
 
 __all__ = ["Breach", "Threshold", "check_gate", "comparison_json", "parse_fail_on"]
 
@@ -60,7 +60,7 @@ def _threshold(item: str) -> Threshold:
     if match is None:
         raise BenchInputError(f"--fail-on: {item!r}: expected KEY.STAT:+N% (STAT p50, p90, p99 or mean) or KEY:-N%")
     key, stat, sign = match["key"], match["stat"], match["sign"]
-    per_request = {m.key: m for m in METRICS}
+    per_request = {m.key: m for m in compared_metrics(reasoned=True)}
     run_level = {m.key: m for m in THROUGHPUT}
     if key not in per_request and key not in run_level:
         raise BenchInputError(f"--fail-on: {item!r}: {key} is not compared; one of "
@@ -81,7 +81,9 @@ def check_gate(cmp: Comparison, thresholds: list[Threshold]) -> list[Breach]:
     rows = {(row.metric, row.statistic): row for row in cmp.rows}
     breaches = []
     for threshold in thresholds:
-        row = rows[(threshold.metric.key, threshold.statistic)]
+        row = rows.get((threshold.metric.key, threshold.statistic))
+        if row is None:  # a reasoning-phase metric, and no run streamed reasoning
+            continue
         base = row.values[0]
         for k in range(1, len(row.values)):
             value = row.values[k]

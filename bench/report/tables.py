@@ -10,16 +10,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.analysis.summary_model import Summary
-from bench.metrics.catalogue import E2E, LATENCY_TABLE, OUTPUT_TOKENS, THROUGHPUT, TPOT, TTFT, Metric
+from bench.metrics.catalogue import (
+    E2E,
+    LATENCY_TABLE,
+    OUTPUT_TOKENS,
+    REASONING,
+    REASONING_TOKENS,
+    THROUGHPUT,
+    TPOT,
+    TTFT,
+    TTFT_REASONING,
+    Metric,
+)
 from bench.metrics.distribution import STATISTICS
 from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag, Provenance
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-__all__ = ["LATENCY_ROWS", "STATS", "Table", "client_workers_table", "errors_table", "fmt", "latency_table",
-           "metadata_table", "paired_table", "report_tables", "slo_table", "stages_table", "throughput_table",
-           "variants_table"]
+__all__ = ["LATENCY_ROWS", "STATS", "Table", "client_workers_table", "errors_table", "fmt", "has_reasoning",
+           "latency_table", "metadata_table", "paired_table", "reasoning_table", "report_tables", "slo_table",
+           "stages_table", "throughput_table", "variants_table"]
 
 LATENCY_ROWS: tuple[Metric, ...] = LATENCY_TABLE
 STATS = STATISTICS
@@ -59,7 +70,7 @@ def report_tables(run: Run) -> list[Table]:
     """Everything tabular in the report, in order."""
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
-    for optional in (slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
+    for optional in (reasoning_table(summary), slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
                      paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
         if optional is not None:
             tables.append(optional)
@@ -104,6 +115,19 @@ def latency_table(summary: Summary, title: str = "Latency (ms, measured requests
         dist = summary.metric(metric)
         rows.append([metric.label, *(fmt(dist.stat(stat)) for stat in STATS)])
     return Table(title, ["metric", *STATS], rows)
+
+
+def has_reasoning(summary: Summary) -> bool:
+    """Whether the run streamed reasoning: a first reasoning token, or reasoning tokens in the usage."""
+    return summary.metric(TTFT_REASONING).count > 0 or bool(summary.metric(REASONING_TOKENS).max)
+
+
+def reasoning_table(summary: Summary) -> Table | None:
+    """The reasoning-phase metrics (catalogue REASONING), when the run streamed reasoning."""
+    if not has_reasoning(summary):
+        return None
+    rows = [[metric.heading, *(fmt(summary.metric(metric).stat(stat)) for stat in STATS)] for metric in REASONING]
+    return Table("Reasoning phases (measured requests)", ["metric", *STATS], rows)
 
 
 def throughput_table(summary: Summary) -> Table:

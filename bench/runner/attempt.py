@@ -13,12 +13,26 @@ import time
 
 from bench.records import RequestRecord
 from bench.runner.recorder import StreamRecorder
+from bench.runner.responses import ResponsesRecorder
 from bench.runner.sse import StreamProtocolError, json_body_error
 from bench.runner.streamapi import ClientError, SendLog, StreamOpener, StreamResponse
+from bench.runner.unary import EmbeddingsReader
 from bench.scenario.schema import Timeouts
 from bench.workload.requests import RequestSpec
 
-__all__ = ["DONE_GRACE_S", "Attempt", "SendLead", "sleep_until"]
+__all__ = ["DONE_GRACE_S", "Attempt", "Recorder", "SendLead", "make_recorder", "sleep_until"]
+
+# What reads an answer, by endpoint: all three have StreamRecorder's interface.
+Recorder = StreamRecorder | ResponsesRecorder | EmbeddingsReader
+
+
+def make_recorder(endpoint: str, t_origin: float, n: int = 1, inputs: int | None = None) -> Recorder:
+    """The reader of one answer of `endpoint` (scenario target.endpoint)."""
+    if endpoint == "embeddings":
+        return EmbeddingsReader(t_origin, inputs or 1)
+    if endpoint == "responses":
+        return ResponsesRecorder(t_origin)
+    return StreamRecorder(t_origin, n=n)
 
 _SPIN_S = 0.0015  # sleep until this close to a send time, then yield: asyncio rounds timers to 1 ms
 
@@ -63,13 +77,13 @@ class Attempt:
     """State of one request while it runs; produces its record at the end."""
 
     def __init__(self, t0: float, timeouts: Timeouts, keep_text: bool = False,
-                 lead: SendLead | None = None, n: int = 1) -> None:
+                 lead: SendLead | None = None, n: int = 1, endpoint: str = "chat", inputs: int | None = None) -> None:
         self.t0 = t0
         self.timeouts = timeouts
         self.lead = lead
         self.submitted_abs = 0.0
         self.reconnected = False
-        self.recorder = StreamRecorder(t0, n=n)
+        self.recorder: Recorder = make_recorder(endpoint, t0, n, inputs)
         self.recorder.keep_text = keep_text
         self.sent_abs = 0.0
         self.headers_abs: float | None = None
@@ -138,6 +152,9 @@ class Attempt:
     async def _read(self, response: StreamResponse, deadline: asyncio.Timeout,
                     loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
         recorder = self.recorder
+        if isinstance(recorder, EmbeddingsReader):
+            await _read_whole(response, recorder)
+            return
         idle = self.timeouts.idle_s
         slack = idle * 0.05  # re-arming the timer on every read would cost more than it buys
         if "json" in response.content_type:
@@ -221,6 +238,8 @@ class Attempt:
     def _timeout_kind(self, now: float, total_deadline: float) -> str:
         if now >= total_deadline - 1e-3:
             return "total_timeout"
+        if isinstance(self.recorder, EmbeddingsReader):
+            return "response_timeout"  # no tokens: the whole answer is due within ttft_s
         if self.recorder.first_token_t is None:
             return "ttft_timeout"
         return "idle_timeout"
@@ -259,7 +278,9 @@ class Attempt:
             usage_prompt_tokens=prompt_tokens, usage_completion_tokens=completion_tokens,
             server_request_id=self.server_request_id, max_tokens=spec.max_tokens,
             n=spec.n, done_seen=recorder.done_seen, reconnected=self.reconnected, output_chars=recorder.output_chars,
-            chunks=recorder.chunks, server_timings=recorder.server_timings,
+            chunks=recorder.chunks, server_timings=recorder.server_timings, inputs=spec.inputs,
+            body_s=recorder.body_t if isinstance(recorder, EmbeddingsReader) else None,
+            usage_reasoning_tokens=recorder.reasoning_tokens(),
         )
 
 
@@ -283,6 +304,14 @@ async def _json_body_failure(response: StreamResponse) -> None:
     if message is not None:
         raise StreamProtocolError("server_error_body", message)
     raise StreamProtocolError("not_sse", f"expected text/event-stream, got {response.content_type}")
+
+
+async def _read_whole(response: StreamResponse, reader: EmbeddingsReader) -> None:
+    """A non-streamed answer: every read of the body, then its end (the TTFT deadline, set
+    by the caller, bounds the whole answer)."""
+    async for now_abs, data in response.reads():
+        reader.feed(now_abs, data)
+    reader.close(time.perf_counter())
 
 
 async def sleep_until(target: float) -> None:

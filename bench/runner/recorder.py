@@ -34,7 +34,9 @@ _BOM = b"\xef\xbb\xbf"
 CUT_OFF_REASONS = frozenset({"abort", "aborted", "cancelled", "canceled", "error"})
 # finish_reason values that mean a complete answer; any other value is kept raw and noted.
 KNOWN_REASONS = frozenset({"stop", "length", "tool_calls", "function_call", "content_filter", "eos",
-                           "eos_token", "stop_sequence", "end_turn", "max_tokens", "tool_use"})
+                           "eos_token", "stop_sequence", "end_turn", "max_tokens", "tool_use",
+                           # the Responses API's (bench.runner.responses): its status, or why it is incomplete
+                           "completed", "incomplete", "max_output_tokens"})
 
 # A chunk's kind when it carries several: the first of these it has (lower rank wins).
 _RANK = {KIND_CONTENT: 0, KIND_REASONING: 1, KIND_TOOL_CALL: 2, KIND_FUNCTION_CALL: 3, KIND_REFUSAL: 4,
@@ -238,8 +240,23 @@ class StreamRecorder(SseParser):
         return (prompt if isinstance(prompt, int) else None,
                 completion if isinstance(completion, int) else None)
 
+    def reasoning_tokens(self) -> int | None:
+        """`usage.completion_tokens_details.reasoning_tokens` (summed over llama.cpp's
+        per-choice usage chunks), None when the server did not give it."""
+        usages = self._final_usages if len(self._final_usages) > 1 else [self.usage] if self.usage else []
+        counts = [_reasoning_count(u) for u in usages]
+        if not counts or any(c is None for c in counts):
+            return None
+        return sum(c for c in counts if c is not None)
+
     def text(self) -> str:
         text = "".join(self.text_parts)
         if self._lenient_json:  # lone surrogates cannot be sent back as JSON in a follow-up turn
             text = text.encode("utf-8", "replace").decode("utf-8")
         return text
+
+
+def _reasoning_count(usage: Any) -> int | None:
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    count = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None

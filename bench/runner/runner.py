@@ -1,7 +1,9 @@
 """Runner: sends the workload on its schedule and records every request, ok or not.
 
-Open loop: sends at precomputed absolute offsets from t0 (late sends are recorded with
-their lag, never dropped). Closed loop: N slots, each sending its next request as soon as
+Open loop: sends at precomputed absolute offsets from t0; at most `max_concurrency`
+requests are in flight (the scenario's, or a cap from the machine's limits), so a schedule
+far ahead of the server bends instead of filling memory: a late send is recorded with its
+lag, and one later than load.max_send_lag_s is not sent at all, counted in `not_sent`. Closed loop: N slots, each sending its next request as soon as
 its previous one ends. Every request ends as exactly one RequestRecord handed to the sink,
 including failed and cancelled ones.
 """
@@ -9,6 +11,7 @@ including failed and cancelled ones.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 
 from aiolimiter import AsyncLimiter
@@ -20,7 +23,9 @@ from bench.runner.streamapi import StreamOpener
 from bench.workload.plan import RunPlan, StagePlan
 from bench.workload.requests import RequestSpec
 
-__all__ = ["Progress", "RecordSink", "RequestSource", "Runner"]
+__all__ = ["OVERLOAD_DRAIN_S", "Progress", "RecordSink", "RequestSource", "Runner"]
+
+OVERLOAD_DRAIN_S = 30.0
 
 
 class Runner:
@@ -53,15 +58,26 @@ class Runner:
         return self._t0
 
     async def run(self, stages: list[StagePlan], stop: asyncio.Event) -> str:
-        """Send every stage back to back, then wait for in-flight requests."""
+        """Send every stage back to back, then wait for in-flight requests (for the drain
+        time, see `drain_timeout_s`; those left are then cancelled, and recorded so)."""
         for stage in stages:
             if not await self.send(stage, stop):
                 await self.cancel_in_flight()
                 return "interrupted"
-        if not await self.drain(stop):
+        if not await self.drain(stop, self.drain_timeout_s()):
+            self.progress.drain_cancelled += len(self._tasks)
             await self.cancel_in_flight()
-            return "interrupted"
+            if stop.is_set():
+                return "interrupted"
         return "completed"
+
+    def drain_timeout_s(self) -> float | None:
+        """load.drain_s; unset, OVERLOAD_DRAIN_S once requests were not sent (the server is
+        far behind the schedule: waiting out every queued request could take hours), else
+        None (each request's own timeouts)."""
+        if self._plan.drain_s is not None:
+            return self._plan.drain_s
+        return OVERLOAD_DRAIN_S if self.progress.not_sent else None
 
     async def send(self, stage: StagePlan, stop: asyncio.Event) -> bool:
         """Send one stage; False when `stop` was set first (in-flight requests go on)."""
@@ -105,10 +121,11 @@ class Runner:
     async def _open_loop(self, stage: StagePlan) -> None:
         assert stage.offsets is not None
         items = stage.items.tolist() if stage.items is not None else None
+        offsets = stage.offsets.tolist()
         slots = self._slots
-        for i, offset in enumerate(stage.offsets.tolist()):
-            if not self._may_send(stage):
-                return
+        i = 0
+        while i < len(offsets) and self._may_send(stage):
+            offset = offsets[i]
             # Submit early by the client's own build-and-write time, so the request is on
             # the wire at its scheduled time rather than a millisecond or two after it; the
             # client holds it, connection in hand, until that time (never early).
@@ -117,10 +134,26 @@ class Runner:
                 await slots.acquire()
             if self._limiter is not None:
                 await self._limiter.acquire()
+            late_from = self._too_late_from(offsets, i)
+            if late_from > i:  # every slot was busy past the bound: these are never sent
+                self.progress.not_sent += late_from - i
+                i = late_from
+                if slots is not None:
+                    slots.release()
+                continue
             spec = self._source.next_spec(items[i] if items is not None else None)
             task = self._launch(spec, offset)
             if slots is not None:
                 task.add_done_callback(lambda _t: slots.release())
+            i += 1
+
+    def _too_late_from(self, offsets: list[float], i: int) -> int:
+        """The first index from `i` on still within load.max_send_lag_s of its scheduled
+        time (offsets are sorted): those before it are too late to send."""
+        bound = self._plan.max_send_lag_s
+        if bound is None:
+            return i
+        return bisect.bisect_left(offsets, time.perf_counter() - self._t0 - bound, lo=i)
 
     def _launch(self, spec: RequestSpec, scheduled_s: float) -> asyncio.Task[None]:
         self._launched += 1
@@ -191,7 +224,7 @@ class Runner:
         progress.in_flight += 1
         progress.peak_in_flight = max(progress.peak_in_flight, progress.in_flight)
         attempt = Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text, lead=self._lead,
-                           n=spec.n)
+                           n=spec.n, endpoint=self._plan.endpoint, inputs=spec.inputs)
         try:
             await attempt.run(self._client, self._plan.path, spec.body, not_before=self._t0 + scheduled_s)
         except asyncio.CancelledError:

@@ -180,6 +180,8 @@ class WorkerPool:
         p.in_flight = sum(s.in_flight for s in snaps)
         p.peak_in_flight = sum(s.peak_in_flight for s in snaps)
         p.output_chunks = sum(s.output_chunks for s in snaps)
+        p.not_sent = sum(s.not_sent for s in snaps)
+        p.drain_cancelled = sum(s.drain_cancelled for s in snaps)
         planned = [s.planned for s in snaps if s.planned is not None]
         p.planned = sum(planned) if planned else None
         p.stage = max((s.stage for s in snaps), default=0)

@@ -17,7 +17,7 @@ from bench.errors import BenchInputError
 from bench.scenario.error_line import first_error_line
 from bench.scenario.schema import Scenario
 
-__all__ = ["load_scenario", "resolve_path", "validate_scenario"]
+__all__ = ["load_scenario", "read_mapping", "resolve_path", "validate_scenario"]
 
 
 def _requests_needed(scenario: Scenario, source: str) -> None:
@@ -27,12 +27,34 @@ def _requests_needed(scenario: Scenario, source: str) -> None:
         raise BenchInputError(f"{source}: requests: required field is missing")
     if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":
         raise BenchInputError(f"{source}: requests.conversation: multi-turn chats need target.endpoint: chat")
+    _endpoint_fields(scenario, source)
+
+
+# Sampling fields each endpoint has no use for: refused rather than silently dropped.
+_NOT_SENT = {"embeddings": ("temperature", "top_p", "max_tokens", "n", "stop", "seed", "presence_penalty",
+                            "frequency_penalty", "logprobs", "top_logprobs"),
+             "responses": ("n", "stop", "logprobs")}
+
+
+def _endpoint_fields(scenario: Scenario, source: str) -> None:
+    endpoint = scenario.target.endpoint
+    requests = scenario.requests
+    if requests is not None and requests.batch != 1 and endpoint != "embeddings":
+        raise BenchInputError(f"{source}: requests.batch: inputs per request are for target.endpoint: embeddings "
+                              f"(got {endpoint})")
+    synthetic = requests.synthetic if requests is not None else None
+    if endpoint == "embeddings" and synthetic is not None and synthetic.output_tokens is not None:
+        raise BenchInputError(f"{source}: requests.synthetic.output_tokens: embeddings generate no tokens")
+    for section, values in (("sampling", scenario.sampling), *((f"variants.{k}", v) for k, v in scenario.variants.items())):
+        for name in _NOT_SENT.get(endpoint, ()):
+            if getattr(values, name) is not None and not (name == "n" and getattr(values, name) == 1):
+                raise BenchInputError(f"{source}: {section}.{name}: not used by target.endpoint: {endpoint}")
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read, merge CLI overrides (dotted keys) and validate; BenchInputError on bad input."""
     path = Path(path)
-    data = _read_mapping(path)
+    data = read_mapping(path)
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     scenario = validate_scenario(data, source=str(path))
@@ -56,13 +78,15 @@ def resolve_path(scenario_path: Path, relative: str) -> Path:
     return candidate if candidate.is_absolute() else (scenario_path.parent / candidate)
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path, what: str = "scenario") -> dict[str, Any]:
+    """A YAML (or .json) file's top-level mapping; BenchInputError of one line naming the
+    file and the problem. `what` names the kind of file in those lines."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BenchInputError(f"{path}: scenario file not found") from None
+        raise BenchInputError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BenchInputError(f"{path}: cannot read scenario file: {exc}") from None
+        raise BenchInputError(f"{path}: cannot read {what} file: {exc}") from None
     try:
         # safe_load only: a scenario file must never be able to run code.
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -74,7 +98,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BenchInputError(f"{path}: line {exc.lineno}: JSON syntax error: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise BenchInputError(f"{path}: a scenario must be a mapping of sections, got {type(data).__name__}")
+        raise BenchInputError(f"{path}: a {what} file must be a mapping, got {type(data).__name__}")
     return data
 
 

@@ -7,12 +7,13 @@ line naming the file, the field and the problem (`bench.scenario.loader.load_sce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, create_model, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from bench.metric_catalogue import SLO, SLO_KEYS
+from bench.scenario.base import NonNegFloat, OrBare, PositiveFloat, Strict
+from bench.scenario.lengths import Fixed, LengthDist, LogNormal, Normal, Uniform, coerce_length
 
 __all__ = [
     "Arrival", "Conversation", "Fixed", "Launch", "LengthDist", "Load", "LogNormal", "Message",
@@ -21,75 +22,6 @@ __all__ = [
     "Target", "ThinkTime", "Timeouts", "Trace", "Uniform", "Variant", "Warmup",
     "scenario_json_schema",
 ]
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- length distributions -------------------------------------------------------------
-
-
-class Fixed(Strict):
-    dist: Literal["fixed"] = "fixed"
-    value: Annotated[int, Field(ge=1)]
-
-
-class Uniform(Strict):
-    dist: Literal["uniform"]
-    min: Annotated[int, Field(ge=1)]
-    max: Annotated[int, Field(ge=1)]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Uniform:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
-        return self
-
-
-class Normal(Strict):
-    dist: Literal["normal"]
-    mean: PositiveFloat
-    std: NonNegFloat
-    min: Annotated[int, Field(ge=1)] = 1
-    max: Annotated[int, Field(ge=1)] | None = None
-
-
-class LogNormal(Strict):
-    """`mean` is the mean of the distribution in tokens; `sigma` the log-space spread."""
-
-    dist: Literal["lognormal"]
-    mean: PositiveFloat
-    sigma: NonNegFloat
-    min: Annotated[int, Field(ge=1)] = 1
-    max: Annotated[int, Field(ge=1)] | None = None
-
-
-@dataclass(frozen=True)
-class OrBare:
-    """JSON Schema marker for a field whose before-validator also takes a bare number
-    (`prompt_tokens: 256`, `think_time_s: 2`): the printed schema accepts it too."""
-
-    json_type: Literal["integer", "number"]
-    minimum: float
-
-    def __get_pydantic_json_schema__(self, core: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
-        return {"anyOf": [{"type": self.json_type, "minimum": self.minimum}, handler(core)]}
-
-
-LengthDist = Annotated[Fixed | Uniform | Normal | LogNormal, Field(discriminator="dist"),
-                       OrBare("integer", 1)]
-
-
-def _coerce_length(value: Any) -> Any:
-    # A bare integer is the common case: `prompt_tokens: 256`.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return {"dist": "fixed", "value": value}
-    return value
-
 
 # --- sections ---------------------------------------------------------------------------
 
@@ -124,7 +56,9 @@ class Target(Strict):
         default=None, description="Name of the environment variable holding the API key."
     )
     api_key_file: str | None = Field(default=None, description="Path of a file holding the API key.")
-    endpoint: Literal["chat", "completions"] = "chat"
+    endpoint: Literal["chat", "completions", "embeddings", "responses"] = Field(
+        default="chat", description="chat: /v1/chat/completions; completions: /v1/completions; embeddings: "
+                                    "/v1/embeddings (not streamed); responses: /v1/responses (streamed events).")
     timeouts: Timeouts = Timeouts()
     sim_profile: str | None = Field(
         default=None, description="Profile of the built-in simulator used when no base_url is set."
@@ -155,8 +89,8 @@ class Synthetic(Strict):
                     "size prompts so they reach the requested token counts on its tokenizer and template.",
     )
 
-    _c1 = field_validator("prompt_tokens", mode="before")(lambda cls, v: _coerce_length(v))
-    _c2 = field_validator("output_tokens", mode="before")(lambda cls, v: _coerce_length(v))
+    _c1 = field_validator("prompt_tokens", mode="before")(lambda cls, v: coerce_length(v))
+    _c2 = field_validator("output_tokens", mode="before")(lambda cls, v: coerce_length(v))
 
 
 class ThinkTime(Strict):
@@ -198,6 +132,8 @@ class Requests(Strict):
     order: Literal["random", "cycle"] = "random"
     conversation: Conversation | None = None
     shared_prefix: SharedPrefix | None = None
+    batch: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=1, description="target.endpoint: embeddings only: inputs per request (the batch size).")
 
     @model_validator(mode="after")
     def _one_source(self) -> Requests:
@@ -309,7 +245,12 @@ class Load(Strict):
     stages: list[Stage] | None = None
     trace: Trace | None = None
     think_time: NonNegFloat = Field(default=0.0, description="Closed loop: seconds a slot waits between requests.")
-    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    max_concurrency: Annotated[int, Field(ge=1)] | None = Field(default=None, description=(
+        "Most requests in flight; later sends wait (lag recorded). Default: run.json client.in_flight_cap."))
+    max_send_lag_s: PositiveFloat | None = Field(default=10.0, description=(
+        "Open loop: a request not sent this late is never sent (counted: client.not_sent). null: no bound."))
+    drain_s: PositiveFloat | None = Field(default=None, description=(
+        "In-flight time after sending; then cancelled. Default: own timeouts (30 s if requests went unsent)."))
     send_rate_limit: PositiveFloat | None = Field(
         default=None, description="Hard ceiling on sends per second (aiolimiter)."
     )

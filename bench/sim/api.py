@@ -19,6 +19,8 @@ __all__ = [
     "ChatRequest",
     "CompletionRequest",
     "ContentPart",
+    "EmbeddingRequest",
+    "ResponsesRequest",
     "StreamOptions",
     "parse_request",
 ]
@@ -103,7 +105,7 @@ class ChatMessage(BaseModel):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return " ".join(p.text or "" for p in self.content if p.type == "text")
+        return " ".join(p.text or "" for p in self.content if p.type in ("text", "input_text"))
 
 
 class ChatRequest(_Common):
@@ -123,6 +125,50 @@ class CompletionRequest(_Common):
     prompt: str | list[int] | list[str]
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool = False
+
+
+class ResponsesRequest(BaseModel):
+    """POST /v1/responses: `input` is a string or a list of role/content messages (content a
+    string or `input_text` parts); served as a chat of those messages (`as_chat`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[ChatMessage] = Field(min_length=1)
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stream: bool | None = False
+    ignore_eos: bool = False
+    min_tokens: int = Field(default=0, ge=0)
+
+    def as_chat(self) -> ChatRequest:
+        messages = [ChatMessage(role="user", content=self.input)] if isinstance(self.input, str) else list(self.input)
+        if self.instructions:
+            messages.insert(0, ChatMessage(role="system", content=self.instructions))
+        return ChatRequest(model=self.model, messages=messages, max_tokens=self.max_output_tokens,
+                           temperature=self.temperature, top_p=self.top_p, seed=self.seed, stream=self.stream,
+                           ignore_eos=self.ignore_eos, min_tokens=self.min_tokens)
+
+
+class EmbeddingRequest(BaseModel):
+    """POST /v1/embeddings: one input or a batch (strings, or token id lists)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: str = "float"
+    dimensions: int | None = Field(default=None, ge=1, le=8192)
+
+    def inputs(self) -> list[str | list[int]]:
+        if isinstance(self.input, str):
+            return [self.input]
+        if self.input and isinstance(self.input[0], int):
+            return [list(self.input)]  # one input as token ids
+        return list(self.input)  # type: ignore[arg-type]
 
 
 def parse_request(model: type[BaseModel], raw: bytes) -> Any:

@@ -23,10 +23,10 @@ from aiohttp import web
 
 from bench.sim.faults import FaultSpec, parse_fault
 from bench.sim.process import READY_PREFIX
-from bench.sim.profile import ProfileError, builtin_profiles, load_profile
+from bench.sim.profile import Profile, ProfileError, builtin_profiles, load_profile
 from bench.sim.server import SimServer
 
-__all__ = ["add_arguments", "main", "run_from_args"]
+__all__ = ["add_arguments", "add_profile_flags", "main", "run_from_args"]
 
 log = logging.getLogger("bench.sim")
 
@@ -45,6 +45,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-profiles", action="store_true",
                         help="print the built-in profiles and exit")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    add_profile_flags(parser)
+
+
+# Scalar profile fields are flags too (`--max-num-seqs 16`), so that a server-config sweep
+# (`bench sweep --serve-params`) drives the simulator exactly as it drives a real server.
+_FLAG_TYPES: dict[Any, Callable[[str], Any]] = {int: int, float: float, str: str}
+
+
+def add_profile_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per scalar field of Profile, overriding the loaded profile's value."""
+    group = parser.add_argument_group("profile fields (override the profile's value)")
+    for name, info in Profile.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if info.annotation is bool:
+            group.add_argument(flag, dest=f"set_{name}", action=argparse.BooleanOptionalAction, default=None)
+        elif info.annotation in _FLAG_TYPES and name not in ("name", "description"):
+            kind = _FLAG_TYPES[info.annotation]
+            group.add_argument(flag, dest=f"set_{name}", type=kind, default=None, metavar=kind.__name__.upper())
+
+
+def _with_flags(profile: Profile, args: argparse.Namespace) -> Profile:
+    overrides = {name: getattr(args, f"set_{name}") for name in Profile.model_fields
+                 if getattr(args, f"set_{name}", None) is not None}
+    if not overrides:
+        return profile
+    return load_profile({**profile.model_dump(), **overrides})
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
@@ -102,6 +128,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             profile = load_profile(json.loads(Path(args.profile_json).read_text()))
         else:
             profile = load_profile(args.profile)
+        profile = _with_flags(profile, args)
         faults: list[FaultSpec] = [parse_fault(f) for f in args.fault]
     except (ProfileError, ValueError, OSError) as exc:
         print(f"bench sim: {exc}", file=sys.stderr)

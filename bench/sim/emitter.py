@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from bench.sim.faults import FaultSpec, uniform
+from bench.sim.responses_api import delta_events
 from bench.sim.sequence import CHOICE_DONE, GONE, OK, Coalescer, Truth
 from bench.sim.text import Corpus, logprob_of
 
@@ -45,6 +46,7 @@ class ChunkContext:
     top_logprobs: int = 0
     continuous_usage: bool = False
     reasoning_tokens: int = 0
+    responses: bool = False  # /v1/responses: typed events (bench.sim.responses_api)
 
 
 @dataclass(eq=False)
@@ -65,6 +67,7 @@ class Emitter:
     tail: list[str] = field(default_factory=list)  # recent text, for stop checks
     text_len: list[int] = field(default_factory=list)  # characters so far (text_offset)
     dropped: bool = False
+    sequence: int = 0  # /v1/responses: the next event's sequence_number
 
     def __post_init__(self) -> None:
         ctx = self.ctx
@@ -76,6 +79,7 @@ class Emitter:
         self.text_len = [0] * n
         self.fast = (
             self.stream
+            and not ctx.responses
             and not ctx.stops
             and not ctx.logprobs
             and not ctx.continuous_usage
@@ -221,6 +225,9 @@ class Emitter:
         self.text_len[c] += len(content)
         if reason is not None:
             self.truth.finish_reasons[c] = reason
+        if ctx.responses and self.stream:  # the final response object repeats the text
+            self.reasoning[c].append(reason_text)
+            self.texts[c].append(content)
         if not self.stream:
             self.written += 1  # counts emissions, for `after` of mid-stream faults
             self.reasoning[c].append(reason_text)
@@ -254,6 +261,9 @@ class Emitter:
                       lp: Any) -> bytes:
         """The SSE event(s) of one emission: a role-only chunk first on a chat's first token."""
         ctx = self.ctx
+        if ctx.responses:
+            body, self.sequence = delta_events(ctx, self.sequence, pos, reason_text, content)
+            return body
         choice: dict[str, Any] = {"index": c}
         if ctx.chat:
             delta: dict[str, Any] = {}

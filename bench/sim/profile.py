@@ -34,6 +34,7 @@ __all__ = [
     "load_profile",
     "max_request_rate",
     "predict",
+    "predict_reasoning",
 ]
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -92,6 +93,13 @@ class Profile(BaseModel):
     # Busy-wait (yielding to the event loop) this long before each step deadline: sharper
     # step times on an idle multi-core machine, worse ones when the client shares a core.
     step_spin_ms: float = Field(default=0.0, ge=0, le=5)
+    # /v1/embeddings: a request takes embedding_ms_per_input * inputs + embedding_ms_per_token
+    # * input tokens (after header_delay_ms), outside the decode engine, concurrently with others.
+    embedding_ms_per_input: float = Field(default=0.5, ge=0)
+    embedding_ms_per_token: float = Field(default=0.01, ge=0)
+    embedding_dims: int = Field(default=8, ge=1, le=8192)
+    # Tests: keep each request's JSON body in its ground-truth record (`body`).
+    record_bodies: bool = False
     faults: list[FaultSpec] = Field(default_factory=list)
     # Ground-truth records kept in memory (oldest dropped first); the --trace file keeps all.
     truth_limit: int = Field(default=20_000, ge=1)
@@ -229,6 +237,37 @@ def predict(
         "requests_per_s": requests_per_s,
         "batch": float(batch),
         "step_ms": step_ms,
+    }
+
+
+def predict_reasoning(
+    profile: Profile, concurrency: int, prompt_tokens: int, output_tokens: int
+) -> dict[str, float]:
+    """The reasoning phases `predict()`'s closed loop shows for a chat model that streams its
+    first `profile.reasoning_tokens` tokens as `reasoning_content` (bench.metrics.phases).
+
+    Chunk 0 carries token 0; chunk j >= 1 carries tokens (j-1)k+1 .. jk (k tokens per
+    chunk), one decode step (predict's `itl_ms`) apart. The first answer token, number R,
+    opens chunk ceil(R/k) (a chunk carrying both phases counts as answer); the last chunk is
+    ceil((O-1)/k). Returns ttft_reasoning_ms (= predict's TTFT), ttft_answer_ms,
+    reasoning_ms, reasoning_tokens and answer_tpot_ms (NaN with fewer than 2 answer
+    tokens); ValueError without reasoning tokens or when they fill the whole output.
+    """
+    reasoning, k = profile.reasoning_tokens, profile.tokens_per_chunk
+    if not 0 < reasoning < output_tokens:
+        raise ValueError(f"reasoning_tokens ({reasoning}) must be between 1 and output_tokens - 1")
+    base = predict(profile, concurrency, prompt_tokens, output_tokens)
+    first_answer = math.ceil(reasoning / k)
+    last = math.ceil((output_tokens - 1) / k)
+    answer_tokens = output_tokens - reasoning
+    reasoning_ms = first_answer * base["itl_ms"]
+    answer_tpot = (last - first_answer) * base["itl_ms"] / (answer_tokens - 1) if answer_tokens > 1 else math.nan
+    return {
+        "ttft_reasoning_ms": base["ttft_ms"],
+        "ttft_answer_ms": base["ttft_ms"] + reasoning_ms,
+        "reasoning_ms": reasoning_ms,
+        "reasoning_tokens": float(reasoning),
+        "answer_tpot_ms": answer_tpot,
     }
 
 

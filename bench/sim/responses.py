@@ -13,6 +13,7 @@ from aiohttp import web
 from bench.sim.api import JSON
 from bench.sim.emitter import ChunkContext, Emitter
 from bench.sim.engine import Engine
+from bench.sim.responses_api import response_object, terminal_event
 from bench.sim.sequence import Seq, Truth
 
 __all__ = ["SSE_HEADERS", "stream_response", "unary_response"]
@@ -31,12 +32,17 @@ async def _run(engine: Engine, seq: Seq) -> None:
         raise
 
 
-def _usage(truth: Truth) -> dict[str, Any]:
+def _usage(truth: Truth, seq: Seq | None = None, reasoning: int = 0) -> dict[str, Any]:
+    """The usage object; with `reasoning` (the profile's reasoning tokens per chat choice),
+    `completion_tokens_details.reasoning_tokens` as vLLM reports it: each choice's first
+    min(reasoning, its length) tokens were reasoning (stop strings cut only the content)."""
     out = truth.output_tokens
     usage: dict[str, Any] = {"prompt_tokens": truth.prompt_tokens, "total_tokens": truth.prompt_tokens + out,
                              "completion_tokens": out}
     if truth.cached_tokens:
         usage["prompt_tokens_details"] = {"cached_tokens": truth.cached_tokens}
+    if reasoning and seq is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": sum(min(reasoning, t) for t in seq.targets)}
     return usage
 
 
@@ -57,12 +63,17 @@ async def stream_response(request: web.Request, engine: Engine, seq: Seq, emitte
         return resp
     tail = b""
     so = req.stream_options
-    if so is not None and so.include_usage:
+    no_done = emitter.fault is not None and emitter.fault.kind == "no_done"
+    if emitter.ctx.responses:
+        tail = b"" if no_done else terminal_event(emitter.ctx, truth, emitter.sequence, "".join(emitter.texts[0]),
+                                                    "".join(emitter.reasoning[0]))  # no [DONE] in this API
+    elif so is not None and so.include_usage:
         ctx = emitter.ctx
         usage: dict[str, Any] = {"id": ctx.id, "object": "chat.completion.chunk" if chat else "text_completion",
-                                 "created": ctx.created, "model": ctx.model, "choices": [], "usage": _usage(truth)}
+                                 "created": ctx.created, "model": ctx.model, "choices": [],
+                                 "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0)}
         tail += b"data: " + orjson.dumps(usage) + b"\n\n"
-    if not (emitter.fault is not None and emitter.fault.kind == "no_done"):
+    if not no_done and not emitter.ctx.responses:
         tail += b"data: [DONE]\n\n"
     try:
         await resp.write_eof(tail)  # one write: usage, [DONE] and the chunked end
@@ -101,9 +112,13 @@ async def unary_response(request: web.Request, engine: Engine, seq: Seq, emitter
     ctx = emitter.ctx
     if truth.cancelled or emitter.dropped:
         return web.Response(status=499)  # never sent: the connection is gone
-    body = orjson.dumps({"id": ctx.id, "object": "chat.completion" if chat else
-                         "text_completion", "created": ctx.created, "model": ctx.model,
-                         "choices": _choices(ctx, emitter, truth), "usage": _usage(truth)})
+    if ctx.responses:
+        body = orjson.dumps(response_object(ctx, truth, "".join(emitter.texts[0]), "".join(emitter.reasoning[0])))
+    else:
+        body = orjson.dumps({"id": ctx.id, "object": "chat.completion" if chat else
+                             "text_completion", "created": ctx.created, "model": ctx.model,
+                             "choices": _choices(ctx, emitter, truth),
+                             "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0)})
     if emitter.fault is not None and emitter.fault.kind == "malformed":
         body = body[: len(body) // 2]
     truth.response_start_s = perf_counter()

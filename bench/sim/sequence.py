@@ -57,10 +57,11 @@ class Truth:
     coalesced: bool = False
     cancelled: bool = False
     status: int = 200
+    body: Any = None  # the request's JSON body, when the profile records them
 
     def to_json(self) -> dict[str, Any]:
         reasons = self.finish_reasons
-        return {
+        out = {
             "id": self.id,
             "endpoint": self.endpoint,
             "model": self.model,
@@ -84,6 +85,9 @@ class Truth:
             "coalesced": self.coalesced,
             "cancelled": self.cancelled,
         }
+        if self.body is not None:
+            out["body"] = self.body
+        return out
 
 
 @dataclass(eq=False, slots=True)

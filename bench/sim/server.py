@@ -1,6 +1,7 @@
 """The aiohttp application: OpenAI-compatible endpoints over the simulated engine.
 
-Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health,
+Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /v1/responses
+(streamed as typed events), POST /v1/embeddings, GET /health,
 GET /metrics (Prometheus text, vLLM names), GET /sim/requests[/{id}] (ground truth;
 ``?since=PERF_COUNTER`` filters the list), DELETE /sim/requests (forget the records),
 GET /sim/profile (the profile in force, as JSON).
@@ -9,6 +10,7 @@ GET /sim/profile (the profile in force, as JSON).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -25,7 +27,16 @@ from bench.sim.admission import (
     output_plan,
     prompt_token_list,
 )
-from bench.sim.api import JSON, ApiError, ChatRequest, CompletionRequest, parse_request
+from bench.sim.api import (
+    JSON,
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+    parse_request,
+)
+from bench.sim.embeddings import embedding_answer
 from bench.sim.emitter import Emitter
 from bench.sim.engine import Engine
 from bench.sim.exposition import prometheus_text
@@ -36,7 +47,9 @@ from bench.sim.rxstamp import RxStamp
 from bench.sim.sequence import Seq, Truth
 from bench.sim.text import build_corpus
 
-__all__ = ["SimServer"]
+__all__ = ["HTTP_FAULTS", "SimServer"]
+
+HTTP_FAULTS = ("http_429", "http_500", "http_503")
 
 perf_counter = time.perf_counter
 
@@ -76,6 +89,8 @@ class SimServer:
         app.router.add_get("/v1/models/{model}", self.get_model)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/sim/requests", self.all_truth)
         app.router.add_delete("/sim/requests", self.clear_truth)
@@ -89,7 +104,7 @@ class SimServer:
     async def _forget_rx_stamp(self, request: web.Request, handler: Any) -> web.StreamResponse:
         # Only the completion handlers use the arrival stamp; any other request on the
         # connection must not leave its stamp to the next one.
-        if request.method != "POST" or not request.path.endswith("completions"):
+        if request.method != "POST" or not request.path.endswith(("completions", "responses", "embeddings")):
             stamp = self._rx.get(request.transport)
             if stamp is not None:
                 stamp.rx = None
@@ -167,11 +182,39 @@ class SimServer:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._complete(request, chat=False)
 
-    def _error(self, err: ApiError, headers: dict[str, str] | None = None) -> web.Response:
-        self.errors_total[err.status] = self.errors_total.get(err.status, 0) + 1
-        return err.response(headers)
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, chat=True, responses=True)
 
-    async def _complete(self, request: web.Request, chat: bool) -> web.StreamResponse:
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        received, raw = await self._receive(request)
+        self.counter += 1
+        self.requests_total += 1
+        rid = f"embd-{self.tag}{self.counter:07d}"
+        truth = Truth(id=rid, endpoint="embeddings", model="", stream=False, n=0, prompt_tokens=0,
+                      received_s=received, body=self._body(raw))
+        self._remember(truth)
+        try:
+            req = parse_request(EmbeddingRequest, raw)
+            if req.model not in self.models:
+                raise ApiError(404, f"The model `{req.model}` does not exist.", "model")
+            truth.model = req.model
+            # Faults that fit a JSON answer: an HTTP error, or late headers (the rest are stream faults).
+            fault = self.fault_plan.pick(self.counter)
+            if fault is not None and fault.kind in (*HTTP_FAULTS, "slow_headers"):
+                truth.fault = fault.label()
+                self.faults_total[fault.kind] = self.faults_total.get(fault.kind, 0) + 1
+                if fault.kind in HTTP_FAULTS:
+                    return self._http_fault(fault, truth)
+                await asyncio.sleep(fault.seconds)
+            return await embedding_answer(request, req, self.profile, truth)
+        except ApiError as err:
+            truth.status = err.status
+            return self._error(err, {"x-request-id": rid})
+        finally:
+            self._completed(truth, received)
+
+    async def _receive(self, request: web.Request) -> tuple[float, bytes]:
+        """(when the request's first bytes reached the process, its body)."""
         # Received = the first bytes of this request reached the process (see RxStamp);
         # after its body is read, later bytes on the connection belong to the next one.
         stamp = self._rx.get(request.transport)
@@ -179,36 +222,52 @@ class SimServer:
         raw = await request.read()
         if stamp is not None:
             stamp.rx = None
+        return received, raw
+
+    def _body(self, raw: bytes) -> Any:
+        if not self.profile.record_bodies:
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw.decode("utf-8", "replace")
+
+    def _completed(self, truth: Truth, received: float) -> None:
+        if truth.completed_s is None:
+            truth.completed_s = perf_counter()
+        if self._trace is not None:
+            self._trace.write(orjson.dumps(truth.to_json()) + b"\n")
+            if received - self._trace_flushed > 0.5:  # readable while it runs
+                self._trace.flush()
+                self._trace_flushed = received
+
+    def _error(self, err: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+        self.errors_total[err.status] = self.errors_total.get(err.status, 0) + 1
+        return err.response(headers)
+
+    async def _complete(self, request: web.Request, chat: bool, responses: bool = False) -> web.StreamResponse:
+        received, raw = await self._receive(request)
         self.counter += 1
         counter = self.counter
         self.requests_total += 1
-        rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.tag}{counter:07d}"
+        endpoint = "responses" if responses else "chat" if chat else "completions"
+        rid = f"{'resp' if responses else 'chatcmpl' if chat else 'cmpl'}-{self.tag}{counter:07d}"
         try:
-            seq, emitter, req, fault = self._prepare(raw, chat, counter,
-                                                     received, request, rid)
+            seq, emitter, req, fault = self._prepare(raw, endpoint, counter, received, request, rid)
         except ApiError as err:
             # Rejected requests have a (short) ground-truth record too.
-            self._remember(Truth(id=rid, endpoint="chat" if chat else "completions",
-                                 model="", stream=False, n=0, prompt_tokens=0,
-                                 received_s=received, completed_s=perf_counter(),
-                                 status=err.status))
+            self._remember(Truth(id=rid, endpoint=endpoint, model="", stream=False, n=0, prompt_tokens=0,
+                                 received_s=received, completed_s=perf_counter(), status=err.status,
+                                 body=self._body(raw)))
             return self._error(err, {"x-request-id": rid})
         truth = seq.truth
-        rid_header = {"x-request-id": truth.id}
+        truth.body = self._body(raw)
         self._remember(truth)
         if fault is not None:
             self.faults_total[fault.kind] = self.faults_total.get(fault.kind, 0) + 1
         try:
-            if fault is not None and fault.kind in ("http_429", "http_500", "http_503"):
-                status = int(fault.kind[-3:])
-                truth.status = status
-                headers = dict(rid_header)
-                if status in (429, 503):
-                    headers["Retry-After"] = f"{fault.retry_after:g}"
-                msg = {429: "Rate limit reached (simulated fault).",
-                       500: "Internal server error (simulated fault).",
-                       503: "Service unavailable (simulated fault)."}[status]
-                return self._error(ApiError(status, msg), headers)
+            if fault is not None and fault.kind in HTTP_FAULTS:
+                return self._http_fault(fault, truth)
             delay = self.profile.header_delay_ms / 1000.0
             if fault is not None and fault.kind == "slow_headers":
                 delay += fault.seconds
@@ -218,23 +277,34 @@ class SimServer:
                 return await stream_response(request, self.engine, seq, emitter, req, chat)
             return await unary_response(request, self.engine, seq, emitter, req, chat)
         finally:
-            if truth.completed_s is None:
-                truth.completed_s = perf_counter()
-            if self._trace is not None:
-                self._trace.write(orjson.dumps(truth.to_json()) + b"\n")
-                if received - self._trace_flushed > 0.5:  # readable while it runs
-                    self._trace.flush()
-                    self._trace_flushed = received
+            self._completed(truth, received)
+
+    def _http_fault(self, fault: FaultSpec, truth: Truth) -> web.Response:
+        """The error response of an http_429 / http_500 / http_503 fault."""
+        status = int(fault.kind[-3:])
+        truth.status = status
+        headers = {"x-request-id": truth.id}
+        if status in (429, 503):
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        msg = {429: "Rate limit reached (simulated fault).",
+               500: "Internal server error (simulated fault).",
+               503: "Service unavailable (simulated fault)."}[status]
+        return self._error(ApiError(status, msg), headers)
 
     def _remember(self, truth: Truth) -> None:
         self.truths[truth.id] = truth
         if len(self.truths) > self.profile.truth_limit:
             del self.truths[next(iter(self.truths))]
 
-    def _prepare(self, raw: bytes, chat: bool, counter: int, received: float,
+    def _prepare(self, raw: bytes, endpoint: str, counter: int, received: float,
                  request: web.Request, rid: str) -> tuple[Seq, Emitter, Any, FaultSpec | None]:
         p = self.profile
-        req: Any = parse_request(ChatRequest if chat else CompletionRequest, raw)
+        chat = endpoint != "completions"
+        req: Any
+        if endpoint == "responses":
+            req = parse_request(ResponsesRequest, raw).as_chat()
+        else:
+            req = parse_request(ChatRequest if chat else CompletionRequest, raw)
         if req.model not in self.models:
             raise ApiError(404, f"The model `{req.model}` does not exist.", "model")
         tokens = prompt_token_list(req, chat)
@@ -249,10 +319,12 @@ class SimServer:
         fault = self.fault_plan.pick(counter)
         if fault is not None and fault.kind == "no_done" and not req.stream:
             fault = None  # nothing to leave out of a non-streamed response
-        truth = Truth(id=rid, endpoint="chat" if chat else "completions", model=req.model,
+        truth = Truth(id=rid, endpoint=endpoint, model=req.model,
                       stream=bool(req.stream), n=req.n, prompt_tokens=prompt_tokens,
                       received_s=received, fault=fault.label() if fault else None)
         ctx = chunk_context(req, chat, rid, prompt_tokens, self.corpus, self.seed, key, reasoning)
+        if endpoint == "responses":
+            ctx = dataclasses.replace(ctx, responses=True)
         emitter = Emitter(ctx, truth, request.transport, stream=bool(req.stream), fault=fault,
                           coalescer=self.engine.coalescer if req.stream else None)
         seq = Seq(truth=truth, prompt_tokens=prompt_tokens, targets=targets, reasons=reasons,

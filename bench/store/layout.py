@@ -30,12 +30,14 @@ __all__ = [
     "SERVER_METRICS", "SUMMARY",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Version 3 added chunk kinds (tool_call, function_call, refusal) after the old codes, so a
 # version 2 run reads unchanged; its records keep the error kinds of their day (no_done).
 # Version 4 added run.json `provenance` (absent, read as None, in versions 2 and 3); a bench
 # of version 3 refuses a version 4 run by its number, not by the unknown key.
-READABLE_VERSIONS = (2, 3, 4)
+# Version 5 added the request columns `inputs` and `body_s` (non-streamed answers: embeddings),
+# read as null in earlier versions, whose runs were all streamed.
+READABLE_VERSIONS = (2, 3, 4, 5)
 MANIFEST = "run.json"
 JOURNAL = "requests.jsonl"
 CHUNKS = "chunks.parquet"
@@ -66,6 +68,8 @@ REQUEST_DTYPES = {
     "http_status": "Int64", "retry_after_s": "float64", "finish_reason": "string",
     "usage_prompt_tokens": "Int64", "usage_completion_tokens": "Int64", "server_request_id": "string",
     "max_tokens": "Int64", "n": "int64", "done_seen": "bool", "reconnected": "bool", "output_chars": "int64",
+    "inputs": "Int64", "body_s": "float64",
+    "usage_reasoning_tokens": "Int64",
 }
 _ARROW_TYPES = {"int64": pa.int64(), "Int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
                 "bool": pa.bool_()}

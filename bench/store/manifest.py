@@ -136,6 +136,11 @@ class ClientInfo(RecordedSection):
     cpu_percent: CpuUse | None = None
     workers: list[WorkerInfo] | None = None
     warnings: list[ValidityWarning] | None = None  # the client near its ceiling (bench.analysis.clientload)
+    in_flight_cap: int | None = None  # most requests in flight at once (load.max_concurrency or the default)
+    in_flight_cap_from: str | None = None  # "load.max_concurrency", or which machine limit set the default
+    not_sent: int | None = None  # scheduled requests never sent: later than load.max_send_lag_s
+    drain_cancelled: int | None = None  # in flight when the drain time ran out: cancelled
+    peak_rss_mib: float | None = None  # the client process's peak resident memory
 
     def record_load(self, stats: Mapping[str, Any]) -> None:
         """Take this process's LoopMonitor stats (`loop_lag_ms`, `cpu_percent`)."""

@@ -14,11 +14,20 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset  # pyarrow.parquet imports it on first read: here, at start, not at a run's end
 import pyarrow.parquet as pq
 
 from bench.records import CHUNK_KINDS, NO_TOKENS, SCALAR_FIELDS, ChunkBatch
 from bench.store.journal import journal_chunks, journal_rows
-from bench.store.layout import BATCH_RECORDS, CHUNK_SCHEMA, CHUNKS, JOURNAL, RAW_REQUESTS, REQUEST_DTYPES
+from bench.store.layout import (
+    BATCH_RECORDS,
+    CHUNK_SCHEMA,
+    CHUNKS,
+    JOURNAL,
+    RAW_COLUMNS,
+    RAW_REQUESTS,
+    REQUEST_DTYPES,
+)
 
 __all__ = ["ChunkSource", "JournalReader", "chunk_source", "frame_batch", "read_chunks", "read_raw_requests"]
 
@@ -43,6 +52,9 @@ def _raw_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _typed_raw(frame: pd.DataFrame) -> pd.DataFrame:
+    for name in set(REQUEST_DTYPES) - set(frame.columns):  # a column added after the run's version
+        frame[name] = None
+    frame = frame[[*RAW_COLUMNS, "server_timings"]]  # the parquet file's order, whichever was read
     frame = frame.astype({**REQUEST_DTYPES, "server_timings": "string"})
     return frame.sort_values("request_id", kind="stable", ignore_index=True)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.errors import BenchInputError, RunFailed, TargetUnusable
+from bench.errors import BenchInputError, ServerStartFailed, TargetUnusable
 from bench.redact import redact_argv
 from bench.runner.client import ClientError, StreamClient
 from bench.runner.process import separate_cores
@@ -70,7 +70,7 @@ def _launch_server(launch: Launch, base_url: str, stack: ExitStack) -> TargetInf
     try:
         server.start()
     except LaunchError as exc:
-        raise RunFailed(f"target.launch: {exc}") from None
+        raise ServerStartFailed(f"target.launch: {exc}", log) from None
     # Stopped by PID (its process group) however the run ends.
     stack.callback(server.stop)
     command = " ".join(redact_argv(split_command(launch.command)))

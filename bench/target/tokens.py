@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import numpy as np
 import orjson
 
+from bench.runner.attempt import make_recorder
 from bench.runner.client import StreamClient
-from bench.runner.recorder import StreamRecorder
+from bench.runner.unary import EmbeddingsReader
 from bench.scenario.prompts import TokenModel, synthetic_text
 from bench.scenario.schema import Scenario
 from bench.target.resolve import with_retries
-from bench.workload.plan import ENDPOINT_PATHS
+from bench.workload.bodies import ENDPOINT_PATHS, base_body, prompt_fields
 
 __all__ = ["PROBE_PROMPT_WORDS", "probe_prompt_tokens"]
 
@@ -55,17 +55,17 @@ async def probe_prompt_tokens(scenario: Scenario, client: StreamClient, model: s
 async def _server_prompt_tokens(scenario: Scenario, client: StreamClient, model: str, words: int) -> int | None:
     rng = np.random.default_rng([scenario.seed, words, 0xCA1])
     text = synthetic_text(words, rng, PROBE_LABEL)
-    body: dict[str, Any] = {"model": model, "max_tokens": 1, "stream": True, "stream_options": {"include_usage": True}}
-    if scenario.target.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": text}]
-    else:
-        body["prompt"] = text
-    recorder = StreamRecorder(0.0)
+    endpoint = scenario.target.endpoint
+    body = base_body({"max_tokens": 16 if endpoint == "responses" else 1}, model, endpoint)
+    body.update(prompt_fields(endpoint, [{"role": "user", "content": text}], text))
+    recorder = make_recorder(endpoint, 0.0)
     async with asyncio.timeout(scenario.target.timeouts.ttft_s):
-        response = await client.open_stream(ENDPOINT_PATHS[scenario.target.endpoint], orjson.dumps(body))
+        response = await client.open_stream(ENDPOINT_PATHS[endpoint], orjson.dumps(body))
         try:
             async for t, data in response.reads():
                 recorder.feed(t, data)
+            if isinstance(recorder, EmbeddingsReader):
+                recorder.close(0.0)
         finally:
             await response.aclose()
     return recorder.usage_tokens()[0]

@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.scenario.loader import resolve_path
 from bench.scenario.schema import Load, Scenario, Timeouts
+from bench.workload.bodies import ENDPOINT_PATHS
 from bench.workload.schedule import Schedule, ScheduledStage
 
 __all__ = [
@@ -18,7 +19,6 @@ __all__ = [
 ]
 
 
-ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
 
 def stage_plans(schedule: Schedule, load: Load) -> list[StagePlan]:
@@ -64,12 +64,16 @@ def trace_prompts_for(scenario: Scenario, trace: Any) -> list[Any] | None:
     return trace_prompts(trace, scenario.load.trace.block_tokens, scenario.seed)
 
 
-def build_plan(scenario: Scenario) -> RunPlan:
+def build_plan(scenario: Scenario, in_flight_cap: int | None = None) -> RunPlan:
+    """The run's plan; `in_flight_cap` applies when the scenario sets no load.max_concurrency."""
     load = scenario.load
     return RunPlan(
         path=ENDPOINT_PATHS[scenario.target.endpoint],
+        endpoint=scenario.target.endpoint,
         timeouts=scenario.target.timeouts,
-        max_concurrency=load.max_concurrency,
+        max_concurrency=load.max_concurrency or in_flight_cap,
+        max_send_lag_s=load.max_send_lag_s,
+        drain_s=load.drain_s,
         send_rate_limit=load.send_rate_limit,
         max_requests=load.max_requests,
         warmup_requests=load.warmup.requests,
@@ -94,10 +98,13 @@ class StagePlan:
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
-    path: str  # "/chat/completions" or "/completions"
+    path: str  # bench.workload.bodies.ENDPOINT_PATHS: "/chat/completions", "/embeddings", ...
     timeouts: Timeouts
     max_concurrency: int | None = None
     send_rate_limit: float | None = None
     max_requests: int | None = None  # over the whole run
     warmup_requests: int = 0
     warmup_s: float = 0.0
+    max_send_lag_s: float | None = None  # open loop: later than this, a request is not sent (counted)
+    drain_s: float | None = None  # in-flight requests' time once sending ends (None: their own timeouts)
+    endpoint: str = "chat"  # scenario target.endpoint: which recorder reads the answers

@@ -16,6 +16,7 @@ import orjson
 from bench.scenario.prompts import VOCAB, Messages, Prompt, PromptSet, TokenModel
 from bench.scenario.schema import Scenario
 from bench.scenario.sources import load_prompts
+from bench.workload.bodies import MAX_TOKENS_FIELD, base_body, prompt_fields
 
 __all__ = ["ConversationState", "RequestSpec", "Workload", "variant_bodies"]
 
@@ -39,6 +40,7 @@ class RequestSpec:
     conversation: int = -1
     turn: int = 0
     state: ConversationState | None = None
+    inputs: int | None = None  # embeddings: the inputs the body carries
 
 
 # One drawn request before its body is built: prompt index, variant, block, later turns.
@@ -61,6 +63,7 @@ class Workload:
     def __init__(self, scenario: Scenario, scenario_path: Path, model: str,
                  prompts: list[Prompt] | None = None, token_model: TokenModel | None = None) -> None:
         self._endpoint = scenario.target.endpoint
+        self._batch = scenario.requests.batch if scenario.requests else 1
         self._bases = variant_bodies(scenario, model)
         # A variant's explicit max_tokens beats per-prompt output lengths: it is the point of it.
         self._pinned = {name: set(v.model_dump(exclude_unset=True)) for name, v in scenario.variants.items()}
@@ -137,23 +140,36 @@ class Workload:
             prompt = self.prompts[index]
         upcoming = upcoming or ()
         messages = self._prefixed(_user_messages(prompt), block)
-        body = self._body(messages if self._endpoint == "chat" or prompt.text is None else None,
-                          prompt.max_tokens, variant, text=prompt.text if self._endpoint != "chat" else None)
+        text = prompt.text if not self._prefixes else None
+        batch = self._batch_texts(index, prompt, block) if self._batch > 1 else None
+        body = self._body(messages, prompt.max_tokens, variant, text, batch)
         state = ConversationState(tuple(messages), upcoming) if self._conversation is not None else None
         conversation = block if state is not None else -1
-        return RequestSpec(index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1), variant, block,
-                           conversation, 0, state)
+        limit = MAX_TOKENS_FIELD[self._endpoint]
+        inputs = (len(batch) if batch else 1) if self._endpoint == "embeddings" else None
+        return RequestSpec(index, orjson.dumps(body), body.get(limit) if limit else None, body.get("n", 1), variant,
+                           block, conversation, 0, state, inputs)
 
-    def _body(self, messages: list[dict[str, str]] | None, max_tokens: int | None, variant: str,
-              text: str | None = None) -> dict[str, Any]:
+    def _body(self, messages: Messages, max_tokens: int | None, variant: str, text: str | None = None,
+              batch: list[str] | None = None) -> dict[str, Any]:
         body = dict(self._bases[variant])
-        if self._endpoint == "chat":
-            body["messages"] = messages or []
-        else:
-            body["prompt"] = text if text is not None else _flatten(messages or [])
-        if max_tokens is not None and "max_tokens" not in self._pinned.get(variant, ()):
-            body["max_tokens"] = max_tokens
+        body.update(prompt_fields(self._endpoint, messages, text, batch))
+        limit = MAX_TOKENS_FIELD[self._endpoint]
+        if limit is not None and max_tokens is not None and "max_tokens" not in self._pinned.get(variant, ()):
+            body[limit] = max_tokens
         return body
+
+    def _batch_texts(self, index: int, first: Prompt, block: int) -> list[str]:
+        """Embeddings: the inputs of the request drawn at `index`: its prompt, then the prompts
+        after it in the dataset; synthetic prompts index * batch ... (index + 1) * batch - 1,
+        made for this draw alone (no input comes twice in a run)."""
+        size = self._batch
+        if self._synthetic is not None:
+            prompts = [self._synthetic[index * size + j] for j in range(size)]
+        else:
+            prompts = [first, *(self.prompts[(index + j) % len(self.prompts)] for j in range(1, size))]
+        return [p.text if p.text is not None and not self._prefixes
+                else _flatten(self._prefixed(_user_messages(p), block)) for p in prompts]
 
     def _prefixed(self, messages: Messages, block: int) -> Messages:
         if not self._prefixes:
@@ -206,7 +222,8 @@ def _shared_prefixes(scenario: Scenario) -> list[str]:
 
 def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:
     """The request body template of each variant ("" when the scenario has none)."""
-    base = _base_body(scenario.sampling.model_dump(exclude_none=True), model)
+    endpoint = scenario.target.endpoint
+    base = base_body(scenario.sampling.model_dump(exclude_none=True), model, endpoint)
     if not scenario.variants:
         return {"": base}
     bodies = {}
@@ -214,20 +231,8 @@ def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:
         overrides = variant.model_dump(exclude_none=True, exclude_unset=True)
         merged = {**scenario.sampling.model_dump(exclude_none=True), **overrides}
         merged["extra_body"] = {**scenario.sampling.extra_body, **overrides.get("extra_body", {})}
-        bodies[name] = _base_body(merged, merged.pop("model", model))
+        bodies[name] = base_body(merged, merged.pop("model", model), endpoint)
     return bodies
-
-
-def _base_body(sampling: dict[str, Any], model: str) -> dict[str, Any]:
-    sampling = dict(sampling)
-    extra = sampling.pop("extra_body", {}) or {}
-    body: dict[str, Any] = {"model": model, **sampling}
-    body.update(extra)
-    body["stream"] = True
-    options = dict(body.get("stream_options") or {})
-    options["include_usage"] = True
-    body["stream_options"] = options
-    return body
 
 
 def _flatten(messages: Messages) -> str:

@@ -178,6 +178,7 @@ def test_slo_and_variant_tables_appear_when_the_run_has_them():
     assert "SLO" not in {t.title[:3] for t in report.report_tables(make_run(n=50))}
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None and not os.environ.get("BENCH_REQUIRE_BROWSER"),
                     reason="Chromium not installed (apt-get install -y chromium); CI sets BENCH_REQUIRE_BROWSER")
 def test_headless_chromium_renders_the_report_offline(run_dir, tmp_path):

@@ -33,9 +33,24 @@ def token_stats(chunks: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def phase_stats(chunks: pd.DataFrame) -> pd.DataFrame:
+    """Per request having reasoning chunks: its first reasoning chunk, first and last answer
+    chunk (any other token kind), and the token counts (1 when unknown) of each phase."""
+    tok = token_chunks(chunks).copy()
+    tok["counted"] = tok["tokens"].fillna(1).astype("int64")
+    reasoning = tok[tok["kind"] == "reasoning"]
+    answer = tok[(tok["kind"] != "reasoning") & tok["request_id"].isin(reasoning["request_id"])]
+    by_r, by_a = reasoning.groupby("request_id"), answer.groupby("request_id")
+    frame = pd.DataFrame({"reasoning_first_s": by_r["t_s"].min(), "answer_first_s": by_a["t_s"].min(),
+                          "answer_last_s": by_a["t_s"].max(), "reasoning_chunk_tokens": by_r["counted"].sum(),
+                          "answer_chunk_tokens": by_a["counted"].sum()})
+    frame["answer_chunk_tokens"] = frame["answer_chunk_tokens"].fillna(0).astype("int64")
+    return frame
+
+
 def per_request(raw: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
     """`derive.per_request` with the token statistics taken from the oracle."""
-    return per_request_from_stats(raw, token_stats(chunks))
+    return per_request_from_stats(raw, token_stats(chunks), phase_stats(chunks))
 
 
 def itl_gaps(chunks: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from bench.analysis.results import finalize_run
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
 from bench.metrics import scan as chunkscan
+from bench.metrics.catalogue import REASONING, SUMMARISED
 from bench.metrics.distribution import distribution
 from bench.records import (
     CHUNK_KINDS,
@@ -174,6 +175,37 @@ def test_another_schema_version_is_refused(stored, tmp_path):
     (copy / "run.json").write_text(json.dumps({**manifest, "schema_version": 1}))
     with pytest.raises(BenchInputError, match="schema_version 1 is not supported"):
         bench.load_run(copy)
+
+
+def test_a_version_4_run_without_the_columns_of_version_5_still_loads(stored, tmp_path):
+    """As version 4 stored it: no `inputs` or `body_s` request column (every answer was
+    streamed): read as null, the same metrics and summary."""
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for path in stored.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((stored / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**manifest, "schema_version": 4}))
+    new = ["inputs", "body_s"]
+    for name in (store.RAW_REQUESTS, store.REQUESTS):
+        table = pq.read_table(stored / name)
+        assert set(new) <= set(table.column_names)
+        pq.write_table(table.drop_columns(new), copy / name)
+    lines = [json.loads(line) for line in (stored / store.JOURNAL).read_text().splitlines()]
+    (copy / store.JOURNAL).write_text("".join(json.dumps({k: v for k, v in row.items() if k not in new}) + "\n"
+                                              for row in lines))
+    original, old = bench.load_run(stored), bench.load_run(copy)
+    assert old.manifest.schema_version == 4 and old.summary == original.summary
+    for raw in (store.read_raw_requests(copy), _journal_only(copy)):
+        assert raw["inputs"].isna().all() and raw["body_s"].isna().all()
+        pd.testing.assert_frame_equal(raw, store.read_raw_requests(stored))
+    pd.testing.assert_frame_equal(old.requests.drop(columns=new, errors="ignore"),
+                                  original.requests.drop(columns=new))
+
+
+def _journal_only(run_dir: Path) -> pd.DataFrame:
+    (run_dir / store.RAW_REQUESTS).unlink(missing_ok=True)
+    return store.read_raw_requests(run_dir)
 
 
 def test_a_version_2_run_still_loads(stored, tmp_path):
@@ -355,11 +387,26 @@ def test_a_summary_stored_before_the_typed_model_reads_and_writes_back_byte_for_
     assert Summary.from_json(summary.to_json()) == summary
 
 
+def _without(data, keys):
+    """summary.json's dict without the given metric keys, in every stage and variant too."""
+    if not isinstance(data, dict):
+        return data
+    return {k: _without(v, keys) for k, v in data.items() if k not in keys}
+
+
 def test_summary_json_is_the_typed_summary(stored):
     run = bench.load_run(stored)
     stored_text = (stored / store.SUMMARY).read_text(encoding="utf-8")
     assert json.dumps(run.summary.to_json(), indent=2) + "\n" == stored_text
-    assert json.loads(stored_text) == json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))  # unchanged numbers
+    now = json.loads(stored_text)
+    # input tokens/s came after the golden file: total tokens/s less output tokens/s, in every scope
+    for scope in (now, *now["stages"].values(), *now["variants"].values()):
+        thr = scope["throughput"]
+        assert thr.pop("input_tokens_per_s") == pytest.approx(thr["total_tokens_per_s"] - thr["output_tokens_per_s"])
+    # unchanged numbers; the reasoning-phase metrics were declared after the stored file was written
+    added = {m.summary_key for m in REASONING}
+    assert list(run.summary.distributions) == [m.summary_key for m in SUMMARISED]  # a new summary has all
+    assert _without(now, added) == json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))
 
 
 def test_a_summary_without_saturation_is_read_as_not_stored(stored, tmp_path):
