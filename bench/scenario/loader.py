@@ -121,5 +121,5 @@ def _check_files(scenario: Scenario, path: Path) -> None:
             raise BenchInputError(f"{path}: load.trace.file: trace file not found: {trace_path}")
     if scenario.requests is not None and scenario.requests.file is not None:
         data_path = resolve_path(path, scenario.requests.file)
-        if not data_path.is_file():
+        if not (data_path.is_file() or (data_path.is_dir() and scenario.requests.format in ("hf", "auto"))):
             raise BenchInputError(f"{path}: requests.file: dataset file not found: {data_path}")
