@@ -27,6 +27,8 @@ def _requests_needed(scenario: Scenario, source: str) -> None:
         raise BenchInputError(f"{source}: requests: required field is missing")
     if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":
         raise BenchInputError(f"{source}: requests.conversation: multi-turn chats need target.endpoint: chat")
+    if scenario.requests is not None and scenario.requests.images and scenario.target.endpoint != "chat":
+        raise BenchInputError(f"{source}: requests.images: images go in chat messages: they need target.endpoint: chat")
     _endpoint_fields(scenario, source)
 
 

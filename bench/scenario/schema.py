@@ -16,7 +16,7 @@ from bench.scenario.base import NonNegFloat, OrBare, PositiveFloat, Strict
 from bench.scenario.lengths import Fixed, LengthDist, LogNormal, Normal, Uniform, coerce_length
 
 __all__ = [
-    "Arrival", "Conversation", "DatasetColumns", "Fixed", "Launch", "LengthDist", "Load", "LogNormal", "Message",
+    "Arrival", "Conversation", "DatasetColumns", "Fixed", "Images", "Launch", "LengthDist", "Load", "LogNormal", "Message",
     "NonNegFloat", "Normal", "OrBare", "PositiveFloat", "Ramp", "RaySettings", "Requests",
     "Sampling", "Scenario", "ServerMetrics", "SharedPrefix", "Slo", "Stage", "Strict", "Synthetic",
     "Target", "ThinkTime", "Timeouts", "Trace", "Uniform", "Variant", "Warmup",
@@ -122,6 +122,19 @@ class SharedPrefix(Strict):
     groups: Annotated[int, Field(ge=1)] = 1
 
 
+class Images(Strict):
+    """Synthetic images in each chat request (base64 data URIs in the user turn's content
+    parts), drawn from a pool of `distinct` images made from the seed before the run."""
+
+    count: Annotated[int, Field(ge=1, le=16)] = 1
+    width: Annotated[int, Field(ge=16, le=4096)] = 512
+    height: Annotated[int, Field(ge=16, le=4096)] = 512
+    format: Literal["png", "jpeg"] = "png"
+    distinct: Annotated[int, Field(ge=1, le=10_000)] = Field(default=64, description=(
+        "Images in the pool; request i takes its count from position i * count on. A server's multimodal "
+        "cache can hit when requests outnumber them."))
+
+
 class DatasetColumns(Strict):
     """Which columns of a local Hugging Face dataset (`requests.format: hf`) hold what."""
 
@@ -140,6 +153,7 @@ class Requests(Strict):
     format: Literal["auto", "jsonl", "sharegpt", "hf"] = Field(default="auto", description=(
         "auto: .json ShareGPT, .parquet/.arrow or a directory a Hugging Face dataset, else JSONL."))
     columns: DatasetColumns | None = None
+    images: Images | None = None
     synthetic: Synthetic | None = None
     order: Literal["random", "cycle"] = "random"
     conversation: Conversation | None = None

@@ -84,6 +84,8 @@ class Profile(BaseModel):
     tokens_per_chunk: int = Field(default=1, ge=1)
     # Chat only: this many tokens are streamed as `reasoning_content` before `content`.
     reasoning_tokens: int = Field(default=0, ge=0)
+    # Chat only: prompt tokens each image part counts for (its prefill cost follows).
+    image_tokens: int = Field(default=256, ge=1)
     prefix_cache: bool = False
     prefix_block_tokens: int = Field(default=16, ge=1)
     header_delay_ms: float = Field(default=0.0, ge=0)

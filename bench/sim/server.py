@@ -307,7 +307,7 @@ class SimServer:
             req = parse_request(ChatRequest if chat else CompletionRequest, raw)
         if req.model not in self.models:
             raise ApiError(404, f"The model `{req.model}` does not exist.", "model")
-        tokens = prompt_token_list(req, chat)
+        tokens = prompt_token_list(req, chat, p.image_tokens)
         prompt_tokens = len(tokens)
         max_tokens = max_tokens_of(req, chat, prompt_tokens, p.max_model_len)
         key = output_key(req, tokens, counter)
