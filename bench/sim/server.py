@@ -222,6 +222,7 @@ class SimServer:
         raw = await request.read()
         if stamp is not None:
             stamp.rx = None
+            request["received_end_s"] = stamp.last  # the body's last bytes: it is all read now
         return received, raw
 
     def _body(self, raw: bytes) -> Any:
@@ -321,7 +322,8 @@ class SimServer:
             fault = None  # nothing to leave out of a non-streamed response
         truth = Truth(id=rid, endpoint=endpoint, model=req.model,
                       stream=bool(req.stream), n=req.n, prompt_tokens=prompt_tokens,
-                      received_s=received, fault=fault.label() if fault else None)
+                      received_s=received, fault=fault.label() if fault else None,
+                      received_end_s=request.get("received_end_s"))
         ctx = chunk_context(req, chat, rid, prompt_tokens, self.corpus, self.seed, key, reasoning)
         if endpoint == "responses":
             ctx = dataclasses.replace(ctx, responses=True)
