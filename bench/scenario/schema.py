@@ -86,8 +86,11 @@ class Synthetic(Strict):
     calibrate: bool = Field(
         default=True,
         description="Probe the server's usage.prompt_tokens for two prompt sizes before the run and "
-                    "size prompts so they reach the requested token counts on its tokenizer and template.",
+                    "size prompts in its tokens (its tokenizer; its chat template too with prompt_basis: server).",
     )
+    prompt_basis: Literal["raw", "server"] = Field(default="raw", description=(
+        "raw: prompt_tokens of text, as vLLM bench serve and GuideLLM send them (the server adds its chat "
+        "template); server: the server's usage.prompt_tokens, template included."))
 
     _c1 = field_validator("prompt_tokens", mode="before")(lambda cls, v: coerce_length(v))
     _c2 = field_validator("output_tokens", mode="before")(lambda cls, v: coerce_length(v))

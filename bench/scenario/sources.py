@@ -31,6 +31,9 @@ def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenMode
         return read_jsonl_prompts(path)
     assert req.synthetic is not None
     seed = req.synthetic.seed if req.synthetic.seed is not None else scenario.seed
+    if token_model is not None and req.synthetic.prompt_basis == "raw":
+        # Text tokens only, as the peers count them: the server's template comes on top.
+        token_model = TokenModel(overhead=0.0, per_word=token_model.per_word)
     synthetic = SyntheticPrompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens, seed, token_model)
     return PromptSet("synthetic", [], synthetic=synthetic)
 

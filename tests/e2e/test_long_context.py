@@ -20,7 +20,7 @@ def test_100k_token_prompts_are_sent_whole_and_timed_from_the_kernel_stamp(scena
     with start_sim(profile=profile, seed=1) as sim:
         result = run_in_process(scenario_dir, {
             "target": {"base_url": sim.base_url, "timeouts": {"ttft_s": 120}},
-            "requests": {"synthetic": {"prompt_tokens": PROMPT, "output_tokens": 16}},
+            "requests": {"synthetic": {"prompt_tokens": PROMPT, "output_tokens": 16, "prompt_basis": "server"}},
             "sampling": {"extra_body": {"ignore_eos": True}},
             "load": {"concurrency": 4, "max_requests": 8}})
         truth = sim_truth(sim.root_url)
