@@ -14,6 +14,8 @@ from benchtest import run_in_process, sim_truth
 import bench
 from bench.commands.cli import main
 from bench.metrics.catalogue import ITL, OUTPUT_TOKENS, TPOT
+from bench.report.document import write_reports
+from bench.report.figures import run_figures
 from bench.report.tables import report_tables
 from bench.sim import start_sim
 from bench.sim.profile import load_profile, model_profile, predict
@@ -96,6 +98,14 @@ def test_per_model_summaries_match_each_models_profile(scenario_dir, tmp_path, c
     per_model = next(t for t in report_tables(run) if t.title == "Per model (ms)")
     assert [row[0] for row in per_model.rows] == ["fast", "fast-lora", "slow"]
     assert [row[2] for row in per_model.rows] == ["33.3%"] * 3
+    figs = run_figures(run)
+    for stem in ("model_cdf", "model_ladder"):
+        for ax in figs[stem].axes:
+            labels = {line.get_label().split(" (")[0] for line in ax.get_lines() if not line.get_label().startswith("_")}
+            assert labels == {"fast", "slow", "fast-lora"}, (stem, labels)
+    write_reports(run)
+    report = (run.path / "report.md").read_text()
+    assert "## Per model (ms)" in report and "![model_cdf](figures/model_cdf.png)" in report
     # compare: one table per model the runs share (here a run against itself: nothing differs)
     out = tmp_path / "cmp"
     assert main(["compare", str(run.path), str(run.path), "--out", str(out), "--resamples", "500"]) == 0
