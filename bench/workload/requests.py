@@ -233,8 +233,13 @@ def _shared_prefixes(scenario: Scenario) -> list[str]:
         return []
     rng = np.random.default_rng([scenario.seed, 0x9F1E])
     vocab = np.array(VOCAB)
-    return [f"group {g}: " + " ".join(vocab[rng.integers(len(vocab), size=max(shared.tokens - 2, 1))])
-            for g in range(shared.groups)]
+    prefixes = []
+    for g in range(shared.groups):
+        # exactly `tokens` words (one token each, by the synthetic prompts' convention); each
+        # group's differs from the first word
+        head = ["group", f"{g}:"] if shared.tokens > 1 else [f"group-{g}:"]
+        prefixes.append(" ".join([*head, *vocab[rng.integers(len(vocab), size=shared.tokens - len(head))]]))
+    return prefixes
 
 
 def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:
