@@ -67,6 +67,8 @@ class SimServer:
         self.corpus = build_corpus(seed)
         self.engine: Engine = self.served[profile.models[0]].engine  # the first; /metrics reports it
         self.engines = engines(self.served)
+        # /metrics: each engine under the first name it serves (adapters show in their base model's)
+        self.engine_names = [(e, next(s.name for s in self.served.values() if s.engine is e)) for e in self.engines]
         self.counter = 0
         self.tag = f"{os.getpid() & 0xFFFF:04x}"
         self.truths: dict[str, Truth] = {}
@@ -170,7 +172,7 @@ class SimServer:
         return web.Response(body=orjson.dumps(truth.to_json()), content_type=JSON)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        text = prometheus_text(self.engine, self.profile.models[0], self.requests_total, self.errors_total,
+        text = prometheus_text(self.engine_names, self.requests_total, self.errors_total,
                                self.faults_total)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 

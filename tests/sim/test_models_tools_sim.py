@@ -11,6 +11,7 @@ import pytest
 
 from bench.sim import ProfileError, load_profile, start_sim
 from bench.sim.profile import model_profile
+from bench.target.promscrape import parse_prometheus_text
 
 TOOLS = [{"type": "function", "function": {"name": "alpha"}}, {"type": "function", "function": {"name": "beta"}}]
 PROFILE = {"models": ["base", "other"], "adapters": {"base-lora": "base"},
@@ -59,6 +60,10 @@ def test_models_adapters_404_and_tool_answers():
         with urllib.request.urlopen(f"{sim.base_url}/models", timeout=10) as resp:
             cards = {c["id"]: c["parent"] for c in json.load(resp)["data"]}
         assert cards == {"base": None, "other": None, "base-lora": "base"}
+        with urllib.request.urlopen(f"{sim.root_url}/metrics", timeout=10) as resp:
+            samples = parse_prometheus_text(resp.read().decode())
+        running = sorted(dict(s.labels)["model_name"] for s in samples if s.name == "vllm:num_requests_running")
+        assert running == ["base", "other"]  # one series per engine (the adapter runs in base's)
         status, body = _post(f"{sim.base_url}/chat/completions", _chat("missing"))
         assert status == 404 and body["error"]["message"] == "The model `missing` does not exist."
         # tools on a model whose probability is 0 (auto): text; "required": a call of one of them
