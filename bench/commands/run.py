@@ -131,6 +131,10 @@ class RunSession:
                                 new_manifest(scenario, self.options, self.target, self.model))
         self.writer.manifest.server = ServerInfo.model_validate(server_info)
         self.writer.manifest.workload = workload_info(self.workload.prompt_set)
+        if trace is not None and trace.attrs.get("left_out"):
+            self.writer.manifest.notes.append(
+                f"trace: {trace.attrs['left_out']} rows with 0 response tokens (failed in the logged service) "
+                "were left out of the replay")
         if token_model is not None:
             self.writer.manifest.client.prompt_tokens_model = PromptTokenModel(overhead=token_model.overhead,
                                                                                per_word=token_model.per_word)

@@ -27,6 +27,8 @@ def _requests_needed(scenario: Scenario, source: str) -> None:
         raise BenchInputError(f"{source}: requests: required field is missing")
     if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":
         raise BenchInputError(f"{source}: requests.conversation: multi-turn chats need target.endpoint: chat")
+    if scenario.requests is not None and scenario.requests.images and scenario.target.endpoint != "chat":
+        raise BenchInputError(f"{source}: requests.images: images go in chat messages: they need target.endpoint: chat")
     _endpoint_fields(scenario, source)
     _models_and_tools(scenario, source)
 
@@ -138,5 +140,5 @@ def _check_files(scenario: Scenario, path: Path) -> None:
             raise BenchInputError(f"{path}: load.trace.file: trace file not found: {trace_path}")
     if scenario.requests is not None and scenario.requests.file is not None:
         data_path = resolve_path(path, scenario.requests.file)
-        if not data_path.is_file():
+        if not (data_path.is_file() or (data_path.is_dir() and scenario.requests.format in ("hf", "auto"))):
             raise BenchInputError(f"{path}: requests.file: dataset file not found: {data_path}")

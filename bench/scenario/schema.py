@@ -18,7 +18,7 @@ from bench.scenario.routing import ModelWeights
 from bench.scenario.tools import DEFAULT_TOOL_RESULT, ToolChoice, ToolSchema
 
 __all__ = [
-    "Arrival", "Conversation", "Fixed", "Launch", "LengthDist", "Load", "LogNormal", "Message",
+    "Arrival", "Conversation", "DatasetColumns", "Fixed", "Images", "Launch", "LengthDist", "Load", "LogNormal", "Message",
     "NonNegFloat", "Normal", "OrBare", "PositiveFloat", "Ramp", "RaySettings", "Requests",
     "Sampling", "Scenario", "ServerMetrics", "SharedPrefix", "Slo", "Stage", "Strict", "Synthetic",
     "Target", "ThinkTime", "Timeouts", "Trace", "Uniform", "Variant", "Warmup",
@@ -136,12 +136,38 @@ class SharedPrefix(Strict):
     groups: Annotated[int, Field(ge=1)] = 1
 
 
+class Images(Strict):
+    """Synthetic images in each chat request (base64 data URIs in the user turn's content
+    parts), drawn from a pool of `distinct` images made from the seed before the run."""
+
+    count: Annotated[int, Field(ge=1, le=16)] = 1
+    width: Annotated[int, Field(ge=16, le=4096)] = 512
+    height: Annotated[int, Field(ge=16, le=4096)] = 512
+    format: Literal["png", "jpeg"] = "png"
+    distinct: Annotated[int, Field(ge=1, le=10_000)] = Field(default=64, description=(
+        "Images in the pool; request i takes its count from position i * count on. A server's multimodal "
+        "cache can hit when requests outnumber them."))
+
+
+class DatasetColumns(Strict):
+    """Which columns of a local Hugging Face dataset (`requests.format: hf`) hold what."""
+
+    prompt: str | None = Field(default=None, description="A text column (default: prompt, text, instruction, ...).")
+    messages: str | None = Field(default=None, description="A column of [{role, content}] lists.")
+    output_tokens: str | None = Field(default=None, description="max_tokens per row (default: output_tokens).")
+    split: str = "train"
+
+
 class Requests(Strict):
-    """Exactly one source: `inline`, `file` (JSONL or ShareGPT JSON) or `synthetic`."""
+    """Exactly one source: `inline`, `file` (JSONL, ShareGPT JSON or a local Hugging Face
+    dataset) or `synthetic`."""
 
     inline: list[list[Message] | str] | None = None
     file: str | None = None
-    format: Literal["auto", "jsonl", "sharegpt"] = "auto"
+    format: Literal["auto", "jsonl", "sharegpt", "hf"] = Field(default="auto", description=(
+        "auto: .json ShareGPT, .parquet/.arrow or a directory a Hugging Face dataset, else JSONL."))
+    columns: DatasetColumns | None = None
+    images: Images | None = None
     synthetic: Synthetic | None = None
     order: Literal["random", "cycle"] = "random"
     conversation: Conversation | None = None
@@ -241,7 +267,7 @@ class Trace(Strict):
     """Replay of a request trace: Azure LLM inference CSV or Mooncake-style JSONL."""
 
     file: str
-    format: Literal["auto", "azure", "mooncake"] = "auto"
+    format: Literal["auto", "azure", "mooncake", "burstgpt"] = "auto"
     speedup: PositiveFloat = Field(default=1.0, description="Time-scale factor (2 = twice as fast).")
     target_rate: PositiveFloat | None = Field(
         default=None, description="Re-rate to this mean rate by thinning or superposing the trace."

@@ -20,6 +20,10 @@ def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenMode
         return PromptSet("inline", [_inline_prompt(item) for item in req.inline], len(req.inline))
     if req.file is not None:
         path = resolve_path(scenario_path, req.file)
+        if req.format == "hf" or (req.format == "auto" and (path.is_dir() or path.suffix in (".parquet", ".arrow"))):
+            from bench.scenario.hf_datasets import read_hf_prompts
+
+            return read_hf_prompts(path, req.columns)
         if req.format == "sharegpt" or (req.format == "auto" and path.suffix == ".json"):
             from bench.scenario.datasets import sharegpt_dataset
 

@@ -20,6 +20,7 @@ __all__ = [
     "CompletionRequest",
     "ContentPart",
     "EmbeddingRequest",
+    "ImageUrl",
     "ResponsesRequest",
     "StreamOptions",
     "parse_request",
@@ -89,10 +90,16 @@ class _Common(BaseModel):
         return tuple(s for s in stops if s)
 
 
+class ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    url: str
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: str
     text: str | None = None
+    image_url: ImageUrl | None = None
 
 
 class ChatMessage(BaseModel):
@@ -106,6 +113,12 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return " ".join(p.text or "" for p in self.content if p.type in ("text", "input_text"))
+
+    def images(self) -> list[str]:
+        """The data URIs of this message's image parts."""
+        if not isinstance(self.content, list):
+            return []
+        return [p.image_url.url for p in self.content if p.type == "image_url" and p.image_url is not None]
 
 
 class ChatRequest(_Common):

@@ -309,7 +309,7 @@ class SimServer:
             raise ApiError(404, f"The model `{req.model}` does not exist.", "model")
         served = self.served[req.model]
         p = served.profile
-        tokens = prompt_token_list(req, chat)
+        tokens = prompt_token_list(req, chat, p.image_tokens)
         prompt_tokens = len(tokens)
         max_tokens = max_tokens_of(req, chat, prompt_tokens, p.max_model_len)
         key = output_key(req, tokens, counter)

@@ -18,6 +18,7 @@ from bench.scenario.routing import model_split
 from bench.scenario.schema import Scenario
 from bench.scenario.sources import load_prompts
 from bench.workload.bodies import MAX_TOKENS_FIELD, base_body, prompt_fields, tool_fields
+from bench.workload.images import ImagePool, with_images
 from bench.workload.turns import ModelPicker, tool_turn
 
 __all__ = ["ConversationState", "RequestSpec", "Workload", "variant_bodies"]
@@ -85,6 +86,8 @@ class Workload:
         self._synthetic = self.prompt_set.synthetic
         self._conversation = scenario.requests.conversation if scenario.requests else None
         self._prefixes = _shared_prefixes(scenario)
+        images = scenario.requests.images if scenario.requests else None
+        self._images = ImagePool(images, scenario.seed) if images is not None else None
         self.keep_text = self._conversation is not None
         self._next = 0
         self._queue: list[_Draw] = []
@@ -160,6 +163,8 @@ class Workload:
             prompt = self.prompts[index]
         upcoming = upcoming or ()
         messages = self._prefixed(_user_messages(prompt), block)
+        if self._images is not None:  # chat only (the loader checks): the request's images join its user turn
+            messages = with_images(messages, self._images.parts_for(block))
         text = prompt.text if not self._prefixes else None
         batch = self._batch_texts(index, prompt, block) if self._batch > 1 else None
         body = self._body(messages, prompt.max_tokens, variant, text, batch, model)
