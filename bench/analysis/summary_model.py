@@ -191,6 +191,7 @@ class Summary:
     variants: dict[str, Summary] = field(default_factory=dict)
     paired: Paired | None = None
     saturation: list[dict[str, Any]] | None = None
+    models: dict[str, Summary] = field(default_factory=dict)  # by model, when requests named several
 
     def metric(self, metric: Metric) -> Distribution:
         """The metric's distribution (an empty one when the summary has none)."""
@@ -213,13 +214,15 @@ class Summary:
             out["variants"] = {k: s.to_json() for k, s in self.variants.items()}
         if self.paired is not None:
             out["paired"] = self.paired.to_json()
+        if self.models:
+            out["models"] = {k: s.to_json() for k, s in self.models.items()}
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Summary:
         """From summary.json's dict. KeyError, TypeError or ValueError when it is not one."""
         known = {*_BY_SUMMARY_KEY, "saturation", "requests", "throughput", "rate", "concurrency", "slo", "stages",
-                 "variants", "paired"}
+                 "variants", "paired", "models"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown summary keys {sorted(unknown)}")
@@ -235,4 +238,5 @@ class Summary:
             variants={k: cls.from_json(s) for k, s in (data.get("variants") or {}).items()},
             paired=Paired.from_json(data["paired"]) if data.get("paired") is not None else None,
             saturation=list(saturation) if saturation is not None else None,
+            models={k: cls.from_json(s) for k, s in (data.get("models") or {}).items()},
         )

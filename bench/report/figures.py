@@ -74,15 +74,18 @@ def _samples(requests: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, np.ndarray
             else catalogue.request_values(m, requests) for m in catalogue.PLOTTED}
 
 
-def variant_samples(run: Run) -> dict[str, dict[str, np.ndarray]]:
-    """run_samples split by sampling variant ({} when the run has no variants)."""
+def variant_samples(run: Run, column: str = "variant") -> dict[str, dict[str, np.ndarray]]:
+    """run_samples split by sampling variant ({} when the run has no variants); `column`
+    "model": split by the model each request named ({} with one model)."""
     ok = catalogue.counted(run.requests)
-    names = sorted(v for v in ok["variant"].dropna().unique().tolist() if v)
+    if column not in ok:
+        return {}
+    names = sorted(v for v in ok[column].dropna().unique().tolist() if v)
     if len(names) < 2:
         return {}
     gaps = run.itl
-    gap_variant = gaps["request_id"].map(ok.set_index("request_id")["variant"])
-    return {name: _samples(ok[ok["variant"] == name], gaps[gap_variant == name]) for name in names}
+    gap_variant = gaps["request_id"].map(ok.set_index("request_id")[column])
+    return {name: _samples(ok[ok[column] == name], gaps[gap_variant == name]) for name in names}
 
 
 def stage_frame(run: Run) -> pd.DataFrame | None:
@@ -263,6 +266,10 @@ def run_figures(run: Run) -> dict[str, Figure]:
     if by_variant:
         figs["variant_cdf"] = cdf_figure(by_variant, "Latency CDFs by sampling variant")
         figs["variant_ladder"] = ladder_figure(by_variant, "Percentile ladder by sampling variant")
+    by_model = variant_samples(run, "model")
+    if by_model:
+        figs["model_cdf"] = cdf_figure(by_model, "Latency CDFs by model")
+        figs["model_ladder"] = ladder_figure(by_model, "Percentile ladder by model")
     sweep = sweep_figure(run)
     if sweep is not None:
         figs["sweep"] = sweep

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from bench.analysis.results import Run
 
 __all__ = ["LATENCY_ROWS", "STATS", "Table", "client_workers_table", "errors_table", "fmt", "has_reasoning",
-           "latency_table", "metadata_table", "paired_table", "reasoning_table", "report_tables", "slo_table",
-           "stages_table", "throughput_table", "variants_table"]
+           "latency_table", "metadata_table", "models_table", "paired_table", "reasoning_table", "report_tables",
+           "slo_table", "stages_table", "throughput_table", "variants_table"]
 
 LATENCY_ROWS: tuple[Metric, ...] = LATENCY_TABLE
 STATS = STATISTICS
@@ -71,6 +71,7 @@ def report_tables(run: Run) -> list[Table]:
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
     for optional in (reasoning_table(summary), slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
+                     models_table(summary),
                      paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
         if optional is not None:
             tables.append(optional)
@@ -212,6 +213,20 @@ def variants_table(summary: Summary) -> Table | None:
         rows.append([name, fmt(v.requests.total), fmt(sum(v.requests.errors.values())),
                      fmt(v.metric(OUTPUT_TOKENS).p50), *_cells(v, VARIANT_CELLS)])
     return Table("Per variant (ms)", header, rows)
+
+
+def models_table(summary: Summary) -> Table | None:
+    """One row per model when the requests named several (target.models): its share of the
+    measured requests, errors, output tok/s and latency percentiles."""
+    models = summary.models
+    if not models:
+        return None
+    header = ["model", "requests", "share", "errors", "out tok/s", "out tok/req p50", *_headers(VARIANT_CELLS)]
+    total = sum(m.requests.total for m in models.values()) or 1
+    rows = [[name, fmt(m.requests.total), f"{m.requests.total / total:.1%}", fmt(sum(m.requests.errors.values())),
+             fmt(m.throughput.output_tokens_per_s), fmt(m.metric(OUTPUT_TOKENS).p50), *_cells(m, VARIANT_CELLS)]
+            for name, m in sorted(models.items())]
+    return Table("Per model (ms)", header, rows)
 
 
 def paired_table(summary: Summary) -> Table | None:

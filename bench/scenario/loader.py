@@ -30,6 +30,23 @@ def _requests_needed(scenario: Scenario, source: str) -> None:
     if scenario.requests is not None and scenario.requests.images and scenario.target.endpoint != "chat":
         raise BenchInputError(f"{source}: requests.images: images go in chat messages: they need target.endpoint: chat")
     _endpoint_fields(scenario, source)
+    _models_and_tools(scenario, source)
+
+
+def _models_and_tools(scenario: Scenario, source: str) -> None:
+    if scenario.target.models is not None:
+        for name, variant in scenario.variants.items():
+            if variant.model is not None:
+                raise BenchInputError(f"{source}: variants.{name}.model: a variant cannot switch the model "
+                                      "when target.models splits the traffic")
+    requests = scenario.requests
+    if requests is None:
+        return
+    if requests.tools is not None and scenario.target.endpoint not in ("chat", "responses"):
+        raise BenchInputError(f"{source}: requests.tools: tools need target.endpoint chat or responses "
+                              f"(got {scenario.target.endpoint})")
+    if requests.tool_choice is not None and not requests.tools:
+        raise BenchInputError(f"{source}: requests.tool_choice: give requests.tools as well")
 
 
 # Sampling fields each endpoint has no use for: refused rather than silently dropped.

@@ -14,6 +14,8 @@ from pydantic import Field, create_model, field_validator, model_validator
 from bench.metric_catalogue import SLO, SLO_KEYS
 from bench.scenario.base import NonNegFloat, OrBare, PositiveFloat, Strict
 from bench.scenario.lengths import Fixed, LengthDist, LogNormal, Normal, Uniform, coerce_length
+from bench.scenario.routing import ModelWeights
+from bench.scenario.tools import DEFAULT_TOOL_RESULT, ToolChoice, ToolSchema
 
 __all__ = [
     "Arrival", "Conversation", "DatasetColumns", "Fixed", "Images", "Launch", "LengthDist", "Load", "LogNormal", "Message",
@@ -52,6 +54,9 @@ class ServerMetrics(Strict):
 class Target(Strict):
     base_url: str | None = None
     model: str | None = None
+    models: ModelWeights | None = Field(
+        default=None, description="Several models: {name: weight} (each prompt goes to one, a seeded draw) "
+                                  "or [name, ...] (in turn). Replaces model.")
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the API key."
     )
@@ -72,6 +77,12 @@ class Target(Strict):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https:// (got {value!r})")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _one_model_field(self) -> Target:
+        if self.model is not None and self.models is not None:
+            raise ValueError("give model or models, not both")
+        return self
 
 
 class Message(Strict):
@@ -111,6 +122,9 @@ class Conversation(Strict):
 
     turns: Annotated[int, Field(ge=2, le=1000)]
     think_time_s: Annotated[ThinkTime, OrBare("number", 0)] = ThinkTime()
+    tool_result: str = Field(default=DEFAULT_TOOL_RESULT, description=(
+        "With requests.tools: an answer with tool calls is followed by a turn sending this as each "
+        "call's `tool` message (a turn of its own, counted in turns)."))
 
     @field_validator("think_time_s", mode="before")
     @classmethod
@@ -163,6 +177,8 @@ class Requests(Strict):
     shared_prefix: SharedPrefix | None = None
     batch: Annotated[int, Field(ge=1, le=4096)] = Field(
         default=1, description="target.endpoint: embeddings only: inputs per request (the batch size).")
+    tools: list[ToolSchema] | None = Field(default=None, description="OpenAI tool schemas, sent as written.")
+    tool_choice: ToolChoice | None = Field(default=None, description="auto | none | required | an object; sent as written.")
 
     @model_validator(mode="after")
     def _one_source(self) -> Requests:

@@ -59,6 +59,7 @@ class Truth:
     status: int = 200
     body: Any = None  # the request's JSON body, when the profile records them
     received_end_s: float | None = None  # the request's last bytes reached the process
+    tool_call: str | None = None  # the function a tool-call answer called
 
     def to_json(self) -> dict[str, Any]:
         reasons = self.finish_reasons
@@ -86,6 +87,7 @@ class Truth:
             "fault": self.fault,
             "coalesced": self.coalesced,
             "cancelled": self.cancelled,
+            "tool_call": self.tool_call,
         }
         if self.body is not None:
             out["body"] = self.body
