@@ -60,6 +60,7 @@ def _run_and_print(scenario: Scenario, scenario_path: Path, args: argparse.Names
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
                       _validity_messages(run), _run_notes(run))
+        _print_steady(run)
     if result.ended == "interrupted":
         # Stopped by the user: exit now (figures take seconds); the stored run renders them later.
         if not (args.no_report or args.quiet or args.json):
@@ -162,6 +163,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({run.manifest.ended})", str(run.path),
                       _validity_messages(run), _run_notes(run))
     return EXIT_OK
+
+
+def _print_steady(run: Any) -> None:
+    from bench.analysis.steady import steady_state
+    from bench.report.steady_table import steady_line
+
+    line = steady_line(steady_state(run))
+    if line is not None:
+        print(line)
 
 
 def _validity_messages(run: Any) -> list[str]:

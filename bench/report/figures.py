@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bench.analysis.steady import steady_state
 from bench.errors import BenchInputError
 from bench.metrics import catalogue
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, Scope
@@ -214,6 +215,9 @@ def timeline_figure(run: Run) -> Figure:
     plots.plot_ttft_over_time(axes[-1], run.requests)
     for verdict in saturation_verdicts(run):
         plots.mark_saturation(axes, float(verdict["start_s"]))
+    steady = steady_state(run)
+    if steady is not None:
+        plots.mark_window(axes, steady.start_s, steady.end_s, "steady state (MSER-5)")
     fig.suptitle(f"Timeline: {run_label(run)}")
     return fig
 
