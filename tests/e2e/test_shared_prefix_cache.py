@@ -16,7 +16,7 @@ def test_the_server_caches_each_group_s_prefix_exactly(tmp_path):
     with start_sim(profile="default", seed=2) as sim:
         result = run_in_process(tmp_path, {
             "name": "prefix", "seed": 3, "target": {"base_url": sim.base_url},
-            "requests": {"synthetic": {"prompt_tokens": 24, "output_tokens": 4},
+            "requests": {"synthetic": {"prompt_tokens": 24, "output_tokens": 4, "prompt_basis": "server"},
                          "shared_prefix": {"tokens": PREFIX_TOKENS, "groups": 2}},
             "load": {"concurrency": 1, "max_requests": 8},
         })
