@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis import precision
 from bench.analysis.paired import paired_variants
 from bench.analysis.summary_model import Concurrency, Rate, RequestCounts, SloSummary, Summary, Throughput
 from bench.metrics import catalogue, derive, scan
@@ -47,7 +48,7 @@ def summarize_gaps(requests: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: flo
     paired = paired_variants(requests) if names else None
     whole = _summarize_frame(rows, gaps, offered_rate, slo, consume=True)
     return Summary(whole.distributions, whole.requests, whole.throughput, whole.rate, whole.concurrency,
-                   whole.slo, stages=stages, variants=variants, paired=paired)
+                   whole.slo, stages=stages, variants=variants, paired=paired, precision=whole.precision)
 
 
 def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float | None,
@@ -57,7 +58,7 @@ def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float
     window = _window(rows)
     out_tokens = float(ok[OUTPUT_TOKENS.key].fillna(0).sum())
     prompt_tokens = float(ok["prompt_tokens"].fillna(0).sum())
-    distributions = _distributions(rows, gaps, consume)
+    distributions, intervals = _distributions(rows, gaps, consume)
     return Summary(
         distributions,
         requests=_counts(rows),
@@ -68,22 +69,34 @@ def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float
         rate=Rate(offered_rate, derive.send_rate(rows["sent_s"])),
         concurrency=Concurrency(derive.peak_concurrency(rows)),
         slo=_slo(rows, slo, window) if slo else None,
+        precision=intervals,
     )
 
 
-def _distributions(rows: pd.DataFrame, gaps: scan.ItlGaps, consume: bool) -> dict[str, Distribution]:
-    """Each summarised metric's distribution, by summary key; ITL last, from the gaps of the
-    counted requests (up to 1 GB, reordered in place)."""
+def _distributions(rows: pd.DataFrame, gaps: scan.ItlGaps,
+                   consume: bool) -> tuple[dict[str, Distribution], precision.Precision]:
+    """Each summarised metric's distribution, by summary key, and their percentiles'
+    intervals; ITL last, from the gaps of the counted requests (up to 1 GB, reordered in
+    place once its intervals are computed)."""
     out: dict[str, Distribution] = {}
+    intervals = {}
+    blocks = precision.RunBlocks.of(rows)
     for metric in catalogue.SUMMARISED:
         assert metric.summary_key is not None
         if metric.scope is Scope.GAPS:
             continue
-        out[metric.summary_key] = distribution(catalogue.request_values(metric, rows))
+        values = catalogue.request_values(metric, rows)
+        out[metric.summary_key] = distribution(values)
+        intervals[metric.summary_key] = precision.metric_intervals(
+            metric, values, precision.request_blocks(metric, rows, blocks))
     assert ITL.summary_key is not None and ITL.scope is Scope.GAPS
-    itl = gaps.take(counted_ids(rows), consume=consume)
+    ids = counted_ids(rows)
+    gap_blocks = blocks.of_gaps(gaps, ids)
+    itl = gaps.take(ids, consume=consume)
+    intervals[ITL.summary_key] = precision.metric_intervals(ITL, itl, gap_blocks)
+    del gap_blocks
     out[ITL.summary_key] = distribution(itl, overwrite=True)
-    return out
+    return out, precision.assess(out, intervals, blocks.block_s)
 
 
 def _slo(rows: pd.DataFrame, slo: Mapping[str, Any], window: float | None) -> SloSummary:

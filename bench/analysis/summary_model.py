@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.analysis.precision import Precision
 from bench.metrics.catalogue import INPUT_TOKENS_PER_S, INPUTS_PER_S, SUMMARISED, THROUGHPUT, Metric
 from bench.metrics.distribution import Distribution
 
@@ -191,6 +192,7 @@ class Summary:
     variants: dict[str, Summary] = field(default_factory=dict)
     paired: Paired | None = None
     saturation: list[dict[str, Any]] | None = None
+    precision: Precision | None = None  # None: not stored (runs from before the intervals were)
 
     def metric(self, metric: Metric) -> Distribution:
         """The metric's distribution (an empty one when the summary has none)."""
@@ -213,13 +215,15 @@ class Summary:
             out["variants"] = {k: s.to_json() for k, s in self.variants.items()}
         if self.paired is not None:
             out["paired"] = self.paired.to_json()
+        if self.precision is not None:  # added last: earlier files read and write back unchanged
+            out["precision"] = self.precision.to_json()
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Summary:
         """From summary.json's dict. KeyError, TypeError or ValueError when it is not one."""
         known = {*_BY_SUMMARY_KEY, "saturation", "requests", "throughput", "rate", "concurrency", "slo", "stages",
-                 "variants", "paired"}
+                 "variants", "paired", "precision"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown summary keys {sorted(unknown)}")
@@ -235,4 +239,5 @@ class Summary:
             variants={k: cls.from_json(s) for k, s in (data.get("variants") or {}).items()},
             paired=Paired.from_json(data["paired"]) if data.get("paired") is not None else None,
             saturation=list(saturation) if saturation is not None else None,
+            precision=Precision.from_json(data["precision"]) if data.get("precision") is not None else None,
         )

@@ -403,8 +403,10 @@ def test_summary_json_is_the_typed_summary(stored):
     for scope in (now, *now["stages"].values(), *now["variants"].values()):
         thr = scope["throughput"]
         assert thr.pop("input_tokens_per_s") == pytest.approx(thr["total_tokens_per_s"] - thr["output_tokens_per_s"])
-    # unchanged numbers; the reasoning-phase metrics were declared after the stored file was written
-    added = {m.summary_key for m in REASONING}
+    # unchanged numbers; the reasoning-phase metrics and the percentiles' intervals (`precision`,
+    # in every scope) came after the stored file was written
+    added = {m.summary_key for m in REASONING} | {"precision"}
+    assert all("precision" in scope for scope in (now, *now["stages"].values(), *now["variants"].values()))
     assert list(run.summary.distributions) == [m.summary_key for m in SUMMARISED]  # a new summary has all
     assert _without(now, added) == json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))
 
