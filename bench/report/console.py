@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.analysis.summary_model import Summary
-from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TTFT, Metric
+from bench.metrics.catalogue import FROM_SCHEDULE, LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TTFT, Metric
 from bench.metrics.distribution import STATISTICS, Distribution
 from bench.report.tables import has_reasoning
 
@@ -132,6 +132,9 @@ def summary_lines(summary: Summary) -> list[str]:
     if has_reasoning(summary):
         lines.append("reasoning p50: " + ", ".join(f"{m.console} {_fmt(summary.metric(m).p50)}"
                                                   + ("" if m.unit == "tokens" else f" {m.unit}") for m in REASONING))
+    if rate.offered is not None and any(summary.metric(m).count for m in FROM_SCHEDULE):
+        lines.append("from the scheduled send (open loop): " + ", ".join(
+            f"{m.console} p50 {_fmt(summary.metric(m).p50)} p99 {_fmt(summary.metric(m).p99)} ms" for m in FROM_SCHEDULE))
     slo = summary.slo
     if slo is not None:
         limits = ", ".join(f"{k} <= {v:g}" for k, v in slo.limits.items())

@@ -20,7 +20,7 @@ from bench.analysis import validity
 from bench.analysis.precision import PERCENTILES
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
-from bench.metrics.catalogue import REASONING, Metric
+from bench.metrics.catalogue import FROM_SCHEDULE, REASONING, Metric
 from bench.report import figures
 from bench.report.dialect_tables import definitions_table, dialects_table, run_dialects
 from bench.report.tables import LATENCY_ROWS, STATS, Table, client_workers_table, fmt, report_tables
@@ -192,7 +192,7 @@ def render_csv(summary: Summary) -> str:
 
 
 def _csv_scope(writer: Any, scope: str, summary: Summary) -> None:
-    for metric in (*LATENCY_ROWS, *REASONING):
+    for metric in (*LATENCY_ROWS, *REASONING, *FROM_SCHEDULE):
         dist = summary.metric(metric)
         for stat in STATS:
             writer.writerow([scope, metric.summary_key, stat, _csv_value(dist.stat(stat))])
