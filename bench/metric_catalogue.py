@@ -19,6 +19,7 @@ from enum import Enum
 
 __all__ = [
     "ANSWER_TPOT",
+    "CACHED_TOKENS",
     "COMPARED",
     "COMPARED_RUN",
     "E2E",
@@ -33,6 +34,7 @@ __all__ = [
     "OUTPUT_TOKENS_PER_S",
     "PAIRED",
     "PLOTTED",
+    "PREFIX_CACHE_HIT_SHARE",
     "REASONING",
     "REASONING_TIME",
     "REASONING_TOKENS",
@@ -153,10 +155,17 @@ TTFT_SCHEDULED = Metric("ttft_scheduled_ms", "TTFT from schedule", "ms", Better.
 E2E_SCHEDULED = Metric("e2e_scheduled_ms", "E2E from schedule", "ms", Better.LOWER, Scope.COUNTED,
                        summarised=True, short="E2E sched", from_schedule=True)
 
+# Prefix cache: prompt tokens the server's cache held (`usage.prompt_tokens_details.cached_tokens`),
+# and their share of the counted requests' prompt tokens (None when the server never said).
+CACHED_TOKENS = Metric("cached_tokens", "cached prompt tokens", "tokens", Better.NEITHER, Scope.COUNTED,
+                       summarised=True, summary_name="cached_tokens_per_request", short="cached tok")
+PREFIX_CACHE_HIT_SHARE = Metric("prefix_cache_hit_share", "prefix-cache hit share", "share", Better.NEITHER,
+                                Scope.RUN, short="cache hits")
+
 METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
            REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S, INPUT_TOKENS_PER_S, INPUTS_PER_S,
            TTFT_REASONING, TTFT_ANSWER, REASONING_TIME, REASONING_TOKENS, ANSWER_TPOT,
-           TTFT_SCHEDULED, E2E_SCHEDULED)
+           TTFT_SCHEDULED, E2E_SCHEDULED, CACHED_TOKENS, PREFIX_CACHE_HIT_SHARE)
 
 # Views of the catalogue, in its order (which is the order of every table and of summary.json).
 _PER_REQUEST = tuple(m for m in METRICS if m.scope is not Scope.RUN)

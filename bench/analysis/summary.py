@@ -17,7 +17,7 @@ from bench.analysis import precision
 from bench.analysis.paired import paired_variants
 from bench.analysis.summary_model import Concurrency, Rate, RequestCounts, SloSummary, Summary, Throughput
 from bench.metrics import catalogue, derive, scan
-from bench.metrics.catalogue import ITL, OUTPUT_TOKENS, Scope, counted, counted_ids, measured
+from bench.metrics.catalogue import CACHED_TOKENS, ITL, OUTPUT_TOKENS, Scope, counted, counted_ids, measured
 from bench.metrics.distribution import Distribution, distribution
 
 __all__ = ["summarize", "summarize_gaps", "summary_table"]
@@ -65,7 +65,7 @@ def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float
         throughput=Throughput(window, _per_s(len(ok), window), _known_per_s(ok[OUTPUT_TOKENS.key], out_tokens, window),
                               _per_s(out_tokens + prompt_tokens, window),
                               _known_per_s(ok["prompt_tokens"], prompt_tokens, window),
-                              _inputs_per_s(ok, window)),
+                              _inputs_per_s(ok, window), _cache_hit_share(ok)),
         rate=Rate(offered_rate, derive.send_rate(rows["sent_s"])),
         concurrency=Concurrency(derive.peak_concurrency(rows)),
         slo=_slo(rows, slo, window) if slo else None,
@@ -163,6 +163,19 @@ def _inputs_per_s(ok: pd.DataFrame, window: float | None) -> float | None:
     if "inputs" not in ok or not ok["inputs"].notna().any():
         return None
     return _per_s(float(ok["inputs"].sum()), window)
+
+
+def _cache_hit_share(ok: pd.DataFrame) -> float | None:
+    """Cached prompt tokens over prompt tokens of the counted requests the server counted;
+    a request without `cached_tokens` counts 0 (servers leave the detail out when nothing
+    was cached). None when no request had it: the server does not report its cache."""
+    cached = ok[CACHED_TOKENS.key] if CACHED_TOKENS.key in ok else pd.Series(dtype="float64")
+    if not cached.notna().any():
+        return None
+    prompt = ok["prompt_tokens"].astype("float64")
+    known = prompt.notna().to_numpy(dtype=bool)
+    total = float(prompt[known].sum())
+    return float(cached[known].fillna(0).sum()) / total if total > 0 else None
 
 
 def summary_table(summary: Summary) -> pd.DataFrame:

@@ -14,14 +14,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.analysis.precision import Precision
-from bench.metrics.catalogue import INPUT_TOKENS_PER_S, INPUTS_PER_S, SUMMARISED, THROUGHPUT, Metric
+from bench.metrics.catalogue import (
+    INPUT_TOKENS_PER_S,
+    INPUTS_PER_S,
+    PREFIX_CACHE_HIT_SHARE,
+    SUMMARISED,
+    THROUGHPUT,
+    Metric,
+)
 from bench.metrics.distribution import Distribution
 
 __all__ = ["Concurrency", "Paired", "PairedCI", "PairedComparison", "Rate", "RequestCounts", "SloSummary",
            "Summary", "Throughput"]
 
-# Throughput keys added later (embeddings): left out of summary.json when None.
-_ABSENT_WHEN_NONE = (INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key)
+# Throughput keys added later (embeddings, prefix cache): left out of summary.json when None.
+_ABSENT_WHEN_NONE = (INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key, PREFIX_CACHE_HIT_SHARE.key)
 _BY_SUMMARY_KEY = {m.summary_key: m for m in SUMMARISED if m.summary_key is not None}
 
 
@@ -49,6 +56,7 @@ class Throughput:
     total_tokens_per_s: float | None
     input_tokens_per_s: float | None = None
     inputs_per_s: float | None = None  # embeddings only
+    prefix_cache_hit_share: float | None = None  # cached / prompt tokens; None: the server never said
 
     def value(self, metric: Metric) -> float | None:
         """A run-level metric of the catalogue (`catalogue.THROUGHPUT`)."""

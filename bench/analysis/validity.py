@@ -12,6 +12,7 @@ import numpy as np
 
 from bench.analysis import results
 from bench.analysis.summary_model import Summary
+from bench.analysis.warm_cache import check_warm_cache
 from bench.errors import ValidityWarning
 from bench.metrics import catalogue
 from bench.metrics.catalogue import E2E, E2E_SCHEDULED, SCHEDULE_LAG, TTFT, TTFT_SCHEDULED
@@ -103,6 +104,7 @@ def check(run: Run) -> list[ValidityWarning]:
     if results.is_open_loop(run.manifest):
         warnings += check_from_schedule(summary)
     warnings += check_sent_early(run.requests)
+    warnings += check_warm_cache(run.requests)
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)

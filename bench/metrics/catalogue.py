@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.metric_catalogue import (
     ANSWER_TPOT,
+    CACHED_TOKENS,
     COMPARED,
     COMPARED_RUN,
     E2E,
@@ -28,6 +29,7 @@ from bench.metric_catalogue import (
     OUTPUT_TOKENS_PER_S,
     PAIRED,
     PLOTTED,
+    PREFIX_CACHE_HIT_SHARE,
     REASONING,
     REASONING_TIME,
     REASONING_TOKENS,
@@ -53,6 +55,7 @@ from bench.metric_catalogue import (
 
 __all__ = [
     "ANSWER_TPOT",
+    "CACHED_TOKENS",
     "COMPARED",
     "COMPARED_RUN",
     "E2E",
@@ -68,6 +71,7 @@ __all__ = [
     "PAIRED",
     "PHASE_MEASURE",
     "PLOTTED",
+    "PREFIX_CACHE_HIT_SHARE",
     "REASONING",
     "REASONING_TIME",
     "REASONING_TOKENS",

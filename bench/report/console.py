@@ -129,6 +129,8 @@ def summary_lines(summary: Summary) -> list[str]:
         f"  (ok requests over {_fmt(thr.window_s)} s, first send to last end)",
         f"send rate: offered {offered}, achieved {_fmt(rate.achieved)} req/s (first to last send)",
     ]
+    if thr.prefix_cache_hit_share is not None:
+        lines.append(f"prefix cache: {thr.prefix_cache_hit_share:.1%} of the prompt tokens were cached")
     if has_reasoning(summary):
         lines.append("reasoning p50: " + ", ".join(f"{m.console} {_fmt(summary.metric(m).p50)}"
                                                   + ("" if m.unit == "tokens" else f" {m.unit}") for m in REASONING))
