@@ -163,7 +163,8 @@ def precision_lines(summary: Summary) -> list[str]:
             cells.append(f"{metric.console} {_ci(low)} / {_ci(high)}")
     lines = [f"{prec.confidence:.0%} CI of p50 / p99 (ms, block bootstrap): " + "; ".join(cells)] if cells else []
     flagged = [f"{metric.console} {', '.join(prec.imprecise[metric.summary_key])}"
-               for metric in (*ROWS, *REASONING) if metric.summary_key in prec.imprecise]
+               for metric in (*ROWS, *(REASONING if has_reasoning(summary) else ()))
+               if metric.summary_key in prec.imprecise]
     if flagged:
         lines.append(f"imprecise (CI wider than {prec.max_relative_width:.0%} of the value, or too few samples): "
                      + "; ".join(flagged))

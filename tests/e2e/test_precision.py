@@ -1,6 +1,13 @@
-"""The summary's percentile intervals on real runs: the p99 TTFT interval of a 64-stream
-simulator run holds the p99 of a second run with another seed (slow tier), and the console,
-report and summary.csv show the intervals."""
+"""The issue's acceptance for the summary's percentile intervals (slow tier): the p99 TTFT
+interval of a 64-stream simulator run holds the p99 of a second run with another seed in at
+least 9 of 10 repeats.
+
+Known to fail on a shared 2-core machine under load (5 and 6 of 10 held, load average 5-7):
+in a 4 s run the p99 of ~500 TTFTs is set by a handful of requests sent in the same
+decode step, and the other run's p99 often lies beyond the first run's maximum, where no
+interval drawn from the first run's values can reach. A correct 95 % interval for one run
+also holds another run's estimate only ~83 % of the time (both vary), so 9 of 10 asks for
+wider intervals than the run supports."""
 
 from __future__ import annotations
 
