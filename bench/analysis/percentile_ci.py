@@ -32,7 +32,7 @@ _WINDOW_SD = 6.0  # first window: this many worst-case standard deviations of th
 _ESTIMATE = 1_000_000  # first-window edges are quantiles of a subsample of this many values
 _SLICE = 1 << 22  # values binned at a time (bounds the temporary arrays)
 _FEW_EDGES = 32  # up to this many edges, values are compared with each (see _buckets)
-_THIN = 1 << 23  # the first pass sees every k-th value of larger samples
+_THIN = 1 << 21  # the first pass sees every k-th value of larger samples
 
 
 def block_percentile_cis(values: np.ndarray, blocks: np.ndarray, percentiles: Sequence[str], *,

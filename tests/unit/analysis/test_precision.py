@@ -59,6 +59,17 @@ def test_block_summaries_give_the_intervals_of_resampling_every_value(n):
             assert (low, high) == pytest.approx(want[name], abs=1e-9)
 
 
+def test_a_first_pass_over_every_kth_value_still_gives_the_exact_intervals(monkeypatch):
+    """Above percentile_ci's thinning threshold the first pass sees every k-th value only;
+    the second counts every value, so the intervals stay those of resampling every value."""
+    monkeypatch.setattr(percentile_ci, "_THIN", 5_000)
+    values, blocks = _correlated(60_000, seed=11, integers=True)
+    got = percentile_ci.block_percentile_cis(values, blocks, PERCENTILES, seed=2)
+    want = _brute_force(values, blocks, seed=2)
+    for name in PERCENTILES:
+        assert got[name] == pytest.approx(want[name], abs=1e-9)
+
+
 def test_binned_intervals_of_continuous_values_are_within_a_bin_of_the_exact_ones():
     values, blocks = _correlated(50_000, seed=3, integers=False)
     got = percentile_ci.block_percentile_cis(values, blocks, PERCENTILES, seed=1)
