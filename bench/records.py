@@ -110,6 +110,9 @@ class RequestRecord:
     # usage.prompt_tokens_details.cached_tokens (prompt tokens the server's prefix cache held),
     # when the server gave it
     usage_cached_tokens: int | None = None
+    # The model the request named (target.models draws one per prompt; a variant may switch
+    # it). None in runs from before it was recorded.
+    model: str | None = None
 
 
 RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)

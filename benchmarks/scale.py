@@ -7,8 +7,10 @@ For each size N (default 100k and 1M requests x 128 chunks), in a fresh child pr
    ("gen"), so "store" is bench's own cost (also given per write);
 2. finalize: `finalize_run` (requests.parquet + summary.json from the raw data);
 3. load: `bench.load_run` of the directory (chunks are read lazily, not here).
-Prints seconds per step and the child's peak RSS. Then the memory of one in-flight
-stream's state (`Attempt` + recorder after 128 chunks), measured with tracemalloc.
+Prints seconds per step and the child's peak RSS, and at 1M x 128 chunks PASS or FAIL
+against the target (store + finalize + load under 60 s, peak RSS under 4 GiB; exit 1 on
+FAIL). Then the memory of one in-flight stream's state (`Attempt` + recorder after 128
+chunks), measured with tracemalloc.
 
     python benchmarks/scale.py [--sizes 100000 1000000] [--chunks 128]
 """
@@ -36,6 +38,18 @@ from bench.records import KIND_CONTENT, KIND_ROLE, KIND_USAGE, NO_TOKENS, ChunkC
 
 TEMPLATES = 4096
 BLOCK = 4096
+# The scale target: a run of 1M requests x 128 chunks stored, finalized and loaded in under
+# 60 s, in under 4 GiB.
+TARGET_REQUESTS, TARGET_CHUNKS, TARGET_S, TARGET_GIB = 1_000_000, 128, 60.0, 4.0
+
+
+def verdict(n: int, chunks: int, total_s: float, peak_gib: float) -> str | None:
+    """PASS/FAIL against the target at its size (None at other sizes: no target there)."""
+    if (n, chunks) != (TARGET_REQUESTS, TARGET_CHUNKS):
+        return None
+    ok = total_s < TARGET_S and peak_gib < TARGET_GIB
+    return (f"{'PASS' if ok else 'FAIL'}: {n:,} x {chunks} chunks in {total_s:.1f} s (target < {TARGET_S:g} s), "
+            f"peak RSS {peak_gib:.2f} GiB (target < {TARGET_GIB:g} GiB)")
 
 
 def _records(n: int, chunks: int, seed: int = 0) -> Iterator[list[RequestRecord]]:
@@ -141,20 +155,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{'requests':>9} {'chunks':>6} {'gen s':>6} {'store s':>8} {'us/write':>8} {'finalize s':>10} "
           f"{'load s':>7} {'total s':>8} {'peak RSS GiB':>12} {'journal MB':>10} {'chunks MB':>9} {'raw MB':>6}")
+    verdicts: list[str] = []
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--child", str(n), str(args.chunks)],
                              capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{n:9d} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+            if verdict(n, args.chunks, 0.0, 0.0) is not None:
+                verdicts.append(f"FAIL: {n:,} x {args.chunks} chunks did not complete")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         total = r["store_s"] + r["finalize_s"] + r["load_s"]  # without the generation
         print(f"{n:9d} {args.chunks:6d} {r['gen_s']:6.1f} {r['store_s']:8.1f} {r['write_us']:8.1f} "
               f"{r['finalize_s']:10.1f} {r['load_s']:7.1f} {total:8.1f} {r['peak_gib']:12.2f} "
               f"{r['journal_mb']:10.0f} {r['chunks_mb']:9.0f} {r['raw_mb']:6.0f}", flush=True)
+        judged = verdict(n, args.chunks, total, r["peak_gib"])
+        if judged is not None:
+            verdicts.append(judged)
     per = in_flight_bytes(args.chunks)
     print(f"in-flight stream state after {args.chunks} chunks: {per / 1024:.1f} KiB per stream (tracemalloc)")
-    return 0
+    for line in verdicts:
+        print(line)
+    return 1 if any(line.startswith("FAIL") for line in verdicts) else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Runs `bench run` (in this process; `--workers` adds client processes) against the
 zero-latency server of benchmarks/_sse_server.py (another process), 16-token responses,
 and prints per rate: requests, achieved/offered rate, send lag (sent - scheduled)
-p50/p99/max, client loop lag and CPU from run.json, and the run's client warnings.
+p50/p99/max, client loop lag and CPU from run.json, the run's client warnings, and up to
+1,000 req/s PASS or FAIL against the schedule target (achieved within 2 % of offered, send
+lag p99 under 5 ms); exit 1 on any FAIL.
 
     python benchmarks/schedule_precision.py [--rates 10 100 1000 5000] [--workers 1 2] [--tokens 16]
 """
@@ -27,6 +29,18 @@ from _sse_server import start_server  # noqa: E402
 from bench.commands.run import run_scenario  # noqa: E402
 from bench.commands.rundir import RunOptions  # noqa: E402
 from bench.scenario.loader import load_scenario  # noqa: E402
+
+# The schedule target, for rates up to TARGET_MAX_RATE: achieved within 2 % of offered, send
+# lag p99 under 5 ms.
+TARGET_MAX_RATE, TARGET_RATE_SHARE, TARGET_LAG_P99_MS = 1000.0, 0.02, 5.0
+
+
+def verdict(rate: float, achieved: float, lag_p99_ms: float) -> str:
+    """PASS/FAIL against the target, or "-" above the rates it covers."""
+    if rate > TARGET_MAX_RATE:
+        return "-"
+    ok = abs(achieved / rate - 1) <= TARGET_RATE_SHARE and lag_p99_ms < TARGET_LAG_P99_MS
+    return "PASS" if ok else "FAIL"
 
 
 def duration_for(rate: float) -> float:
@@ -68,20 +82,24 @@ def main(argv: list[str] | None = None) -> int:
     proc, base_url = start_server()
     try:
         print(f"zero-latency SSE server {base_url}; Poisson arrivals; {args.tokens}-token responses")
+        print(f"target up to {TARGET_MAX_RATE:,.0f} req/s: achieved within {TARGET_RATE_SHARE:.0%} of offered, "
+              f"send lag p99 < {TARGET_LAG_P99_MS:g} ms")
         print(f"{'rate':>6} {'workers':>7} {'requests':>8} {'achieved':>9} {'ratio':>6}  {'lag p50':>8} {'p99':>7} "
-              f"{'max':>7}  {'loop p99':>8} {'cpu%':>5}  warnings")
+              f"{'max':>7}  {'loop p99':>8} {'cpu%':>5}  {'target':>6}  warnings")
+        verdicts = []
         with tempfile.TemporaryDirectory() as tmp:
             for rate in args.rates:
                 for workers in args.workers:
                     r = measure(base_url, rate, workers, args.tokens, Path(tmp), args.seconds)
+                    verdicts.append(verdict(rate, r["achieved"], r["lag_p99"]))
                     print(f"{r['rate']:6g} {r['workers']:7d} {r['requests']:8d} {r['achieved']:9.1f} "
                           f"{r['achieved'] / rate:6.3f}  {r['lag_p50']:6.2f}ms {r['lag_p99']:7.2f} {r['lag_max']:7.1f}  "
-                          f"{r['loop_lag_p99']:8.2f} {r['cpu']:5.0f}  {','.join(r['warnings']) or '-'}"
+                          f"{r['loop_lag_p99']:8.2f} {r['cpu']:5.0f}  {verdicts[-1]:>6}  {','.join(r['warnings']) or '-'}"
                           + (f"  errors={r['errors']}" if r["errors"] else ""), flush=True)
     finally:
         proc.terminate()
         proc.wait(10)
-    return 0
+    return 1 if "FAIL" in verdicts else 0
 
 
 if __name__ == "__main__":

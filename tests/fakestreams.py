@@ -44,6 +44,7 @@ def usage(prompt: int, completion: int) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
+_SPIN_S = 0.0015  # the real client's hold sleeps until this close to its time, then yields
 
 
 def healthy(tokens: int, first_s: float, gap_s: float) -> list[tuple[float, bytes]]:
@@ -94,9 +95,13 @@ class FakeStreams:
         not_before = log.not_before if log is not None else 0.0
         now = time.perf_counter()
         if now < not_before:  # the real client's hold: never on the wire before its time
-            await asyncio.sleep(not_before - now)
+            if not_before - now > _SPIN_S:
+                await asyncio.sleep(not_before - now - _SPIN_S)
+            while time.perf_counter() < not_before:  # noqa: ASYNC110 - as the real client: to the microsecond
+                await asyncio.sleep(0)
         sent_at = max(time.perf_counter(), not_before)
         if log is not None:
+            log.held_s += max(0.0, sent_at - now)
             log.sent_at = sent_at
         self.opened.append(Opened(request, not_before, sent_at))
         self.in_flight += 1

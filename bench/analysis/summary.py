@@ -20,7 +20,7 @@ from bench.metrics import catalogue, derive, scan
 from bench.metrics.catalogue import CACHED_TOKENS, ITL, OUTPUT_TOKENS, Scope, counted, counted_ids, measured
 from bench.metrics.distribution import Distribution, distribution
 
-__all__ = ["summarize", "summarize_gaps", "summary_table"]
+__all__ = ["model_names", "summarize", "summarize_gaps", "summary_table"]
 
 
 def summarize(requests: pd.DataFrame, chunks: pd.DataFrame, offered_rate: float | None,
@@ -46,9 +46,20 @@ def summarize_gaps(requests: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: flo
     names = sorted(v for v in requests["variant"].dropna().unique().tolist() if v)
     variants = {name: _summarize_frame(rows[rows["variant"] == name], gaps, None, slo) for name in names}
     paired = paired_variants(requests) if names else None
+    models = {name: _summarize_frame(rows[rows["model"] == name], gaps, None, slo) for name in model_names(requests)}
     whole = _summarize_frame(rows, gaps, offered_rate, slo, consume=True)
     return Summary(whole.distributions, whole.requests, whole.throughput, whole.rate, whole.concurrency,
-                   whole.slo, stages=stages, variants=variants, paired=paired, precision=whole.precision)
+                   whole.slo, stages=stages, variants=variants, paired=paired, models=models,
+                   precision=whole.precision)
+
+
+def model_names(requests: pd.DataFrame) -> list[str]:
+    """The models a run's requests named, sorted, when there are several (target.models, or
+    variants switching the model); [] with one (or none recorded: runs from before `model`)."""
+    if "model" not in requests:
+        return []
+    names = sorted(str(v) for v in requests["model"].dropna().unique().tolist() if v)
+    return names if len(names) > 1 else []
 
 
 def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float | None,

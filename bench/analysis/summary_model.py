@@ -201,6 +201,7 @@ class Summary:
     paired: Paired | None = None
     saturation: list[dict[str, Any]] | None = None
     precision: Precision | None = None  # None: not stored (runs from before the intervals were)
+    models: dict[str, Summary] = field(default_factory=dict)  # by model, when requests named several
 
     def metric(self, metric: Metric) -> Distribution:
         """The metric's distribution (an empty one when the summary has none)."""
@@ -223,6 +224,8 @@ class Summary:
             out["variants"] = {k: s.to_json() for k, s in self.variants.items()}
         if self.paired is not None:
             out["paired"] = self.paired.to_json()
+        if self.models:
+            out["models"] = {k: s.to_json() for k, s in self.models.items()}
         if self.precision is not None:  # added last: earlier files read and write back unchanged
             out["precision"] = self.precision.to_json()
         return out
@@ -231,7 +234,7 @@ class Summary:
     def from_json(cls, data: Mapping[str, Any]) -> Summary:
         """From summary.json's dict. KeyError, TypeError or ValueError when it is not one."""
         known = {*_BY_SUMMARY_KEY, "saturation", "requests", "throughput", "rate", "concurrency", "slo", "stages",
-                 "variants", "paired", "precision"}
+                 "variants", "paired", "models", "precision"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown summary keys {sorted(unknown)}")
@@ -248,4 +251,5 @@ class Summary:
             paired=Paired.from_json(data["paired"]) if data.get("paired") is not None else None,
             saturation=list(saturation) if saturation is not None else None,
             precision=Precision.from_json(data["precision"]) if data.get("precision") is not None else None,
+            models={k: cls.from_json(s) for k, s in (data.get("models") or {}).items()},
         )

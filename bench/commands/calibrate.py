@@ -24,7 +24,7 @@ from bench.commands.exits import EXIT_OK
 from bench.metrics.catalogue import SCHEDULE_LAG
 from bench.store import ClientInfo, WorkerInfo
 
-__all__ = ["CeilingPoint", "calibrate", "cmd_calibrate", "safe_range"]
+__all__ = ["CeilingPoint", "calibrate", "cmd_calibrate", "point_line", "safe_range"]
 
 STREAMS = (16, 64, 256, 1024)
 RATES = (100.0, 300.0, 1000.0, 3000.0)
@@ -90,12 +90,12 @@ def calibrate(seconds: float = 3.0, workers: int | str = 1, streams: tuple[int, 
         for n in streams:
             run = _run(tmp, f"streams-{n}", {"concurrency": n, "duration": seconds, "workers": workers}, tokens)
             points.append(_point("streams", n, run))
-            echo(_line(points[-1]))
+            echo(point_line(points[-1]))
         for rate in rates:
             run = _run(tmp, f"rate-{rate:g}", {"rate": rate, "arrival": "poisson", "duration": seconds,
                                                "workers": workers}, 16)
             points.append(_point("rate", rate, run))
-            echo(_line(points[-1]))
+            echo(point_line(points[-1]))
     return points
 
 
@@ -103,7 +103,8 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _line(p: CeilingPoint) -> str:
+def point_line(p: CeilingPoint) -> str:
+    """One measured point as `bench calibrate` prints it, with its verdict."""
     what = f"{int(p.value)} streams" if p.kind == "streams" else f"{p.value:g} req/s Poisson"
     return (f"{what:>20}: {_fmt(p.achieved_rps, ',.0f')} req/s, {_fmt(p.chunks_per_s, ',.0f')} chunks/s, "
             f"loop lag p99 {_fmt(p.loop_lag_p99_ms, '.1f')} ms, CPU {_fmt(p.cpu_percent, '.0f')} %, "

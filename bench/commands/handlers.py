@@ -60,6 +60,7 @@ def _run_and_print(scenario: Scenario, scenario_path: Path, args: argparse.Names
     elif not args.quiet:
         print_summary(run.summary, f"{run.name}: {run.manifest.model} ({result.ended})", str(run.path),
                       _validity_messages(run), _run_notes(run))
+        _print_steady(run)
     if result.ended == "interrupted":
         # Stopped by the user: exit now (figures take seconds); the stored run renders them later.
         if not (args.no_report or args.quiet or args.json):
@@ -164,6 +165,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_steady(run: Any) -> None:
+    from bench.analysis.steady import steady_state
+    from bench.report.steady_table import steady_line
+
+    line = steady_line(steady_state(run))
+    if line is not None:
+        print(line)
+
+
 def _validity_messages(run: Any) -> list[str]:
     from bench.analysis.validity import check
 
@@ -232,6 +242,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.analysis.results import load_run
     from bench.report.compare import compare_runs, write_compare
+    from bench.report.compare_models import model_comparisons, write_model_compare
     from bench.report.gate import check_gate, comparison_json, parse_fail_on
 
     if len(args.run_dirs) < 2:
@@ -245,14 +256,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_runs(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
     breaches = check_gate(comparison, thresholds)
     written = write_compare(comparison, runs, args.out)
+    by_model = model_comparisons(runs, seed=args.seed, n_resamples=args.resamples, min_effect=args.min_effect)
+    written += write_model_compare(by_model, args.out)
     if args.json:
         print(json.dumps(comparison_json(comparison, thresholds, breaches), indent=2))
     else:
-        _print_comparison(comparison, written, breaches)
+        _print_comparison(comparison, written, breaches, by_model)
     return EXIT_REGRESSION if breaches else EXIT_OK
 
 
-def _print_comparison(comparison: Comparison, written: list[Path], breaches: list[Breach]) -> None:
+def _print_comparison(comparison: Comparison, written: list[Path], breaches: list[Breach],
+                      by_model: dict[str, Comparison] | None = None) -> None:
     from rich.console import Console
 
     from bench.report.compare import console_tables
@@ -263,6 +277,10 @@ def _print_comparison(comparison: Comparison, written: list[Path], breaches: lis
         console.width = max(console.width, 160)  # a file or pipe has no width to fit, unless told
     for table in console_tables(comparison, console.width):
         console.print(table)
+    for model, part in (by_model or {}).items():
+        console.print(f"model {model}:", highlight=False, markup=False)
+        for table in console_tables(part, console.width):
+            console.print(table)
     for warning in comparison.warnings:
         print_wrapped(console, f"WARNING: scenario mismatch: {warning}", style="yellow")
     for path in written:

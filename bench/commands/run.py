@@ -33,6 +33,7 @@ from bench.runner.process import freeze_gc, in_flight_cap, peak_rss_mib, run_loo
 from bench.runner.runner import Runner
 from bench.runner.sender import Pool, Sender, StageSender
 from bench.runner.shards import WorkerConfig
+from bench.scenario.prompts import TokenModel
 from bench.scenario.schema import Scenario
 from bench.store import SERVER_METRICS, PromptTokenModel, RaySetup, RunWriter, ScrapeStats, ServerInfo, WorkerInfo
 from bench.target.resolve import TargetInfo, fetch_server_info, read_api_key, resolve_model, resolve_target, root_url
@@ -131,9 +132,14 @@ class RunSession:
                                 new_manifest(scenario, self.options, self.target, self.model))
         self.writer.manifest.server = ServerInfo.model_validate(server_info)
         self.writer.manifest.workload = workload_info(self.workload.prompt_set)
+        if trace is not None and trace.attrs.get("left_out"):
+            self.writer.manifest.notes.append(
+                f"trace: {trace.attrs['left_out']} rows with 0 response tokens (failed in the logged service) "
+                "were left out of the replay")
         if token_model is not None:
             self.writer.manifest.client.prompt_tokens_model = PromptTokenModel(overhead=token_model.overhead,
                                                                                per_word=token_model.per_word)
+        self._note_prompt_basis(token_model)
         self.writer.write_manifest()
         self.sink = GuardedSink(self.writer, self.stop)
         self.progress = Progress()
@@ -313,6 +319,21 @@ class RunSession:
         self.writer.write_manifest()
         return result
 
+
+    def _note_prompt_basis(self, token_model: TokenModel | None) -> None:
+        """Say, in every report, what a synthetic prompt's token count counts."""
+        synthetic = self.scenario.requests.synthetic if self.scenario.requests else None
+        if synthetic is None:
+            return
+        if synthetic.prompt_basis == "server":
+            note = ("synthetic prompt_tokens: as the server counts them (usage.prompt_tokens, its chat template "
+                    "included; prompt_basis: server)")
+        else:
+            note = ("synthetic prompt_tokens: text tokens, as vLLM bench serve and GuideLLM count them "
+                    "(prompt_basis: raw)")
+            if token_model is not None and round(token_model.overhead) > 0:
+                note += f"; the server adds about {token_model.overhead:.0f} tokens of template to each"
+        self.writer.manifest.notes.append(note)
 
     def _note_overload(self) -> None:
         """Requests never sent and cancelled at the drain's end, and the peak memory, into run.json."""

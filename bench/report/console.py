@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.analysis.summary_model import Summary
-from bench.metrics.catalogue import FROM_SCHEDULE, LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TTFT, Metric
+from bench.metrics.catalogue import FROM_SCHEDULE, LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TPOT, TTFT, Metric
 from bench.metrics.distribution import STATISTICS, Distribution
 from bench.report.tables import has_reasoning
 
@@ -147,6 +147,10 @@ def summary_lines(summary: Summary) -> list[str]:
             f"{'-' if share is None else f'{share:.1%}'} of requests meet every limit; goodput "
             f"{_fmt(slo.goodput_requests_per_s)} req/s, {_fmt(slo.goodput_output_tokens_per_s)} tok/s"
         )
+    for name, part in sorted(summary.models.items()):
+        lines.append(f"model {name}: {part.requests.total} requests ({part.requests.ok} ok), TTFT p50 "
+                     f"{_fmt(part.metric(TTFT).p50)} ms, "
+                     f"TPOT p50 {_fmt(part.metric(TPOT).p50)} ms, {_fmt(part.throughput.output_tokens_per_s)} output tok/s")
     return lines
 
 

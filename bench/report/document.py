@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from bench.analysis import validity
 from bench.analysis.precision import PERCENTILES
+from bench.analysis.steady import steady_state
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
 from bench.metrics.catalogue import FROM_SCHEDULE, REASONING, Metric
 from bench.report import figures
 from bench.report.dialect_tables import definitions_table, dialects_table, run_dialects
+from bench.report.steady_table import steady_table
 from bench.report.tables import LATENCY_ROWS, STATS, Table, client_workers_table, fmt, report_tables
 
 if TYPE_CHECKING:
@@ -67,7 +69,9 @@ def build_content(run: Run, with_figures: bool = True) -> ReportContent:
     figs = {}
     if with_figures:
         figs = {stem: figures.to_bytes(fig, "png") for stem, fig in figures.run_figures(run).items()}
-    tables = [*report_tables(run), dialects_table(run_dialects(run)), definitions_table()]
+    steady = steady_table(steady_state(run), run.summary)
+    tables = [*report_tables(run), *([steady] if steady is not None else []), dialects_table(run_dialects(run)),
+              definitions_table()]
     return ReportContent(title=f"bench report: {run.manifest.name}", warnings=validity.check(run),
                          tables=tables, figures=figs, notes=validity.workload_notes(run.manifest))
 

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bench.analysis.steady import steady_state
 from bench.errors import BenchInputError
 from bench.metrics import catalogue
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, Scope
@@ -74,15 +75,18 @@ def _samples(requests: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, np.ndarray
             else catalogue.request_values(m, requests) for m in catalogue.PLOTTED}
 
 
-def variant_samples(run: Run) -> dict[str, dict[str, np.ndarray]]:
-    """run_samples split by sampling variant ({} when the run has no variants)."""
+def variant_samples(run: Run, column: str = "variant") -> dict[str, dict[str, np.ndarray]]:
+    """run_samples split by sampling variant ({} when the run has no variants); `column`
+    "model": split by the model each request named ({} with one model)."""
     ok = catalogue.counted(run.requests)
-    names = sorted(v for v in ok["variant"].dropna().unique().tolist() if v)
+    if column not in ok:
+        return {}
+    names = sorted(v for v in ok[column].dropna().unique().tolist() if v)
     if len(names) < 2:
         return {}
     gaps = run.itl
-    gap_variant = gaps["request_id"].map(ok.set_index("request_id")["variant"])
-    return {name: _samples(ok[ok["variant"] == name], gaps[gap_variant == name]) for name in names}
+    gap_variant = gaps["request_id"].map(ok.set_index("request_id")[column])
+    return {name: _samples(ok[ok[column] == name], gaps[gap_variant == name]) for name in names}
 
 
 def stage_frame(run: Run) -> pd.DataFrame | None:
@@ -211,6 +215,9 @@ def timeline_figure(run: Run) -> Figure:
     plots.plot_ttft_over_time(axes[-1], run.requests)
     for verdict in saturation_verdicts(run):
         plots.mark_saturation(axes, float(verdict["start_s"]))
+    steady = steady_state(run)
+    if steady is not None:
+        plots.mark_window(axes, steady.start_s, steady.end_s, "steady state (MSER-5)")
     fig.suptitle(f"Timeline: {run_label(run)}")
     return fig
 
@@ -263,6 +270,10 @@ def run_figures(run: Run) -> dict[str, Figure]:
     if by_variant:
         figs["variant_cdf"] = cdf_figure(by_variant, "Latency CDFs by sampling variant")
         figs["variant_ladder"] = ladder_figure(by_variant, "Percentile ladder by sampling variant")
+    by_model = variant_samples(run, "model")
+    if by_model:
+        figs["model_cdf"] = cdf_figure(by_model, "Latency CDFs by model")
+        figs["model_ladder"] = ladder_figure(by_model, "Percentile ladder by model")
     sweep = sweep_figure(run)
     if sweep is not None:
         figs["sweep"] = sweep

@@ -21,7 +21,7 @@ from bench.metrics import derive
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, STATUS_OK, TTFT, by_key
 
 __all__ = [
-    "ERROR_COLOR", "LADDER_MAX_X", "LADDER_TICKS", "LOG_SCALE_SPAN", "label", "mark_saturation",
+    "ERROR_COLOR", "LADDER_MAX_X", "LADDER_TICKS", "LOG_SCALE_SPAN", "label", "mark_saturation", "mark_window",
     "plot_cdf", "plot_in_flight", "plot_ladder", "plot_latency_vs_throughput",
     "plot_server_metrics", "plot_throughput_vs_offered", "plot_token_rate", "plot_ttft_over_time",
 ]
@@ -128,6 +128,13 @@ def mark_saturation(axes: Sequence[Axes], start_s: float) -> None:
         ax.axvline(start_s, color=ERROR_COLOR, linestyle="--", linewidth=1.0)
     axes[0].annotate(f"saturated from t={start_s:.1f}s", xy=(start_s, 1.0), xycoords=("data", "axes fraction"),
                      xytext=(3, -12), textcoords="offset points", color=ERROR_COLOR, fontsize="small")
+
+
+def mark_window(axes: Sequence[Axes], start_s: float, end_s: float, label: str) -> None:
+    """Shade [start_s, end_s) on every axes; the label on the first one's legend."""
+    for i, ax in enumerate(axes):
+        ax.axvspan(start_s, end_s, color="tab:green", alpha=0.08, label=label if i == 0 else None)
+    axes[0].legend(fontsize="small", loc="upper right")
 
 
 def plot_server_metrics(ax: Axes, key: pd.DataFrame) -> None:

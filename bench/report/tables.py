@@ -42,6 +42,7 @@ __all__ = [
     "has_reasoning",
     "latency_table",
     "metadata_table",
+    "models_table",
     "paired_table",
     "precision_table",
     "reasoning_table",
@@ -94,6 +95,7 @@ def report_tables(run: Run) -> list[Table]:
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
     for optional in (schedule_table(summary, is_open_loop(run.manifest)), precision_table(summary),
                      reasoning_table(summary), slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
+                     models_table(summary),
                      paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
         if optional is not None:
             tables.append(optional)
@@ -270,6 +272,20 @@ def variants_table(summary: Summary) -> Table | None:
         rows.append([name, fmt(v.requests.total), fmt(sum(v.requests.errors.values())),
                      fmt(v.metric(OUTPUT_TOKENS).p50), *_cells(v, VARIANT_CELLS)])
     return Table("Per variant (ms)", header, rows)
+
+
+def models_table(summary: Summary) -> Table | None:
+    """One row per model when the requests named several (target.models): its share of the
+    measured requests, errors, output tok/s and latency percentiles."""
+    models = summary.models
+    if not models:
+        return None
+    header = ["model", "requests", "share", "errors", "out tok/s", "out tok/req p50", *_headers(VARIANT_CELLS)]
+    total = sum(m.requests.total for m in models.values()) or 1
+    rows = [[name, fmt(m.requests.total), f"{m.requests.total / total:.1%}", fmt(sum(m.requests.errors.values())),
+             fmt(m.throughput.output_tokens_per_s), fmt(m.metric(OUTPUT_TOKENS).p50), *_cells(m, VARIANT_CELLS)]
+            for name, m in sorted(models.items())]
+    return Table("Per model (ms)", header, rows)
 
 
 def paired_table(summary: Summary) -> Table | None:

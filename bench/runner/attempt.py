@@ -280,7 +280,7 @@ class Attempt:
             n=spec.n, done_seen=recorder.done_seen, reconnected=self.reconnected, output_chars=recorder.output_chars,
             chunks=recorder.chunks, server_timings=recorder.server_timings, inputs=spec.inputs,
             body_s=recorder.body_t if isinstance(recorder, EmbeddingsReader) else None,
-            usage_reasoning_tokens=recorder.reasoning_tokens(),
+            usage_reasoning_tokens=recorder.reasoning_tokens(), model=spec.model or None,
             usage_cached_tokens=recorder.cached_tokens(),
         )
 

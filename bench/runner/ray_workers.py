@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import socket
 import time
 import traceback
@@ -39,8 +40,8 @@ from bench.runner.workers import READY_TIMEOUT_S, ValuesSink, WorkerPool
 from bench.workload.plan import StagePlan
 
 __all__ = [
-    "CLOCK_ROUND_TRIPS", "INSTALL_HINT", "KILL_WAIT_S", "START_DELAY_S", "TAKE_WAIT_S", "RayPool", "ShardActor",
-    "actor_cpus", "clock_offset", "connect", "disconnect", "require_ray",
+    "CLOCK_ROUND_TRIPS", "CONNECT_CHECK_S", "INSTALL_HINT", "KILL_WAIT_S", "START_DELAY_S", "TAKE_WAIT_S", "RayPool", "ShardActor",
+    "actor_cpus", "check_reachable", "clock_offset", "connect", "disconnect", "require_ray",
 ]
 
 INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'llm-bench-harness[ray]'"
@@ -48,6 +49,7 @@ CLOCK_ROUND_TRIPS = 16
 TAKE_WAIT_S = 0.25  # an actor's reply to `take` waits at most this long for a message
 START_DELAY_S = 1.0  # the common start time is this far in the future (actor calls take ms)
 KILL_WAIT_S = 5.0
+CONNECT_CHECK_S = 5.0  # a Ray address must accept a TCP connection within this long
 
 
 def require_ray() -> Any:
@@ -90,6 +92,7 @@ def connect(address: str | None) -> tuple[bool, list[float]]:
                                   "runtime_env": {"py_modules": [str(PACKAGE_DIR)]}}
         if address and address != "local":
             kwargs["address"] = address
+            check_reachable(address)
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -99,21 +102,32 @@ def connect(address: str | None) -> tuple[bool, list[float]]:
     return started, [float((n.get("Resources") or {}).get("CPU", 1.0)) for n in nodes]
 
 
+def check_reachable(address: str, timeout_s: float = CONNECT_CHECK_S) -> None:
+    """Fail fast when a `host:port` (or `ray://host:port`) address has nothing listening:
+    `ray.init` would retry for minutes (20 tries of a 30 s wait each in Ray 2.x).
+    Other forms ("auto") are left to Ray. Raises RunFailed."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RunFailed(f"ray: cannot connect to {address}: {exc.strerror or exc}") from None
+
+
 def disconnect(started: bool) -> None:
     """Shut down (a local Ray we started) or disconnect (from a cluster we connected to)."""
     if started:
         require_ray().shutdown()
 
 
-_ACTOR_CLASS: Any = None
+_ACTOR_CLASSES: dict[type, Any] = {}
 
 
-def _actor_class() -> Any:
-    global _ACTOR_CLASS
-    if _ACTOR_CLASS is None:
-        ray = require_ray()
-        _ACTOR_CLASS = ray.remote(max_restarts=0)(ShardActor)
-    return _ACTOR_CLASS
+def _actor_class(actor_type: type[ShardActor]) -> Any:
+    if actor_type not in _ACTOR_CLASSES:
+        _ACTOR_CLASSES[actor_type] = require_ray().remote(max_restarts=0)(actor_type)
+    return _ACTOR_CLASSES[actor_type]
 
 
 class ShardActor:
@@ -178,6 +192,9 @@ class RayPool(WorkerPool):
     """K Ray actors behind the Runner's interface; `WorkerPool` does the bookkeeping."""
 
     start_delay_s = START_DELAY_S
+    # What each actor runs. A seam for the tests: a subclass emulates another machine's clock
+    # (a skewed perf_counter) or an actor that fails.
+    actor_type: type[ShardActor] = ShardActor
 
     def __init__(self, configs: list[WorkerConfig], sink: ValuesSink, progress: Progress, node_cpus: list[float],
                  continue_on_failure: bool = False) -> None:
@@ -192,7 +209,7 @@ class RayPool(WorkerPool):
     async def start(self) -> None:
         ray = require_ray()
         loop = asyncio.get_running_loop()
-        cls = _actor_class()
+        cls = _actor_class(self.actor_type)
         cpus = actor_cpus(len(self._configs), self._node_cpus)
         run = uuid.uuid4().hex[:8]
         for cfg in self._configs:
@@ -293,6 +310,14 @@ class RayPool(WorkerPool):
         self._actors = []
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """Ray's first line says what happened to the actor; with a traceback below it, the last line
+    says why (`RuntimeError: ...`): both, without the terminal colours Ray puts in."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0][:300]
+    return text if len(lines) == 1 else f"{text}: {lines[-1][:300]}"

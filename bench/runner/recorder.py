@@ -65,6 +65,7 @@ class StreamRecorder(SseParser):
         self.output_chars = 0
         self.text_parts: list[str] = []
         self.keep_text = False
+        self._tool_calls: dict[int, dict[str, Any]] = {}  # choice 0's, by call index, when keeping text
         self._completion_tokens_seen = 0
 
     # -- OpenAI chunk semantics ----------------------------------------------------------
@@ -164,6 +165,8 @@ class StreamRecorder(SseParser):
         if delta.get("reasoning_content") or delta.get("reasoning"):
             return KIND_REASONING
         if delta.get("tool_calls"):
+            if self.keep_text and index == 0:
+                self._keep_tool_calls(delta["tool_calls"])
             return KIND_TOOL_CALL
         if delta.get("function_call"):
             return KIND_FUNCTION_CALL
@@ -255,6 +258,31 @@ class StreamRecorder(SseParser):
         usage = self._final_usages[-1] if self._final_usages else self.usage
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         return _count(details, "cached_tokens")
+    def _keep_tool_calls(self, deltas: Any) -> None:
+        """Assemble streamed tool calls (a multi-turn chat answers them): the first delta of
+        a call gives its id, type and function name, later ones fragments of the arguments."""
+        for delta in deltas if isinstance(deltas, list) else ():
+            if not isinstance(delta, dict):
+                continue
+            raw = delta.get("index", len(self._tool_calls))
+            call = self._tool_calls.setdefault(raw if isinstance(raw, int) else 0,
+                                               {"id": None, "type": "function", "name": "", "arguments": ""})
+            if isinstance(delta.get("id"), str):
+                call["id"] = delta["id"]
+            if isinstance(delta.get("type"), str):
+                call["type"] = delta["type"]
+            function = delta.get("function")
+            if isinstance(function, dict):
+                if isinstance(function.get("name"), str) and not call["name"]:
+                    call["name"] = function["name"]
+                if isinstance(function.get("arguments"), str):
+                    call["arguments"] += function["arguments"]
+
+    def tool_calls(self) -> tuple[dict[str, Any], ...]:
+        """Choice 0's tool calls as the chat API writes them in a history ({id, type,
+        function: {name, arguments}}), when `keep_text` was set; () otherwise."""
+        return tuple({"id": c["id"], "type": c["type"], "function": {"name": c["name"], "arguments": c["arguments"]}}
+                     for _, c in sorted(self._tool_calls.items()))
 
     def text(self) -> str:
         text = "".join(self.text_parts)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 
 from bench.records import OUTPUT_KIND_CODES, Progress
 from bench.runner.attempt import Attempt, SendLead, sleep_until
+from bench.runner.recorder import StreamRecorder
 from bench.runner.sender import RecordSink, RequestSource
 from bench.runner.streamapi import StreamOpener
 from bench.workload.plan import RunPlan, StagePlan
@@ -199,10 +201,10 @@ class Runner:
     async def _conversation(self, spec: RequestSpec, scheduled_s: float, stage: StagePlan) -> None:
         """One request, then its follow-up turns (multi-turn workloads) in the same task."""
         while True:
-            text = await self._request(spec, scheduled_s, stage.index)
-            if text is None:
+            reply = await self._request(spec, scheduled_s, stage.index)
+            if reply is None:
                 return
-            nxt = self._source.follow_up(spec, text)
+            nxt = self._source.follow_up(spec, *reply)
             if nxt is None:
                 return
             spec, think_s = nxt
@@ -215,8 +217,9 @@ class Runner:
 
     # -- one request -----------------------------------------------------------------------
 
-    async def _request(self, spec: RequestSpec, scheduled_s: float, stage: int) -> str | None:
-        """Send one request and record it; the reply text when the turn has a follow-up."""
+    async def _request(self, spec: RequestSpec, scheduled_s: float,
+                       stage: int) -> tuple[str, tuple[dict[str, Any], ...]] | None:
+        """Send one request and record it; the reply (text, tool calls) when the turn has a follow-up."""
         request_id = self._next_id
         self._next_id += self._id_step
         progress = self.progress
@@ -234,7 +237,8 @@ class Runner:
         self._finish(attempt, request_id, spec, scheduled_s, stage)
         if attempt.error_kind is not None or not self._source.keep_text:
             return None
-        return attempt.recorder.text()
+        recorder = attempt.recorder
+        return recorder.text(), recorder.tool_calls() if isinstance(recorder, StreamRecorder) else ()
 
     def _finish(self, attempt: Attempt, request_id: int, spec: RequestSpec, scheduled_s: float,
                 stage: int) -> None:

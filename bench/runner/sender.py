@@ -6,7 +6,7 @@ so that `bench run` drives any of them alike.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Protocol
 
 from bench.records import Progress, RequestRecord
 from bench.workload.plan import StagePlan
@@ -26,7 +26,8 @@ class RequestSource(Protocol):
 
     def next_spec(self, item: int | None = None) -> RequestSpec: ...
 
-    def follow_up(self, spec: RequestSpec, reply: str) -> tuple[RequestSpec, float] | None: ...
+    def follow_up(self, spec: RequestSpec, reply: str,
+                  tool_calls: tuple[dict[str, Any], ...] = ()) -> tuple[RequestSpec, float] | None: ...
 
 
 class Sender(Protocol):

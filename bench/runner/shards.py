@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,5 +112,6 @@ class ShardedSource:
         assert spec is not None
         return spec
 
-    def follow_up(self, spec: RequestSpec, reply: str) -> tuple[RequestSpec, float] | None:
-        return self._inner.follow_up(spec, reply)
+    def follow_up(self, spec: RequestSpec, reply: str,
+                  tool_calls: tuple[dict[str, Any], ...] = ()) -> tuple[RequestSpec, float] | None:
+        return self._inner.follow_up(spec, reply, tool_calls)

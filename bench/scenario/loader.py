@@ -27,7 +27,26 @@ def _requests_needed(scenario: Scenario, source: str) -> None:
         raise BenchInputError(f"{source}: requests: required field is missing")
     if scenario.requests is not None and scenario.requests.conversation and scenario.target.endpoint != "chat":
         raise BenchInputError(f"{source}: requests.conversation: multi-turn chats need target.endpoint: chat")
+    if scenario.requests is not None and scenario.requests.images and scenario.target.endpoint != "chat":
+        raise BenchInputError(f"{source}: requests.images: images go in chat messages: they need target.endpoint: chat")
     _endpoint_fields(scenario, source)
+    _models_and_tools(scenario, source)
+
+
+def _models_and_tools(scenario: Scenario, source: str) -> None:
+    if scenario.target.models is not None:
+        for name, variant in scenario.variants.items():
+            if variant.model is not None:
+                raise BenchInputError(f"{source}: variants.{name}.model: a variant cannot switch the model "
+                                      "when target.models splits the traffic")
+    requests = scenario.requests
+    if requests is None:
+        return
+    if requests.tools is not None and scenario.target.endpoint not in ("chat", "responses"):
+        raise BenchInputError(f"{source}: requests.tools: tools need target.endpoint chat or responses "
+                              f"(got {scenario.target.endpoint})")
+    if requests.tool_choice is not None and not requests.tools:
+        raise BenchInputError(f"{source}: requests.tool_choice: give requests.tools as well")
 
 
 # Sampling fields each endpoint has no use for: refused rather than silently dropped.
@@ -121,5 +140,5 @@ def _check_files(scenario: Scenario, path: Path) -> None:
             raise BenchInputError(f"{path}: load.trace.file: trace file not found: {trace_path}")
     if scenario.requests is not None and scenario.requests.file is not None:
         data_path = resolve_path(path, scenario.requests.file)
-        if not data_path.is_file():
+        if not (data_path.is_file() or (data_path.is_dir() and scenario.requests.format in ("hf", "auto"))):
             raise BenchInputError(f"{path}: requests.file: dataset file not found: {data_path}")

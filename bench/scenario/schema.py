@@ -14,9 +14,11 @@ from pydantic import Field, create_model, field_validator, model_validator
 from bench.metric_catalogue import SLO, SLO_KEYS
 from bench.scenario.base import NonNegFloat, OrBare, PositiveFloat, Strict
 from bench.scenario.lengths import Fixed, LengthDist, LogNormal, Normal, Uniform, coerce_length
+from bench.scenario.routing import ModelWeights
+from bench.scenario.tools import DEFAULT_TOOL_RESULT, ToolChoice, ToolSchema
 
 __all__ = [
-    "Arrival", "Conversation", "Fixed", "Launch", "LengthDist", "Load", "LogNormal", "Message",
+    "Arrival", "Conversation", "DatasetColumns", "Fixed", "Images", "Launch", "LengthDist", "Load", "LogNormal", "Message",
     "NonNegFloat", "Normal", "OrBare", "PositiveFloat", "Ramp", "RaySettings", "Requests",
     "Sampling", "Scenario", "ServerMetrics", "SharedPrefix", "Slo", "Stage", "Strict", "Synthetic",
     "Target", "ThinkTime", "Timeouts", "Trace", "Uniform", "Variant", "Warmup",
@@ -52,6 +54,9 @@ class ServerMetrics(Strict):
 class Target(Strict):
     base_url: str | None = None
     model: str | None = None
+    models: ModelWeights | None = Field(
+        default=None, description="Several models: {name: weight} (each prompt goes to one, a seeded draw) "
+                                  "or [name, ...] (in turn). Replaces model.")
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the API key."
     )
@@ -73,6 +78,12 @@ class Target(Strict):
             raise ValueError(f"must start with http:// or https:// (got {value!r})")
         return value.rstrip("/") if value else value
 
+    @model_validator(mode="after")
+    def _one_model_field(self) -> Target:
+        if self.model is not None and self.models is not None:
+            raise ValueError("give model or models, not both")
+        return self
+
 
 class Message(Strict):
     role: Literal["system", "user", "assistant", "tool", "developer"]
@@ -86,8 +97,11 @@ class Synthetic(Strict):
     calibrate: bool = Field(
         default=True,
         description="Probe the server's usage.prompt_tokens for two prompt sizes before the run and "
-                    "size prompts so they reach the requested token counts on its tokenizer and template.",
+                    "size prompts in its tokens (its tokenizer; its chat template too with prompt_basis: server).",
     )
+    prompt_basis: Literal["raw", "server"] = Field(default="raw", description=(
+        "raw: prompt_tokens of text, as vLLM bench serve and GuideLLM send them (the server adds its chat "
+        "template); server: the server's usage.prompt_tokens, template included."))
 
     _c1 = field_validator("prompt_tokens", mode="before")(lambda cls, v: coerce_length(v))
     _c2 = field_validator("output_tokens", mode="before")(lambda cls, v: coerce_length(v))
@@ -108,6 +122,9 @@ class Conversation(Strict):
 
     turns: Annotated[int, Field(ge=2, le=1000)]
     think_time_s: Annotated[ThinkTime, OrBare("number", 0)] = ThinkTime()
+    tool_result: str = Field(default=DEFAULT_TOOL_RESULT, description=(
+        "With requests.tools: an answer with tool calls is followed by a turn sending this as each "
+        "call's `tool` message (a turn of its own, counted in turns)."))
 
     @field_validator("think_time_s", mode="before")
     @classmethod
@@ -122,18 +139,46 @@ class SharedPrefix(Strict):
     groups: Annotated[int, Field(ge=1)] = 1
 
 
+class Images(Strict):
+    """Synthetic images in each chat request (base64 data URIs in the user turn's content
+    parts), drawn from a pool of `distinct` images made from the seed before the run."""
+
+    count: Annotated[int, Field(ge=1, le=16)] = 1
+    width: Annotated[int, Field(ge=16, le=4096)] = 512
+    height: Annotated[int, Field(ge=16, le=4096)] = 512
+    format: Literal["png", "jpeg"] = "png"
+    distinct: Annotated[int, Field(ge=1, le=10_000)] = Field(default=64, description=(
+        "Images in the pool; request i takes its count from position i * count on. A server's multimodal "
+        "cache can hit when requests outnumber them."))
+
+
+class DatasetColumns(Strict):
+    """Which columns of a local Hugging Face dataset (`requests.format: hf`) hold what."""
+
+    prompt: str | None = Field(default=None, description="A text column (default: prompt, text, instruction, ...).")
+    messages: str | None = Field(default=None, description="A column of [{role, content}] lists.")
+    output_tokens: str | None = Field(default=None, description="max_tokens per row (default: output_tokens).")
+    split: str = "train"
+
+
 class Requests(Strict):
-    """Exactly one source: `inline`, `file` (JSONL or ShareGPT JSON) or `synthetic`."""
+    """Exactly one source: `inline`, `file` (JSONL, ShareGPT JSON or a local Hugging Face
+    dataset) or `synthetic`."""
 
     inline: list[list[Message] | str] | None = None
     file: str | None = None
-    format: Literal["auto", "jsonl", "sharegpt"] = "auto"
+    format: Literal["auto", "jsonl", "sharegpt", "hf"] = Field(default="auto", description=(
+        "auto: .json ShareGPT, .parquet/.arrow or a directory a Hugging Face dataset, else JSONL."))
+    columns: DatasetColumns | None = None
+    images: Images | None = None
     synthetic: Synthetic | None = None
     order: Literal["random", "cycle"] = "random"
     conversation: Conversation | None = None
     shared_prefix: SharedPrefix | None = None
     batch: Annotated[int, Field(ge=1, le=4096)] = Field(
         default=1, description="target.endpoint: embeddings only: inputs per request (the batch size).")
+    tools: list[ToolSchema] | None = Field(default=None, description="OpenAI tool schemas, sent as written.")
+    tool_choice: ToolChoice | None = Field(default=None, description="auto | none | required | an object; sent as written.")
 
     @model_validator(mode="after")
     def _one_source(self) -> Requests:
@@ -225,7 +270,7 @@ class Trace(Strict):
     """Replay of a request trace: Azure LLM inference CSV or Mooncake-style JSONL."""
 
     file: str
-    format: Literal["auto", "azure", "mooncake"] = "auto"
+    format: Literal["auto", "azure", "mooncake", "burstgpt"] = "auto"
     speedup: PositiveFloat = Field(default=1.0, description="Time-scale factor (2 = twice as fast).")
     target_rate: PositiveFloat | None = Field(
         default=None, description="Re-rate to this mean rate by thinning or superposing the trace."

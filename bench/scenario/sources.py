@@ -20,6 +20,10 @@ def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenMode
         return PromptSet("inline", [_inline_prompt(item) for item in req.inline], len(req.inline))
     if req.file is not None:
         path = resolve_path(scenario_path, req.file)
+        if req.format == "hf" or (req.format == "auto" and (path.is_dir() or path.suffix in (".parquet", ".arrow"))):
+            from bench.scenario.hf_datasets import read_hf_prompts
+
+            return read_hf_prompts(path, req.columns)
         if req.format == "sharegpt" or (req.format == "auto" and path.suffix == ".json"):
             from bench.scenario.datasets import sharegpt_dataset
 
@@ -27,6 +31,9 @@ def load_prompts(scenario: Scenario, scenario_path: Path, token_model: TokenMode
         return read_jsonl_prompts(path)
     assert req.synthetic is not None
     seed = req.synthetic.seed if req.synthetic.seed is not None else scenario.seed
+    if token_model is not None and req.synthetic.prompt_basis == "raw":
+        # Text tokens only, as the peers count them: the server's template comes on top.
+        token_model = TokenModel(overhead=0.0, per_word=token_model.per_word)
     synthetic = SyntheticPrompts(req.synthetic.prompt_tokens, req.synthetic.output_tokens, seed, token_model)
     return PromptSet("synthetic", [], synthetic=synthetic)
 

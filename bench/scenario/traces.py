@@ -11,6 +11,9 @@ Formats:
 - Azure LLM inference trace CSV: header ``TIMESTAMP,ContextTokens,GeneratedTokens``,
   TIMESTAMP a datetime such as ``2023-11-16 18:15:46.6805900``.
 - Mooncake JSONL: ``{"timestamp": ms, "input_length": n, "output_length": n, "hash_ids": [..]}``.
+- BurstGPT CSV: header ``Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type``,
+  Timestamp in seconds. Rows with 0 response tokens are requests that failed in the logged
+  service; they are left out, and `frame.attrs["left_out"]` counts them (a run note says so).
 
 Bad input raises BenchInputError with one line naming the file, the line and the problem.
 """
@@ -33,10 +36,11 @@ __all__ = [
     "trace_rate",
 ]
 
-TraceFormat = Literal["auto", "azure", "mooncake"]
+TraceFormat = Literal["auto", "azure", "mooncake", "burstgpt"]
 COLUMNS = ("timestamp_s", "input_tokens", "output_tokens", "hash_ids")
 
 _AZURE_COLUMNS = {"timestamp": "TIMESTAMP", "input": "ContextTokens", "output": "GeneratedTokens"}
+_BURSTGPT_COLUMNS = {"timestamp": "Timestamp", "input": "Request tokens", "output": "Response tokens"}
 _RERATE_STREAM = 0x7ACE
 _BLOCK_STREAM = 0xB10C5
 _UNIQUE_STREAM = 0x7A11
@@ -52,26 +56,29 @@ def read_trace(path: Path, fmt: TraceFormat = "auto") -> pd.DataFrame:
     if fmt == "auto":
         fmt = _detect(path, data)
     if fmt == "azure":
-        frame = _read_azure(path, data)
+        frame = _read_csv(path, data, _AZURE_COLUMNS)
+    elif fmt == "burstgpt":
+        frame = _read_csv(path, data, _BURSTGPT_COLUMNS)
     elif fmt == "mooncake":
         frame = _read_mooncake(path, data)
     else:
-        raise BenchInputError(f"{path}: unknown trace format {fmt!r} (use auto, azure or mooncake)")
+        raise BenchInputError(f"{path}: unknown trace format {fmt!r} (use auto, azure, mooncake or burstgpt)")
     frame.attrs["source"] = str(path)
     return frame
 
 
-def _detect(path: Path, data: bytes) -> Literal["azure", "mooncake"]:
+def _detect(path: Path, data: bytes) -> Literal["azure", "mooncake", "burstgpt"]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return "azure"
+        header = data.split(b"\n", 1)[0].lower()
+        return "burstgpt" if b"response tokens" in header else "azure"
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "mooncake"
     # Unknown suffix: a JSON object per line starts with "{", a CSV with its header.
     return "mooncake" if data.lstrip().startswith(b"{") else "azure"
 
 
-def _read_azure(path: Path, data: bytes) -> pd.DataFrame:
+def _read_csv(path: Path, data: bytes, columns: dict[str, str]) -> pd.DataFrame:
     try:
         # Strings throughout so that we, not pandas, decide what a bad value is; blank lines
         # are kept (as empty rows, dropped below) so that row i is file line i + 2.
@@ -82,11 +89,11 @@ def _read_azure(path: Path, data: bytes) -> pd.DataFrame:
         raise BenchInputError(f"{path}: cannot parse CSV: {str(exc).strip().splitlines()[0]}") from None
     by_name = {str(c).strip().lower(): c for c in raw.columns}
     picked = {}
-    for key, name in _AZURE_COLUMNS.items():
+    for key, name in columns.items():
         if name.lower() not in by_name:
             header = ",".join(str(c) for c in raw.columns)
             raise BenchInputError(f"{path}: line 1: missing column {name} (header is {header!r}; "
-                                  f"expected {','.join(_AZURE_COLUMNS.values())})")
+                                  f"expected {','.join(columns.values())})")
         picked[key] = raw[by_name[name.lower()]].astype(str).str.strip()
     lines = np.arange(len(raw)) + 2
     blank = (picked["timestamp"] == "") & (picked["input"] == "") & (picked["output"] == "")
@@ -95,13 +102,23 @@ def _read_azure(path: Path, data: bytes) -> pd.DataFrame:
     keep = ~blank.to_numpy()
     lines = lines[keep]
     stamps = picked["timestamp"][keep].reset_index(drop=True)
-    seconds = _azure_seconds(path, stamps, lines)
-    inputs = _token_column(path, picked["input"][keep].to_numpy(), lines, _AZURE_COLUMNS["input"])
-    outputs = _token_column(path, picked["output"][keep].to_numpy(), lines, _AZURE_COLUMNS["output"])
-    return _frame(path, seconds, inputs, outputs, [None] * len(seconds), lines)
+    seconds = _csv_seconds(path, stamps, lines, columns["timestamp"])
+    inputs = _token_column(path, picked["input"][keep].to_numpy(), lines, columns["input"])
+    outputs = _token_column(path, picked["output"][keep].to_numpy(), lines, columns["output"])
+    left_out = 0
+    if columns is _BURSTGPT_COLUMNS:  # 0 response tokens: the logged request failed; never replayed
+        served = outputs > 0
+        left_out = int((~served).sum())
+        if not served.any():
+            raise BenchInputError(f"{path}: no row with response tokens > 0 (every logged request failed)")
+        seconds, inputs, outputs, lines = seconds[served], inputs[served], outputs[served], lines[served]
+        seconds = seconds - seconds[0]
+    frame = _frame(path, seconds, inputs, outputs, [None] * len(seconds), lines)
+    frame.attrs["left_out"] = left_out
+    return frame
 
 
-def _azure_seconds(path: Path, stamps: pd.Series, lines: np.ndarray) -> np.ndarray:
+def _csv_seconds(path: Path, stamps: pd.Series, lines: np.ndarray, name: str) -> np.ndarray:
     numeric = pd.to_numeric(stamps, errors="coerce")
     if not numeric.isna().any():
         return numeric.to_numpy(dtype=np.float64)  # already seconds: accept it, it is unambiguous
@@ -111,8 +128,8 @@ def _azure_seconds(path: Path, stamps: pd.Series, lines: np.ndarray) -> np.ndarr
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         i = bad[0]
-        raise BenchInputError(f"{path}: line {lines[i]}: TIMESTAMP {stamps.iloc[i]!r} is not a date-time "
-                              "(expected e.g. 2023-11-16 18:15:46.6805900)")
+        raise BenchInputError(f"{path}: line {lines[i]}: {name} {stamps.iloc[i]!r} is not a date-time or "
+                              "seconds (expected e.g. 2023-11-16 18:15:46.6805900)")
     return (parsed - parsed.iloc[0]).dt.total_seconds().to_numpy(dtype=np.float64)
 
 

@@ -15,7 +15,8 @@ Ground truth: every completion response (errors too) carries ``x-request-id``;
 records, ``--trace FILE`` appends them as JSONL. Times are ``time.perf_counter()`` in the
 server (CLOCK_MONOTONIC, comparable with the client's perf_counter on the same host):
 
-- ``received_s``: the request's first bytes reached the server process;
+- ``received_s``: the request's first bytes reached the server process; ``received_end_s``:
+  its last bytes (completions, chat and responses);
 - ``response_start_s``: response headers written (streams) / response built (unary);
 - ``admitted_s``: entered the running batch; ``prefill_end_s``: end of the step that
   finished its prefill (its first token comes out of that step);

@@ -6,8 +6,13 @@ when the request cannot be served as asked. Tokens follow the convention of benc
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import time
 from typing import Any
+
+from PIL import Image
 
 from bench.sim.api import ApiError
 from bench.sim.emitter import ChunkContext
@@ -15,18 +20,21 @@ from bench.sim.faults import mix
 from bench.sim.profile import Profile
 from bench.sim.text import Corpus, choice_offset, draw_output_len, stable_hash
 
-__all__ = ["block_hashes", "chunk_context", "max_tokens_of", "output_key", "output_plan", "prompt_token_list"]
+__all__ = ["block_hashes", "check_image", "chunk_context", "max_tokens_of", "output_key", "output_plan", "prompt_token_list"]
 
 COMPLETIONS_MAX_TOKENS = 16  # OpenAI / vLLM default for completions
 
 
-def prompt_token_list(req: Any, chat: bool) -> list[Any]:
-    """The prompt as a token list, per the convention in bench.sim.text."""
+def prompt_token_list(req: Any, chat: bool, image_tokens: int = 256) -> list[Any]:
+    """The prompt as a token list, per the convention in bench.sim.text; each image part
+    is `image_tokens` tokens named by its content (so a prefix cache tells images apart)."""
     if chat:
         tokens: list[Any] = []
         for m in req.messages:
+            keys = [_digest(check_image(url)) for url in m.images()]
+            images = [f"<image:{key}:{k}>" for key in keys for k in range(image_tokens)]
             # CHAT_TEMPLATE_TOKENS_PER_MESSAGE (4) template tokens around each message.
-            tokens += ["<|im_start|>", m.role, "\n", *m.text().split(), "<|im_end|>"]
+            tokens += ["<|im_start|>", m.role, "\n", *m.text().split(), *images, "<|im_end|>"]
         return tokens
     prompt = req.prompt
     if isinstance(prompt, str):
@@ -37,6 +45,29 @@ def prompt_token_list(req: Any, chat: bool) -> list[Any]:
                            "supported by the simulator", "prompt")
         return prompt[0].split()
     return list(prompt)
+
+
+def _digest(data: str) -> str:
+    return hashlib.blake2b(data.encode("ascii", "replace"), digest_size=8).hexdigest()
+
+
+def check_image(url: str) -> str:
+    """The image's bytes as a string key; ApiError 400 unless `url` is a base64 data URI of
+    a PNG or JPEG that decodes (the simulator fetches nothing)."""
+    head, _, data = url.partition(",")
+    if not head.startswith("data:image/") or not head.endswith(";base64"):
+        raise ApiError(400, "image_url: the simulator takes base64 data URIs only (data:image/...;base64,...)",
+                       "messages")
+    try:
+        raw = base64.b64decode(data, validate=True)
+        with Image.open(io.BytesIO(raw)) as image:
+            image.verify()
+            kind = image.format
+    except (ValueError, OSError) as exc:
+        raise ApiError(400, f"image_url: not a decodable image: {exc}", "messages") from None
+    if kind not in ("PNG", "JPEG"):
+        raise ApiError(400, f"image_url: unsupported image format {kind}", "messages")
+    return data
 
 
 def max_tokens_of(req: Any, chat: bool, prompt_tokens: int, max_model_len: int) -> int:

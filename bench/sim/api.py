@@ -20,6 +20,7 @@ __all__ = [
     "CompletionRequest",
     "ContentPart",
     "EmbeddingRequest",
+    "ImageUrl",
     "ResponsesRequest",
     "StreamOptions",
     "parse_request",
@@ -89,10 +90,16 @@ class _Common(BaseModel):
         return tuple(s for s in stops if s)
 
 
+class ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    url: str
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: str
     text: str | None = None
+    image_url: ImageUrl | None = None
 
 
 class ChatMessage(BaseModel):
@@ -107,12 +114,20 @@ class ChatMessage(BaseModel):
             return self.content
         return " ".join(p.text or "" for p in self.content if p.type in ("text", "input_text"))
 
+    def images(self) -> list[str]:
+        """The data URIs of this message's image parts."""
+        if not isinstance(self.content, list):
+            return []
+        return [p.image_url.url for p in self.content if p.type == "image_url" and p.image_url is not None]
+
 
 class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check_logprobs(self) -> ChatRequest:

@@ -20,6 +20,7 @@ from bench.sim.faults import FaultSpec, uniform
 from bench.sim.responses_api import delta_events
 from bench.sim.sequence import CHOICE_DONE, GONE, OK, Coalescer, Truth
 from bench.sim.text import Corpus, logprob_of
+from bench.sim.tools import ToolPlan, ToolStream
 
 __all__ = ["ChunkContext", "Emitter", "perf_counter"]
 
@@ -47,6 +48,7 @@ class ChunkContext:
     continuous_usage: bool = False
     reasoning_tokens: int = 0
     responses: bool = False  # /v1/responses: typed events (bench.sim.responses_api)
+    tool_call: ToolPlan | None = None  # the answer is this tool call (bench.sim.tools)
 
 
 @dataclass(eq=False)
@@ -68,6 +70,7 @@ class Emitter:
     text_len: list[int] = field(default_factory=list)  # characters so far (text_offset)
     dropped: bool = False
     sequence: int = 0  # /v1/responses: the next event's sequence_number
+    tool: ToolStream | None = None  # a tool-call answer's state
 
     def __post_init__(self) -> None:
         ctx = self.ctx
@@ -77,8 +80,10 @@ class Emitter:
         self.logprob_entries = [[] for _ in range(n)]
         self.tail = [""] * n
         self.text_len = [0] * n
+        self.tool = ToolStream(ctx.tool_call, n) if ctx.tool_call is not None else None
         self.fast = (
             self.stream
+            and self.tool is None
             and not ctx.responses
             and not ctx.stops
             and not ctx.logprobs
@@ -216,7 +221,8 @@ class Emitter:
         n_reason = max(0, min(count, R - pos))
         reason_text = "".join(pieces[:n_reason])
         content = "".join(pieces[n_reason:])
-        if ctx.stops:
+        tool = self.tool.delta(c, pieces[n_reason:], reason is not None) if self.tool is not None else None
+        if ctx.stops and tool is None:
             content, stopped = self._cut_at_stop(c, content, may_stop=pos + count > ctx.min_tokens)
             if stopped:
                 reason = "stop"
@@ -235,7 +241,7 @@ class Emitter:
             if lp is not None:
                 self.logprob_entries[c].append(lp)
             return code
-        self._write(self._chunk_events(c, pos, count, reason, reason_text, content, lp), c)
+        self._write(self._chunk_events(c, pos, count, reason, reason_text, content, lp, tool), c)
         return code
 
     def _cut_at_stop(self, c: int, content: str, may_stop: bool) -> tuple[str, bool]:
@@ -258,7 +264,7 @@ class Emitter:
         return (combined[start:cut] if cut > start else ""), True
 
     def _chunk_events(self, c: int, pos: int, count: int, reason: str | None, reason_text: str, content: str,
-                      lp: Any) -> bytes:
+                      lp: Any, tool: dict[str, Any] | None = None) -> bytes:
         """The SSE event(s) of one emission: a role-only chunk first on a chat's first token."""
         ctx = self.ctx
         if ctx.responses:
@@ -269,8 +275,10 @@ class Emitter:
             delta: dict[str, Any] = {}
             if reason_text:
                 delta["reasoning_content"] = reason_text
-            if content or not reason_text:
-                delta["content"] = content
+            if tool is not None:
+                delta.update(tool)
+            elif content or not reason_text:
+                delta["content"] = content if self.tool is None else ""
             choice["delta"] = delta
             choice["logprobs"] = {"content": lp} if lp is not None else None
         else:

@@ -26,13 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from bench.sim.faults import FaultSpec, parse_fault
 
 __all__ = [
+    "FIXED_FIELDS",
     "PROFILES_DIR",
+    "REQUEST_FIELDS",
     "OutputLen",
     "Profile",
     "ProfileError",
     "builtin_profiles",
+    "check_models",
     "load_profile",
     "max_request_rate",
+    "model_profile",
     "predict",
     "predict_reasoning",
 ]
@@ -84,6 +88,8 @@ class Profile(BaseModel):
     tokens_per_chunk: int = Field(default=1, ge=1)
     # Chat only: this many tokens are streamed as `reasoning_content` before `content`.
     reasoning_tokens: int = Field(default=0, ge=0)
+    # Chat only: prompt tokens each image part counts for (its prefill cost follows).
+    image_tokens: int = Field(default=256, ge=1)
     prefix_cache: bool = False
     prefix_block_tokens: int = Field(default=16, ge=1)
     header_delay_ms: float = Field(default=0.0, ge=0)
@@ -98,6 +104,16 @@ class Profile(BaseModel):
     embedding_ms_per_input: float = Field(default=0.5, ge=0)
     embedding_ms_per_token: float = Field(default=0.01, ge=0)
     embedding_dims: int = Field(default=8, ge=1, le=8192)
+    # Chat requests that carry `tools` (tool_choice auto) answer with one tool call with this
+    # probability (tool_choice "required" or naming a function: always; "none": never).
+    tool_call_probability: float = Field(default=0.0, ge=0, le=1)
+    # LoRA-style adapters: adapter name -> base model (one of `models`); served in the base
+    # model's engine (its batch and step costs), listed by /v1/models with `parent`.
+    adapters: dict[str, str] = Field(default_factory=dict)
+    # Per served name (a model or an adapter): field overrides of this profile. A model with
+    # overrides runs its own engine (another deployment behind the same URL); a model without
+    # shares the first engine; an adapter may override only per-request fields (REQUEST_FIELDS).
+    model_profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Tests: keep each request's JSON body in its ground-truth record (`body`).
     record_bodies: bool = False
     faults: list[FaultSpec] = Field(default_factory=list)
@@ -112,6 +128,11 @@ class Profile(BaseModel):
             data = dict(data)
             data["faults"] = [parse_fault(f) if isinstance(f, str) else f for f in data["faults"]]
         return data
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Profile:
+        check_models(self)
+        return self
 
     @property
     def zero_latency(self) -> bool:
@@ -129,6 +150,52 @@ class Profile(BaseModel):
             + self.decode_ms_per_seq * decode_seqs
             + self.prefill_ms_per_token * prefill_tokens
         )
+
+
+# Fields no model may override: the server's, not a model's.
+FIXED_FIELDS = frozenset({"name", "description", "models", "adapters", "model_profiles", "faults", "record_bodies",
+                          "truth_limit", "coalesce_steps", "step_spin_ms"})
+# Fields that shape one request, not the engine: what an adapter may change.
+REQUEST_FIELDS = frozenset({"output_len", "reasoning_tokens", "tool_call_probability", "header_delay_ms", "image_tokens",
+                            "max_model_len", "embedding_ms_per_input", "embedding_ms_per_token", "embedding_dims"})
+
+
+def model_profile(profile: Profile, name: str) -> Profile:
+    """`profile` with the overrides of served name `name` (and of its base model, for an adapter)."""
+    base = profile.adapters.get(name)
+    fields = profile.model_dump()
+    if base is not None:
+        fields.update(profile.model_profiles.get(base, {}))
+    fields.update(profile.model_profiles.get(name, {}))
+    fields.update(model_profiles={}, adapters={}, models=[name])
+    return Profile.model_validate(fields)
+
+
+def check_models(profile: Profile) -> None:
+    """ValueError naming the problem when the adapters or model_profiles do not fit the models."""
+    models = set(profile.models)
+    for adapter, base in profile.adapters.items():
+        if adapter in models:
+            raise ValueError(f"adapters: {adapter!r} is also a model")
+        if base not in models:
+            raise ValueError(f"adapters.{adapter}: base model {base!r} is not one of models")
+    for name, overrides in profile.model_profiles.items():
+        if name not in models and name not in profile.adapters:
+            raise ValueError(f"model_profiles: {name!r} is neither a model nor an adapter")
+        fixed = sorted(set(overrides) & FIXED_FIELDS)
+        if fixed:
+            raise ValueError(f"model_profiles.{name}: {', '.join(fixed)} cannot differ by model")
+        if name in profile.adapters:
+            engine_fields = sorted(set(overrides) - REQUEST_FIELDS)
+            if engine_fields:
+                raise ValueError(f"model_profiles.{name}: an adapter runs in its base model's engine; "
+                                 f"{', '.join(engine_fields)} cannot differ (only {', '.join(sorted(REQUEST_FIELDS))})")
+        try:
+            model_profile(profile, name)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"model_profiles.{name}.{where}: {err['msg']}") from None
 
 
 def builtin_profiles() -> list[str]:

@@ -90,6 +90,8 @@ def _choices(ctx: ChunkContext, emitter: Emitter, truth: Truth) -> list[dict[str
         lp: dict[str, Any] | None = None
         if ctx.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
+            if emitter.tool is not None and emitter.tool.started[c]:
+                message.update(content=None, tool_calls=emitter.tool.message_calls(c))
             if ctx.reasoning_tokens:
                 message["reasoning_content"] = "".join(emitter.reasoning[c])
             if ctx.logprobs:

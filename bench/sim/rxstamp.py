@@ -1,4 +1,4 @@
-"""Arrival stamps: when a request's first bytes reached the process, per connection."""
+"""Arrival stamps: when a request's first and latest bytes reached the process, per connection."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class RxStamp(asyncio.Protocol):
         self.registry = registry
         self.transport: asyncio.BaseTransport | None = None
         self.rx: float | None = None
+        self.last: float | None = None  # when the latest bytes arrived (a body's last, once it is read)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -28,8 +29,10 @@ class RxStamp(asyncio.Protocol):
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        now = perf_counter()
         if self.rx is None:
-            self.rx = perf_counter()
+            self.rx = now
+        self.last = now
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:

@@ -58,6 +58,8 @@ class Truth:
     cancelled: bool = False
     status: int = 200
     body: Any = None  # the request's JSON body, when the profile records them
+    received_end_s: float | None = None  # the request's last bytes reached the process
+    tool_call: str | None = None  # the function a tool-call answer called
 
     def to_json(self) -> dict[str, Any]:
         reasons = self.finish_reasons
@@ -68,6 +70,7 @@ class Truth:
             "stream": self.stream,
             "status": self.status,
             "received_s": self.received_s,
+            "received_end_s": self.received_end_s,
             "response_start_s": self.response_start_s,
             "admitted_s": self.admitted_s,
             "prefill_end_s": self.prefill_end_s,
@@ -84,6 +87,7 @@ class Truth:
             "fault": self.fault,
             "coalesced": self.coalesced,
             "cancelled": self.cancelled,
+            "tool_call": self.tool_call,
         }
         if self.body is not None:
             out["body"] = self.body

@@ -41,11 +41,13 @@ from bench.sim.emitter import Emitter
 from bench.sim.engine import Engine
 from bench.sim.exposition import prometheus_text
 from bench.sim.faults import FaultPlan, FaultSpec
+from bench.sim.models import Served, engines, model_card, served_models
 from bench.sim.profile import Profile
 from bench.sim.responses import stream_response, unary_response
 from bench.sim.rxstamp import RxStamp
 from bench.sim.sequence import Seq, Truth
 from bench.sim.text import build_corpus
+from bench.sim.tools import plan_tool_call
 
 __all__ = ["HTTP_FAULTS", "SimServer"]
 
@@ -59,10 +61,14 @@ class SimServer:
                  trace_path: str | Path | None = None) -> None:
         self.profile = profile
         self.seed = seed
-        self.models = set(profile.models)
+        self.served = served_models(profile)
+        self.models = set(self.served)
         self.fault_plan = FaultPlan([*profile.faults, *(faults or [])], seed)
         self.corpus = build_corpus(seed)
-        self.engine = Engine(profile)
+        self.engine: Engine = self.served[profile.models[0]].engine  # the first; /metrics reports it
+        self.engines = engines(self.served)
+        # /metrics: each engine under the first name it serves (adapters show in their base model's)
+        self.engine_names = [(e, next(s.name for s in self.served.values() if s.engine is e)) for e in self.engines]
         self.counter = 0
         self.tag = f"{os.getpid() & 0xFFFF:04x}"
         self.truths: dict[str, Truth] = {}
@@ -113,10 +119,12 @@ class SimServer:
     async def _on_startup(self, app: web.Application) -> None:
         if self.trace_path is not None:
             self._trace = open(self.trace_path, "ab")  # noqa: ASYNC230 - once, before serving
-        self.engine.start()
+        for engine in self.engines:
+            engine.start()
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        await self.engine.stop()
+        for engine in self.engines:
+            await engine.stop()
         if self._trace is not None:
             self._trace.close()
             self._trace = None
@@ -126,21 +134,14 @@ class SimServer:
         return web.Response(status=200)
 
     async def list_models(self, request: web.Request) -> web.Response:
-        data = [
-            {"id": m, "object": "model", "created": self.created, "owned_by": "bench-sim",
-             "root": m, "parent": None, "max_model_len": self.profile.max_model_len}
-            for m in self.profile.models
-        ]
+        data = [model_card(item, self.created) for item in self.served.values()]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
 
     async def get_model(self, request: web.Request) -> web.Response:
         name = request.match_info["model"]
         if name not in self.models:
             return ApiError(404, f"The model `{name}` does not exist.", "model").response()
-        return web.Response(body=orjson.dumps(
-            {"id": name, "object": "model", "created": self.created, "owned_by": "bench-sim",
-             "root": name, "parent": None, "max_model_len": self.profile.max_model_len}),
-            content_type=JSON)
+        return web.Response(body=orjson.dumps(model_card(self.served[name], self.created)), content_type=JSON)
 
     async def profile_json(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.profile.model_dump(mode="json")),
@@ -171,7 +172,7 @@ class SimServer:
         return web.Response(body=orjson.dumps(truth.to_json()), content_type=JSON)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        text = prometheus_text(self.engine, self.profile.models[0], self.requests_total, self.errors_total,
+        text = prometheus_text(self.engine_names, self.requests_total, self.errors_total,
                                self.faults_total)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
@@ -206,7 +207,7 @@ class SimServer:
                 if fault.kind in HTTP_FAULTS:
                     return self._http_fault(fault, truth)
                 await asyncio.sleep(fault.seconds)
-            return await embedding_answer(request, req, self.profile, truth)
+            return await embedding_answer(request, req, self.served[req.model].profile, truth)
         except ApiError as err:
             truth.status = err.status
             return self._error(err, {"x-request-id": rid})
@@ -222,6 +223,7 @@ class SimServer:
         raw = await request.read()
         if stamp is not None:
             stamp.rx = None
+            request["received_end_s"] = stamp.last  # the body's last bytes: it is all read now
         return received, raw
 
     def _body(self, raw: bytes) -> Any:
@@ -253,7 +255,7 @@ class SimServer:
         endpoint = "responses" if responses else "chat" if chat else "completions"
         rid = f"{'resp' if responses else 'chatcmpl' if chat else 'cmpl'}-{self.tag}{counter:07d}"
         try:
-            seq, emitter, req, fault = self._prepare(raw, endpoint, counter, received, request, rid)
+            seq, emitter, req, fault, served = self._prepare(raw, endpoint, counter, received, request, rid)
         except ApiError as err:
             # Rejected requests have a (short) ground-truth record too.
             self._remember(Truth(id=rid, endpoint=endpoint, model="", stream=False, n=0, prompt_tokens=0,
@@ -268,14 +270,14 @@ class SimServer:
         try:
             if fault is not None and fault.kind in HTTP_FAULTS:
                 return self._http_fault(fault, truth)
-            delay = self.profile.header_delay_ms / 1000.0
+            delay = served.profile.header_delay_ms / 1000.0
             if fault is not None and fault.kind == "slow_headers":
                 delay += fault.seconds
             if delay > 0:
                 await asyncio.sleep(delay)
             if req.stream:
-                return await stream_response(request, self.engine, seq, emitter, req, chat)
-            return await unary_response(request, self.engine, seq, emitter, req, chat)
+                return await stream_response(request, served.engine, seq, emitter, req, chat)
+            return await unary_response(request, served.engine, seq, emitter, req, chat)
         finally:
             self._completed(truth, received)
 
@@ -297,8 +299,7 @@ class SimServer:
             del self.truths[next(iter(self.truths))]
 
     def _prepare(self, raw: bytes, endpoint: str, counter: int, received: float,
-                 request: web.Request, rid: str) -> tuple[Seq, Emitter, Any, FaultSpec | None]:
-        p = self.profile
+                 request: web.Request, rid: str) -> tuple[Seq, Emitter, Any, FaultSpec | None, Served]:
         chat = endpoint != "completions"
         req: Any
         if endpoint == "responses":
@@ -307,13 +308,18 @@ class SimServer:
             req = parse_request(ChatRequest if chat else CompletionRequest, raw)
         if req.model not in self.models:
             raise ApiError(404, f"The model `{req.model}` does not exist.", "model")
-        tokens = prompt_token_list(req, chat)
+        served = self.served[req.model]
+        p = served.profile
+        tokens = prompt_token_list(req, chat, p.image_tokens)
         prompt_tokens = len(tokens)
         max_tokens = max_tokens_of(req, chat, prompt_tokens, p.max_model_len)
         key = output_key(req, tokens, counter)
         reasoning = p.reasoning_tokens if chat else 0
         targets, reasons = output_plan(req, p, self.seed, key, max_tokens, reasoning)
-        why = self.engine.fits(prompt_tokens, prompt_tokens + sum(targets), req.n)
+        tool = plan_tool_call(req, p.tool_call_probability, self.seed, key, rid) if endpoint == "chat" else None
+        if tool is not None:
+            reasons = ["tool_calls" if r == "stop" else r for r in reasons]
+        why = served.engine.fits(prompt_tokens, prompt_tokens + sum(targets), req.n)
         if why is not None:
             raise ApiError(400, why)
         fault = self.fault_plan.pick(counter)
@@ -321,16 +327,17 @@ class SimServer:
             fault = None  # nothing to leave out of a non-streamed response
         truth = Truth(id=rid, endpoint=endpoint, model=req.model,
                       stream=bool(req.stream), n=req.n, prompt_tokens=prompt_tokens,
-                      received_s=received, fault=fault.label() if fault else None)
+                      received_s=received, fault=fault.label() if fault else None,
+                      received_end_s=request.get("received_end_s"),
+                      tool_call=tool.name if tool is not None else None)
         ctx = chunk_context(req, chat, rid, prompt_tokens, self.corpus, self.seed, key, reasoning)
-        if endpoint == "responses":
-            ctx = dataclasses.replace(ctx, responses=True)
+        ctx = dataclasses.replace(ctx, responses=endpoint == "responses", tool_call=tool)
         emitter = Emitter(ctx, truth, request.transport, stream=bool(req.stream), fault=fault,
-                          coalescer=self.engine.coalescer if req.stream else None)
+                          coalescer=served.engine.coalescer if req.stream else None)
         seq = Seq(truth=truth, prompt_tokens=prompt_tokens, targets=targets, reasons=reasons,
                   sink=emitter, done=asyncio.get_running_loop().create_future(),
                   block_hashes=block_hashes(tokens, p))
         if fault is not None and fault.kind == "stall":
             seq.stall_after = max(1, fault.after)
             seq.stall_seconds = fault.seconds
-        return seq, emitter, req, fault
+        return seq, emitter, req, fault, served

@@ -36,7 +36,9 @@ SCHEMA_VERSION = 5
 # Version 4 added run.json `provenance` (absent, read as None, in versions 2 and 3); a bench
 # of version 3 refuses a version 4 run by its number, not by the unknown key.
 # Version 5 added the request columns `inputs` and `body_s` (non-streamed answers: embeddings),
-# read as null in earlier versions, whose runs were all streamed.
+# read as null in earlier versions, whose runs were all streamed. The request column `model`
+# (the model each request named) came later within version 5: absent, it is read as null
+# (the readers fill columns added after a run's version), so it needed no new version.
 READABLE_VERSIONS = (2, 3, 4, 5)
 MANIFEST = "run.json"
 JOURNAL = "requests.jsonl"
@@ -70,6 +72,7 @@ REQUEST_DTYPES = {
     "max_tokens": "Int64", "n": "int64", "done_seen": "bool", "reconnected": "bool", "output_chars": "int64",
     "inputs": "Int64", "body_s": "float64",
     "usage_reasoning_tokens": "Int64", "usage_cached_tokens": "Int64",
+    "model": "string",
 }
 _ARROW_TYPES = {"int64": pa.int64(), "Int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
                 "bool": pa.bool_()}

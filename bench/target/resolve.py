@@ -169,6 +169,8 @@ def _small(value: Any) -> Any:
 async def resolve_model(scenario: Scenario, client: StreamClient, base_url: str) -> str:
     if scenario.target.model:
         return scenario.target.model
+    if scenario.target.models:
+        return next(iter(scenario.target.models))  # the first named; each request names its own
     models = await with_retries(base_url, "the model list (GET /models; target.model unset)", client.list_models)
     if not models:
         raise BenchInputError(f"target.model: {base_url}/models lists no model; set target.model")

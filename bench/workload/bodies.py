@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from bench.scenario.prompts import Messages
+from bench.scenario.schema import Requests
 
-__all__ = ["ENDPOINT_PATHS", "MAX_TOKENS_FIELD", "base_body", "prompt_fields"]
+__all__ = ["ENDPOINT_PATHS", "MAX_TOKENS_FIELD", "base_body", "prompt_fields", "tool_fields"]
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
                   "responses": "/responses"}
@@ -60,3 +61,13 @@ def prompt_fields(endpoint: str, messages: Messages, text: str | None, batch: li
     if endpoint == "embeddings":
         return {"input": batch if batch is not None and len(batch) > 1 else flat}
     return {"input": text if text is not None else messages}
+
+
+def tool_fields(requests: Requests | None) -> dict[str, Any]:
+    """`tools` and `tool_choice` as the scenario writes them (sent verbatim), or {}."""
+    out: dict[str, Any] = {}
+    if requests is not None and requests.tools:
+        out["tools"] = [dict(tool) for tool in requests.tools]
+    if requests is not None and requests.tool_choice is not None:
+        out["tool_choice"] = requests.tool_choice
+    return out

@@ -14,9 +14,12 @@ import numpy as np
 import orjson
 
 from bench.scenario.prompts import VOCAB, Messages, Prompt, PromptSet, TokenModel
+from bench.scenario.routing import model_split
 from bench.scenario.schema import Scenario
 from bench.scenario.sources import load_prompts
-from bench.workload.bodies import MAX_TOKENS_FIELD, base_body, prompt_fields
+from bench.workload.bodies import MAX_TOKENS_FIELD, base_body, prompt_fields, tool_fields
+from bench.workload.images import ImagePool, with_images
+from bench.workload.turns import ModelPicker, tool_turn
 
 __all__ = ["ConversationState", "RequestSpec", "Workload", "variant_bodies"]
 
@@ -25,7 +28,7 @@ __all__ = ["ConversationState", "RequestSpec", "Workload", "variant_bodies"]
 class ConversationState:
     """Where a multi-turn chat stands: the history sent so far and the user turns to come."""
 
-    history: tuple[dict[str, str], ...]
+    history: tuple[dict[str, Any], ...]
     upcoming: tuple[Prompt, ...]
 
 
@@ -41,10 +44,12 @@ class RequestSpec:
     turn: int = 0
     state: ConversationState | None = None
     inputs: int | None = None  # embeddings: the inputs the body carries
+    model: str = ""  # the body's model
 
 
-# One drawn request before its body is built: prompt index, variant, block, later turns.
-_Draw = tuple[int, str, int, tuple[Prompt, ...] | None]
+# One drawn request before its body is built: prompt index, variant, block, later turns,
+# model (None: the variant's).
+_Draw = tuple[int, str, int, tuple[Prompt, ...] | None, str | None]
 
 
 class Workload:
@@ -57,7 +62,10 @@ class Workload:
     With variants, each drawn prompt becomes a block of one request per variant, in an
     order shuffled per block, so every variant sees the same prompts under the same load.
     With `conversation`, each drawn prompt opens a chat whose later turns are sent by the
-    runner through `follow_up`, carrying the replies the server actually gave.
+    runner through `follow_up`, carrying the replies the server actually gave; a reply
+    with tool calls (requests.tools) is answered by a turn of `tool` messages first.
+    With `target.models`, each drawn prompt (its block and its conversation) goes to one
+    model (`bench.workload.turns.ModelPicker`).
     """
 
     def __init__(self, scenario: Scenario, scenario_path: Path, model: str,
@@ -70,6 +78,7 @@ class Workload:
         self._order = scenario.requests.order if scenario.requests else "cycle"
         self._rng = np.random.default_rng([scenario.seed, 0xC0FFEE])
         self._variant_rng = np.random.default_rng([scenario.seed, 0xB10C])
+        self._models = ModelPicker(model_split(scenario.target.models), scenario.seed)
         self._think_rng = np.random.default_rng([scenario.seed, 0x7A1C])
         self.prompt_set = (PromptSet("trace", prompts, len(prompts)) if prompts is not None
                            else load_prompts(scenario, scenario_path, token_model))
@@ -77,6 +86,8 @@ class Workload:
         self._synthetic = self.prompt_set.synthetic
         self._conversation = scenario.requests.conversation if scenario.requests else None
         self._prefixes = _shared_prefixes(scenario)
+        images = scenario.requests.images if scenario.requests else None
+        self._images = ImagePool(images, scenario.seed) if images is not None else None
         self.keep_text = self._conversation is not None
         self._next = 0
         self._queue: list[_Draw] = []
@@ -99,16 +110,27 @@ class Workload:
             self._queue = self._next_block(item)
         return self._queue.pop()
 
-    def follow_up(self, spec: RequestSpec, reply: str) -> tuple[RequestSpec, float] | None:
+    def follow_up(self, spec: RequestSpec, reply: str,
+                  tool_calls: tuple[dict[str, Any], ...] = ()) -> tuple[RequestSpec, float] | None:
+        """The next turn of a chat: the reply, then the next user turn; or, when the reply
+        called tools, the tool results (a turn of its own, taking one from those left)."""
         state = spec.state
         if state is None or not state.upcoming:
             return None
-        nxt, rest = state.upcoming[0], state.upcoming[1:]
-        history = (*state.history, {"role": "assistant", "content": reply}, *_user_messages(nxt))
-        new_state = ConversationState(history, rest)
-        body = self._body(list(history), nxt.max_tokens, spec.variant)
+        if tool_calls:
+            assert self._conversation is not None
+            history = tool_turn(state.history, reply, tool_calls, self._conversation.tool_result)
+            new_state = ConversationState(history, state.upcoming[:-1])
+            max_tokens = state.upcoming[0].max_tokens
+        else:
+            nxt, rest = state.upcoming[0], state.upcoming[1:]
+            history = (*state.history, {"role": "assistant", "content": reply}, *_user_messages(nxt))
+            new_state = ConversationState(history, rest)
+            max_tokens = nxt.max_tokens
+        body = self._body(list(history), max_tokens, spec.variant, model=spec.model or None)
         return (RequestSpec(spec.prompt_index, orjson.dumps(body), body.get("max_tokens"), body.get("n", 1),
-                            spec.variant, spec.block, spec.conversation, spec.turn + 1, new_state),
+                            spec.variant, spec.block, spec.conversation, spec.turn + 1, new_state,
+                            model=body.get("model", "")),
                 self._think_time())
 
     def _next_block(self, item: int | None) -> list[_Draw]:
@@ -126,12 +148,13 @@ class Workload:
         if len(names) > 1:
             names = [names[i] for i in self._variant_rng.permutation(len(names))]
         upcoming = self._upcoming_turns(index)
-        return [(index, name, block, upcoming) for name in reversed(names)]  # popped from the end
+        model = self._models.pick()
+        return [(index, name, block, upcoming, model) for name in reversed(names)]  # popped from the end
 
     def spec_for(self, index: int, variant: str = "", block: int = -1,
-                 upcoming: tuple[Prompt, ...] | None = ()) -> RequestSpec:
+                 upcoming: tuple[Prompt, ...] | None = (), model: str | None = None) -> RequestSpec:
         """The request for prompt `index`; `upcoming` None: a synthetic chat's later turns,
-        made here (only for the requests this process sends)."""
+        made here (only for the requests this process sends); `model` None: the variant's."""
         if self._synthetic is not None:
             prompt = self._synthetic[index]
             if upcoming is None and self._conversation is not None:
@@ -140,19 +163,23 @@ class Workload:
             prompt = self.prompts[index]
         upcoming = upcoming or ()
         messages = self._prefixed(_user_messages(prompt), block)
+        if self._images is not None:  # chat only (the loader checks): the request's images join its user turn
+            messages = with_images(messages, self._images.parts_for(block))
         text = prompt.text if not self._prefixes else None
         batch = self._batch_texts(index, prompt, block) if self._batch > 1 else None
-        body = self._body(messages, prompt.max_tokens, variant, text, batch)
+        body = self._body(messages, prompt.max_tokens, variant, text, batch, model)
         state = ConversationState(tuple(messages), upcoming) if self._conversation is not None else None
         conversation = block if state is not None else -1
         limit = MAX_TOKENS_FIELD[self._endpoint]
         inputs = (len(batch) if batch else 1) if self._endpoint == "embeddings" else None
         return RequestSpec(index, orjson.dumps(body), body.get(limit) if limit else None, body.get("n", 1), variant,
-                           block, conversation, 0, state, inputs)
+                           block, conversation, 0, state, inputs, body.get("model", ""))
 
     def _body(self, messages: Messages, max_tokens: int | None, variant: str, text: str | None = None,
-              batch: list[str] | None = None) -> dict[str, Any]:
+              batch: list[str] | None = None, model: str | None = None) -> dict[str, Any]:
         body = dict(self._bases[variant])
+        if model is not None:
+            body["model"] = model
         body.update(prompt_fields(self._endpoint, messages, text, batch))
         limit = MAX_TOKENS_FIELD[self._endpoint]
         if limit is not None and max_tokens is not None and "max_tokens" not in self._pinned.get(variant, ()):
@@ -211,14 +238,20 @@ def _shared_prefixes(scenario: Scenario) -> list[str]:
         return []
     rng = np.random.default_rng([scenario.seed, 0x9F1E])
     vocab = np.array(VOCAB)
-    return [f"group {g}: " + " ".join(vocab[rng.integers(len(vocab), size=max(shared.tokens - 2, 1))])
-            for g in range(shared.groups)]
+    prefixes = []
+    for g in range(shared.groups):
+        # exactly `tokens` words (one token each, by the synthetic prompts' convention); each
+        # group's differs from the first word
+        head = ["group", f"{g}:"] if shared.tokens > 1 else [f"group-{g}:"]
+        prefixes.append(" ".join([*head, *vocab[rng.integers(len(vocab), size=shared.tokens - len(head))]]))
+    return prefixes
 
 
 def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:
     """The request body template of each variant ("" when the scenario has none)."""
     endpoint = scenario.target.endpoint
-    base = base_body(scenario.sampling.model_dump(exclude_none=True), model, endpoint)
+    tools = tool_fields(scenario.requests)
+    base = {**base_body(scenario.sampling.model_dump(exclude_none=True), model, endpoint), **tools}
     if not scenario.variants:
         return {"": base}
     bodies = {}
@@ -226,7 +259,7 @@ def variant_bodies(scenario: Scenario, model: str) -> dict[str, dict[str, Any]]:
         overrides = variant.model_dump(exclude_none=True, exclude_unset=True)
         merged = {**scenario.sampling.model_dump(exclude_none=True), **overrides}
         merged["extra_body"] = {**scenario.sampling.extra_body, **overrides.get("extra_body", {})}
-        bodies[name] = base_body(merged, merged.pop("model", model), endpoint)
+        bodies[name] = {**base_body(merged, merged.pop("model", model), endpoint), **tools}
     return bodies
 
 

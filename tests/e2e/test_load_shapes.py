@@ -199,3 +199,21 @@ def test_find_max_rate_lands_near_the_profile_prediction(scenario_dir, capsys):
     found = out["max_rate"]["rate"]
     print(f"predicted {predicted_rate:.2f} req/s, found {found} req/s, points {out['max_rate']['points']}")
     assert found == pytest.approx(predicted_rate, rel=0.15)
+    # The search itself, replayed from each point's verdict: doubling from 4 until the SLO
+    # fails, then each point the midpoint of the bracket, ending as soon as the bracket is
+    # within 5 % of its failing end (and not before).
+    points = out["max_rate"]["points"]
+    passing = failing = None
+    expected = 4.0
+    for rate, met in points:
+        assert rate == pytest.approx(expected, rel=1e-12), points
+        if met:
+            passing = rate if passing is None else max(passing, rate)
+        else:
+            failing = rate if failing is None else min(failing, rate)
+        assert failing is None or passing is None or (failing - passing) / failing > 0.05 or \
+            (rate, met) == tuple(points[-1]), points  # stopped at the first bracket within 5 %
+        expected = 2 * rate if failing is None else rate / 2 if passing is None else (passing + failing) / 2
+    assert passing is not None and failing is not None
+    assert (found, out["max_rate"]["first_failing_rate"]) == (passing, failing)
+    assert (failing - passing) / failing <= 0.05

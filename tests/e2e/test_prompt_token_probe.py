@@ -27,9 +27,9 @@ from bench.scenario.schema import Uniform
 PROMPT = {"dist": "uniform", "min": 20, "max": 120}
 
 
-def synthetic_scenario(server_url: str, requests: int, **load) -> dict:
+def synthetic_scenario(server_url: str, requests: int, basis: str = "server", **load) -> dict:
     return {"seed": 3, "target": {"base_url": server_url, "model": "m"},
-            "requests": {"synthetic": {"prompt_tokens": PROMPT, "output_tokens": 4}},
+            "requests": {"synthetic": {"prompt_tokens": PROMPT, "output_tokens": 4, "prompt_basis": basis}},
             "load": {"concurrency": 32, "max_requests": requests, **load}}
 
 
@@ -48,6 +48,20 @@ def test_a_server_failing_its_first_two_probes_is_calibrated_all_the_same(scenar
     assert len(req) == 20 and (req["status"] == "ok").all()
     wanted = sample_lengths(Uniform(**PROMPT), 1024, np.random.default_rng([3, 0x5EED]))[req["prompt_index"]]
     assert np.abs(req["prompt_tokens"].to_numpy(dtype=float) - wanted).max() <= PROMPT_TOKENS_PER_WORD / 2
+
+
+def test_the_raw_basis_sizes_text_tokens_and_the_server_adds_its_template(scenario_dir):
+    """prompt_basis raw (the default): prompts carry the requested tokens of text, as vLLM's and
+    GuideLLM's random datasets do; the server's count is that plus its template overhead."""
+    with RecordingServer(tokens=2) as server:
+        result = run_in_process(scenario_dir, synthetic_scenario(server.base_url, 20, basis="raw"))
+    req = result.run.requests
+    wanted = sample_lengths(Uniform(**PROMPT), 1024, np.random.default_rng([3, 0x5EED]))[req["prompt_index"]]
+    extra = req["prompt_tokens"].to_numpy(dtype=float) - wanted
+    assert np.abs(extra - PROMPT_TOKENS_OVERHEAD).max() <= PROMPT_TOKENS_PER_WORD / 2
+    notes = " ".join(result.run.manifest.notes)
+    assert "synthetic prompt_tokens: text tokens" in notes
+    assert f"the server adds about {PROMPT_TOKENS_OVERHEAD:.0f} tokens of template" in notes
 
 
 def test_calibration_against_a_server_failing_every_probe_is_one_line(tmp_path, capsys):

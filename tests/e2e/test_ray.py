@@ -7,22 +7,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
-from benchtest import run_in_process, write_scenario
+from benchtest import run_in_process, sim_truth, write_scenario
 
 import bench
 from bench.errors import RunFailed
+from bench.runner import ray_workers
+from bench.runner.ray_workers import RayPool, ShardActor
 from bench.sim import start_sim
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
+# The actor subclasses below travel to the actors by value: the workers cannot import this module.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +40,17 @@ def local_ray():
         yield ray
     finally:
         ray.shutdown()
+
+
+def test_a_run_that_started_ray_shuts_it_down_after_a_failure(scenario_dir, monkeypatch):
+    """In process (a library run): the local Ray the run started is gone after its actors
+    failed. First in this module: the module's own local Ray is not up yet."""
+    assert not ray.is_initialized()
+    monkeypatch.setattr(RayPool, "actor_type", BrokenActor)
+    with start_sim(profile="zero", seed=3) as sim:
+        with pytest.raises(RunFailed, match="failed to start"):
+            run_in_process(scenario_dir, _scenario(sim.base_url, "own", {"workers": 1}), out="own")
+    assert not ray.is_initialized()
 
 
 def _alive_actors() -> list[str]:
@@ -182,3 +200,160 @@ def test_ctrl_c_stops_the_actors_and_the_local_ray(local_ray, scenario_dir):
     while time.monotonic() < deadline and (_ray_processes() - before):
         time.sleep(0.2)
     assert not (_ray_processes() - before)  # no actor, raylet or GCS of that run left
+
+
+# --- clocks on other machines, and the ways an actor fails ---------------------------------
+# Actors emulate another machine through `RayPool.actor_type`: a subclass set up in the
+# actor's own process (a skewed perf_counter for every stamp the actor takes, or a fault).
+
+SKEW_S = {0: 0.3, 1: -0.2}  # actor k's perf_counter minus the driver's, in seconds
+
+
+class SkewedClockActor(ShardActor):
+    """An actor whose whole process reads a perf_counter `SKEW_S[index]` away from the driver's
+    (every stamp: the clock reads, sends, kernel receive stamps), as on another machine."""
+
+    async def configure(self, cfg):
+        skew = SKEW_S[cfg.index]
+        real, real_ns = time.perf_counter, time.perf_counter_ns
+        time.perf_counter = lambda: real() + skew
+        time.perf_counter_ns = lambda: real_ns() + round(skew * 1e9)
+        return await super().configure(cfg)
+
+
+def test_a_skewed_actor_clock_is_measured_with_its_sign_and_the_run_stays_on_the_driver_timeline(
+        local_ray, scenario_dir, monkeypatch):
+    monkeypatch.setattr(RayPool, "actor_type", SkewedClockActor)
+    with start_sim(profile="zero", seed=3) as sim:
+        data = _scenario(sim.base_url, "skew", {"workers": 2})
+        data["load"] = {"rate": 60, "arrival": "constant", "duration": 2}
+        run = run_in_process(scenario_dir, data, out="skew").run
+        truth = sim_truth(sim.root_url)
+    for actor in run.manifest.client.workers or []:
+        clock = actor.clock
+        assert clock is not None and clock.offset_ms is not None and clock.uncertainty_ms is not None
+        # the true offset lies within the minimum round trip's half-width, sign included
+        assert abs(clock.offset_ms - SKEW_S[actor.index] * 1e3) <= clock.uncertainty_ms + 0.01
+    requests = run.requests
+    assert len(requests) == 120 and (requests["status"] == "ok").all()
+    assert set(requests["request_id"] % 2) == {0, 1}
+    # The server's receive stamps (the machine's one clock) against the stored send times:
+    # a send lands on the driver's timeline only when the actor started at t0 + its offset
+    # (a sign error puts an actor 2 x |skew| off, a missing offset |skew| off).
+    t0 = run.manifest.t0_perf_counter
+    for row in requests.itertuples():
+        received_s = truth[row.server_request_id]["received_s"] - t0
+        uncertainty_s = run.manifest.client.workers[row.request_id % 2].clock.uncertainty_ms / 1e3
+        assert -uncertainty_s - 0.001 < received_s - row.sent_s < 0.05, row
+
+
+class PromptsElsewhereActor(ShardActor):
+    """An actor on a node without the scenario's prompt file."""
+
+    async def configure(self, cfg):
+        return await super().configure(replace(cfg, scenario_path=Path("/nonexistent-node-dir/scenario.yaml")))
+
+
+def _file_scenario(scenario_dir: Path, base_url: str, name: str) -> dict:
+    (scenario_dir / "prompts.jsonl").write_text('{"prompt": "hello there", "max_tokens": 4}\n')
+    data = _scenario(base_url, name, {"workers": 2})
+    data["requests"] = {"file": "prompts.jsonl"}
+    return data
+
+
+def test_an_exception_in_an_actor_fails_the_run_with_its_message(local_ray, scenario_dir, monkeypatch):
+    monkeypatch.setattr(RayPool, "actor_type", PromptsElsewhereActor)
+    with start_sim(profile="zero", seed=3) as sim:
+        with pytest.raises(RunFailed, match=r"(?s)client worker \d failed: .*nonexistent-node-dir/prompts\.jsonl: cannot read dataset"):
+            run_in_process(scenario_dir, _file_scenario(scenario_dir, sim.base_url, "exc"), out="exc")
+    assert not (scenario_dir / "exc" / "requests.jsonl").exists() or bench.load_run(scenario_dir / "exc").requests.empty
+    assert _alive_actors() == []
+
+
+class BrokenActor(ShardActor):
+    """An actor whose constructor raises (a broken install on its node)."""
+
+    def __init__(self) -> None:
+        raise RuntimeError("no bench here")
+
+
+def test_an_actor_that_cannot_be_created_fails_the_start(local_ray, scenario_dir, monkeypatch):
+    monkeypatch.setattr(RayPool, "actor_type", BrokenActor)
+    with start_sim(profile="zero", seed=3) as sim:
+        with pytest.raises(RunFailed) as failed:
+            run_in_process(scenario_dir, _scenario(sim.base_url, "broken", {"workers": 2}), out="broken")
+    # what happened and why, on one line without terminal colours
+    message = str(failed.value)
+    assert re.fullmatch(r"ray: a load-generator actor failed to start: .*BrokenActor.*: RuntimeError: no bench here",
+                        message), message
+    assert "\x1b" not in message and "\n" not in message
+    assert _alive_actors() == []
+
+
+def test_actors_not_ready_in_time_fail_the_start_and_are_removed(local_ray, scenario_dir, monkeypatch):
+    # Three 1-CPU actors on a 2-CPU Ray: the third is never placed, so never ready.
+    monkeypatch.setattr(ray_workers, "READY_TIMEOUT_S", 4.0)
+    started = time.monotonic()
+    with start_sim(profile="zero", seed=3) as sim:
+        with pytest.raises(RunFailed, match=r"ray: load-generator actors not ready after 4 s"):
+            run_in_process(scenario_dir, _scenario(sim.base_url, "slow", {"workers": 3}), out="slow")
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 10
+    while _alive_actors() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive_actors() == []
+
+
+def test_a_ray_address_with_no_cluster_fails_in_one_line(scenario_dir):
+    with start_sim(profile="zero", seed=3) as sim:
+        path = write_scenario(scenario_dir, _scenario(sim.base_url, "noray", None))
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "bench", "run", str(path), "--ray", "127.0.0.1:1",
+                               "--out", str(scenario_dir / "run"), "--quiet", "--no-report"],
+                              capture_output=True, text=True, timeout=180)
+    # at once (ray.init alone retries for minutes), in one line
+    assert time.monotonic() - started < 60
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["bench: run failed: ray: cannot connect to 127.0.0.1:1: Connection refused"]
+
+
+def _actor_process_pids() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["cmdline"])
+            if "ShardActor" in " ".join(p.info["cmdline"] or [])}
+
+
+def test_after_an_actor_dies_the_actors_and_the_local_ray_are_shut_down(scenario_dir):
+    """`bench run --ray` with its own local Ray: one actor's process is killed mid-run."""
+    before = _ray_processes()
+    actors_before = _actor_process_pids()
+    with start_sim(profile="zero", seed=5) as sim:
+        data = _scenario(sim.base_url, "die", {"workers": 2})
+        data["load"] = {"rate": 20, "arrival": "constant", "duration": 60}
+        path = write_scenario(scenario_dir, data)
+        out = scenario_dir / "run"
+        proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(path), "--ray", "--out", str(out),
+                                 "--quiet", "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            journal = out / "requests.jsonl"
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b"\n") >= 10):
+                time.sleep(0.1)
+            victims = sorted(_actor_process_pids() - actors_before)
+            assert len(victims) == 2
+            os.kill(victims[0], signal.SIGKILL)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and re.search(r"bench: run failed: ray actor \d on .* died", err), err
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["ended"] == "failed" and "died" in manifest["end_reason"]
+    assert len(bench.load_run(out).requests) >= 10
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (_ray_processes() - before):
+        time.sleep(0.2)
+    assert not (_ray_processes() - before)  # the surviving actor, the raylet and the GCS are gone

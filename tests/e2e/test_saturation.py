@@ -166,3 +166,33 @@ def test_sweep_cuts_a_saturated_stage_short_with_the_same_test(scenario_dir, cap
     assert sends.max() - sends.min() < 10.0  # cut short, well before the 14 s planned
     assert out["summary"]["saturation"][0]["start_s"] < stage["start_s"] + 2.0
     assert validity.check(run)[0].code == "saturated"
+
+
+def test_a_sweep_marks_only_the_stage_past_capacity_saturated(scenario_dir, capsys, monkeypatch):
+    """Half capacity, then three times capacity: the second stage alone is SATURATED (cut
+    short), it is the knee, and the stored verdict dates the onset inside it, after the
+    simulator's queue last emptied."""
+    rates = [CAPACITY / 2, 3 * CAPACITY]
+    monkeypatch.setenv("COLUMNS", "200")  # the stage table on one line per stage
+    with start_sim(profile=PROFILE, seed=7) as sim:
+        path = write_scenario(scenario_dir, scenario(sim.base_url, 1.0, 1.0))
+        code = main(["sweep", str(path), "--rates", ",".join(f"{r:.4f}" for r in rates), "--stage-duration", "12",
+                     "--out", str(scenario_dir / "sweep"), "--no-report"])
+        truth = sim_truth(sim.root_url)
+    assert code == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "rate " in line and "/s" in line]
+    assert len(rows) == 2, out
+    assert "SATURATED" not in rows[0] and "knee" not in rows[0]
+    assert "SATURATED (cut short)" in rows[1] and "knee" in rows[1]
+    assert "SATURATED: stage 1: server saturated from t=" in " ".join(out.split())
+    run = bench.load_run(scenario_dir / "sweep")
+    first, second = run.manifest.stages or []
+    assert (first["saturated"], second["saturated"]) == (False, True)
+    stage1 = run.requests[run.requests["stage"] == 1]["sent_s"]
+    assert stage1.max() - second["start_s"] < 11.0  # cut short of the 12 s planned
+    [verdict] = run.summary.to_json()["saturation"]
+    onset = queue_onset(truth, run.manifest.t0_perf_counter, stage1.max())
+    assert verdict["stage"] == 1 and second["start_s"] <= onset < second["start_s"] + 4.0
+    assert abs(verdict["start_s"] - onset) < 3.0  # dated from the simulator's own queue
+    assert validity.check(run)[0].code == "saturated"

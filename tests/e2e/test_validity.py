@@ -166,8 +166,32 @@ def test_client_near_its_ceiling_is_a_validity_warning():
                                       "cpu_percent": {"mean": 97.0, "max": 100.0}})
     frame = pd.DataFrame({"phase": ["measure"] * 3, "scheduled_s": [0.0, 1.0, 2.0], "sent_s": [0.0, 1.0, 2.0]})
     assert check_client(calm, frame, 10.0) == []
-    codes = {w.code for w in check_client(busy, frame, 10.0)}
-    assert codes, "a client at 97 % CPU with 80 ms loop lag must be flagged"
+    warnings = check_client(busy, frame, 10.0)
+    assert [w.code for w in warnings] == ["client_loop_lag", "client_cpu"]
+    assert warnings[0].message.startswith("client: event-loop lag p99 80.0 ms (max 120 ms) > 5 ms: the client was "
+                                          "busy (client-bound; use --workers or a lighter load)")
+    assert warnings[1].message.startswith("client: client CPU 97 % of a core on average (> 85 %)")
+
+    def codes(lag: dict, cpu: dict, requests: pd.DataFrame = frame) -> list[str]:
+        info = ClientInfo.model_validate({"loop_lag_ms": lag, "cpu_percent": cpu})
+        return [w.code for w in check_client(info, requests, 10.0)]
+
+    # each threshold exactly: loop lag p99 5 ms, a stall of 50 ms, CPU 85 % mean, 95 % peak
+    assert codes({"p99": 5.0, "max": 50.0}, {"mean": 85.0, "max": 95.0}) == []
+    assert codes({"p99": 5.01, "max": 6.0}, {"mean": 10.0, "max": 20.0}) == ["client_loop_lag"]
+    assert codes({"p99": 1.0, "max": 50.5}, {"mean": 10.0, "max": 20.0}) == ["client_loop_stall"]
+    assert codes({"p99": 1.0, "max": 2.0}, {"mean": 85.5, "max": 90.0}) == ["client_cpu"]
+    assert codes({"p99": 1.0, "max": 2.0}, {"mean": 40.0, "max": 95.5}) == ["client_cpu_peak"]
+    idle = check_client(ClientInfo.model_validate({"loop_lag_ms": {"p99": 9.0, "max": 12.0},
+                                                   "cpu_percent": {"mean": 20.0, "max": 30.0}}), frame, 10.0)
+    assert "waited for a CPU (other processes)" in idle[0].message  # lag, but not its own work
+    # Send lag growing by more than half an inter-arrival gap (50 ms at 10/s) between the first
+    # and the last third of 60 sends is the client falling behind; by less, it is not.
+    for growth_ms, expected in ((50.5, ["send_lag_growing"]), (49.5, [])):
+        scheduled = np.arange(60) / 10.0
+        lag_s = np.where(np.arange(60) >= 40, growth_ms / 1e3, 0.0)
+        sends = pd.DataFrame({"phase": ["measure"] * 60, "scheduled_s": scheduled, "sent_s": scheduled + lag_s})
+        assert codes({"p99": 1.0, "max": 2.0}, {"mean": 10.0, "max": 20.0}, sends) == expected
 
 
 def _outputs_run(cases: list[tuple[str, str, list[str], int | None]]) -> Run:

@@ -248,3 +248,28 @@ def test_sample_prompts_have_the_trace_lengths():
     prompts = trace_prompts(frame, block_tokens=512, seed=0)
     assert [len(p.text.split()) for p in prompts] == frame["input_tokens"].tolist()
     assert [p.max_tokens for p in prompts] == frame["output_tokens"].tolist()
+
+
+BURSTGPT = SAMPLES / "burstgpt_sample.csv"
+
+
+def test_burstgpt_csv_is_detected_and_failed_rows_are_left_out_and_counted():
+    frame = read_trace(BURSTGPT)  # auto: the header names Response tokens
+    raw = pd.read_csv(BURSTGPT)
+    served = raw[raw["Response tokens"] > 0]
+    assert frame.attrs["left_out"] == 2 == len(raw) - len(served)
+    assert frame["timestamp_s"].tolist() == (served["Timestamp"] - served["Timestamp"].iloc[0]).astype(float).tolist()
+    assert frame["input_tokens"].tolist() == served["Request tokens"].tolist()
+    assert frame["output_tokens"].tolist() == served["Response tokens"].tolist()
+    assert read_trace(BURSTGPT, "burstgpt").equals(frame)
+
+
+def test_burstgpt_bad_rows_are_one_line(tmp_path):
+    head = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+    path = _write(tmp_path, "b.csv", head + "1,ChatGPT,10,5,15,API log\n2,ChatGPT,ten,5,15,API log\n")
+    with pytest.raises(BenchInputError) as err:
+        read_trace(path)
+    assert _one_line(err) == f"{path}: line 3: Request tokens 'ten' is not a non-negative integer"
+    path = _write(tmp_path, "c.csv", head + "1,ChatGPT,10,0,10,API log\n")
+    with pytest.raises(BenchInputError, match="every logged request failed"):
+        read_trace(path)

@@ -203,6 +203,36 @@ def test_a_version_4_run_without_the_columns_of_version_5_still_loads(stored, tm
                                   original.requests.drop(columns=new))
 
 
+def test_the_model_column_is_stored_and_read_as_null_in_runs_from_before_it(tmp_path):
+    """`model` came within version 5: a run stored without it reads it as null (no breakdown
+    by model); a run with it keeps it in the journal, raw_requests and requests.parquet."""
+    rng = np.random.default_rng(3)
+    records = [dataclasses.replace(_record(rng, i), model="ab"[i % 3 == 0]) for i in range(60)]
+    with_model = tmp_path / "with"
+    writer = RunWriter(with_model, _manifest())
+    for record in records:
+        writer.write(record)
+    writer.close()
+    finalize_run(with_model, _manifest())
+    run = bench.load_run(with_model)
+    assert run.requests.sort_values("request_id")["model"].tolist() == [r.model for r in records]
+    assert sorted(run.summary.models) == ["a", "b"]
+    assert run.summary.models["b"].requests.total == sum(r.model == "b" and r.phase == "measure" for r in records)
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in with_model.iterdir():
+        (before / path.name).write_bytes(path.read_bytes())
+    for name in (store.RAW_REQUESTS, store.REQUESTS):
+        pq.write_table(pq.read_table(with_model / name).drop_columns(["model"]), before / name)
+    lines = [json.loads(line) for line in (with_model / store.JOURNAL).read_text().splitlines()]
+    (before / store.JOURNAL).write_text("".join(json.dumps({k: v for k, v in row.items() if k != "model"}) + "\n"
+                                                for row in lines))
+    for raw in (store.read_raw_requests(before), _journal_only(before)):
+        assert raw["model"].isna().all() and str(raw["model"].dtype) == "string"
+    assert finalize_run(before, _manifest()).summary.models == {}  # summarised again without it
+    assert bench.load_run(before).summary.models == {}
+
+
 def _journal_only(run_dir: Path) -> pd.DataFrame:
     (run_dir / store.RAW_REQUESTS).unlink(missing_ok=True)
     return store.read_raw_requests(run_dir)

@@ -23,16 +23,19 @@ def test_constant_rate_is_exact():
 def test_poisson_rate_and_dispersion():
     offsets = arrival_offsets(_load(rate=50, arrival="poisson", duration=200), seed=3)
     gaps = np.diff(offsets)
-    assert offsets[-1] < 200
-    assert len(offsets) == pytest.approx(50 * 200, rel=0.03)
-    assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.05)
+    # The draw is rescaled to the offered rate exactly: 10,000 arrivals, the last at 9,999/50 s.
+    assert len(offsets) == 50 * 200 and offsets[0] == 0.0
+    assert offsets[-1] == pytest.approx(9999 / 50, rel=1e-12)
+    assert gaps.mean() == pytest.approx(1 / 50, rel=1e-12)
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.05)  # the shape stays a random draw's
 
 
 @pytest.mark.parametrize("burstiness", [0.25, 4.0])
 def test_gamma_cv_follows_burstiness(burstiness):
     offsets = arrival_offsets(_load(rate=20, arrival="gamma", burstiness=burstiness, max_requests=20000), seed=5)
     gaps = np.diff(offsets)
-    assert 1 / gaps.mean() == pytest.approx(20, rel=0.05)
+    assert len(offsets) == 20000 and offsets[-1] == pytest.approx(19999 / 20, rel=1e-12)
+    assert 1 / gaps.mean() == pytest.approx(20, rel=1e-12)  # rescaled to the offered rate exactly
     assert gaps.std() / gaps.mean() == pytest.approx(1 / np.sqrt(burstiness), rel=0.08)
 
 
@@ -146,7 +149,8 @@ def test_stages_boundaries_rates_and_closed_specs():
             continue
         assert mine[0] == pytest.approx(spec.start_s)  # each open stage starts on its boundary
         assert mine[-1] < spec.end_s
-        assert len(mine) / spec.duration_s == pytest.approx(spec.rate, rel=0.01)
+        count = round(spec.rate * spec.duration_s)  # exactly the offered rate over the stage
+        assert len(mine) == count and mine[-1] == pytest.approx(spec.start_s + (count - 1) / spec.rate, abs=1e-9)
         assert np.all((schedule.offsets >= spec.start_s) & (schedule.offsets < spec.end_s)
                       == (schedule.stage == spec.index))
     assert _cv(schedule.offsets[schedule.stage == 2]) == pytest.approx(1.0, abs=0.1)
