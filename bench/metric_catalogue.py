@@ -19,9 +19,12 @@ from enum import Enum
 
 __all__ = [
     "ANSWER_TPOT",
+    "CACHED_TOKENS",
     "COMPARED",
     "COMPARED_RUN",
     "E2E",
+    "E2E_SCHEDULED",
+    "FROM_SCHEDULE",
     "INPUTS_PER_S",
     "INPUT_TOKENS_PER_S",
     "ITL",
@@ -31,6 +34,7 @@ __all__ = [
     "OUTPUT_TOKENS_PER_S",
     "PAIRED",
     "PLOTTED",
+    "PREFIX_CACHE_HIT_SHARE",
     "REASONING",
     "REASONING_TIME",
     "REASONING_TOKENS",
@@ -46,6 +50,7 @@ __all__ = [
     "TTFT",
     "TTFT_ANSWER",
     "TTFT_REASONING",
+    "TTFT_SCHEDULED",
     "Better",
     "Metric",
     "Scope",
@@ -84,6 +89,7 @@ class Metric:
     compared: bool = False  # in `bench compare`
     paired: bool = False  # in the paired comparison of sampling variants
     reasoning: bool = False  # a reasoning-phase metric: its own report table, not the latency table
+    from_schedule: bool = False  # from the scheduled send (open loop): its own report table
 
     @property
     def summary_key(self) -> str | None:
@@ -140,15 +146,33 @@ REASONING_TOKENS = Metric("reasoning_tokens", "reasoning tokens", "tokens", Bett
 ANSWER_TPOT = Metric("answer_tpot_ms", "Answer TPOT", "ms", Better.LOWER, Scope.COUNTED, summarised=True,
                      compared=True, reasoning=True)
 
+# Open loop, corrected for coordinated omission: measured from the scheduled send time, what
+# a user who arrived on schedule waited. Each exceeds its metric from the real send by the
+# request's schedule lag; reports show them for open-loop runs (in a closed loop a request
+# is scheduled when its slot frees, so they add only the client's own delay).
+TTFT_SCHEDULED = Metric("ttft_scheduled_ms", "TTFT from schedule", "ms", Better.LOWER, Scope.COUNTED,
+                        summarised=True, short="TTFT sched", from_schedule=True)
+E2E_SCHEDULED = Metric("e2e_scheduled_ms", "E2E from schedule", "ms", Better.LOWER, Scope.COUNTED,
+                       summarised=True, short="E2E sched", from_schedule=True)
+
+# Prefix cache: prompt tokens the server's cache held (`usage.prompt_tokens_details.cached_tokens`),
+# and their share of the counted requests' prompt tokens (None when the server never said).
+CACHED_TOKENS = Metric("cached_tokens", "cached prompt tokens", "tokens", Better.NEITHER, Scope.COUNTED,
+                       summarised=True, summary_name="cached_tokens_per_request", short="cached tok")
+PREFIX_CACHE_HIT_SHARE = Metric("prefix_cache_hit_share", "prefix-cache hit share", "share", Better.NEITHER,
+                                Scope.RUN, short="cache hits")
+
 METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
            REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S, INPUT_TOKENS_PER_S, INPUTS_PER_S,
-           TTFT_REASONING, TTFT_ANSWER, REASONING_TIME, REASONING_TOKENS, ANSWER_TPOT)
+           TTFT_REASONING, TTFT_ANSWER, REASONING_TIME, REASONING_TOKENS, ANSWER_TPOT,
+           TTFT_SCHEDULED, E2E_SCHEDULED, CACHED_TOKENS, PREFIX_CACHE_HIT_SHARE)
 
 # Views of the catalogue, in its order (which is the order of every table and of summary.json).
 _PER_REQUEST = tuple(m for m in METRICS if m.scope is not Scope.RUN)
 SUMMARISED = tuple(m for m in METRICS if m.summarised)
-LATENCY_TABLE = tuple(m for m in SUMMARISED if m.unit == "ms" and not m.reasoning)  # console, report, summary.csv
+LATENCY_TABLE = tuple(m for m in SUMMARISED if m.unit == "ms" and not (m.reasoning or m.from_schedule))
 REASONING = tuple(m for m in METRICS if m.reasoning)  # the report's reasoning-phase table
+FROM_SCHEDULE = tuple(m for m in METRICS if m.from_schedule)  # the report's open-loop table
 PLOTTED = tuple(m for m in METRICS if m.plotted)
 SLO = tuple(m for m in METRICS if m.slo)
 SLO_KEYS = tuple(m.key for m in SLO)

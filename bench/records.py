@@ -107,6 +107,9 @@ class RequestRecord:
     body_s: float | None = None
     # usage.completion_tokens_details.reasoning_tokens, when the server gave it
     usage_reasoning_tokens: int | None = None
+    # usage.prompt_tokens_details.cached_tokens (prompt tokens the server's prefix cache held),
+    # when the server gave it
+    usage_cached_tokens: int | None = None
     # The model the request named (target.models draws one per prompt; a variant may switch
     # it). None in runs from before it was recorded.
     model: str | None = None

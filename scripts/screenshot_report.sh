@@ -33,6 +33,6 @@ trap 'rm -rf "$profile"' EXIT
 "$browser" --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --disable-default-apps \
     --host-resolver-rules="MAP * ~NOTFOUND" --hide-scrollbars \
-    --user-data-dir="$profile" --screenshot="$(realpath -m "$out")" --window-size=1400,4000 \
+    --user-data-dir="$profile" --screenshot="$(realpath -m "$out")" --window-size=1400,5000 \
     "file://$html" >/dev/null 2>&1
 echo "$out"

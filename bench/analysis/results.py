@@ -30,7 +30,8 @@ from bench.metrics.catalogue import counted_ids
 from bench.metrics.phases import PhaseScan
 from bench.records import ChunkBatch
 
-__all__ = ["Run", "derive_requests", "finalize_run", "load_run", "offered_rate", "saturation_verdicts"]
+__all__ = ["Run", "derive_requests", "finalize_run", "is_open_loop", "load_run", "offered_rate",
+           "saturation_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,15 @@ def offered_rate(manifest: store.Manifest) -> float | None:
     load = manifest.scenario.get("load", {})
     rate = load.get("rate")
     return float(rate) if rate is not None else None
+
+
+def is_open_loop(manifest: store.Manifest) -> bool:
+    """Whether requests were sent on a schedule (a rate, a trace, an open-loop stage) rather
+    than when a slot freed (closed loop)."""
+    load = manifest.scenario.get("load", {}) or {}
+    if load.get("rate") is not None or load.get("trace") is not None:
+        return True
+    return any(stage.get("kind") not in (None, "closed") for stage in manifest.stages)
 
 
 def _scan(run_dir: Path, requests: pd.DataFrame, times: bool = False,

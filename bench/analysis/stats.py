@@ -8,14 +8,15 @@ Two forms:
 The difference is always `stat(b) - stat(a)`. The interval is the percentile bootstrap
 interval; a difference whose interval contains 0 is "not significant".
 
-Resamples are drawn as multinomial weights, so a statistic is a weighted statistic over the
-sorted sample: this vectorises over resamples and also gives the cluster bootstrap for free
-(`groups`: all values of one group, e.g. the ITL gaps of one request, are drawn together,
+Resamples are drawn as multinomial weights (`bench.analysis.resample`), so a statistic is a
+weighted statistic over the sorted sample: this vectorises over resamples and also gives the
+cluster bootstrap for free (`groups`: all values of one group, e.g. the ITL gaps of one request, are drawn together,
 because gaps of one request are correlated and an i.i.d. bootstrap would be overconfident).
 
 Samples larger than `max_samples` are subsampled (seeded) before resampling, for speed. A
 smaller sample only widens the interval, so the cap can hide a small real difference but
-never invents one. Point estimates always use the full samples.
+never invents one. Point estimates always use the full samples. (The one-sample intervals
+of a summary's percentiles, which never subsample: `bench.analysis.percentile_ci`.)
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.analysis.resample import batches, boot_stats, multinomial, prepare, weighted_stats
+
 __all__ = [
+    "BLOCK_S",
     "CONFIDENCE",
     "MAX_SAMPLES",
     "N_RESAMPLES",
@@ -34,6 +38,7 @@ __all__ = [
     "bootstrap_diff",
     "check_statistic",
     "finite_or_none",
+    "min_samples",
     "paired_bootstrap_diff",
     "point",
 ]
@@ -41,7 +46,10 @@ __all__ = [
 CONFIDENCE = 0.95
 N_RESAMPLES = 1000
 MAX_SAMPLES = 5000
-_BATCH = 200  # resamples per batch: bounds memory at _BATCH x MAX_SAMPLES floats
+# Blocks of run time resampled together (requests by send time, ITL gaps by arrival time):
+# concurrent requests share the server's batch and the client's CPU, so one slow step or
+# one scheduling hiccup moves many samples at once.
+BLOCK_S = 0.25
 _STAT = re.compile(r"^(mean|p(\d+(?:\.\d+)?))$")
 
 
@@ -83,6 +91,13 @@ def check_statistic(name: str) -> None:
         raise ValueError(f"unknown statistic {name!r}: use mean or pNN, e.g. p50, p99.9")
 
 
+def min_samples(statistic: str) -> int:
+    """Samples a statistic needs: pNN needs 1/(1-p) (p99: 100), else it is the maximum."""
+    if statistic == "mean":
+        return 2
+    return int(np.ceil(1.0 / (1.0 - float(statistic[1:]) / 100.0) - 1e-9))
+
+
 def point(values: np.ndarray, statistic: str) -> float:
     """The statistic of a plain sample (linear-interpolated percentiles, like metrics.distribution)."""
     check_statistic(statistic)
@@ -106,10 +121,10 @@ def bootstrap_diff(a: np.ndarray, b: np.ndarray, statistics: Sequence[str] = ("p
     for name in statistics:
         check_statistic(name)
     rng = np.random.default_rng(seed)
-    a_vals, a_groups = _prepare(a, groups_a, max_samples, rng)
-    b_vals, b_groups = _prepare(b, groups_b, max_samples, rng)
-    boot_a = _boot_stats(a_vals, a_groups, statistics, n_resamples, rng)
-    boot_b = _boot_stats(b_vals, b_groups, statistics, n_resamples, rng)
+    a_vals, a_groups = prepare(a, groups_a, max_samples, rng)
+    b_vals, b_groups = prepare(b, groups_b, max_samples, rng)
+    boot_a = boot_stats(a_vals, a_groups, statistics, n_resamples, rng)
+    boot_b = boot_stats(b_vals, b_groups, statistics, n_resamples, rng)
     return {name: _result(name, a, b, boot_b[name] - boot_a[name], confidence) for name in statistics}
 
 
@@ -138,10 +153,10 @@ def paired_bootstrap_diff(a: np.ndarray, b: np.ndarray, statistics: Sequence[str
     if n > 0:
         order_a, order_b = np.argsort(a_arr, kind="stable"), np.argsort(b_arr, kind="stable")
         parts: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
-        for size in _batches(n_resamples):
-            weights = _multinomial(n, size, rng)
-            stats_a = _weighted_stats(a_arr[order_a], weights[:, order_a], statistics)
-            stats_b = _weighted_stats(b_arr[order_b], weights[:, order_b], statistics)
+        for size in batches(n_resamples):
+            weights = multinomial(n, size, rng)
+            stats_a = weighted_stats(a_arr[order_a], weights[:, order_a], statistics)
+            stats_b = weighted_stats(b_arr[order_b], weights[:, order_b], statistics)
             for name in statistics:
                 parts[name].append(stats_b[name] - stats_a[name])
         diffs = {name: np.concatenate(parts[name]) for name in statistics}
@@ -151,69 +166,6 @@ def paired_bootstrap_diff(a: np.ndarray, b: np.ndarray, statistics: Sequence[str
 def _finite(values: np.ndarray) -> np.ndarray:
     arr = np.asarray(values, dtype="float64").ravel()
     return arr[np.isfinite(arr)]
-
-
-def _prepare(values: np.ndarray, groups: np.ndarray | None, max_samples: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Finite values sorted ascending, with dense group codes (each value its own group if none)."""
-    arr = np.asarray(values, dtype="float64").ravel()
-    if groups is None:
-        codes = np.arange(arr.size)
-    else:
-        groups = np.asarray(groups).ravel()
-        if groups.shape != arr.shape:
-            raise ValueError(f"groups must match the sample's length ({groups.size} != {arr.size})")
-        codes = groups
-    keep = np.isfinite(arr)
-    arr, codes = arr[keep], codes[keep]
-    if arr.size > max_samples:
-        pick = rng.choice(arr.size, size=max_samples, replace=False)
-        arr, codes = arr[pick], codes[pick]
-    order = np.argsort(arr, kind="stable")
-    _, dense = np.unique(codes[order], return_inverse=True)
-    return arr[order], dense.ravel()
-
-
-def _boot_stats(sorted_vals: np.ndarray, codes: np.ndarray, statistics: Sequence[str], n_resamples: int,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
-    if sorted_vals.size == 0:
-        return {name: np.full(n_resamples, np.nan) for name in statistics}
-    n_groups = int(codes.max()) + 1
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
-    for size in _batches(n_resamples):
-        group_weights = _multinomial(n_groups, size, rng)
-        weights = group_weights[:, codes]  # each value weighs as often as its group was drawn
-        for name, arr in _weighted_stats(sorted_vals, weights, statistics).items():
-            parts[name].append(arr)
-    return {name: np.concatenate(parts[name]) for name in statistics}
-
-
-def _batches(total: int) -> list[int]:
-    full, rest = divmod(total, _BATCH)
-    return [_BATCH] * full + ([rest] if rest else [])
-
-
-def _multinomial(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """`size` rows of bootstrap counts: how often each of n items is drawn in n draws."""
-    draws = rng.integers(0, n, size=(size, n))
-    offsets = (np.arange(size) * n)[:, None]
-    return np.bincount((draws + offsets).ravel(), minlength=size * n).reshape(size, n).astype("float64")
-
-
-def _weighted_stats(sorted_vals: np.ndarray, weights: np.ndarray, statistics: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per row of weights: the weighted mean or the weighted (inverted-CDF) percentile."""
-    cum = np.cumsum(weights, axis=1)
-    total = cum[:, -1]
-    out: dict[str, np.ndarray] = {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for name in statistics:
-            if name == "mean":
-                out[name] = (weights @ sorted_vals) / total
-                continue
-            target = float(name[1:]) / 100.0 * total
-            idx = (cum < target[:, None]).sum(axis=1)
-            out[name] = sorted_vals[np.minimum(idx, sorted_vals.size - 1)]
-    return out
 
 
 def _result(name: str, a: np.ndarray, b: np.ndarray, diffs: np.ndarray, confidence: float) -> DiffCI:

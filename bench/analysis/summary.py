@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis import precision
 from bench.analysis.paired import paired_variants
 from bench.analysis.summary_model import Concurrency, Rate, RequestCounts, SloSummary, Summary, Throughput
 from bench.metrics import catalogue, derive, scan
-from bench.metrics.catalogue import ITL, OUTPUT_TOKENS, Scope, counted, counted_ids, measured
+from bench.metrics.catalogue import CACHED_TOKENS, ITL, OUTPUT_TOKENS, Scope, counted, counted_ids, measured
 from bench.metrics.distribution import Distribution, distribution
 
 __all__ = ["model_names", "summarize", "summarize_gaps", "summary_table"]
@@ -48,7 +49,8 @@ def summarize_gaps(requests: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: flo
     models = {name: _summarize_frame(rows[rows["model"] == name], gaps, None, slo) for name in model_names(requests)}
     whole = _summarize_frame(rows, gaps, offered_rate, slo, consume=True)
     return Summary(whole.distributions, whole.requests, whole.throughput, whole.rate, whole.concurrency,
-                   whole.slo, stages=stages, variants=variants, paired=paired, models=models)
+                   whole.slo, stages=stages, variants=variants, paired=paired, models=models,
+                   precision=whole.precision)
 
 
 def model_names(requests: pd.DataFrame) -> list[str]:
@@ -67,33 +69,45 @@ def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float
     window = _window(rows)
     out_tokens = float(ok[OUTPUT_TOKENS.key].fillna(0).sum())
     prompt_tokens = float(ok["prompt_tokens"].fillna(0).sum())
-    distributions = _distributions(rows, gaps, consume)
+    distributions, intervals = _distributions(rows, gaps, consume)
     return Summary(
         distributions,
         requests=_counts(rows),
         throughput=Throughput(window, _per_s(len(ok), window), _known_per_s(ok[OUTPUT_TOKENS.key], out_tokens, window),
                               _per_s(out_tokens + prompt_tokens, window),
                               _known_per_s(ok["prompt_tokens"], prompt_tokens, window),
-                              _inputs_per_s(ok, window)),
+                              _inputs_per_s(ok, window), _cache_hit_share(ok)),
         rate=Rate(offered_rate, derive.send_rate(rows["sent_s"])),
         concurrency=Concurrency(derive.peak_concurrency(rows)),
         slo=_slo(rows, slo, window) if slo else None,
+        precision=intervals,
     )
 
 
-def _distributions(rows: pd.DataFrame, gaps: scan.ItlGaps, consume: bool) -> dict[str, Distribution]:
-    """Each summarised metric's distribution, by summary key; ITL last, from the gaps of the
-    counted requests (up to 1 GB, reordered in place)."""
+def _distributions(rows: pd.DataFrame, gaps: scan.ItlGaps,
+                   consume: bool) -> tuple[dict[str, Distribution], precision.Precision]:
+    """Each summarised metric's distribution, by summary key, and their percentiles'
+    intervals; ITL last, from the gaps of the counted requests (up to 1 GB, reordered in
+    place once its intervals are computed)."""
     out: dict[str, Distribution] = {}
+    intervals = {}
+    blocks = precision.RunBlocks.of(rows)
     for metric in catalogue.SUMMARISED:
         assert metric.summary_key is not None
         if metric.scope is Scope.GAPS:
             continue
-        out[metric.summary_key] = distribution(catalogue.request_values(metric, rows))
+        values = catalogue.request_values(metric, rows)
+        out[metric.summary_key] = distribution(values)
+        intervals[metric.summary_key] = precision.metric_intervals(
+            metric, values, precision.request_blocks(metric, rows, blocks))
     assert ITL.summary_key is not None and ITL.scope is Scope.GAPS
-    itl = gaps.take(counted_ids(rows), consume=consume)
+    ids = counted_ids(rows)
+    gap_blocks = blocks.of_gaps(gaps, ids)
+    itl = gaps.take(ids, consume=consume)
+    intervals[ITL.summary_key] = precision.metric_intervals(ITL, itl, gap_blocks)
+    del gap_blocks
     out[ITL.summary_key] = distribution(itl, overwrite=True)
-    return out
+    return out, precision.assess(out, intervals, blocks.block_s)
 
 
 def _slo(rows: pd.DataFrame, slo: Mapping[str, Any], window: float | None) -> SloSummary:
@@ -160,6 +174,19 @@ def _inputs_per_s(ok: pd.DataFrame, window: float | None) -> float | None:
     if "inputs" not in ok or not ok["inputs"].notna().any():
         return None
     return _per_s(float(ok["inputs"].sum()), window)
+
+
+def _cache_hit_share(ok: pd.DataFrame) -> float | None:
+    """Cached prompt tokens over prompt tokens of the counted requests the server counted;
+    a request without `cached_tokens` counts 0 (servers leave the detail out when nothing
+    was cached). None when no request had it: the server does not report its cache."""
+    cached = ok[CACHED_TOKENS.key] if CACHED_TOKENS.key in ok else pd.Series(dtype="float64")
+    if not cached.notna().any():
+        return None
+    prompt = ok["prompt_tokens"].astype("float64")
+    known = prompt.notna().to_numpy(dtype=bool)
+    total = float(prompt[known].sum())
+    return float(cached[known].fillna(0).sum()) / total if total > 0 else None
 
 
 def summary_table(summary: Summary) -> pd.DataFrame:

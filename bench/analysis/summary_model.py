@@ -13,14 +13,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.metrics.catalogue import INPUT_TOKENS_PER_S, INPUTS_PER_S, SUMMARISED, THROUGHPUT, Metric
+from bench.analysis.precision import Precision
+from bench.metrics.catalogue import (
+    INPUT_TOKENS_PER_S,
+    INPUTS_PER_S,
+    PREFIX_CACHE_HIT_SHARE,
+    SUMMARISED,
+    THROUGHPUT,
+    Metric,
+)
 from bench.metrics.distribution import Distribution
 
 __all__ = ["Concurrency", "Paired", "PairedCI", "PairedComparison", "Rate", "RequestCounts", "SloSummary",
            "Summary", "Throughput"]
 
-# Throughput keys added later (embeddings): left out of summary.json when None.
-_ABSENT_WHEN_NONE = (INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key)
+# Throughput keys added later (embeddings, prefix cache): left out of summary.json when None.
+_ABSENT_WHEN_NONE = (INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key, PREFIX_CACHE_HIT_SHARE.key)
 _BY_SUMMARY_KEY = {m.summary_key: m for m in SUMMARISED if m.summary_key is not None}
 
 
@@ -48,6 +56,7 @@ class Throughput:
     total_tokens_per_s: float | None
     input_tokens_per_s: float | None = None
     inputs_per_s: float | None = None  # embeddings only
+    prefix_cache_hit_share: float | None = None  # cached / prompt tokens; None: the server never said
 
     def value(self, metric: Metric) -> float | None:
         """A run-level metric of the catalogue (`catalogue.THROUGHPUT`)."""
@@ -191,6 +200,7 @@ class Summary:
     variants: dict[str, Summary] = field(default_factory=dict)
     paired: Paired | None = None
     saturation: list[dict[str, Any]] | None = None
+    precision: Precision | None = None  # None: not stored (runs from before the intervals were)
     models: dict[str, Summary] = field(default_factory=dict)  # by model, when requests named several
 
     def metric(self, metric: Metric) -> Distribution:
@@ -216,13 +226,15 @@ class Summary:
             out["paired"] = self.paired.to_json()
         if self.models:
             out["models"] = {k: s.to_json() for k, s in self.models.items()}
+        if self.precision is not None:  # added last: earlier files read and write back unchanged
+            out["precision"] = self.precision.to_json()
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Summary:
         """From summary.json's dict. KeyError, TypeError or ValueError when it is not one."""
         known = {*_BY_SUMMARY_KEY, "saturation", "requests", "throughput", "rate", "concurrency", "slo", "stages",
-                 "variants", "paired", "models"}
+                 "variants", "paired", "models", "precision"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown summary keys {sorted(unknown)}")
@@ -238,5 +250,6 @@ class Summary:
             variants={k: cls.from_json(s) for k, s in (data.get("variants") or {}).items()},
             paired=Paired.from_json(data["paired"]) if data.get("paired") is not None else None,
             saturation=list(saturation) if saturation is not None else None,
+            precision=Precision.from_json(data["precision"]) if data.get("precision") is not None else None,
             models={k: cls.from_json(s) for k, s in (data.get("models") or {}).items()},
         )

@@ -10,21 +10,46 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.analysis import results
 from bench.analysis.summary_model import Summary
+from bench.analysis.warm_cache import check_warm_cache
 from bench.errors import ValidityWarning
 from bench.metrics import catalogue
-from bench.metrics.catalogue import SCHEDULE_LAG, TTFT
+from bench.metrics.catalogue import E2E, E2E_SCHEDULED, SCHEDULE_LAG, TTFT, TTFT_SCHEDULED
 from bench.metrics.scan import TOKEN_KINDS
 from bench.store import ClientInfo, WorkerInfo
 
 __all__ = [
-    "LAG_FLOOR_MS", "MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT", "MAX_ERROR_RATE",
-    "MAX_LAG_P99_SHARE_OF_INTERARRIVAL", "MAX_RATE_SHORTFALL", "MIN_SAMPLES_P99",
-    "MIN_SAMPLES_P999", "NOT_SENT_KINDS", "SENT_EARLY_MAX_SHARE", "SENT_EARLY_MS",
-    "SENT_EARLY_P50_MS", "check", "check_client", "check_clock_offsets", "check_empty_ok",
-    "check_ended", "check_error_rate", "check_finish_reasons", "check_overload", "check_rate", "check_reconnects",
-    "check_sample_counts", "check_saturation", "check_schedule_lag", "check_sent_early",
-    "check_stage_lag", "check_warmup", "workload_notes",
+    "FROM_SCHEDULE_MARGIN",
+    "LAG_FLOOR_MS",
+    "MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT",
+    "MAX_ERROR_RATE",
+    "MAX_LAG_P99_SHARE_OF_INTERARRIVAL",
+    "MAX_RATE_SHORTFALL",
+    "MIN_SAMPLES_P99",
+    "MIN_SAMPLES_P999",
+    "NOT_SENT_KINDS",
+    "SENT_EARLY_MAX_SHARE",
+    "SENT_EARLY_MS",
+    "SENT_EARLY_P50_MS",
+    "check",
+    "check_client",
+    "check_clock_offsets",
+    "check_empty_ok",
+    "check_ended",
+    "check_error_rate",
+    "check_finish_reasons",
+    "check_from_schedule",
+    "check_overload",
+    "check_rate",
+    "check_reconnects",
+    "check_sample_counts",
+    "check_saturation",
+    "check_schedule_lag",
+    "check_sent_early",
+    "check_stage_lag",
+    "check_warmup",
+    "workload_notes",
 ]
 
 if TYPE_CHECKING:
@@ -51,6 +76,10 @@ SENT_EARLY_MS = -0.5
 SENT_EARLY_MAX_SHARE = 0.01
 # Error kinds of requests that never went out: their sent time is only when they were ready to.
 NOT_SENT_KINDS = ("connect_refused", "connect_error", "connect_timeout")
+# Open loop: a percentile from the scheduled send may exceed the one from the real send by
+# the median schedule lag plus this share of the latter (2 ms at least, LAG_FLOOR_MS); more,
+# and the client sent late exactly when the server was slow (coordinated omission).
+FROM_SCHEDULE_MARGIN = 0.10
 # Ray actors: the clock-offset uncertainty (half the best round trip) against the median TTFT.
 MAX_CLOCK_UNCERTAINTY_SHARE_OF_TTFT = 0.1
 
@@ -72,7 +101,10 @@ def check(run: Run) -> list[ValidityWarning]:
     else:
         warnings += check_rate(summary)
         warnings += check_schedule_lag(summary)
+    if results.is_open_loop(run.manifest):
+        warnings += check_from_schedule(summary)
     warnings += check_sent_early(run.requests)
+    warnings += check_warm_cache(run.requests)
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)
@@ -270,6 +302,28 @@ def check_schedule_lag(summary: Summary, offered: float | None = None) -> list[V
     return [ValidityWarning("schedule_lag", f"schedule lag p99 {lag_p99:.1f} ms exceeds "
                                             f"{MAX_LAG_P99_SHARE_OF_INTERARRIVAL:.0%} of the mean inter-arrival time "
                                             f"({interarrival_ms:.1f} ms): the client fell behind its schedule")]
+
+
+def check_from_schedule(summary: Summary) -> list[ValidityWarning]:
+    """Open loop: TTFT or E2E from the scheduled send above the same from the real send by
+    more than the median schedule lag suggests (FROM_SCHEDULE_MARGIN), at p50 or p99."""
+    lag = summary.metric(SCHEDULE_LAG).p50
+    if lag is None:
+        return []
+    out = []
+    for sent_metric, scheduled_metric in ((TTFT, TTFT_SCHEDULED), (E2E, E2E_SCHEDULED)):
+        for stat in ("p50", "p99"):
+            sent, scheduled = summary.metric(sent_metric).stat(stat), summary.metric(scheduled_metric).stat(stat)
+            if sent is None or scheduled is None:
+                continue
+            if scheduled - sent > max(lag, 0.0) + max(FROM_SCHEDULE_MARGIN * abs(sent), LAG_FLOOR_MS):
+                out.append(ValidityWarning("from_schedule", (
+                    f"{sent_metric.label} {stat} from the scheduled send is {scheduled:.1f} ms, {scheduled - sent:.1f} ms "
+                    f"above the {sent:.1f} ms from the real send, while the median schedule lag is {lag:.2f} ms: the "
+                    "client sent late when the server was slow (coordinated omission); a user arriving on schedule "
+                    f"waited the {scheduled_metric.label} figures")))
+                break
+    return out
 
 
 def check_sent_early(requests: Any) -> list[ValidityWarning]:

@@ -18,6 +18,10 @@ where they are computed, in `bench.metrics.scan`):
   else the answer chunk tokens (all output tokens when there is no reasoning);
   answer TPOT = (last answer token - first answer token) / (answer tokens per choice - 1),
   for requests with >= 2 answer tokens per choice.
+- cached tokens = the server's `usage.prompt_tokens_details.cached_tokens` (NaN when not given).
+- From the schedule (open loop, coordinated-omission-corrected): TTFT from schedule = first
+  token - scheduled, E2E from schedule = last token (or body) - scheduled; each is the
+  metric from the real send plus the request's schedule lag.
 Columns are named by the catalogue (`bench.metrics.catalogue`). Inputs are never modified;
 every function returns a new frame or series.
 """
@@ -32,7 +36,9 @@ import pandas as pd
 from bench.metrics import phases, scan
 from bench.metrics.catalogue import (
     ANSWER_TPOT,
+    CACHED_TOKENS,
     E2E,
+    E2E_SCHEDULED,
     OUTPUT_TOKENS,
     REASONING_TIME,
     REASONING_TOKENS,
@@ -43,6 +49,7 @@ from bench.metrics.catalogue import (
     TTFT,
     TTFT_ANSWER,
     TTFT_REASONING,
+    TTFT_SCHEDULED,
 )
 from bench.store import frame_batch
 
@@ -83,11 +90,15 @@ def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame,
     out["token_source"] = np.where(usage.notna().to_numpy(dtype=bool), "usage", "chunks")
     out.loc[unary.to_numpy(dtype=bool), "token_source"] = "none"
     out["prompt_tokens"] = out["usage_prompt_tokens"].astype("Int64")
+    cached = out["usage_cached_tokens"] if "usage_cached_tokens" in out else pd.Series(np.nan, index=out.index)
+    out[CACHED_TOKENS.key] = cached.astype("float64")
     out[SCHEDULE_LAG.key] = (out["sent_s"] - out["scheduled_s"]) * 1e3
     submitted = out["submitted_s"] if "submitted_s" in out else np.nan
     out["client_overhead_ms"] = (out["sent_s"] - submitted) * 1e3
     out[TTFT.key] = (out["first_token_s"] - out["sent_s"]) * 1e3
     out[E2E.key] = (out["last_token_s"].fillna(body_s) - out["sent_s"]) * 1e3
+    out[TTFT_SCHEDULED.key] = (out["first_token_s"] - out["scheduled_s"]) * 1e3
+    out[E2E_SCHEDULED.key] = (out["last_token_s"].fillna(body_s) - out["scheduled_s"]) * 1e3
     per_choice = out[OUTPUT_TOKENS.key].astype("float64") / out["n"].clip(lower=1).astype("float64")
     decode_tokens = (per_choice - 1).where(per_choice >= 2)
     out[TPOT.key] = (out[E2E.key] - out[TTFT.key]) / decode_tokens

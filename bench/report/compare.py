@@ -76,9 +76,10 @@ THROUGHPUT: tuple[Metric, ...] = catalogue.COMPARED_RUN  # run-level metrics, on
 # Scenario sections that must match for a comparison to compare like with like.
 SCENARIO_SECTIONS = (("prompts", "requests"), ("load", "load"), ("sampling", "sampling"))
 COMPARE_MD, COMPARE_HTML = "compare.md", "compare.html"
-BLOCK_S = 0.25
+BLOCK_S = stats.BLOCK_S  # the blocks of run time the summary's intervals resample too
 MIN_EFFECT = 0.05  # relative to the baseline value
 FAMILY_CONFIDENCE = 0.95
+min_samples = stats.min_samples  # samples a statistic needs in each run (p99: 100), as the validity checks say
 N_RESAMPLES = 2000  # the Bonferroni tails (0.125 % each) need more resamples than a plain 95 % CI
 
 
@@ -106,13 +107,6 @@ class Comparison:
     n_resamples: int
     min_effect: float = MIN_EFFECT
     n_metrics: int = len(METRICS)  # per-request metrics in the table: the Bonferroni family
-
-
-def min_samples(statistic: str) -> int:
-    """Samples a statistic needs in each run: pNN needs 1/(1-p) (p99: 100), as the validity checks say."""
-    if statistic == "mean":
-        return 2
-    return int(np.ceil(1.0 / (1.0 - float(statistic[1:]) / 100.0) - 1e-9))
 
 
 def verdict(diff: stats.DiffCI, min_effect: float = MIN_EFFECT) -> str:

@@ -18,13 +18,13 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.analysis.summary_model import Summary
-from bench.metrics.catalogue import LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TPOT, TTFT, Metric
+from bench.metrics.catalogue import FROM_SCHEDULE, LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TPOT, TTFT, Metric
 from bench.metrics.distribution import STATISTICS, Distribution
 from bench.report.tables import has_reasoning
 
 __all__ = [
     "DROP_ORDER", "ROWS", "SECONDS_FROM_MS", "STATS", "paired_lines",
-    "print_saturation", "print_stages", "print_summary", "print_wrapped", "stages_table",
+    "precision_lines", "print_saturation", "print_stages", "print_summary", "print_wrapped", "stages_table",
     "summary_lines", "summary_table",
 ]
 
@@ -129,9 +129,14 @@ def summary_lines(summary: Summary) -> list[str]:
         f"  (ok requests over {_fmt(thr.window_s)} s, first send to last end)",
         f"send rate: offered {offered}, achieved {_fmt(rate.achieved)} req/s (first to last send)",
     ]
+    if thr.prefix_cache_hit_share is not None:
+        lines.append(f"prefix cache: {thr.prefix_cache_hit_share:.1%} of the prompt tokens were cached")
     if has_reasoning(summary):
         lines.append("reasoning p50: " + ", ".join(f"{m.console} {_fmt(summary.metric(m).p50)}"
                                                   + ("" if m.unit == "tokens" else f" {m.unit}") for m in REASONING))
+    if rate.offered is not None and any(summary.metric(m).count for m in FROM_SCHEDULE):
+        lines.append("from the scheduled send (open loop): " + ", ".join(
+            f"{m.console} p50 {_fmt(summary.metric(m).p50)} p99 {_fmt(summary.metric(m).p99)} ms" for m in FROM_SCHEDULE))
     slo = summary.slo
     if slo is not None:
         limits = ", ".join(f"{k} <= {v:g}" for k, v in slo.limits.items())
@@ -149,12 +154,37 @@ def summary_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def precision_lines(summary: Summary) -> list[str]:
+    """The p50 and p99 intervals of the latency table's metrics, and every flagged percentile
+    (summary.json `precision`; none for runs stored before it)."""
+    prec = summary.precision
+    if prec is None:
+        return []
+    cells = []
+    for metric in ROWS:
+        low, high = prec.interval(metric, "p50"), prec.interval(metric, "p99")
+        if low is not None or high is not None:
+            cells.append(f"{metric.console} {_ci(low)} / {_ci(high)}")
+    lines = [f"{prec.confidence:.0%} CI of p50 / p99 (ms, block bootstrap): " + "; ".join(cells)] if cells else []
+    flagged = [f"{metric.console} {', '.join(prec.imprecise[metric.summary_key])}"
+               for metric in (*ROWS, *(REASONING if has_reasoning(summary) else ()))
+               if metric.summary_key in prec.imprecise]
+    if flagged:
+        lines.append(f"imprecise (CI wider than {prec.max_relative_width:.0%} of the value, or too few samples): "
+                     + "; ".join(flagged))
+    return lines
+
+
+def _ci(interval: tuple[float, float] | None) -> str:
+    return "-" if interval is None else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
 def print_summary(summary: Summary, title: str, run_dir: str, warnings: list[str],
                   notes: Sequence[str] = ()) -> None:
     console = Console()
     print_saturation(console, summary)
     console.print(summary_table(summary, title, console.width))
-    for line in summary_lines(summary) + paired_lines(summary):
+    for line in summary_lines(summary) + precision_lines(summary) + paired_lines(summary):
         print_wrapped(console, line)
     for note in notes:
         print_wrapped(console, f"note: {note}")

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.analysis import validity
+from bench.analysis.precision import PERCENTILES
 from bench.analysis.steady import steady_state
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
-from bench.metrics.catalogue import REASONING
+from bench.metrics.catalogue import FROM_SCHEDULE, REASONING, Metric
 from bench.report import figures
 from bench.report.dialect_tables import definitions_table, dialects_table, run_dialects
 from bench.report.steady_table import steady_table
@@ -183,7 +184,8 @@ def html_img(png: bytes, alt: str) -> str:
 
 
 def render_csv(summary: Summary) -> str:
-    """Long format, one value per line: `scope, metric, statistic, value` (scope: all or stage N)."""
+    """Long format, one value per line: `scope, metric, statistic, value` (scope: all or stage N);
+    a percentile's confidence interval as statistics `p99_low` and `p99_high`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["scope", "metric", "statistic", "value"])
@@ -194,10 +196,11 @@ def render_csv(summary: Summary) -> str:
 
 
 def _csv_scope(writer: Any, scope: str, summary: Summary) -> None:
-    for metric in (*LATENCY_ROWS, *REASONING):
+    for metric in (*LATENCY_ROWS, *REASONING, *FROM_SCHEDULE):
         dist = summary.metric(metric)
         for stat in STATS:
             writer.writerow([scope, metric.summary_key, stat, _csv_value(dist.stat(stat))])
+        _csv_intervals(writer, scope, summary, metric)
     for section, values in (("throughput", summary.throughput.to_json()), ("rate", summary.rate.to_json()),
                             ("concurrency", summary.concurrency.to_json())):
         for stat, value in values.items():
@@ -207,6 +210,17 @@ def _csv_scope(writer: Any, scope: str, summary: Summary) -> None:
     writer.writerow([scope, "requests", "ok", _csv_value(req.ok)])
     for kind, count in sorted(req.errors.items()):
         writer.writerow([scope, "errors", kind, count])
+
+
+def _csv_intervals(writer: Any, scope: str, summary: Summary, metric: Metric) -> None:
+    """`p99_low`, `p99_high`: the percentile's confidence interval (summary.json `precision`)."""
+    if summary.precision is None:
+        return
+    for stat in PERCENTILES:
+        ci = summary.precision.interval(metric, stat)
+        if ci is not None:
+            writer.writerow([scope, metric.summary_key, f"{stat}_low", _csv_value(ci[0])])
+            writer.writerow([scope, metric.summary_key, f"{stat}_high", _csv_value(ci[1])])
 
 
 def _csv_value(value: Any) -> str:

@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench.analysis.precision import PERCENTILES, Precision
+from bench.analysis.results import is_open_loop
 from bench.analysis.summary_model import Summary
 from bench.metrics.catalogue import (
     E2E,
+    FROM_SCHEDULE,
     LATENCY_TABLE,
     OUTPUT_TOKENS,
     REASONING,
@@ -28,15 +31,35 @@ from bench.store import ClientInfo, ClockOffset, CpuUse, LoopLag, Provenance
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-__all__ = ["LATENCY_ROWS", "STATS", "Table", "client_workers_table", "errors_table", "fmt", "has_reasoning",
-           "latency_table", "metadata_table", "models_table", "paired_table", "reasoning_table", "report_tables",
-           "slo_table", "stages_table", "throughput_table", "variants_table"]
+__all__ = [
+    "IMPRECISE",
+    "LATENCY_ROWS",
+    "STATS",
+    "Table",
+    "client_workers_table",
+    "errors_table",
+    "fmt",
+    "has_reasoning",
+    "latency_table",
+    "metadata_table",
+    "models_table",
+    "paired_table",
+    "precision_table",
+    "reasoning_table",
+    "report_tables",
+    "schedule_table",
+    "slo_table",
+    "stages_table",
+    "throughput_table",
+    "variants_table",
+]
 
 LATENCY_ROWS: tuple[Metric, ...] = LATENCY_TABLE
 STATS = STATISTICS
 # The per-stage and per-variant tables: (metric, statistic) columns.
 VARIANT_CELLS = ((TTFT, "p50"), (TTFT, "p99"), (TPOT, "p50"), (TPOT, "p99"), (E2E, "p50"), (E2E, "p99"))
 STAGE_CELLS = ((TTFT, "p50"), (TTFT, "p99"), (TPOT, "p50"), (TPOT, "p99"), (E2E, "p99"))
+IMPRECISE = "(imprecise)"  # marks an interval wider than the summary's max_relative_width of its value
 
 
 @dataclass(frozen=True)
@@ -70,7 +93,8 @@ def report_tables(run: Run) -> list[Table]:
     """Everything tabular in the report, in order."""
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
-    for optional in (reasoning_table(summary), slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
+    for optional in (schedule_table(summary, is_open_loop(run.manifest)), precision_table(summary),
+                     reasoning_table(summary), slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
                      models_table(summary),
                      paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
         if optional is not None:
@@ -116,6 +140,41 @@ def latency_table(summary: Summary, title: str = "Latency (ms, measured requests
         dist = summary.metric(metric)
         rows.append([metric.label, *(fmt(dist.stat(stat)) for stat in STATS)])
     return Table(title, ["metric", *STATS], rows)
+
+
+def precision_table(summary: Summary) -> Table | None:
+    """The percentiles' confidence intervals (summary.json `precision`), a flagged one marked
+    with IMPRECISE; None for runs stored before the intervals were."""
+    prec = summary.precision
+    if prec is None:
+        return None
+    rows = []
+    for metric in (*LATENCY_ROWS, *(REASONING if has_reasoning(summary) else ())):
+        if metric.summary_key in prec.intervals:
+            rows.append([metric.heading, *(_interval_cell(prec, metric, stat) for stat in PERCENTILES)])
+    title = (f"Precision: {prec.confidence:.0%} confidence intervals of the percentiles (block bootstrap over "
+             f"run time, {prec.block_s:g} s blocks, {prec.resamples} resamples; {IMPRECISE} wider than "
+             f"{prec.max_relative_width:.0%} of the value, or too few samples)")
+    return Table(title, ["metric", *PERCENTILES], rows)
+
+
+def _interval_cell(prec: Precision, metric: Metric, stat: str) -> str:
+    ci = prec.interval(metric, stat)
+    text = "-" if ci is None else f"{fmt(ci[0])} - {fmt(ci[1])}"
+    return f"{text} {IMPRECISE}" if prec.flagged(metric, stat) else text
+
+
+def schedule_table(summary: Summary, open_loop: bool) -> Table | None:
+    """Open loop: TTFT and E2E from the scheduled send (catalogue FROM_SCHEDULE), beside the
+    same from the real send; None for closed-loop runs and runs stored before them."""
+    if not open_loop or not any(summary.metric(m).count for m in FROM_SCHEDULE):
+        return None
+    rows = []
+    for metric, sent in zip(FROM_SCHEDULE, (TTFT, E2E), strict=True):
+        rows.append([sent.heading, *(fmt(summary.metric(sent).stat(stat)) for stat in STATS)])
+        rows.append([metric.heading, *(fmt(summary.metric(metric).stat(stat)) for stat in STATS)])
+    return Table("Open loop: latency from the scheduled send (what a user arriving on schedule waited) "
+                 "and from the real send", ["metric", *STATS], rows)
 
 
 def has_reasoning(summary: Summary) -> bool:

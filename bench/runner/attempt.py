@@ -281,6 +281,7 @@ class Attempt:
             chunks=recorder.chunks, server_timings=recorder.server_timings, inputs=spec.inputs,
             body_s=recorder.body_t if isinstance(recorder, EmbeddingsReader) else None,
             usage_reasoning_tokens=recorder.reasoning_tokens(), model=spec.model or None,
+            usage_cached_tokens=recorder.cached_tokens(),
         )
 
 

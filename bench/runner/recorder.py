@@ -252,6 +252,12 @@ class StreamRecorder(SseParser):
             return None
         return sum(c for c in counts if c is not None)
 
+    def cached_tokens(self) -> int | None:
+        """`usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the server's
+        prefix cache, None when the server did not say (the last usage: the prompt is shared)."""
+        usage = self._final_usages[-1] if self._final_usages else self.usage
+        details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+        return _count(details, "cached_tokens")
     def _keep_tool_calls(self, deltas: Any) -> None:
         """Assemble streamed tool calls (a multi-turn chat answers them): the first delta of
         a call gives its id, type and function name, later ones fragments of the arguments."""
@@ -287,5 +293,9 @@ class StreamRecorder(SseParser):
 
 def _reasoning_count(usage: Any) -> int | None:
     details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
-    count = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return _count(details, "reasoning_tokens")
+
+
+def _count(details: Any, key: str) -> int | None:
+    count = details.get(key) if isinstance(details, dict) else None
     return count if isinstance(count, int) and not isinstance(count, bool) else None

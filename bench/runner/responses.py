@@ -124,6 +124,12 @@ class ResponsesRecorder(SseParser):
         count = details.get("reasoning_tokens") if isinstance(details, dict) else None
         return count if isinstance(count, int) and not isinstance(count, bool) else None
 
+    def cached_tokens(self) -> int | None:
+        """`response.usage.input_tokens_details.cached_tokens`, None when not given."""
+        details = self.usage.get("input_tokens_details") if self.usage else None
+        count = details.get("cached_tokens") if isinstance(details, dict) else None
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
+
     def text(self) -> str:
         return "".join(self.text_parts)
 

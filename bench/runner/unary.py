@@ -80,5 +80,8 @@ class EmbeddingsReader:
     def reasoning_tokens(self) -> int | None:
         return None  # an embedding has no output, reasoning or otherwise
 
+    def cached_tokens(self) -> int | None:
+        return None  # embeddings servers do not report a prefix cache
+
     def text(self) -> str:
         return ""

@@ -71,7 +71,7 @@ REQUEST_DTYPES = {
     "usage_prompt_tokens": "Int64", "usage_completion_tokens": "Int64", "server_request_id": "string",
     "max_tokens": "Int64", "n": "int64", "done_seen": "bool", "reconnected": "bool", "output_chars": "int64",
     "inputs": "Int64", "body_s": "float64",
-    "usage_reasoning_tokens": "Int64",
+    "usage_reasoning_tokens": "Int64", "usage_cached_tokens": "Int64",
     "model": "string",
 }
 _ARROW_TYPES = {"int64": pa.int64(), "Int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),

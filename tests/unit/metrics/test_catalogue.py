@@ -18,9 +18,12 @@ import pytest
 import bench
 from bench.analysis.summary_model import Summary
 from bench.metric_catalogue import (
+    CACHED_TOKENS,
+    FROM_SCHEDULE,
     INPUT_TOKENS_PER_S,
     INPUTS_PER_S,
     METRICS,
+    PREFIX_CACHE_HIT_SHARE,
     REASONING,
     SLO_KEYS,
     SUMMARISED,
@@ -74,16 +77,17 @@ def test_each_key_is_declared_once():
 def test_the_summary_metric_entries_are_the_catalogues():
     data = json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))
     sections = {"saturation", "requests", "throughput", "rate", "concurrency", "slo", "stages", "variants", "paired"}
-    # the stored file predates the reasoning-phase metrics: it has every other, in catalogue order
-    older = [m.summary_key for m in SUMMARISED if m not in REASONING]
+    # the stored file predates the reasoning-phase, from-schedule and cached-token metrics: it
+    # has every other, in catalogue order
+    older = [m.summary_key for m in SUMMARISED if m not in (*REASONING, *FROM_SCHEDULE, CACHED_TOKENS)]
     assert [k for k in data if k not in sections] == older
     summary = Summary.from_json(data)
     for stage in (summary, *summary.stages.values(), *summary.variants.values()):
         assert list(stage.distributions) == older
-    later = {INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key}  # after this file: absent from it, and read as None
+    later = {INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key, PREFIX_CACHE_HIT_SHARE.key}  # after this file: absent, read as None
     assert set(summary.throughput.to_json()) - {"window_s"} == {m.key for m in METRICS if m.scope is Scope.RUN} - later
     assert summary.throughput.input_tokens_per_s is None and summary.throughput.inputs_per_s is None
-    full = replace(summary.throughput, input_tokens_per_s=1.0, inputs_per_s=2.0)
+    full = replace(summary.throughput, input_tokens_per_s=1.0, inputs_per_s=2.0, prefix_cache_hit_share=0.5)
     assert set(full.to_json()) - {"window_s"} == {m.key for m in METRICS if m.scope is Scope.RUN}
     assert summary.slo is not None and set(summary.slo.limits) <= set(SLO_KEYS)
     assert summary.paired is not None

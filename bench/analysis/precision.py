@@ -1,0 +1,128 @@
+"""Precision of a summary: a confidence interval for every percentile of every summarised
+metric (summary.json `precision`), and the percentiles too imprecise to read much into.
+
+The intervals are the block bootstrap over run time of `bench compare`
+(`bench.analysis.percentile_ci`): requests are grouped by send time in blocks of
+`stats.BLOCK_S` (longer blocks in long runs, at most `percentile_ci.MAX_BLOCKS` of them),
+ITL gaps with their request. A percentile is flagged imprecise when its interval is wider
+than MAX_RELATIVE_WIDTH of its value, or when the sample is too small for it to have one
+(`stats.min_samples`: a p99 of fewer than 100 values is the maximum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import percentile_ci, stats
+from bench.metrics import catalogue, scan
+from bench.metrics.catalogue import Metric, Scope
+from bench.metrics.distribution import Distribution
+
+__all__ = ["MAX_RELATIVE_WIDTH", "PERCENTILES", "Precision", "RunBlocks", "assess", "metric_intervals",
+           "request_blocks"]
+
+PERCENTILES = ("p50", "p90", "p95", "p99", "p99.9")  # the percentiles of a distribution (summary.json)
+MAX_RELATIVE_WIDTH = 0.10  # an interval wider than this share of its percentile is flagged
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Precision:
+    """`intervals`: summary key -> percentile -> (low, high) in the metric's unit, None when
+    the sample is too small for one; `imprecise`: summary key -> the flagged percentiles."""
+
+    confidence: float
+    block_s: float
+    resamples: int
+    max_relative_width: float
+    intervals: dict[str, dict[str, Interval | None]]
+    imprecise: dict[str, list[str]]
+
+    def interval(self, metric: Metric, statistic: str) -> Interval | None:
+        """The metric's interval of `statistic` ("p99"); None when there is none."""
+        return self.intervals.get(metric.summary_key or "", {}).get(statistic)
+
+    def flagged(self, metric: Metric, statistic: str) -> bool:
+        return statistic in self.imprecise.get(metric.summary_key or "", [])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"confidence": self.confidence, "block_s": self.block_s, "resamples": self.resamples,
+                "max_relative_width": self.max_relative_width,
+                "intervals": {key: {s: list(ci) if ci is not None else None for s, ci in by_stat.items()}
+                              for key, by_stat in self.intervals.items()},
+                "imprecise": {key: list(stats_) for key, stats_ in self.imprecise.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Precision:
+        intervals = {key: {s: (float(ci[0]), float(ci[1])) if ci is not None else None for s, ci in by_stat.items()}
+                     for key, by_stat in data["intervals"].items()}
+        return cls(data["confidence"], data["block_s"], data["resamples"], data["max_relative_width"], intervals,
+                   {key: list(v) for key, v in data["imprecise"].items()})
+
+
+@dataclass(frozen=True)
+class RunBlocks:
+    """The block of run time of each measured request of one scope (a run, stage or variant)."""
+
+    block_s: float
+    request_ids: np.ndarray  # int64, ascending
+    blocks: np.ndarray  # int32, the block of each request: send time since the scope's first send
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> RunBlocks:
+        """`rows`: the scope's measured requests (`request_id`, `sent_s`)."""
+        rows = rows.sort_values("request_id")
+        sent = rows["sent_s"].to_numpy(dtype="float64", na_value=np.nan)
+        finite = sent[np.isfinite(sent)]
+        start, span = (float(finite.min()), float(finite.max() - finite.min())) if finite.size else (0.0, 0.0)
+        block_s = max(stats.BLOCK_S, span / percentile_ci.MAX_BLOCKS)
+        with np.errstate(invalid="ignore"):
+            blocks = np.nan_to_num(np.floor((sent - start) / block_s), nan=0.0)
+        blocks = np.clip(blocks, 0, percentile_ci.MAX_BLOCKS).astype(np.int32)
+        return cls(block_s, rows["request_id"].to_numpy(dtype=np.int64), blocks)
+
+    def of_requests(self, request_ids: np.ndarray) -> np.ndarray:
+        """The block of each given request (all among this scope's)."""
+        return self.blocks[np.searchsorted(self.request_ids, np.asarray(request_ids, dtype=np.int64))]
+
+    def of_gaps(self, gaps: scan.ItlGaps, request_ids: np.ndarray) -> np.ndarray:
+        """The block of each gap `gaps.take(request_ids)` gives, in its order: its request's."""
+        selected = np.isin(gaps.request_ids, np.asarray(request_ids, dtype=np.int64))
+        per_run = self.of_requests(gaps.request_ids[selected]).astype(np.int16)  # <= MAX_BLOCKS: 2 bytes a gap
+        return np.repeat(per_run, gaps.counts[selected])
+
+
+def metric_intervals(metric: Metric, values: np.ndarray, blocks: np.ndarray) -> dict[str, Interval | None]:
+    """The metric's percentile intervals; its place in the catalogue seeds the resampling."""
+    return percentile_ci.block_percentile_cis(values, blocks, PERCENTILES, seed=catalogue.METRICS.index(metric),
+                                              confidence=stats.CONFIDENCE)
+
+
+def request_blocks(metric: Metric, rows: pd.DataFrame, blocks: RunBlocks) -> np.ndarray:
+    """The block of each of `catalogue.request_values(metric, rows)`, in its order."""
+    scoped = catalogue.counted(rows) if metric.scope is Scope.COUNTED else catalogue.measured(rows)
+    return blocks.of_requests(scoped["request_id"].to_numpy(dtype=np.int64))
+
+
+def assess(distributions: Mapping[str, Distribution], intervals: dict[str, dict[str, Interval | None]],
+           block_s: float) -> Precision:
+    """The summary's Precision: the intervals of the metrics with samples, and the flags."""
+    kept = {key: by_stat for key, by_stat in intervals.items() if distributions[key].count}
+    imprecise = {}
+    for key, by_stat in kept.items():
+        flagged = [s for s, ci in by_stat.items() if _too_wide(distributions[key].stat(s), ci)]
+        if flagged:
+            imprecise[key] = flagged
+    return Precision(stats.CONFIDENCE, block_s, percentile_ci.N_RESAMPLES, MAX_RELATIVE_WIDTH, kept, imprecise)
+
+
+def _too_wide(value: float | int | None, ci: Interval | None) -> bool:
+    if ci is None or value is None:
+        return True
+    return bool(ci[1] - ci[0] > MAX_RELATIVE_WIDTH * abs(value))

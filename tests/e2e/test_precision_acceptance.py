@@ -1,0 +1,54 @@
+"""The issue's acceptance for the summary's percentile intervals (slow tier): the p99 TTFT
+interval of a 64-stream simulator run holds the p99 of a second run with another seed in at
+least 9 of 10 repeats.
+
+Known to fail on a shared 2-core machine under load (5 and 6 of 10 held, load average 5-7):
+in a 4 s run the p99 of ~500 TTFTs is set by a handful of requests sent in the same
+decode step, and the other run's p99 often lies beyond the first run's maximum, where no
+interval drawn from the first run's values can reach. A correct 95 % interval for one run
+also holds another run's estimate only ~83 % of the time (both vary), so 9 of 10 asks for
+wider intervals than the run supports."""
+
+from __future__ import annotations
+
+import pytest
+from benchtest import run_in_process
+
+from bench.metrics.catalogue import TTFT
+from bench.sim import start_sim
+
+# Short answers so that a few seconds give hundreds of requests (a p99 needs 100). The
+# token budget of a step takes a whole burst of arrivals: with the default 2,048, a burst
+# that spills into a second step gives a dozen requests one TTFT, and the p99 of a 4 s run
+# is then decided by whether one such burst happened (a value no interval drawn from a run
+# without it can reach: 6 of 10 repeats held).
+PROFILE = {"models": ["sim-ci"], "max_num_seqs": 64, "decode_ms_base": 8.0, "decode_ms_per_seq": 0.25,
+           "prefill_ms_per_token": 0.02, "prefix_cache": False, "max_num_batched_tokens": 16384}
+
+
+def _scenario(base_url: str, seed: int) -> dict:
+    return {
+        "name": "ci", "seed": seed, "target": {"base_url": base_url},
+        "requests": {"synthetic": {"prompt_tokens": {"dist": "uniform", "min": 32, "max": 256},
+                                   "output_tokens": {"dist": "uniform", "min": 4, "max": 16}}},
+        "sampling": {"extra_body": {"ignore_eos": True}},
+        "load": {"concurrency": 64, "max_requests": 1000, "duration": 4, "warmup": {"requests": 64}},
+    }
+
+
+@pytest.mark.slow
+def test_the_p99_ttft_interval_holds_the_p99_of_another_seed(tmp_path):
+    held = []
+    with start_sim(profile=PROFILE, seed=3) as sim:
+        for repeat in range(10):
+            first = run_in_process(tmp_path, _scenario(sim.base_url, 2 * repeat), out=f"a{repeat}").run.summary
+            second = run_in_process(tmp_path, _scenario(sim.base_url, 2 * repeat + 1), out=f"b{repeat}").run.summary
+            assert first.precision is not None and first.metric(TTFT).count >= 300
+            interval = first.precision.interval(TTFT, "p99")
+            assert interval is not None
+            p99 = second.metric(TTFT).p99
+            assert p99 is not None
+            held.append(interval[0] <= p99 <= interval[1])
+            print(f"repeat {repeat}: p99 {first.metric(TTFT).p99:.2f} CI {interval[0]:.2f}-{interval[1]:.2f}, "
+                  f"other seed {p99:.2f} (n {first.metric(TTFT).count}, {second.metric(TTFT).count})")
+    assert sum(held) >= 9, held
