@@ -42,6 +42,7 @@ RUNNER_TESTS = [
     "tests/unit/runner/test_recorder_dialects.py",
     "tests/unit/runner/test_recorder_properties.py",
     "tests/unit/runner/test_recorder_exact.py",
+    "tests/unit/runner/test_sse_exact.py",
 ]
 METRICS_TESTS = ["tests/unit/metrics"]
 COMPARE_TESTS = ["tests/unit/report/test_compare_rules.py", "tests/unit/analysis"]

@@ -203,3 +203,30 @@ def test_usage_counts_that_are_not_integers_are_unknown():
     assert fed(ev({"choices": [], "usage": bad})).usage_tokens() == (None, None)
     per_choice = [{"prompt_tokens": "7", "completion_tokens": 1}, {"prompt_tokens": "7", "completion_tokens": 2}]
     assert fed(*(ev({"choices": [], "usage": u}) for u in per_choice), n=2).usage_tokens() == (None, 3)
+
+
+def test_a_recorder_left_at_its_defaults():
+    rec = StreamRecorder(0.0)
+    rec.feed(1.0, ev({"choices": [choice({"content": "x"}, finish="stop")]}))
+    rec.close(2.0)
+    assert rec.incomplete() is None  # one choice by default: it finished, no [DONE] needed
+    assert rec.text_parts == [] and rec.usage is None and rec.server_timings is None
+    assert rec.usage_tokens() == (None, None)
+
+
+@pytest.mark.parametrize("choices", [{"0": {"delta": {"content": "x"}}}, "x", 3])
+def test_choices_that_are_not_a_list_are_no_choices(choices):
+    rec = fed(ev({"choices": choices}) + DONE)
+    assert kinds(rec) == ["other"] and rec.first_token_t is None
+
+
+def test_running_usage_counts_only_on_output_chunks():
+    # vLLM's continuous_usage_stats: every chunk carries the running completion count,
+    # the role chunk and the finish chunk included; only output chunks carry tokens.
+    def with_usage(d: dict, count: int, finish: str | None = None) -> bytes:
+        return ev({"choices": [choice(d, finish=finish)], "usage": {"prompt_tokens": 5, "completion_tokens": count}})
+
+    rec = fed(with_usage({"role": "assistant"}, 0), with_usage({"content": "a"}, 1),
+              with_usage({"content": "bc"}, 3), with_usage({}, 3, finish="stop") + DONE)
+    assert kinds(rec) == ["role", "content", "content", "other"]
+    assert list(rec.chunks.tokens) == [-1, 1, 2, -1] and rec.usage_tokens() == (5, 3)
