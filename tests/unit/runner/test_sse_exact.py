@@ -175,3 +175,42 @@ def test_error_message_exactly(obj, text):
 def test_error_message_is_cut_at_500_characters():
     assert error_message({"error": {"message": "e" * 600}}) == "e" * 500
     assert error_message("f" * 600) == "f" * 500
+
+
+# -- fields, the BOM and the parser's initial state --------------------------------------------
+
+
+def test_a_fresh_parser_has_seen_nothing_and_keeps_no_events():
+    parser = parsed(b'data: {"a": 1}\n\n')
+    assert parser.done_seen is False and parser.events == []
+    assert Collect().saw_event is False
+
+
+def test_id_and_retry_alone_are_legal_sse():
+    parser = parsed(b"id: 7\nretry: 3000\n\n")
+    assert parser.got == [] and not parser.saw_event
+
+
+def test_a_field_name_without_colon_has_an_empty_value():
+    # "data" alone is a data field with an empty value: a keep-alive here, not a stray line
+    parser = parsed(b"data\n\n")
+    assert parser.got == [] and not parser.saw_event
+
+
+def test_a_body_of_only_a_bom_is_empty():
+    parser = parsed(b"\xef\xbb\xbf")
+    assert parser.got == [] and not parser.saw_event
+
+
+def test_bom_bytes_after_the_first_read_are_data():
+    parser = parsed(b'data: {"a": "', b'\xef\xbb\xbfx"}\n\n')
+    assert [e for _, e in parser.got] == [{"a": "\ufeffx"}]
+
+
+def test_the_line_limit_starts_afresh_after_a_held_line_ends():
+    line = b'data: {"a": "' + b"x" * 49 + b'"}'  # 64 bytes: exactly the limit
+    parser = Collect(max_line_bytes=64)
+    parser.feed(1.0, b'data: {"b"')
+    parser.feed(2.0, b": 2}\n\n" + line)
+    parser.feed(3.0, b"\n\n")
+    assert [e for _, e in parser.got] == [{"b": 2}, {"a": "x" * 49}]
