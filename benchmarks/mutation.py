@@ -44,7 +44,7 @@ RUNNER_TESTS = [
     "tests/unit/runner/test_recorder_exact.py",
     "tests/unit/runner/test_sse_exact.py",
 ]
-METRICS_TESTS = ["tests/unit/metrics"]
+METRICS_TESTS = ["tests/unit/metrics"]  # test_metrics, test_scan_batches, test_derive_exact, the oracle
 COMPARE_TESTS = ["tests/unit/report/test_compare_rules.py", "tests/unit/analysis"]
 
 # name -> (file to mutate, tests that exercise it)
@@ -110,6 +110,7 @@ def mutmut_config(module: str, tests: list[str]) -> str:
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
         "use_git_change_detection = false\n"
+        'also_copy = ["scenarios"]\n'  # the shipped traces some tests read
     )
 
 
@@ -137,6 +138,7 @@ def prepare(workdir: Path, name: str) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
     shutil.copytree(ROOT / "bench", workdir / "bench", ignore=ignore)
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=ignore)
+    shutil.copytree(ROOT / "scenarios", workdir / "scenarios", ignore=ignore)
     pyproject = (ROOT / "pyproject.toml").read_text()
     (workdir / "pyproject.toml").write_text(pyproject + mutmut_config(module, tests))
     if name in SKIPPED_FUNCTIONS:
