@@ -45,7 +45,8 @@ RUNNER_TESTS = [
     "tests/unit/runner/test_sse_exact.py",
 ]
 METRICS_TESTS = ["tests/unit/metrics"]  # test_metrics, test_scan_batches, test_derive_exact, the oracle
-COMPARE_TESTS = ["tests/unit/report/test_compare_rules.py", "tests/unit/report/test_stats_exact.py", "tests/unit/analysis"]
+COMPARE_TESTS = ["tests/unit/report/test_compare_rules.py", "tests/unit/report/test_stats_exact.py",
+                 "tests/unit/report/test_compare_exact.py", "tests/unit/analysis"]
 
 # name -> (file to mutate, tests that exercise it)
 MODULES: dict[str, tuple[str, list[str]]] = {
