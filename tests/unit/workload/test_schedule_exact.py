@@ -5,6 +5,7 @@ the survivors that cannot change any result are listed with their reason in docs
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.scenario.schema import Load
@@ -59,9 +60,10 @@ def test_slow_constant_ramp_sends_at_sqrt_of_200_k():
     np.testing.assert_allclose(schedule.offsets, np.sqrt(200 * np.arange(50)), rtol=1e-12)
 
 
-def test_poisson_ramp_with_about_one_arrival_expected():
-    # Expected count 1 (0 -> 0.2/s over 10 s): the gap buffer must still be a valid size.
-    schedule = build_schedule(_load(ramp={"from_rate": 0, "to_rate": 0.2, "duration": 10}), seed=5)
+@pytest.mark.parametrize("to_rate", [0.2, 5.0])
+def test_poisson_ramp_with_few_arrivals_expected(to_rate):
+    # Expected counts 1 and 25 (0 -> to_rate over 10 s): the gap buffer must still be a valid size.
+    schedule = build_schedule(_load(ramp={"from_rate": 0, "to_rate": to_rate, "duration": 10}), seed=5)
     assert schedule.offsets.dtype == np.float64
     assert np.all((schedule.offsets >= 0) & (schedule.offsets < 10))
 
@@ -106,3 +108,35 @@ def test_trace_without_frame_message():
     with pytest.raises(ValueError, match=r"^load\.trace is set: pass the frame from "
                                          r"bench\.scenario\.traces\.read_trace$"):
         build_schedule(_load(trace={"file": "t.csv"}), seed=0)
+
+
+# --- traces ---------------------------------------------------------------------------------
+
+
+def _trace(times: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"timestamp_s": times, "input_tokens": [10] * len(times), "output_tokens": [5] * len(times),
+                         "hash_ids": [None] * len(times)})
+
+
+def test_a_trace_replayed_at_double_speed():
+    frame = _trace([0.0, 1.0, 3.0, 4.0])  # period 4 * 4/3 s, at speedup 2: 8/3 s
+    schedule = build_schedule(_load(trace={"file": "t.csv", "speedup": 2}), seed=0, trace=frame)
+    np.testing.assert_allclose(schedule.offsets, [0.0, 0.5, 1.5, 2.0])
+    assert schedule.item is not None and schedule.item.tolist() == [0, 1, 2, 3]
+    assert schedule.stage.dtype == np.int32 and schedule.stage.tolist() == [0, 0, 0, 0]
+    assert schedule.offered_rate == pytest.approx(4 / (8 / 3))
+    assert schedule.stages == (ScheduledStage(0, "open", 0.0, pytest.approx(8 / 3), pytest.approx(1.5), None),)
+
+
+def test_a_re_rated_trace_depends_on_the_seed():
+    frame = _trace([float(t) for t in range(40)])
+    load = _load(trace={"file": "t.csv", "target_rate": 0.5})
+    a, b = build_schedule(load, seed=1, trace=frame), build_schedule(load, seed=2, trace=frame)
+    assert len(a) == len(b) == 20 and a.offered_rate == pytest.approx(0.5)
+    assert not np.array_equal(a.item, b.item)
+
+
+def test_a_trace_spanning_no_time_has_no_rate():
+    schedule = build_schedule(_load(trace={"file": "t.csv"}), seed=0, trace=_trace([5.0]))
+    assert schedule.offered_rate is None and len(schedule) == 1
+    assert schedule.stages == (ScheduledStage(0, "open", 0.0, None, None, None),)
