@@ -181,9 +181,11 @@ def test_error_message_is_cut_at_500_characters():
 
 
 def test_a_fresh_parser_has_seen_nothing_and_keeps_no_events():
-    parser = parsed(b'data: {"a": 1}\n\n')
-    assert parser.done_seen is False and parser.events == []
-    assert Collect().saw_event is False
+    parser = Collect()
+    assert parser.saw_event is False and parser.done_seen is False
+    parser.feed(1.0, b'data: {"a": 1}\n\n')
+    parser.close(2.0)
+    assert parser.done_seen is False and parser.events == [] and parser.got == [(1.0, {"a": 1})]
 
 
 def test_id_and_retry_alone_are_legal_sse():
