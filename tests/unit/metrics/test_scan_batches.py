@@ -166,3 +166,51 @@ def test_token_rate_last_bin_is_never_divided_by_less_than_a_thousandth_of_a_bin
     np.testing.assert_allclose(got["tokens_per_s"], [1.0, 0.0, 4.0 / 1e-3])
     with pytest.raises(ValueError, match=r"^bin_s must be positive$"):
         scan.token_rate([frame_batch(chunks)], -1.0)
+
+
+def test_column_types_also_when_nothing_is_a_token():
+    chunks = chunk_frame(3)
+    stats = scan.scan_frame(chunks, chunks["request_id"].unique()).stats
+    assert stats.index.dtype == np.int64 and stats["chunk_tokens"].dtype == np.int64
+    roles = chunks.assign(kind="role")
+    empty = scan.scan_frame(roles, roles["request_id"].unique()).stats
+    assert len(empty) == 0 and empty.index.dtype == np.int64
+    assert empty["chunk_tokens"].dtype == np.int64 and empty["first_token_s"].dtype == np.float64
+
+
+def test_gap_times_only_when_asked():
+    batch = frame_batch(chunk_frame(4))
+    assert scan.scan(lambda: [batch], [3, 4, 5]).gaps.times is None
+    assert scan.scan(lambda: [batch], [3, 4, 5], times=True).gaps.times is not None
+
+
+@pytest.mark.parametrize("keep", [[9, 5], [5, 9, 7], [9, 7, 5]])
+def test_keep_in_any_order(keep):
+    rows = [(rid, 0.1 * k, "content", np.nan, 0) for rid in (5, 7, 9) for k in range(3)]
+    chunks = pd.DataFrame(rows, columns=["request_id", "t_s", "kind", "tokens", "choice"])
+    gaps = scan.scan_frame(chunks, keep, times=True).gaps.frame()
+    assert sorted(set(gaps["request_id"])) == sorted(keep) and len(gaps) == 2 * len(keep)
+
+
+def test_the_largest_int32_request_id_stays_int32():
+    top = 2**31 - 1
+    chunks = pd.DataFrame({"request_id": [top, top], "t_s": [0.0, 0.5], "kind": ["content"] * 2,
+                           "tokens": [np.nan] * 2, "choice": [0, 0]})
+    assert scan.scan_frame(chunks, [top], times=True).gaps.frame()["request_id"].dtype == np.int32
+
+
+def test_token_rate_edges():
+    early = pd.DataFrame({"request_id": [1, 1, 1], "t_s": [-0.2, 0.1, 0.4], "kind": ["content"] * 3,
+                          "tokens": [np.nan] * 3, "choice": [0] * 3})
+    got = scan.token_rate([frame_batch(early)])  # 1 s bins by default; a chunk before 0 counts in the first
+    assert got["t_s"].tolist() == [0.0] and got["tokens_per_s"].tolist() == [pytest.approx(3 / 0.4)]
+    role_first = [frame_batch(early.assign(kind="role")), frame_batch(early.assign(t_s=[1.2, 1.5, 2.5]))]
+    got = scan.token_rate(role_first)  # a batch without tokens does not end the count
+    assert got["t_s"].tolist() == [0.0, 1.0, 2.0]
+    np.testing.assert_allclose(got["tokens_per_s"], [0.0, 2.0, 1 / 0.5])
+    on_edge = scan.token_rate([frame_batch(early.assign(t_s=[0.5, 1.0, 4.0]))], 2.0)
+    np.testing.assert_allclose(on_edge["tokens_per_s"], [1.0, 0.0, 1 / 2e-3])  # last bin: 1e-3 of a 2 s bin
+    empty = scan.token_rate([frame_batch(early.assign(kind="role"))])
+    assert list(empty.columns) == ["t_s", "tokens_per_s"] and len(empty) == 0
+    with pytest.raises(ValueError, match=r"^bin_s must be positive$"):
+        scan.token_rate([frame_batch(early)], 0.0)
