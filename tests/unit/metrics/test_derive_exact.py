@@ -111,3 +111,34 @@ def test_run_level_helpers_at_their_edges():
     assert derive.send_rate(pd.Series([3, 1, 2])) == pytest.approx(1.0)
     assert derive.send_rate(pd.Series([1.0, 1.0, 1.0])) is None
     assert derive.send_rate(pd.Series([1.0])) is None
+
+
+def test_a_server_timings_row_without_some_keys_gives_nan_there():
+    raw, _ = three_requests()
+    raw["server_timings"] = pd.array([json.dumps(TIMINGS), json.dumps({"prompt_ms": 3.0}), None], dtype="string")
+    out = derive.server_timing_columns(raw)
+    assert out["server_prompt_ms"].tolist()[:2] == [12.5, 3.0]
+    assert out["server_predicted_n"].isna().tolist() == [False, True, True]
+
+
+def test_in_flight_over_time_steps_with_ends_before_starts():
+    requests = raw_frame([dict(request_id=0, sent_s=0.0, end_s=2.0), dict(request_id=1, sent_s=1.0, end_s=3.0),
+                          dict(request_id=2, sent_s=2.0, end_s=2.5), dict(request_id=3, sent_s=None, end_s=None)])
+    got = derive.in_flight_over_time(requests)
+    assert list(got.columns) == ["t_s", "in_flight"] and got["in_flight"].dtype == np.int64
+    assert got["t_s"].tolist() == [0.0, 1.0, 2.0, 2.0, 2.5, 3.0]
+    assert got["in_flight"].tolist() == [1, 2, 1, 2, 1, 0]  # at 2.0 the end is counted before the start
+    assert derive.peak_concurrency(requests.iloc[:3]) == 2
+
+
+def test_meets_slo_at_the_limit_and_without_a_tpot():
+    requests = pd.DataFrame({"status": ["ok", "ok", "ok", "error"], "ttft_ms": [100.0, 250.0, 50.0, 10.0],
+                             "tpot_ms": [20.0, np.nan, 30.0, 5.0]})
+    assert derive.meets_slo(requests, {"ttft_ms": 100.0}).tolist() == [True, False, True, False]
+    # a one-token answer has no TPOT: it meets a TPOT limit; exactly the limit meets it
+    assert derive.meets_slo(requests, {"tpot_ms": 30.0}).tolist() == [True, True, True, False]
+    assert derive.meets_slo(requests, {"ttft_ms": 100.0, "tpot_ms": 25.0}).tolist() == [True, False, False, False]
+
+
+def test_send_rate_with_a_repeated_first_send():
+    assert derive.send_rate(pd.Series([1.0, 1.0, 2.0])) == pytest.approx(2.0)
