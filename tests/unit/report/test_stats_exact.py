@@ -198,3 +198,43 @@ def test_ratio_and_finite_or_none():
     assert np.isnan(stats.DiffCI("mean", np.nan, 5.0, 5.0, 0, 2, 0.95, 1, 1).ratio)
     assert stats.finite_or_none(2.5) == 2.5 and isinstance(stats.finite_or_none(np.float32(1.5)), float)
     assert stats.finite_or_none(np.nan) is None and stats.finite_or_none(-np.inf) is None
+
+
+def test_a_sample_of_exactly_the_cap_is_not_subsampled():
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(10, 1, 50), rng.normal(11, 1, 50)
+    assert stats.bootstrap_diff(a, b, ("p50",), n_resamples=100, max_samples=50) == \
+        stats.bootstrap_diff(a, b, ("p50",), n_resamples=100, max_samples=51)
+    assert stats.paired_bootstrap_diff(a, b, ("p50",), n_resamples=100, max_samples=50) == \
+        stats.paired_bootstrap_diff(a, b, ("p50",), n_resamples=100, max_samples=51)
+
+
+def test_paired_subsample_is_drawn_without_replacement():
+    rng = np.random.default_rng(12)
+    a = rng.normal(10, 1, 300)
+    b = a + rng.normal(0.5, 1, 300)
+    got = stats.paired_bootstrap_diff(a, b, ("mean",), n_resamples=150, max_samples=40, seed=5)["mean"]
+    oracle_rng = np.random.default_rng(5)
+    pick = oracle_rng.choice(300, size=40, replace=False)
+    pa, pb = a[pick], b[pick]
+    diffs = []
+    for _ in range(150):
+        idx = oracle_rng.integers(0, 40, 40)
+        diffs.append(pb[idx].mean() - pa[idx].mean())
+    low, high = _interval(np.array(diffs), stats.CONFIDENCE)
+    assert (got.low, got.high) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))
+
+
+def test_one_pair_has_a_zero_width_interval():
+    d = stats.paired_bootstrap_diff(np.array([3.0]), np.array([5.0]), ("mean", "p50"), n_resamples=30)
+    assert (d["mean"].low, d["mean"].high) == (2.0, 2.0) and (d["p50"].low, d["p50"].high) == (2.0, 2.0)
+
+
+def test_statistics_in_any_order():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(10, 1, 40), rng.normal(10, 1, 40)
+    first = stats.bootstrap_diff(a, b, ("mean", "p50", "p90"), n_resamples=60)
+    last = stats.bootstrap_diff(a, b, ("p50", "p90", "mean"), n_resamples=60)
+    assert first == last
+    paired = stats.paired_bootstrap_diff(a, b, ("mean", "p50"), n_resamples=60)
+    assert paired["p50"] == stats.paired_bootstrap_diff(a, b, ("p50", "mean"), n_resamples=60)["p50"]
