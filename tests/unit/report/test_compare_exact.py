@@ -156,3 +156,34 @@ def test_a_difference_of_exactly_the_floor_counts():
     tiny = stats.DiffCI("mean", -100.0, -101.0, -1.0, -1.5, -0.5, 0.99, 500, 500)  # 1 % of |a|
     assert compare.verdict(tiny) == "not significant (< 5%)"
     assert compare.verdict(tiny, min_effect=0.005) == "lower"
+
+
+def test_the_default_seed_is_zero():
+    runs = [build_run("/runs/a", 0.1), build_run("/runs/b", 0.11)]
+    assert compare.compare_runs(runs, n_resamples=40).rows == compare.compare_runs(runs, seed=0, n_resamples=40).rows
+
+
+def test_sections_that_agree_are_no_mismatch():
+    reordered = {"requests": {"synthetic": {"prompt_tokens": 8}}, "sampling": {"max_tokens": 4},
+                 "load": {"duration": 2, "rate": 5}}
+    nested = {**SCENARIO, "load": {"rate": 5, "duration": 2, "burst": {"b": 2, "a": 1}}}
+    nested_other = {**SCENARIO, "load": {"duration": 2, "burst": {"a": 1, "b": 2}, "rate": 5}}
+    plain = {"requests": "same text", "load": None}
+    for one, two in ((SCENARIO, reordered), (nested, nested_other), (plain, dict(plain))):
+        assert compare.scenario_mismatches([build_run("/runs/a", 0.1, scenario=one),
+                                            build_run("/runs/b", 0.1, scenario=two)]) == []
+
+
+def test_every_differing_key_of_a_section_is_listed():
+    other = {**SCENARIO, "load": {"rate": 6, "duration": 3}}
+    assert compare.scenario_mismatches([build_run("/runs/a", 0.1), build_run("/runs/b", 0.1, scenario=other)]) == [
+        "b: load (load:) differ from a: duration: 2 vs 3, rate: 5 vs 6"]
+
+
+def test_a_value_of_exactly_60_characters_is_shown_whole():
+    text = "z" * 58  # 60 characters once quoted
+    other = {**SCENARIO, "sampling": {"max_tokens": 4, "stop": text}}
+    mine = {**SCENARIO, "sampling": {"max_tokens": 4, "stop": "y"}}
+    lines = compare.scenario_mismatches([build_run("/runs/a", 0.1, scenario=mine),
+                                         build_run("/runs/b", 0.1, scenario=other)])
+    assert lines == [f'b: sampling (sampling:) differ from a: stop: "y" vs "{text}"']
