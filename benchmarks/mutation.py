@@ -146,12 +146,17 @@ def prepare(workdir: Path, name: str) -> None:
         skip_functions(workdir / module, SKIPPED_FUNCTIONS[name])
 
 
+def _mutant_order(name: str) -> tuple[str, int]:
+    function, _, number = name.rpartition("__mutmut_")
+    return function, int(number) if number.isdigit() else 0
+
+
 def read_results(workdir: Path, name: str, module: str, equivalents: set[str]) -> Score:
     meta = workdir / "mutants" / (module + ".meta")
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     killed = sum(1 for c in codes.values() if c in KILLED_CODES)
-    survivors = sorted(k for k, c in codes.items() if c in SURVIVED_CODES)
-    other = sorted(k for k, c in codes.items() if c not in KILLED_CODES | SURVIVED_CODES)
+    survivors = sorted((k for k, c in codes.items() if c in SURVIVED_CODES), key=_mutant_order)
+    other = sorted((k for k, c in codes.items() if c not in KILLED_CODES | SURVIVED_CODES), key=_mutant_order)
     equivalent = tuple(k for k in survivors if k in equivalents)
     return Score(name, len(codes), killed, tuple(survivors), equivalent, tuple(other))
 
