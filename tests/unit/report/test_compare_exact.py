@@ -19,7 +19,8 @@ from bench.analysis import stats
 from bench.analysis import summary as aggregate
 from bench.analysis.results import Run
 from bench.errors import BenchInputError
-from bench.metrics import derive
+from bench.metrics import catalogue, derive
+from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S
 from bench.records import CHUNK_KINDS
 from bench.report import compare
 from bench.store import REQUEST_DTYPES
@@ -59,7 +60,7 @@ def build_run(path: str, slow: float, model: str = "m", scenario: dict | None = 
 def test_samples_are_the_counted_requests_in_quarter_second_blocks():
     run = build_run("/runs/a", 0.1)
     samples = compare.run_metric_samples(run)
-    assert list(samples) == [m.key for m in compare.METRICS]
+    assert list(samples) == [m.key for m in catalogue.COMPARED]
     ttft = samples["ttft_ms"]
     np.testing.assert_allclose(ttft.values, [100.0] * 4)  # requests 1, 2, 3, 5
     assert ttft.groups is not None and ttft.groups.tolist() == [1.0, 2.0, 3.0, 6.0]  # sent 0.3, 0.6, 0.9, 1.5
@@ -78,8 +79,10 @@ def test_each_row_is_the_point_statistics_and_the_cell_bootstrap():
     assert cmp.min_effect == compare.MIN_EFFECT and cmp.warnings == []
     samples = [compare.run_metric_samples(r) for r in runs]
     per_metric = len(compare.STATISTICS)
-    assert len(cmp.rows) == len(compare.METRICS) * per_metric + len(compare.THROUGHPUT)
-    for m_index, metric in enumerate(compare.METRICS):
+    metrics = catalogue.compared_metrics(False)  # these runs stream no reasoning
+    assert cmp.n_metrics == len(metrics)
+    assert len(cmp.rows) == len(metrics) * per_metric + len(compare.THROUGHPUT)
+    for m_index, metric in enumerate(metrics):
         rows = cmp.rows[m_index * per_metric:(m_index + 1) * per_metric]
         assert [r.statistic for r in rows] == list(compare.STATISTICS)
         for r_index in (1, 2):
@@ -87,7 +90,7 @@ def test_each_row_is_the_point_statistics_and_the_cell_bootstrap():
             seed = int(np.random.SeedSequence([7, m_index, r_index]).generate_state(1)[0])
             a, b = samples[0][metric.key], samples[r_index][metric.key]
             want = stats.bootstrap_diff(a.values, b.values, compare.STATISTICS, groups_a=a.groups, groups_b=b.groups,
-                                        n_resamples=300, seed=seed, confidence=compare.cell_confidence())
+                                        n_resamples=300, seed=seed, confidence=compare.cell_confidence(len(metrics)))
             for row in rows:
                 assert row.diffs[r_index] == want[row.statistic]
         for row in rows:
@@ -95,7 +98,10 @@ def test_each_row_is_the_point_statistics_and_the_cell_bootstrap():
             assert row.values == [stats.point(s[metric.key].values, row.statistic) for s in samples]
     for row, metric in zip(cmp.rows[-len(compare.THROUGHPUT):], compare.THROUGHPUT, strict=True):
         assert row.label == f"{metric.label} (run)" and row.statistic == "run" and row.metric == metric.key
-        assert row.values == [r.summary.throughput.value(metric) for r in runs] and row.diffs == [None] * 3
+        want = [r.summary.throughput.value(metric) for r in runs]  # None (no request had it) is shown as NaN
+        np.testing.assert_array_equal(np.array(row.values, dtype=float), np.array(
+            [np.nan if v is None else v for v in want], dtype=float))
+        assert row.diffs == [None] * 3
     slower = {(r.metric, r.statistic): r.diffs[1] for r in cmp.rows if r.diffs[1] is not None}
     assert slower[("tpot_ms", "mean")].diff == pytest.approx(20.0)
 
@@ -117,8 +123,8 @@ def test_a_missing_throughput_is_nan():
     empty = Run(empty.path, empty.manifest, empty.requests, empty.chunk_frame,
                 aggregate.summarize(empty.requests.assign(phase="warmup"), empty.chunk_frame, None))
     cmp = compare.compare_runs([*runs, empty], n_resamples=20)
-    last = cmp.rows[-1]
-    assert last.values[0] == runs[0].summary.throughput.output_tokens_per_s and np.isnan(last.values[2])
+    row = next(r for r in cmp.rows if r.metric == OUTPUT_TOKENS_PER_S.key and r.statistic == "run")
+    assert row.values[0] == runs[0].summary.throughput.output_tokens_per_s and np.isnan(row.values[2])
 
 
 def test_scenario_mismatch_lines():
@@ -160,7 +166,10 @@ def test_a_difference_of_exactly_the_floor_counts():
 
 def test_the_default_seed_is_zero():
     runs = [build_run("/runs/a", 0.1), build_run("/runs/b", 0.11)]
-    assert compare.compare_runs(runs, n_resamples=40).rows == compare.compare_runs(runs, seed=0, n_resamples=40).rows
+    # repr: equal rows compare equal even where a value is NaN (a run-level rate no request had)
+    default = [repr(r) for r in compare.compare_runs(runs, n_resamples=40).rows]
+    assert default == [repr(r) for r in compare.compare_runs(runs, seed=0, n_resamples=40).rows]
+    assert default != [repr(r) for r in compare.compare_runs(runs, seed=1, n_resamples=40).rows]
 
 
 def test_sections_that_agree_are_no_mismatch():
