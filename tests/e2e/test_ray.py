@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray  # tests/conftest.py leaves this module out when Ray is not installed
 from benchtest import run_in_process, sim_truth, write_scenario
 
 import bench
@@ -26,7 +27,6 @@ from bench.runner import ray_workers
 from bench.runner.ray_workers import RayPool, ShardActor
 from bench.sim import start_sim
 
-ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 # The actor subclasses below travel to the actors by value: the workers cannot import this module.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
