@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table as RichTable
@@ -57,6 +58,7 @@ __all__ = [
     "compare_runs",
     "console_tables",
     "is_significant",
+    "metric_samples",
     "min_samples",
     "render_html",
     "render_markdown",
@@ -128,9 +130,12 @@ def is_significant(diff: stats.DiffCI | None, min_effect: float = MIN_EFFECT) ->
 def run_metric_samples(run: Run) -> dict[str, Sample]:
     """Each compared metric's samples (by key), grouped in BLOCK_S blocks of run time:
     counted requests by send time, ITL gaps by arrival time."""
-    ok = catalogue.counted(run.requests)
+    return metric_samples(catalogue.counted(run.requests), run.itl)
+
+
+def metric_samples(ok: pd.DataFrame, itl: pd.DataFrame) -> dict[str, Sample]:
+    """`run_metric_samples` of given counted requests and their ITL gaps (`Run.itl` rows)."""
     sent_blocks = np.floor(ok["sent_s"].to_numpy(dtype="float64") / BLOCK_S)
-    itl = run.itl
     gap_blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / BLOCK_S)
     out = {}
     for metric in catalogue.COMPARED:

@@ -11,13 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from bench.analysis.summary import model_names
 from bench.metrics import catalogue
-from bench.metrics.catalogue import Scope
 from bench.report import document as report
-from bench.report.compare import BLOCK_S, MIN_EFFECT, N_RESAMPLES, Comparison, Row, Sample, compare_runs, table
+from bench.report.compare import MIN_EFFECT, N_RESAMPLES, Comparison, Row, Sample, compare_runs, metric_samples, table
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
@@ -41,16 +38,7 @@ def model_samples(run: Run, model: str) -> dict[str, Sample]:
     ok = catalogue.counted(run.requests)
     ok = ok[ok["model"] == model]
     itl = run.itl
-    itl = itl[itl["request_id"].isin(ok["request_id"])]
-    sent_blocks = np.floor(ok["sent_s"].to_numpy(dtype="float64") / BLOCK_S)
-    gap_blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / BLOCK_S)
-    out = {}
-    for metric in catalogue.COMPARED:
-        if metric.scope is Scope.GAPS:
-            out[metric.key] = Sample(itl[metric.key].to_numpy(dtype="float64"), gap_blocks)
-        else:
-            out[metric.key] = Sample(catalogue.request_values(metric, ok), sent_blocks)
-    return out
+    return metric_samples(ok, itl[itl["request_id"].isin(ok["request_id"])])
 
 
 def model_comparisons(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMPLES,
