@@ -87,7 +87,7 @@ class StreamRecorder(SseParser):
             self._choices_apart(t, choices, usage)
             return
         kind, choice_index = self._classify(choices)
-        if kind == KIND_OTHER and not choices and usage:
+        if kind == KIND_OTHER and not choices and usage and isinstance(usage, dict):
             self._final_usages.append(usage)
             kind = KIND_USAGE
         output = kind in OUTPUT_KIND_CODES
@@ -254,10 +254,11 @@ class StreamRecorder(SseParser):
 
     def cached_tokens(self) -> int | None:
         """`usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the server's
-        prefix cache, None when the server did not say (the last usage: the prompt is shared)."""
-        usage = self._final_usages[-1] if self._final_usages else self.usage
-        details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+        prefix cache, None when the server did not say (the last usage: with one usage chunk
+        per choice, the prompt is shared)."""
+        details = self.usage.get("prompt_tokens_details") if self.usage is not None else None
         return _count(details, "cached_tokens")
+
     def _keep_tool_calls(self, deltas: Any) -> None:
         """Assemble streamed tool calls (a multi-turn chat answers them): the first delta of
         a call gives its id, type and function name, later ones fragments of the arguments."""
@@ -291,9 +292,8 @@ class StreamRecorder(SseParser):
         return text
 
 
-def _reasoning_count(usage: Any) -> int | None:
-    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
-    return _count(details, "reasoning_tokens")
+def _reasoning_count(usage: dict[str, Any]) -> int | None:
+    return _count(usage.get("completion_tokens_details"), "reasoning_tokens")
 
 
 def _count(details: Any, key: str) -> int | None:
