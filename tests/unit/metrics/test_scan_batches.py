@@ -47,6 +47,19 @@ def cut(batch: ChunkBatch, at: list[int]) -> list[ChunkBatch]:
     return [ChunkBatch(*(col[a:b] for col in batch)) for a, b in itertools.pairwise(edges)]
 
 
+class Passes:
+    """The batches of a stored file, counting how often the scan reads them: one pass when
+    each request's chunks are in one place (whatever the cuts), two otherwise."""
+
+    def __init__(self, parts: list[ChunkBatch]) -> None:
+        self.parts = parts
+        self.count = 0
+
+    def __call__(self) -> list[ChunkBatch]:
+        self.count += 1
+        return self.parts
+
+
 def expected_gaps(chunks: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     gaps = oracle.itl_gaps(chunks)
     return gaps[gaps["request_id"].isin(keep)].reset_index(drop=True)
@@ -78,7 +91,9 @@ def test_any_cut_into_batches_gives_the_oracles_numbers(seed):
         keep = ids if trial % 2 == 0 else np.sort(rng.choice(ids, size=len(ids) // 2, replace=False))
         parts = cut(whole, at)
         rows = len(chunks) if trial % 3 == 0 else None
-        check(scan.scan(lambda parts=parts: parts, keep, rows=rows, times=True), chunks, keep)
+        passes = Passes(parts)
+        check(scan.scan(passes, keep, rows=rows, times=True), chunks, keep)
+        assert passes.count == 1, at  # a request cut across batches is carried over, not read again
 
 
 def test_empty_batches_and_a_batch_of_no_tokens_between_parts_of_a_request():
@@ -87,8 +102,10 @@ def test_empty_batches_and_a_batch_of_no_tokens_between_parts_of_a_request():
                            "tokens": [np.nan] * 6, "choice": [0] * 6})
     whole = frame_batch(chunks)
     parts = cut(whole, [0, 2, 2, 3, 5])  # an empty batch, a role-only batch, one request across four batches
-    result = scan.scan(lambda: parts, [5, 9], times=True)
+    passes = Passes(parts)
+    result = scan.scan(passes, [5, 9], times=True)
     check(result, chunks, np.array([5, 9]))
+    assert passes.count == 1
     np.testing.assert_allclose(result.gaps.take([5]), [100.0, 300.0])  # the role chunk is no token
 
 
@@ -102,7 +119,9 @@ def test_a_request_in_two_places_still_gives_the_oracles_numbers(seed):
     moved = mine[: max(1, len(mine) // 2)]
     layout = pd.concat([chunks.drop(moved), chunks.loc[moved]], ignore_index=True)
     parts = cut(frame_batch(layout), [len(layout) // 2])
-    check(scan.scan(lambda: parts, ids, rows=len(layout), times=True), chunks, ids)
+    passes = Passes(parts)
+    check(scan.scan(passes, ids, rows=len(layout), times=True), chunks, ids)
+    assert passes.count == 2  # the second pass reads each request's chunks sorted together
     check(scan.scan(lambda: parts, ids[::-1], times=True), chunks, ids)  # keep in any order
 
 
