@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from bench.metrics import scan
-from bench.records import ChunkBatch
+from bench.records import CHUNK_KINDS, ChunkBatch
 from bench.store import frame_batch
 
 KINDS = ["role", "content", "reasoning", "usage", "other", "tool_call", "function_call", "refusal"]
@@ -233,3 +233,20 @@ def test_token_rate_edges():
     assert list(empty.columns) == ["t_s", "tokens_per_s"] and len(empty) == 0
     with pytest.raises(ValueError, match=r"^bin_s must be positive$"):
         scan.token_rate([frame_batch(early)], 0.0)
+
+
+def test_other_kinds_count_when_asked_in_a_frame_too():
+    chunks = pd.DataFrame({"request_id": [1, 1, 1], "t_s": [0.1, 0.2, 0.4], "kind": ["role", "content", "content"],
+                           "tokens": [np.nan] * 3, "choice": [0] * 3})
+    default = scan.scan_frame(chunks, [1])
+    with_role = scan.scan_frame(chunks, [1], kinds=["role", "content"])
+    assert default.stats.loc[1, "first_token_s"] == 0.2 and with_role.stats.loc[1, "first_token_s"] == 0.1
+    np.testing.assert_allclose(with_role.gaps.take([1]), [100.0, 200.0])
+
+
+def test_an_unknown_kind_is_named_with_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        scan.scan_frame(pd.DataFrame({"request_id": [1], "t_s": [0.1], "kind": ["content"], "tokens": [np.nan],
+                                      "choice": [0]}), [1], kinds=["content", "bogus"])
+    known = ", ".join(CHUNK_KINDS)
+    assert str(err.value) == f"not a chunk kind: 'bogus' (one of {known})"
