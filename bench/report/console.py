@@ -166,6 +166,10 @@ def precision_lines(summary: Summary) -> list[str]:
         if low is not None or high is not None:
             cells.append(f"{metric.console} {_ci(low)} / {_ci(high)}")
     lines = [f"{prec.confidence:.0%} CI of p50 / p99 (ms, block bootstrap): " + "; ".join(cells)] if cells else []
+    reruns = [f"{metric.console} {_ci(prec.rerun(metric, 'p99'))}" for metric in ROWS
+              if prec.rerun(metric, "p99") is not None]
+    if reruns:
+        lines.append(f"p99 of a re-run like this one ({prec.confidence:.0%}, ms): " + "; ".join(reruns))
     flagged = [f"{metric.console} {', '.join(prec.imprecise[metric.summary_key])}"
                for metric in (*ROWS, *(REASONING if has_reasoning(summary) else ()))
                if metric.summary_key in prec.imprecise]

@@ -151,11 +151,14 @@ def precision_table(summary: Summary) -> Table | None:
     rows = []
     for metric in (*LATENCY_ROWS, *(REASONING if has_reasoning(summary) else ())):
         if metric.summary_key in prec.intervals:
-            rows.append([metric.heading, *(_interval_cell(prec, metric, stat) for stat in PERCENTILES)])
+            rerun = prec.rerun(metric, "p99")
+            rows.append([metric.heading, *(_interval_cell(prec, metric, stat) for stat in PERCENTILES),
+                         "-" if rerun is None else f"{fmt(rerun[0])} - {fmt(rerun[1])}"])
     title = (f"Precision: {prec.confidence:.0%} confidence intervals of the percentiles (block bootstrap over "
              f"run time, {prec.block_s:g} s blocks, {prec.resamples} resamples; {IMPRECISE} wider than "
-             f"{prec.max_relative_width:.0%} of the value, or too few samples)")
-    return Table(title, ["metric", *PERCENTILES], rows)
+             f"{prec.max_relative_width:.0%} of the value, or too few samples) and the range a re-run's p99 "
+             "should fall in")
+    return Table(title, ["metric", *PERCENTILES, "p99 re-run"], rows)
 
 
 def _interval_cell(prec: Precision, metric: Metric, stat: str) -> str:
