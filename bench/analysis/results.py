@@ -125,7 +125,8 @@ def derive_requests(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, sca
     summary counts, in one pass over the stored chunks (the reasoning phases read beside it)."""
     phase_scan = PhaseScan()
     result = _scan(run_dir, raw, phase_scan=phase_scan)
-    return derive.per_request_from_stats(raw, result.stats, phase_scan.stats()), result.gaps
+    return (derive.per_request_from_stats(raw, result.stats, phase_scan.stats(), store.read_token_counts(run_dir)),
+            result.gaps)
 
 
 def offered_rate(manifest: store.Manifest) -> float | None:

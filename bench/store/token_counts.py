@@ -2,7 +2,7 @@
 usage (the scenario's `tokens:` section; bench.target.tokencount counts).
 
 One row per request and counting source: `request_id` (int64), `source` (TOKEN_SOURCES),
-`output_tokens` (int64; null when that source could not count the request). The records are
+`count` (int64: the output tokens that source counted; null when it could not count the request). The records are
 never changed: the counts sit beside them, in their own file, written once the run's records
 are closed. A run without the file (never opted in, or from before it existed) has no such
 counts: `read_token_counts` returns None.
@@ -25,7 +25,7 @@ TOKEN_COUNTS = "token_counts.parquet"
 SOURCE_SERVER_TOKENIZE = "server_tokenize"  # the server's own POST /tokenize of the answer's text
 SOURCE_TOKENIZER = "tokenizer"  # a local tokenizer.json (scenario tokens.tokenizer)
 TOKEN_SOURCES = (SOURCE_SERVER_TOKENIZE, SOURCE_TOKENIZER)
-TOKEN_COUNT_SCHEMA = pa.schema([("request_id", pa.int64()), ("source", pa.string()), ("output_tokens", pa.int64())])
+TOKEN_COUNT_SCHEMA = pa.schema([("request_id", pa.int64()), ("source", pa.string()), ("count", pa.int64())])
 
 
 def write_token_counts(run_dir: Path, counts: pd.DataFrame) -> None:
@@ -45,10 +45,10 @@ def write_token_counts(run_dir: Path, counts: pd.DataFrame) -> None:
 
 
 def read_token_counts(run_dir: Path) -> pd.DataFrame | None:
-    """The run's counts (`request_id` int64, `source` string, `output_tokens` Int64), None
+    """The run's counts (`request_id` int64, `source` string, `count` Int64), None
     when the run has none (or the file cannot be read: the counts are then left out)."""
     try:
         frame = pq.read_table(run_dir / TOKEN_COUNTS).to_pandas()
     except (OSError, pa.ArrowInvalid):
         return None
-    return frame.astype({"request_id": "int64", "source": "string", "output_tokens": "Int64"})
+    return frame.astype({"request_id": "int64", "source": "string", "count": "Int64"})
