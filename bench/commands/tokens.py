@@ -106,4 +106,4 @@ def _per_request(answers: AnswerTexts, counts: list[int | str], source: str) -> 
     sums = np.zeros(answers.request_ids.size)
     np.add.at(sums, answers.owner, values)  # NaN (a failed choice) spreads to its request's sum
     return pd.DataFrame({"request_id": answers.request_ids, "source": source,
-                         "count": pd.array(np.where(np.isnan(sums), None, sums), dtype="Int64")})
+                         "count": pd.array(sums, dtype="Float64").astype("Int64")})

@@ -52,13 +52,13 @@ from bench.metrics.catalogue import (
     REQUEST_OUTPUT_TOKENS_PER_S,
     SCHEDULE_LAG,
     STATUS_OK,
+    TOKEN_COUNT_DIFF,
+    TOKEN_COUNT_REL_DIFF,
     TPOT,
     TTFT,
     TTFT_ANSWER,
     TTFT_REASONING,
     TTFT_SCHEDULED,
-    TOKEN_COUNT_DIFF,
-    TOKEN_COUNT_REL_DIFF,
 )
 from bench.store import TOKEN_SOURCES, frame_batch
 
@@ -139,7 +139,7 @@ def token_columns(out: pd.DataFrame, chunk_tokens: pd.Series, token_counts: pd.D
                               index=mine["request_id"].to_numpy())
             counted = ids.map(by_id).to_numpy(dtype="float64", na_value=np.nan)
         columns.append(counted)
-        out[f"output_tokens_{source}"] = pd.array(np.where(np.isnan(counted), None, counted), dtype="Int64")
+        out[f"output_tokens_{source}"] = _counts(counted, out.index)
     out["output_tokens_chunks"] = chunk_tokens
     counts = np.column_stack(columns)
     counts[unary] = np.nan
@@ -151,13 +151,18 @@ def token_columns(out: pd.DataFrame, chunk_tokens: pd.Series, token_counts: pd.D
     has_used, has_check = known.any(axis=1), rank[:, -1] >= 2
     tokens = np.where(has_used, counts[rows, used], chunk_tokens.to_numpy(dtype="float64"))
     tokens[unary] = np.nan
-    out[OUTPUT_TOKENS.key] = pd.array(np.where(np.isnan(tokens), None, tokens), dtype="Int64")
+    out[OUTPUT_TOKENS.key] = _counts(tokens, out.index)
     names = np.array(COUNTED_SOURCES, dtype=object)
     out["token_source"] = np.where(unary, "none", np.where(has_used, names[used], "chunks"))
-    out["token_check_source"] = pd.array(np.where(has_check, names[check], None), dtype="string")
+    out["token_check_source"] = pd.Series(names[check], index=out.index).where(has_check).astype("string")
     diff = np.where(has_check, counts[rows, used] - counts[rows, check], np.nan)
     out[TOKEN_COUNT_DIFF.key] = diff
     out[TOKEN_COUNT_REL_DIFF.key] = np.abs(diff) / np.maximum(counts[rows, check], 1.0)
+
+
+def _counts(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """Token counts (float64, NaN: unknown) as Int64 (NA: unknown)."""
+    return pd.Series(values, index=index, dtype="Float64").astype("Int64")
 
 
 def reasoning_columns(out: pd.DataFrame, stats: pd.DataFrame, phase_stats: pd.DataFrame) -> pd.DataFrame:

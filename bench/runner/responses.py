@@ -67,12 +67,13 @@ class ResponsesRecorder(SseParser):
             delta = event.get("delta")
             if not isinstance(delta, str) or not delta:
                 kind = KIND_OTHER  # an empty delta carries no token
-            elif self.keep_output:
-                self._outputs.append(delta)
-            if kind == KIND_CONTENT:
-                self.output_chars += len(delta)
-                if self.keep_text:
-                    self.text_parts.append(delta)
+            else:
+                if self.keep_output:
+                    self._outputs.append(delta)
+                if kind == KIND_CONTENT:
+                    self.output_chars += len(delta)
+                    if self.keep_text:
+                        self.text_parts.append(delta)
             if kind != KIND_OTHER and self.first_token_t is None:
                 self.first_token_t = t
         elif kind_name in _TERMINAL:

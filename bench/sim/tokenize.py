@@ -19,7 +19,7 @@ from aiohttp import web
 from bench.sim.api import JSON, ApiError
 from bench.sim.text import CHAT_TEMPLATE_TOKENS_PER_MESSAGE, stable_hash
 
-__all__ = ["VOCABULARY", "tokenize_answer", "token_ids"]
+__all__ = ["VOCABULARY", "token_ids", "tokenize_answer"]
 
 VOCABULARY = 32_000  # token ids are word hashes modulo this
 

@@ -37,7 +37,7 @@ def load_tokenizer(path: Path, field: str = "tokens.tokenizer") -> LocalTokenize
                               "pip install 'llm-bench-harness[tokenizer]'") from None
     try:
         tokenizer = Tokenizer.from_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - the library raises its own Exception for every bad file
+    except Exception as exc:  # the library raises a bare Exception for every bad file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BenchInputError(f"{path}: {field}: not a tokenizer.json the tokenizers library can read: "
                               f"{reason}") from None
