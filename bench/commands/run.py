@@ -71,7 +71,8 @@ def scenario_tokenizer(scenario: Scenario, options: RunOptions) -> LocalTokenize
     """The scenario's local tokenizer (`tokens.tokenizer`), loaded; BenchInputError for a bad file."""
     if scenario.tokens is None or scenario.tokens.tokenizer is None:
         return None
-    return load_tokenizer(resolve_path(options.scenario_path, scenario.tokens.tokenizer))
+    return load_tokenizer(resolve_path(options.scenario_path, scenario.tokens.tokenizer),
+                          f"{options.scenario_path}: tokens.tokenizer")
 
 
 async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None,

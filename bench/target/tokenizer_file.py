@@ -27,18 +27,19 @@ class LocalTokenizer:
         return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
 
-def load_tokenizer(path: Path, field: str = "tokens.tokenizer") -> LocalTokenizer:
-    """The tokenizer in `path`; BenchInputError (one line naming the file and `field`) when the
-    `tokenizers` library is missing or the file is not a tokenizer it can read."""
+def load_tokenizer(path: Path, where: str = "tokens.tokenizer") -> LocalTokenizer:
+    """The tokenizer in `path`; BenchInputError (one line: `where` names the scenario file and
+    field, then the tokenizer file and the problem) when the `tokenizers` library is missing or
+    the file is not a tokenizer it can read."""
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise BenchInputError(f"{path}: {field} needs the `tokenizers` library: "
+        raise BenchInputError(f"{where}: needs the `tokenizers` library: "
                               "pip install 'llm-bench-harness[tokenizer]'") from None
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # the library raises a bare Exception for every bad file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BenchInputError(f"{path}: {field}: not a tokenizer.json the tokenizers library can read: "
+        raise BenchInputError(f"{where}: {path}: not a tokenizer.json the tokenizers library can read: "
                               f"{reason}") from None
     return LocalTokenizer(path, tokenizer)
