@@ -176,8 +176,10 @@ TOKEN_COUNT_DIFF = Metric("token_count_diff", "token count difference", "tokens"
                           summarised=True, short="tok diff", token_truth=True)
 TOKEN_COUNT_REL_DIFF = Metric("token_count_rel_diff", "token count difference, relative", "share", Better.NEITHER,
                               Scope.COUNTED, summarised=True, short="tok diff rel", token_truth=True)
+# Compared (in `bench compare`) only when a run counted tokens twice: per-token figures of runs
+# whose counts disagree differently are not alike.
 TOKEN_DISAGREEMENT_SHARE = Metric("token_disagreement_share", "token-count disagreement share", "share",
-                                  Better.NEITHER, Scope.RUN, short="tok disagree", token_truth=True)
+                                  Better.NEITHER, Scope.RUN, short="tok disagree", compared=True, token_truth=True)
 
 METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
            REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S, INPUT_TOKENS_PER_S, INPUTS_PER_S,
