@@ -101,3 +101,17 @@ def test_server_tokenize_true_fails_the_run_on_a_server_without_it(tmp_path, mon
         path = write_scenario(tmp_path, _scenario(sim.base_url, {"server_tokenize": True}), name="true.yaml")
         assert main(["run", str(path), "--out", str(tmp_path / "true"), "--quiet"]) == 1
     assert bench.load_run(tmp_path / "true").manifest.ended == "failed"
+
+
+def test_worker_processes_keep_the_texts_too(tmp_path):
+    """Records made in client worker processes (`load.workers`) carry their texts to the parent."""
+    with start_sim(profile=PROFILE, seed=3) as sim:
+        data = _scenario(sim.base_url, {"server_tokenize": True})
+        data["load"]["workers"] = 2
+        run = run_in_process(tmp_path, data).run
+        truth = sim_truth(sim.root_url)
+    ok = counted(run.requests)
+    assert len(ok) == 24 and run.manifest.client.worker_count == 2
+    generated = ok["server_request_id"].map(lambda rid: truth[rid]["output_tokens"]).astype(int)
+    assert (ok["output_tokens_server_tokenize"].astype(int) == generated).all()
+    assert (ok[TOKEN_COUNT_DIFF.key] == -UNDER).all()
