@@ -24,6 +24,7 @@ __all__ = ["PROBE_TEXT", "TokenizeDialect", "TokenizeError", "TokenizeSession", 
 TokenizeDialect = Literal["vllm", "llama.cpp"]
 PROBE_TEXT = "How many tokens is this?"
 _PARALLEL = 8  # requests in flight at once: the server is idle by now, this only bounds the wait
+_SLICE = 4096  # texts whose tasks exist at once
 
 
 class TokenizeError(Exception):
@@ -46,7 +47,8 @@ class TokenizeSession:
         return await _count(self._session, self.url, self._body(text, model or self.model))
 
     async def count_all(self, texts: Sequence[str], models: Sequence[str | None]) -> list[int | str]:
-        """Each text's count, or the error message for a text that failed; `_PARALLEL` at a time."""
+        """Each text's count, or the error message for a text that failed; `_PARALLEL` at a
+        time, the texts taken in slices so a run of a million answers holds a slice of tasks."""
         gate = asyncio.Semaphore(_PARALLEL)
 
         async def one(text: str, model: str | None) -> int | str:
@@ -56,7 +58,11 @@ class TokenizeSession:
                 except TokenizeError as exc:
                     return str(exc)
 
-        return list(await asyncio.gather(*(one(t, m) for t, m in zip(texts, models, strict=True))))
+        out: list[int | str] = []
+        for start in range(0, len(texts), _SLICE):
+            part = zip(texts[start:start + _SLICE], models[start:start + _SLICE], strict=True)
+            out += await asyncio.gather(*(one(t, m) for t, m in part))
+        return out
 
     async def aclose(self) -> None:
         await self._session.close()

@@ -11,6 +11,8 @@ from bench.errors import BenchInputError
 
 __all__ = ["LocalTokenizer", "load_tokenizer"]
 
+_SLICE = 4096
+
 
 class LocalTokenizer:
     """A loaded tokenizer.json. `count` gives the tokens of each text as the model would
@@ -21,10 +23,13 @@ class LocalTokenizer:
         self._tokenizer = tokenizer
 
     def count(self, texts: Sequence[str]) -> list[int]:
-        """Tokens in each text (an empty text: 0)."""
-        if not texts:
-            return []
-        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        """Tokens in each text (an empty text: 0), encoded in slices of _SLICE texts (the
+        library keeps every encoding of a batch: ids, offsets, masks)."""
+        out: list[int] = []
+        for start in range(0, len(texts), _SLICE):
+            batch = self._tokenizer.encode_batch(list(texts[start:start + _SLICE]), add_special_tokens=False)
+            out += [len(encoding.ids) for encoding in batch]
+        return out
 
 
 def load_tokenizer(path: Path, where: str = "tokens.tokenizer") -> LocalTokenizer:

@@ -77,6 +77,14 @@ def test_a_server_without_tokenize_is_none():
         assert asyncio.run(probe(sim.base_url.replace("/v1", "/v1/nowhere"))) is None
 
 
+def test_many_texts_are_counted_slice_by_slice_in_order(monkeypatch):
+    from bench.target import tokenize_client
+
+    monkeypatch.setattr(tokenize_client, "_SLICE", 2)
+    _, counts, _ = asyncio.run(_llama_counts(["a", "a b", "", "a b c d", "a b c"]))
+    assert counts == [1, 2, 0, 4, 3]
+
+
 def test_an_empty_text_is_zero_without_asking():
     _, counts, bodies = asyncio.run(_llama_counts(["", "a"]))
     assert counts == [0, 1] and bodies[2:] == [{"content": "a", "add_special": False}]

@@ -27,6 +27,14 @@ def test_counts_each_text_without_special_tokens(tmp_path):
     assert load_tokenizer(tmp_path / "bos.json").count(["the river"]) == [2]
 
 
+def test_many_texts_are_counted_slice_by_slice_in_order(tmp_path, monkeypatch):
+    from bench.target import tokenizer_file
+
+    monkeypatch.setattr(tokenizer_file, "_SLICE", 2)
+    tokenizer = load_tokenizer(word_tokenizer(tmp_path / "tokenizer.json", ["a"]))
+    assert tokenizer.count(["a", "a a", "", "a a a a", "a a a"]) == [1, 2, 0, 4, 3]
+
+
 def test_a_file_that_is_no_tokenizer_is_one_line(tmp_path):
     bad = tmp_path / "tokenizer.json"
     bad.write_text('{"version": "1.0", "model": {"type": "Nothing"}}')
