@@ -104,7 +104,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     requests = _read_requests(run_dir)
     gaps = None
     if requests is None:
-        requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
+        requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir, texts=False))
     summary = _read_summary(run_dir)
     if summary is None:
         summary = _summarize(requests, gaps or _scan(run_dir, requests).gaps, manifest)
@@ -113,7 +113,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 
 def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     """Write requests.parquet and summary.json from the raw records and chunks."""
-    requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
+    requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir, texts=False))
     summary = _summarize(requests, gaps, manifest)
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
     (run_dir / store.SUMMARY).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")

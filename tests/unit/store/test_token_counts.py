@@ -50,6 +50,9 @@ def test_kept_texts_read_back_from_parquet_and_from_the_journal(tmp_path):
     writer.write_values([record_values(_record(2, TEXTS[2])), record_values(_record(3, TEXTS[3]))])
     writer.close()
     from_parquet = read_raw_requests(tmp_path / "run")
+    unread = read_raw_requests(tmp_path / "run", texts=False)  # what the metrics read: every other column
+    assert unread["output_texts"].isna().all()
+    assert unread.drop(columns="output_texts").equals(from_parquet.drop(columns="output_texts"))
     (tmp_path / "run" / RAW_REQUESTS).unlink()
     from_journal = read_raw_requests(tmp_path / "run")
     for frame in (from_parquet, from_journal):
