@@ -104,7 +104,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     requests = _read_requests(run_dir)
     gaps = None
     if requests is None:
-        requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
+        requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir, texts=False))
     summary = _read_summary(run_dir)
     if summary is None:
         summary = _summarize(requests, gaps or _scan(run_dir, requests).gaps, manifest)
@@ -113,7 +113,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 
 def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     """Write requests.parquet and summary.json from the raw records and chunks."""
-    requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
+    requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir, texts=False))
     summary = _summarize(requests, gaps, manifest)
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
     (run_dir / store.SUMMARY).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -125,7 +125,8 @@ def derive_requests(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, sca
     summary counts, in one pass over the stored chunks (the reasoning phases read beside it)."""
     phase_scan = PhaseScan()
     result = _scan(run_dir, raw, phase_scan=phase_scan)
-    return derive.per_request_from_stats(raw, result.stats, phase_scan.stats()), result.gaps
+    return (derive.per_request_from_stats(raw, result.stats, phase_scan.stats(), store.read_token_counts(run_dir)),
+            result.gaps)
 
 
 def offered_rate(manifest: store.Manifest) -> float | None:
