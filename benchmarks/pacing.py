@@ -131,8 +131,11 @@ def _start_clients(client: str, url: str, streams: int, workers: int, duration: 
 
 
 def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int, seconds: float,
-            tmp: Path, startup_s: float = 8.0) -> Measurement:
-    """One client at one scale: window CPU and chunks, timing error against the server's stamps."""
+            tmp: Path, startup_s: float | None = None, settle_s: float = SETTLE_S) -> Measurement:
+    """One client at one scale: window CPU and chunks, timing error against the server's stamps.
+    `startup_s`: load time allowed for the streams to open (default: 3 s, 1 s per 512 above)."""
+    if startup_s is None:
+        startup_s = max(3.0, streams / 512)
     server_core, client_cores = _placement(workers)
     stamps_file = tmp / f"server-{client}-{streams}-{workers}.pickle"
     server, url = start_paced_server(rate, str(stamps_file), server_core)
@@ -140,11 +143,11 @@ def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int
     m = Measurement(client, streams, workers)
     try:
         # the load runs long enough for start-up, the ramp to N streams, settling and the window
-        duration = startup_s + SETTLE_S + seconds + 1.0
+        duration = startup_s + settle_s + seconds + 1.0
         procs = _start_clients(client, url, streams, workers, duration, tokens, tmp, client_cores)
         pids = [p.pid for p, _ in procs]
         _wait_for_streams(root, streams, procs, deadline=time.monotonic() + startup_s + 30)
-        time.sleep(SETTLE_S)
+        time.sleep(settle_s)
         cpu0, w0 = _tree_cpu(pids), time.perf_counter()
         time.sleep(seconds)
         cpu1, w1 = _tree_cpu(pids), time.perf_counter()
