@@ -92,6 +92,15 @@ class SseParser:
             buf = b"".join(self._pending) + data
             self._pending = []
             self._pending_len = 0
+        elif data.endswith(b"\n\n") and data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2:
+            # One whole `data:` event in this read (a server writing each token on its own):
+            # what `_line` does with its two lines, without the line loop.
+            self._data_lines.append(data[6:-2])
+            try:
+                self._dispatch(t)
+            except _StreamOver:
+                pass
+            return
         else:
             buf = data
         start = 0
