@@ -141,6 +141,7 @@ def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int
     server, url = start_paced_server(rate, str(stamps_file), server_core)
     root = url.removesuffix("/v1")
     m = Measurement(client, streams, workers)
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         # the load runs long enough for start-up, the ramp to N streams, settling and the window
         duration = startup_s + settle_s + seconds + 1.0
@@ -152,16 +153,20 @@ def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int
         time.sleep(seconds)
         cpu1, w1 = _tree_cpu(pids), time.perf_counter()
         if any(p.poll() is not None for p, _ in procs):
-            raise RuntimeError(f"{client}: the load ended before the measuring window did (raise startup_s)")
+            raise RuntimeError("the load ended before the measuring window did (raise startup_s)")
         for p, _ in procs:
             if p.wait(timeout=duration + 120) != 0:
-                raise RuntimeError(f"{client} client exited with {p.returncode}")
+                raise RuntimeError(f"client exited with {p.returncode}")
         m.cpu_s, m.window_s = cpu1 - cpu0, w1 - w0
         m.server_events = _get(root, "/pacing/dump", "POST")["events"]
         with open(stamps_file, "rb") as f:
             truth = pickle.load(f)
         _score(m, [out for _, out in procs], truth, w0, w1)
     finally:
+        for p, _ in procs:  # ours, by PID: only when something failed are any still running
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
         server.terminate()
         server.wait(10)
     return m
@@ -246,15 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'client':>6} {'streams':>7} {'workers':>7} {'chunks/s':>10} {'cores':>6} {'chunks/cpu-s':>12}"
           f" {'err p50':>8} {'p99 ms':>8} {'max ms':>8} {'fail':>5}  {'>1ms?':>6}  {'flag':>6}  warnings")
     results = []
+    failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for streams in args.streams:
             for workers in args.workers:
                 for client in args.clients:
-                    m = measure(client, streams, workers, rate=args.rate, tokens=args.tokens,
-                                seconds=args.seconds, tmp=Path(tmp))
+                    try:
+                        m = measure(client, streams, workers, rate=args.rate, tokens=args.tokens,
+                                    seconds=args.seconds, tmp=Path(tmp))
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                        print(f"{client:>6} {streams:7d} {workers:7d}  FAILED: {exc}", flush=True)
+                        failed = True
+                        continue
                     results.append(m)
                     print(_row(m), flush=True)
-    failed = False
     for text, passed in verdicts(results):
         print(f"{'PASS' if passed else 'FAIL'}  {text}")
         failed = failed or not passed
