@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))
 
 from _paced_server import start_paced_server  # noqa: E402
 
-__all__ = ["Measurement", "measure", "main"]
+__all__ = ["Measurement", "main", "measure"]
 
 ERROR_MS = 1.0  # a timing error p99 above this is client delay that a run must flag
 SETTLE_S = 1.0
@@ -65,6 +65,7 @@ class Measurement:
     streams: int
     workers: int
     chunks: int = 0  # content chunks stamped by the client inside the window
+    server_chunks: int = 0  # the same requests' chunks the server wrote inside the window
     cpu_s: float = 0.0
     window_s: float = 0.0
     err_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -126,7 +127,7 @@ def _start_clients(client: str, url: str, streams: int, workers: int, duration: 
     for i, (kind, n, k) in enumerate(jobs):
         out = tmp / f"{kind}-{streams}-{workers}-{i}.pickle"
         args = [sys.executable, script, kind, url, str(n), str(k), str(duration), str(tokens), str(out)]
-        procs.append((subprocess.Popen(args, preexec_fn=pre), out))  # noqa: PLW1509 - affinity only
+        procs.append((subprocess.Popen(args, preexec_fn=pre), out))
     return procs
 
 
@@ -198,9 +199,11 @@ def _score(m: Measurement, outputs: list[Path], truth: dict[str, Any], w0: float
             if server_t is None or len(server_t) != len(client_t):
                 m.unmatched += 1
                 continue
+            written = np.frombuffer(server_t, dtype=float)
             inside = (client_t >= w0) & (client_t < w1)
             m.chunks += int(inside.sum())
-            errs.append((client_t[inside] - np.frombuffer(server_t, dtype=float)[inside]) * 1e3)
+            m.server_chunks += int(((written >= w0) & (written < w1)).sum())
+            errs.append((client_t[inside] - written[inside]) * 1e3)
     m.err_ms = np.concatenate(errs) if errs else np.empty(0)
 
 

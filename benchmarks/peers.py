@@ -72,7 +72,7 @@ def _run(args: list[str], load: Load, name: str) -> None:
     pre = (lambda: os.sched_setaffinity(0, load.core)) if load.core else None
     log = load.tmp / f"{name}.log"
     with open(log, "w") as out:
-        code = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pre,  # noqa: PLW1509
+        code = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pre,
                               timeout=1800, cwd=load.tmp).returncode
     if code != 0:
         raise RuntimeError(f"{name} exited {code}: {log.read_text()[-1500:]}")

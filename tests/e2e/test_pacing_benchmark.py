@@ -3,7 +3,8 @@
 A paced server (its own process, 127.0.0.1, stopped by PID) writes one event per token at
 40 tokens/s to 4 streams; each client runs a short closed loop of 8-token answers. Every
 request must be matched chunk for chunk to the server's write stamps, the window's chunk
-count must be the server's pace, and every receive stamp must come after its write.
+count must be what the server wrote in it, at its pace, and no receive stamp may come
+before its write.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import pacing  # noqa: E402
+import pacing
 
 RATE, STREAMS, TOKENS, WINDOW = 40.0, 4, 8, 1.0
 
@@ -33,10 +34,12 @@ def test_pacing_counts_every_chunk_against_the_server_stamps(client: str, tmp_pa
         assert m.server_events == m.requests * TOKENS
     else:
         assert m.server_events >= m.requests * TOKENS
-    # 4 streams at 40 tok/s: 160 chunks a second, less the gap between a stream's answers
-    # (up to one interval each) and a chunk either side of the window's edges per stream
-    expected = STREAMS * RATE * m.window_s
-    assert expected * (TOKENS - 1) / TOKENS - 2 * STREAMS <= m.chunks <= expected + 2 * STREAMS
+    # what the client stamped in the window is what the server wrote in it, but for chunks
+    # in flight across the window's edges (well under one per stream)
+    assert abs(m.chunks - m.server_chunks) <= STREAMS
+    # and the server kept its pace: 4 streams at 40 tok/s, less the turn between answers,
+    # more where an answer's random first-token phase came early
+    assert 0.7 * STREAMS * RATE * m.window_s <= m.server_chunks <= 1.15 * STREAMS * RATE * m.window_s
     assert m.err_ms.size == m.chunks
     assert m.err_ms.min() > -0.05  # a receive stamp never precedes the write (clock jitter aside)
     assert 0 < m.cpu_s < m.window_s * 2
