@@ -221,27 +221,30 @@ def main(argv: list[str] | None = None) -> int:
 def _report(results: dict[str, list[Outcome]], expected: int) -> int:
     results = {t: runs for t, runs in results.items() if runs}
     med = {t: statistics.median(o.tok_s for o in runs) for t, runs in results.items()}
-    print(f"{'tool':>9} {'output tok/s':>13} {'runs':>24} {'tokens counted':>15} {'server counted':>15}  vs bench")
+    print(f"{'tool':>9} {'output tok/s':>13} {'runs':>26} {'tokens counted':>15} {'server counted':>15}  vs bench")
     for tool, runs in results.items():
         spread = " / ".join(f"{o.tok_s:,.0f}" for o in runs)
         ratio = med[tool] / med["bench"] if "bench" in med else float("nan")
-        print(f"{tool:>9} {med[tool]:13,.0f} {spread:>24} {runs[-1].tokens:15,d} {runs[-1].server_tokens:15,d}"
+        print(f"{tool:>9} {med[tool]:13,.0f} {spread:>26} {runs[-1].tokens:15,d} {runs[-1].server_tokens:15,d}"
               f"  {ratio:.2f}")
-    failed = False
     for tool, runs in results.items():
-        for o in runs:
-            if o.tokens != expected:
-                print(f"NOTE  {tool} counted {o.tokens:,} output tokens, not {expected:,}")
-            if o.server_tokens != o.tokens:  # vLLM's test request, bench's start-up probe
-                print(f"NOTE  {tool}: the server generated {o.server_tokens - o.tokens:+,d} tokens beyond the "
-                      "tool's count (requests outside its measured loop)")
-    if "bench" in med and "vllm" in med:
-        ratio = med["bench"] / med["vllm"]
-        failed = ratio < 1.2
-        print(f"{'FAIL' if failed else 'PASS'}  bench / vllm bench serve {ratio:.2f} >= 1.2 (one core each)")
-    else:
+        counted = sorted({o.tokens for o in runs} - {expected})
+        if counted:
+            print(f"NOTE  {tool} counted {counted} output tokens, not {expected:,}")
+        extra = sorted({o.server_tokens - o.tokens for o in runs} - {0})
+        if extra:  # vLLM's test request, bench's start-up probe
+            print(f"NOTE  {tool}: the server generated {extra} tokens beyond the tool's count "
+                  "(requests outside its measured loop)")
+    if "bench" not in med or "vllm" not in med:
         print("SKIP  bench / vllm bench serve: no result for one of them (see above)")
-    return 1 if failed else 0
+        return 0
+    # Runs are interleaved (bench, vllm, ... then again): on a machine whose background load
+    # drifts, the ratio within each round is steadier than the ratio of the medians.
+    paired = [b.tok_s / v.tok_s for b, v in zip(results["bench"], results["vllm"], strict=False)]
+    ratio = statistics.median(paired)
+    print(f"{'FAIL' if ratio < 1.2 else 'PASS'}  bench / vllm bench serve {ratio:.2f} >= 1.2 (median of the "
+          f"rounds' ratios {' / '.join(f'{r:.2f}' for r in paired)}; of the medians {med['bench'] / med['vllm']:.2f})")
+    return 1 if ratio < 1.2 else 0
 
 
 if __name__ == "__main__":
