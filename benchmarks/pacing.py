@@ -90,15 +90,21 @@ class Measurement:
 
 
 def _tree_cpu(pids: list[int]) -> float:
+    """CPU seconds of the processes `pids` and their descendants, the exited ones included
+    (a reaped child's time is in its parent's children_* fields)."""
     total = 0.0
     for pid in pids:
         try:
             root = psutil.Process(pid)
-            for proc in [root, *root.children(recursive=True)]:
-                times = proc.cpu_times()
-                total += times.user + times.system
+            procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             continue
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:  # exited in between: its time is counted once it is reaped
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
     return total
 
 
@@ -135,9 +141,9 @@ def _start_clients(client: str, url: str, streams: int, workers: int, duration: 
 def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int, seconds: float,
             tmp: Path, startup_s: float | None = None, settle_s: float = SETTLE_S) -> Measurement:
     """One client at one scale: window CPU and chunks, timing error against the server's stamps.
-    `startup_s`: load time allowed for the streams to open (default: 3 s, 1 s per 256 above)."""
+    `startup_s`: load time allowed for the streams to open (default: 3 s, 1 s per 128 above)."""
     if startup_s is None:
-        startup_s = max(3.0, streams / 256)
+        startup_s = max(3.0, streams / 128)
     server_core, client_cores = _placement(workers)
     stamps_file = tmp / f"server-{client}-{streams}-{workers}.pickle"
     server, url = start_paced_server(rate, str(stamps_file), server_core)
@@ -155,8 +161,10 @@ def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int
         cpu0, w0 = _tree_cpu(pids), time.perf_counter()
         time.sleep(seconds)
         cpu1, w1 = _tree_cpu(pids), time.perf_counter()
-        if any(p.poll() is not None for p, _ in procs):
-            raise RuntimeError("the load ended before the measuring window did (raise startup_s)")
+        still_open = _get(root, "/pacing/counters")["active"]
+        if any(p.poll() is not None for p, _ in procs) or still_open < 0.9 * m.open_streams:
+            raise RuntimeError(f"the load ended before the measuring window did ({still_open} of "
+                               f"{m.open_streams} streams still open; raise startup_s)")
         for p, _ in procs:
             if p.wait(timeout=duration + 120) != 0:
                 raise RuntimeError(f"client exited with {p.returncode}")
