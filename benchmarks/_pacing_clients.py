@@ -5,7 +5,8 @@
   body's lines, strip, drop `data: `, `json.loads`, a `time.perf_counter()` per content chunk).
 
 Each writes a pickle: {"stamps": {server request id: content-chunk receive times
-(perf_counter s, CLOCK_MONOTONIC)}, "errors": failed requests, "requests": requests seen,
+(perf_counter s, CLOCK_MONOTONIC)}, "partial": ids of answers cut short when the load was
+stopped, "errors": failed requests, "requests": complete answers,
 "warnings": the run's client self-checks (bench only), "ended": its end state}.
 """
 
@@ -16,6 +17,7 @@ import gc
 import json
 import pickle
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -56,21 +58,24 @@ def bench_child(base_url: str, streams: int, workers: int, seconds: float, token
         t0 = run.manifest.t0_perf_counter
         chunks = run.chunks[run.chunks["kind"] == "content"]
         by_request = {k: v.to_numpy() + t0 for k, v in chunks.groupby("request_id", observed=True)["t_s"]}
-        # cancelled at the end of the load: cut short, so the server wrote more than was read
+        # cancelled when the load was stopped: cut short, their chunks are the first the
+        # server wrote (it may have written more before it saw the connection close)
         ok = run.requests[run.requests["status"] == "ok"]
+        cut = run.requests[run.requests["status"] == "cancelled"]
         stamps = {str(row.server_request_id): by_request[row.request_id]
-                  for row in ok.itertuples() if row.request_id in by_request}
+                  for frame in (ok, cut) for row in frame.itertuples() if row.request_id in by_request}
+        partial = {str(row.server_request_id) for row in cut.itertuples()}
         client = run.manifest.client
         warnings = [w.code for w in (client.warnings or [])] if client is not None else []
         errors = int((run.requests["status"] == "error").sum())
     with open(out, "wb") as f:
-        pickle.dump({"stamps": stamps, "errors": errors, "requests": len(ok), "warnings": warnings,
-                     "ended": str(result.ended)}, f)
+        pickle.dump({"stamps": stamps, "partial": partial, "errors": errors, "requests": len(ok),
+                     "warnings": warnings, "ended": str(result.ended)}, f)
 
 
 def lines_child(base_url: str, streams: int, seconds: float, tokens: int, out: Path) -> None:
-    """Raw aiohttp lines reader, closed loop of `streams` for `seconds` (then in-flight
-    requests finish)."""
+    """Raw aiohttp lines reader, closed loop of `streams` for `seconds` or until SIGTERM
+    (then in-flight requests finish)."""
     try:
         import uvloop
         uvloop.install()
@@ -94,7 +99,9 @@ async def _lines_loop(base_url: str, streams: int, seconds: float, tokens: int,
     body = _body(tokens)
     gc.collect()
     gc.freeze()
-    stop_at = time.perf_counter() + seconds
+    stop_at = [time.perf_counter() + seconds]
+    # SIGTERM: no new requests; the ones in flight finish
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_at.__setitem__, 0, 0.0)
 
     async def one() -> None:
         times: list[float] = []
@@ -118,7 +125,7 @@ async def _lines_loop(base_url: str, streams: int, seconds: float, tokens: int,
         counts["requests"] += 1
 
     async def slot() -> None:
-        while time.perf_counter() < stop_at:
+        while time.perf_counter() < stop_at[0]:
             try:
                 await one()
             except aiohttp.ClientError:

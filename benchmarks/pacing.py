@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -141,9 +142,10 @@ def _start_clients(client: str, url: str, streams: int, workers: int, duration: 
 def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int, seconds: float,
             tmp: Path, startup_s: float | None = None, settle_s: float = SETTLE_S) -> Measurement:
     """One client at one scale: window CPU and chunks, timing error against the server's stamps.
-    `startup_s`: load time allowed for the streams to open (default: 3 s, 1 s per 128 above)."""
+    `startup_s`: time expected for the streams to open (default: 3 s, 1 s per 256 above;
+    60 s more are allowed)."""
     if startup_s is None:
-        startup_s = max(3.0, streams / 128)
+        startup_s = max(3.0, streams / 256)
     server_core, client_cores = _placement(workers)
     stamps_file = tmp / f"server-{client}-{streams}-{workers}.pickle"
     server, url = start_paced_server(rate, str(stamps_file), server_core)
@@ -151,11 +153,13 @@ def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int
     m = Measurement(client, streams, workers)
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
-        # the load runs long enough for start-up, the ramp to N streams, settling and the window
-        duration = startup_s + settle_s + seconds + 1.0
-        procs = _start_clients(client, url, streams, workers, duration, tokens, tmp, client_cores)
+        # The load may run this long: start-up, the ramp to N streams, settling, the window
+        # and a margin. It is stopped (SIGTERM, which bench takes as an interruption that
+        # keeps every record) once the window is over.
+        cap = startup_s + settle_s + seconds + 120.0
+        procs = _start_clients(client, url, streams, workers, cap, tokens, tmp, client_cores)
         pids = [p.pid for p, _ in procs]
-        _wait_for_streams(root, streams, procs, deadline=time.monotonic() + startup_s + 30)
+        _wait_for_streams(root, streams, procs, deadline=time.monotonic() + startup_s + 60)
         time.sleep(settle_s)
         m.open_streams = _get(root, "/pacing/counters")["active"]
         cpu0, w0 = _tree_cpu(pids), time.perf_counter()
@@ -164,9 +168,11 @@ def measure(client: str, streams: int, workers: int, *, rate: float, tokens: int
         still_open = _get(root, "/pacing/counters")["active"]
         if any(p.poll() is not None for p, _ in procs) or still_open < 0.5 * m.open_streams:
             raise RuntimeError(f"the load ended before the measuring window did ({still_open} of "
-                               f"{m.open_streams} streams still open; raise startup_s)")
+                               f"{m.open_streams} streams still open)")
         for p, _ in procs:
-            if p.wait(timeout=duration + 120) != 0:
+            p.send_signal(signal.SIGTERM)
+        for p, _ in procs:
+            if p.wait(timeout=180) != 0:
                 raise RuntimeError(f"client exited with {p.returncode}")
         m.cpu_s, m.window_s = cpu1 - cpu0, w1 - w0
         m.server_events = _get(root, "/pacing/dump", "POST")["events"]
@@ -209,13 +215,15 @@ def _score(m: Measurement, outputs: list[Path], truth: dict[str, Any], w0: float
         m.errors += data["errors"]
         m.warnings += data["warnings"]
         m.ended = data["ended"]
+        partial = data.get("partial", set())
         for rid, times in data["stamps"].items():
             client_t = np.asarray(times, dtype=float)
             server_t = truth.get(rid)
-            if server_t is None or len(server_t) != len(client_t):
+            n = len(client_t)
+            if server_t is None or len(server_t) < n or (len(server_t) != n and rid not in partial):
                 m.unmatched += 1
                 continue
-            written = np.frombuffer(server_t, dtype=float)
+            written = np.frombuffer(server_t, dtype=float)[:n]  # a cut answer: what was read of it
             inside = (client_t >= w0) & (client_t < w1)
             m.chunks += int(inside.sum())
             m.server_chunks += int(((written >= w0) & (written < w1)).sum())
