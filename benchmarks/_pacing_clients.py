@@ -128,7 +128,7 @@ async def _lines_loop(base_url: str, streams: int, seconds: float, tokens: int,
         while time.perf_counter() < stop_at[0]:
             try:
                 await one()
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, OSError, ValueError):  # as vLLM's reader: the request fails, the loop goes on
                 counts["errors"] += 1
 
     try:
