@@ -32,7 +32,12 @@ __all__ = ["StampedTransport", "enable_kernel_stamps", "kernel_stamp", "stamped_
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _SCM_TIMESTAMPNS = _SO_TIMESTAMPNS
 _ANC_SIZE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 64
-_READ_SIZE = 256 * 1024
+# Below glibc's default mmap threshold (128 KiB): `recvmsg(n)` allocates n bytes before it
+# shrinks them to what came, and while the threshold is at its default an allocation of
+# 128 KiB or more is an mmap/munmap pair with fresh page faults: ~15 us per read against
+# ~1.7 us at 64 KiB (measured here). glibc raises the threshold once the process frees a
+# larger mapping (numpy and pandas do, so `bench run` seldom paid it); nothing here relies on that.
+_READ_SIZE = 64 * 1024
 _HIGH_WATER = 64 * 1024
 _LOW_WATER = 16 * 1024
 _MAX_STAMP_AGE_NS = 10 * 1_000_000_000  # older than this: a stepped wall clock, not a slow loop

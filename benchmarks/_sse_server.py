@@ -3,7 +3,8 @@
 One process, one core, raw asyncio protocol (uvloop when installed): every POST gets a
 precomputed `text/event-stream` response of `max_tokens` content chunks (a role chunk
 first, a usage chunk and `[DONE]` last), written at once, keep-alive. Cheaper per chunk
-than `bench sim`, so that the client is what saturates.
+than `bench sim`, so that the client is what saturates. `GET /counters` answers its
+generation counter: {"requests": streamed answers served, "tokens": content chunks in them}.
 
     python benchmarks/_sse_server.py [--port 0]   # prints "ready PORT" on stdout
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -47,6 +49,9 @@ _MODELS_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConte
                     % len(_MODELS)) + _MODELS
 
 
+COUNTERS = {"requests": 0, "tokens": 0}
+
+
 class _Http(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -68,11 +73,19 @@ class _Http(asyncio.Protocol):
                 break
             body = buf[end + 4:end + 4 + length]
             buf = buf[end + 4 + length:]
+            if head.startswith(b"GET /counters"):
+                text = json.dumps(COUNTERS).encode()
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"  # type: ignore[attr-defined]
+                                     b"Content-Length: %d\r\n\r\n%s" % (len(text), text))
+                continue
             if head.startswith(b"GET"):
                 self.transport.write(_MODELS_RESPONSE)  # type: ignore[attr-defined]
                 continue
             m = _MAX_TOKENS.search(body)
-            self.transport.write(response_bytes(int(m.group(1)) if m else 16))  # type: ignore[attr-defined]
+            tokens = int(m.group(1)) if m else 16
+            COUNTERS["requests"] += 1
+            COUNTERS["tokens"] += tokens
+            self.transport.write(response_bytes(tokens))  # type: ignore[attr-defined]
         self.buf = buf
 
 

@@ -92,20 +92,31 @@ class SseParser:
             buf = b"".join(self._pending) + data
             self._pending = []
             self._pending_len = 0
+        elif data.endswith(b"\n\n") and data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2:
+            # One whole `data:` event in this read (a server writing each token on its own):
+            # what `_line` does with its two lines, without the line loop.
+            self._data_lines.append(data[6:-2])
+            try:
+                self._dispatch(t)
+            except _StreamOver:
+                pass
+            return
         else:
             buf = data
-        start = 0
+        lines = buf.split(b"\n")
+        tail = lines.pop()  # what follows the last line end: a line not yet ended, or b""
         try:
-            while True:
-                nl = buf.find(b"\n", start)
-                if nl < 0:
-                    break
-                self._line(t, buf[start:nl])
-                start = nl + 1
+            for line in lines:  # `_line`'s two common cases inline: a data line, an event's end
+                if line.startswith(b"data: "):
+                    self._data_lines.append(line[6:])
+                elif line:
+                    self._line(t, line)
+                else:
+                    self._dispatch(t)
         except _StreamOver:
             return
-        if start < len(buf):
-            self._hold(buf[start:])
+        if tail:
+            self._hold(tail)
 
     def _strip_bom(self, data: bytes) -> bytes:
         head = (self._head or b"") + data
