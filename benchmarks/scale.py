@@ -52,7 +52,7 @@ def verdict(n: int, chunks: int, total_s: float, peak_gib: float) -> str | None:
             f"peak RSS {peak_gib:.2f} GiB (target < {TARGET_GIB:g} GiB)")
 
 
-def _records(n: int, chunks: int, seed: int = 0) -> Iterator[list[RequestRecord]]:
+def synthetic_records(n: int, chunks: int, seed: int = 0) -> Iterator[list[RequestRecord]]:
     """Blocks of records; chunk times are one of TEMPLATES exponential-gap series (20 ms
     mean) shifted to the request's start, so generating costs one small add per record."""
     rng = np.random.default_rng(seed)
@@ -92,7 +92,7 @@ def child(n: int, chunks: int) -> dict[str, float]:
                             t0_perf_counter=0.0, started_at="", ended="completed", python="", platform="",
                             host="")
         gen_s = store_s = 0.0
-        blocks = _records(n, chunks)
+        blocks = synthetic_records(n, chunks)
         writer = RunWriter(run_dir, manifest)
         while True:
             t = time.perf_counter()

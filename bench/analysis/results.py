@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -26,12 +27,15 @@ from bench.analysis import summary as aggregate
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
 from bench.metrics import derive, scan
-from bench.metrics.catalogue import counted_ids
+from bench.metrics.catalogue import ITL, counted_ids
 from bench.metrics.phases import PhaseScan
 from bench.records import ChunkBatch
 
 __all__ = ["Run", "derive_requests", "finalize_run", "is_open_loop", "load_run", "offered_rate",
            "saturation_verdicts"]
+
+T = TypeVar("T")
+_ITL_VALUES = "itl_values"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,15 @@ class Run:
     requests: pd.DataFrame  # one row per request: raw fields + derived metrics
     chunk_frame: pd.DataFrame | None  # the chunks when already in memory; None: read on first use
     summary: Summary
+    # Figures derived once per loaded run and shared by the tables, plots and comparisons that
+    # need them (`memo`): a read of 128M chunks or a sort of 125M gaps takes seconds.
+    _memo: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """compute() the first time `key` is asked of this run, the same value after."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return cast(T, self._memo[key])
 
     @cached_property
     def chunks(self) -> pd.DataFrame:
@@ -59,12 +72,57 @@ class Run:
             result = _scan(self.path, self.requests, times=True)
         return result.gaps.frame()
 
-    def token_rate(self, bin_s: float = 1.0) -> pd.DataFrame:
-        """`scan.token_rate` of the run's chunks, streamed when they are not in memory."""
+    def itl_values(self) -> np.ndarray:
+        """The ITL gaps (ms) of `itl` without their request or time (a third of the memory),
+        in its order: from `itl` when it is read already, else from one read of the chunks."""
+        if "itl" in self.__dict__:
+            return cast(np.ndarray, self.itl[ITL.key].to_numpy(dtype="float64"))
+        if _ITL_VALUES not in self._memo:
+            self.read_once(itl_scan=self.new_itl_scan())
+        return cast(np.ndarray, self._memo[_ITL_VALUES])
+
+    def itl_with_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(`itl_values`, each gap's time `t_s`): from `itl` when it is read already, else
+        from a read of the chunks whose times are not kept here (8 bytes a gap: the caller
+        keeps what it needs of them) and whose values become `itl_values`."""
+        if "itl" in self.__dict__:
+            return self.itl_values(), cast(np.ndarray, self.itl["t_s"].to_numpy(dtype="float64"))
         frame = self._chunks_in_memory()
         if frame is not None:
-            return scan.token_rate([store.frame_batch(frame)], bin_s)
-        return scan.token_rate(store.chunk_source(self.path).batches(), bin_s)
+            gaps = scan.scan_frame(frame, counted_ids(self.requests), times=True).gaps
+        else:
+            gaps = _scan(self.path, self.requests, times=True).gaps
+        assert gaps.values is not None and gaps.times is not None
+        values = cast(np.ndarray, self._memo.setdefault(_ITL_VALUES, gaps.values))
+        return values, gaps.times
+
+    def new_itl_scan(self) -> scan.Scan | None:
+        """A scan of the counted requests' gaps whose gaps become `itl_values` once `read_once`
+        has fed it; None when they are known already. Other consumers of the same read may
+        share its results (a report's dialect tables count the same gaps)."""
+        if _ITL_VALUES in self._memo or "itl" in self.__dict__:
+            return None
+        return scan.Scan(counted_ids(self.requests), self._chunk_rows())
+
+    def token_rate(self, bin_s: float = 1.0) -> pd.DataFrame:
+        """`scan.token_rate` of the run's chunks, streamed when they are not in memory."""
+        self.read_once(token_rate_bins=(bin_s,))
+        return cast(pd.DataFrame, self._memo[("token_rate", bin_s)])
+
+    def read_once(self, token_rate_bins: Sequence[float] = (), consumers: Sequence[scan.Consumer] = (),
+                  itl_scan: scan.Scan | None = None) -> None:
+        """One read of the chunks for the token rates of `token_rate_bins` not known yet, the
+        `consumers` (fed every batch) and `itl_scan` (`new_itl_scan`); nothing when none is asked."""
+        rates = [scan.TokenRate(b) for b in dict.fromkeys(token_rate_bins) if ("token_rate", b) not in self._memo]
+        todo: list[scan.Consumer] = [*rates, *consumers, *([itl_scan] if itl_scan is not None else [])]
+        if not todo:
+            return
+        batches = self.chunk_batches()
+        scan.read_once(batches(), todo)
+        for rate in rates:
+            self._memo[("token_rate", rate.bin_s)] = rate.frame()
+        if itl_scan is not None:
+            self._memo[_ITL_VALUES] = itl_scan.result(batches).gaps.values
 
     def chunk_batches(self) -> Callable[[], Iterable[ChunkBatch]]:
         """A source of the run's chunk batches, a fresh iterator per call: the chunk frame
@@ -74,6 +132,11 @@ class Run:
             batch = store.frame_batch(frame)
             return lambda: [batch]
         return store.chunk_source(self.path).batches
+
+    def _chunk_rows(self) -> int | None:
+        """The number of stored chunks when known without reading them (a bound for buffers)."""
+        frame = self._chunks_in_memory()
+        return len(frame) if frame is not None else store.chunk_source(self.path).rows
 
     def _chunks_in_memory(self) -> pd.DataFrame | None:
         """The chunk frame when it was given or `chunks` has read it already, else None."""

@@ -28,7 +28,8 @@ from bench.metrics.catalogue import E2E, TPOT, TTFT, Metric, counted
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-__all__ = ["BATCH", "BINS", "MIN_BATCHES", "MIN_REQUESTS", "STEADY_METRICS", "SteadyState", "mser_truncation", "steady_state"]
+__all__ = ["BATCH", "BINS", "MIN_BATCHES", "MIN_REQUESTS", "STEADY_METRICS", "SteadyState", "mser_truncation", "steady_bin_s",
+           "steady_state"]
 
 BATCH = 5  # MSER-5
 BINS = 200  # samples of each series over the run
@@ -79,7 +80,21 @@ def mser_truncation(series: np.ndarray, batch: int = BATCH) -> int:
 
 def steady_state(run: Run, bins: int = BINS) -> SteadyState | None:
     """The run's steady window and figures; None for a run too short to tell (bins under
-    10 ms, or a window of less than a batch) or with fewer than MIN_REQUESTS counted requests."""
+    10 ms, or a window of less than a batch) or with fewer than MIN_REQUESTS counted requests.
+    Computed once per loaded run (`Run.memo`): the console, the report's table and its
+    timeline all show it."""
+    return run.memo(("steady_state", bins), lambda: _steady_state(run, bins))
+
+
+def steady_bin_s(run: Run, bins: int = BINS) -> float | None:
+    """The width of the token-rate bins `steady_state` reads (None when it reads none), so
+    that they can be counted in the same read of the chunks as other figures."""
+    grid = _grid(run, bins)
+    return grid[3] if grid is not None else None
+
+
+def _grid(run: Run, bins: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float, float] | None:
+    """(measured requests, counted ones, start, end, bin width), None when too short or too few."""
     requests = run.requests[run.requests["phase"] == "measure"] if "phase" in run.requests else run.requests
     ok = counted(requests)
     if len(ok) < MIN_REQUESTS:
@@ -88,6 +103,14 @@ def steady_state(run: Run, bins: int = BINS) -> SteadyState | None:
     bin_s = (end - start) / bins
     if not np.isfinite(bin_s) or bin_s < 0.01:
         return None
+    return requests, ok, start, end, bin_s
+
+
+def _steady_state(run: Run, bins: int) -> SteadyState | None:
+    grid_of = _grid(run, bins)
+    if grid_of is None:
+        return None
+    requests, ok, start, end, bin_s = grid_of
     grid = start + bin_s * np.arange(bins)
     flight = _in_flight_at(requests, grid)
     rate = _rate_on(run, grid, bin_s)

@@ -26,9 +26,9 @@ sorts every kept token chunk at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,8 @@ from bench.metric_catalogue import ITL
 from bench.records import CHUNK_KINDS, NO_TOKENS, OUTPUT_KINDS, ChunkBatch
 from bench.store import frame_batch
 
-__all__ = ["TOKEN_KINDS", "ItlGaps", "ScanResult", "scan", "scan_frame", "token_rate"]
+__all__ = ["TOKEN_KINDS", "Consumer", "ItlGaps", "Scan", "ScanResult", "TokenRate", "kinds_present", "read_once", "scan",
+           "scan_frame", "token_rate"]
 
 TOKEN_KINDS = OUTPUT_KINDS  # every generated delta counts: text, reasoning, tool calls, refusals
 _IS_TOKEN = np.zeros(256, dtype=bool)
@@ -66,17 +67,21 @@ class ItlGaps:
         return pd.DataFrame({"request_id": ids,
                              "t_s": self.times, ITL.key: self.values}, copy=False)
 
-    def take(self, request_ids: Iterable[int] | np.ndarray, consume: bool = False) -> np.ndarray:
+    def take(self, request_ids: Iterable[int] | np.ndarray, consume: bool = False, share: bool = False) -> np.ndarray:
         """The gaps of the given requests, as an array the caller owns.
 
         `consume=True` hands over `values` itself when every request is selected (no 1 GB
         copy at 125M gaps) and leaves this object empty: for the last use only.
+        `share=True` returns `values` itself when every request is selected, and keeps it:
+        the caller only reads it.
         """
         if self.values is None:
             raise ValueError("these ITL gaps were consumed by an earlier take(consume=True)")
         selected = np.isin(self.request_ids, np.asarray(request_ids, dtype=np.int64))
-        if consume and selected.all():
-            values, self.values = self.values, None
+        if (consume or share) and selected.all():
+            values = self.values
+            if consume:
+                self.values = None
             return values
         return self.values[np.repeat(selected, self.counts)]
 
@@ -85,6 +90,59 @@ class ItlGaps:
 class ScanResult:
     stats: pd.DataFrame  # index request_id: first_token_s, last_token_s, chunk_tokens
     gaps: ItlGaps  # of the kept requests only
+
+
+class Scan:
+    """One scan's state, fed the batches one by one (`scan` drives one; `read_once` feeds
+    several from one read of the chunks). Arguments as `scan`'s."""
+
+    def __init__(self, keep: Iterable[int] | np.ndarray, rows: int | None = None, times: bool = False,
+                 kinds: Iterable[str] | None = None) -> None:
+        self._mask = _kind_mask(kinds)
+        self._times = times
+        self._scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows, times)
+        self._carry: _TokenRows | None = None  # the last request of the previous batch, which may go on
+        self._result: ScanResult | None = None
+
+    def feed(self, batch: ChunkBatch) -> None:
+        tok = _token_rows(batch, self._mask)
+        carry = self._carry
+        if carry is not None:
+            ids = tok.request_id
+            other = np.flatnonzero(ids != carry.request_id[0])
+            goes_on = int(other[0]) if other.size else ids.size
+            if goes_on:
+                carry = _TokenRows(*(np.concatenate(pair) for pair in zip(carry, _rows(tok, 0, goes_on), strict=True)))
+                tok = _rows(tok, goes_on, ids.size)
+            if tok.request_id.size == 0:
+                self._carry = carry
+                return
+            self._scanner.add(carry)
+        ids = tok.request_id
+        if ids.size == 0:
+            self._carry = None
+            return
+        other = np.flatnonzero(ids != ids[-1])
+        cut = int(other[-1]) + 1 if other.size else 0
+        self._scanner.add(_rows(tok, 0, cut))
+        self._carry = _rows(tok, cut, ids.size)
+
+    def result(self, batches: Callable[[], Iterable[ChunkBatch]]) -> ScanResult:
+        """The scan of every batch fed; `batches` is read again only when some request's
+        chunks were in more than one place. The same result when asked again."""
+        if self._result is not None:
+            return self._result
+        if self._carry is not None:
+            self._scanner.add(self._carry)
+            self._carry = None
+        result = self._scanner.result()
+        if result is None:  # some request's chunks are in more than one place
+            sorted_rows = _sorted_token_rows(batches(), self._scanner.keep, self._mask)
+            fallback = _Scanner(self._scanner.keep, None, self._times)
+            fallback.add(sorted_rows)
+            result = ScanResult(self._scanner.stats(), fallback.gaps())
+        self._result = result
+        return result
 
 
 def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.ndarray,
@@ -98,38 +156,27 @@ def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.n
     names) that count as tokens, TOKEN_KINDS unless given: other tools' definitions
     (`bench.metrics.dialects`) count other kinds.
     """
-    mask = _kind_mask(kinds)
-    scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows, times)
-    carry: _TokenRows | None = None  # the last request of the previous batch, which may go on here
-    for batch in batches():
-        tok = _token_rows(batch, mask)
-        if carry is not None:
-            ids = tok.request_id
-            other = np.flatnonzero(ids != carry.request_id[0])
-            goes_on = int(other[0]) if other.size else ids.size
-            if goes_on:
-                carry = _TokenRows(*(np.concatenate(pair) for pair in zip(carry, _rows(tok, 0, goes_on), strict=True)))
-                tok = _rows(tok, goes_on, ids.size)
-            if tok.request_id.size == 0:
-                continue
-            scanner.add(carry)
-        ids = tok.request_id
-        if ids.size == 0:
-            carry = None
-            continue
-        other = np.flatnonzero(ids != ids[-1])
-        cut = int(other[-1]) + 1 if other.size else 0
-        scanner.add(_rows(tok, 0, cut))
-        carry = _rows(tok, cut, ids.size)
-    if carry is not None:
-        scanner.add(carry)
-    result = scanner.result()
-    if result is None:  # some request's chunks are in more than one place
-        sorted_rows = _sorted_token_rows(batches(), scanner.keep, mask)
-        fallback = _Scanner(scanner.keep, None, times)
-        fallback.add(sorted_rows)
-        result = ScanResult(scanner.stats(), fallback.gaps())
-    return result
+    one = Scan(keep, rows, times, kinds)
+    read_once(batches(), [one])
+    return one.result(batches)
+
+
+class Consumer(Protocol):
+    def feed(self, batch: ChunkBatch) -> None: ...
+
+
+def read_once(batches: Iterable[ChunkBatch], consumers: Sequence[Consumer]) -> None:
+    """Feed every batch to every consumer (`Scan`, `TokenRate`): one read of the chunks
+    for all of them (a read of 128M stored chunks takes seconds)."""
+    for batch in batches:
+        for consumer in consumers:
+            consumer.feed(batch)
+
+
+def kinds_present(batch: ChunkBatch) -> frozenset[str]:
+    """The chunk kinds (`records.CHUNK_KINDS` names) the batch holds."""
+    counts = np.bincount(batch.kind.view(np.uint8), minlength=len(CHUNK_KINDS))
+    return frozenset(CHUNK_KINDS[i] for i in np.flatnonzero(counts[:len(CHUNK_KINDS)]))
 
 
 def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bool = False,
@@ -147,28 +194,42 @@ def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFram
     the time it covers up to the last token, not by `bin_s`: a run ending just after a bin
     boundary would otherwise show a collapse of throughput that never was.
     """
-    if bin_s <= 0:
-        raise ValueError("bin_s must be positive")
-    sums = np.zeros(0, dtype=np.float64)
-    last = 0.0
-    for batch in batches:
+    rate = TokenRate(bin_s)
+    read_once(batches, [rate])
+    return rate.frame()
+
+
+class TokenRate:
+    """`token_rate` fed batch by batch (`read_once`)."""
+
+    def __init__(self, bin_s: float) -> None:
+        if bin_s <= 0:
+            raise ValueError("bin_s must be positive")
+        self.bin_s = bin_s
+        self._sums = np.zeros(0, dtype=np.float64)
+        self._last = 0.0
+
+    def feed(self, batch: ChunkBatch) -> None:
         rows = _token_rows(batch, _IS_TOKEN)
         if rows.t_s.size == 0:
-            continue
+            return
         counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one token
-        bins = np.floor(np.clip(rows.t_s, 0.0, None) / bin_s).astype("int64")
+        bins = np.floor(np.clip(rows.t_s, 0.0, None) / self.bin_s).astype("int64")
         part = np.bincount(bins, weights=np.asarray(counted, dtype="float64")).astype(np.float64, copy=False)
-        if part.size > sums.size:  # bins of separate batches add up, the shorter padded with zeros
-            part[:sums.size] += sums
-            sums = part
+        if part.size > self._sums.size:  # bins of separate batches add up, the shorter padded with zeros
+            part[:self._sums.size] += self._sums
+            self._sums = part
         else:
-            sums[:part.size] += part
-        last = max(last, float(rows.t_s.max()))
-    if sums.size == 0:
-        return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
-    spans = np.full(sums.size, bin_s)
-    spans[-1] = max(last - (sums.size - 1) * bin_s, 1e-3 * bin_s)
-    return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / spans})
+            self._sums[:part.size] += part
+        self._last = max(self._last, float(rows.t_s.max()))
+
+    def frame(self) -> pd.DataFrame:
+        sums, bin_s = self._sums, self.bin_s
+        if sums.size == 0:
+            return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
+        spans = np.full(sums.size, bin_s)
+        spans[-1] = max(self._last - (sums.size - 1) * bin_s, 1e-3 * bin_s)
+        return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / spans})
 
 
 class _Buffer:

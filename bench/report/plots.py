@@ -5,7 +5,8 @@ reports, the comparison, the notebook and by users on their own axes. Figure ass
 sizes and file formats live in `bench.report.figures`.
 
 Large samples are drawn through a fixed grid of quantiles, so a plot of a million ITL gaps
-costs the same as one of a thousand.
+costs the same as one of a thousand. A sample comes as its values or as a
+`metrics.order.SortedSample`, sorted once for every plot of it (`figures.run_samples`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from bench.metrics import derive
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, STATUS_OK, TTFT, by_key
+from bench.metrics.order import SortedSample
 
 __all__ = [
-    "ERROR_COLOR", "LADDER_MAX_X", "LADDER_TICKS", "LOG_SCALE_SPAN", "label", "mark_saturation", "mark_window",
+    "ERROR_COLOR", "LADDER_MAX_X", "LADDER_TICKS", "LOG_SCALE_SPAN", "Plotted", "label", "mark_saturation", "mark_window",
     "plot_cdf", "plot_in_flight", "plot_ladder", "plot_latency_vs_throughput",
     "plot_server_metrics", "plot_throughput_vs_offered", "plot_token_rate", "plot_ttft_over_time",
 ]
@@ -29,6 +31,7 @@ __all__ = [
 # HdrHistogram-style ladder: x = 1 / (1 - p).
 LADDER_TICKS = {2.0: "p50", 10.0: "p90", 100.0: "p99", 1e3: "p99.9", 1e4: "p99.99"}
 LADDER_MAX_X = 1e4
+Plotted = np.ndarray | SortedSample  # a sample to draw: its values, or sorted once already
 _CDF_GRID = np.concatenate([np.linspace(0.0, 0.99, 400), 1.0 - np.logspace(-2, -5, 100)[1:], [1.0]])
 ERROR_COLOR = "tab:red"
 LOG_SCALE_SPAN = 20.0  # a y range wider than this factor is drawn on a log scale
@@ -40,19 +43,20 @@ def label(metric: str) -> str:
     return by_key(metric).heading
 
 
-def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
-    """Empirical CDF of each named sample, overlaid."""
+def plot_cdf(ax: Axes, series: Mapping[str, Plotted], metric: str) -> None:
+    """Empirical CDF of each named sample (an array, or a `SortedSample` sorted once for
+    several plots), overlaid."""
     drawn = False
     for name, values in series.items():
-        arr = _finite(values)
-        if arr.size == 0:
+        sample = _sorted(values)
+        if sample.count == 0:
             continue
         drawn = True
-        if arr.size > _CDF_GRID.size:
-            probs, xs = _CDF_GRID, np.quantile(arr, _CDF_GRID)
+        if sample.values.size > _CDF_GRID.size:
+            probs, xs = _CDF_GRID, sample.quantiles(_CDF_GRID)
         else:
-            probs, xs = np.arange(1, arr.size + 1) / arr.size, np.sort(arr)
-        ax.step(xs, probs, where="post", label=f"{name} (n={arr.size:,})")
+            probs, xs = np.arange(1, sample.values.size + 1) / sample.values.size, sample.values
+        ax.step(xs, probs, where="post", label=f"{name} (n={sample.count:,})")
     ax.set_xlabel(label(metric))
     ax.set_ylabel("fraction of samples")
     ax.set_ylim(0, 1.01)
@@ -61,22 +65,23 @@ def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
         ax.legend(fontsize="small", loc="lower right")
 
 
-def plot_ladder(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
-    """Percentile ladder: value at percentile p against 1/(1-p) on a log axis (p50 ... p99.99).
+def plot_ladder(ax: Axes, series: Mapping[str, Plotted], metric: str) -> None:
+    """Percentile ladder: value at percentile p against 1/(1-p) on a log axis (p50 ... p99.99);
+    samples as for `plot_cdf`.
 
     Each curve stops where the sample runs out (1/(1-p) > n): beyond it a "percentile" is
     only the maximum repeated.
     """
     drawn = False
     for name, values in series.items():
-        arr = _finite(values)
-        if arr.size < 2:
+        sample = _sorted(values)
+        if sample.count < 2:
             continue
-        top = min(float(arr.size), LADDER_MAX_X)
+        top = min(float(sample.count), LADDER_MAX_X)
         if top <= 2.0:
             continue
         x = np.logspace(np.log10(2.0), np.log10(top), 200)
-        ax.plot(x, np.percentile(arr, 100.0 * (1.0 - 1.0 / x)), label=f"{name} (n={arr.size:,})")
+        ax.plot(x, sample.percentiles(100.0 * (1.0 - 1.0 / x)), label=f"{name} (n={sample.count:,})")
         drawn = True
     ax.set_xscale("log")
     ax.set_xlim(2.0, LADDER_MAX_X)
@@ -223,3 +228,7 @@ def _finite(values: np.ndarray | pd.Series) -> np.ndarray:
     arr = np.asarray(values, dtype="float64").ravel()
     finite = np.isfinite(arr)
     return arr if finite.all() else arr[finite]
+
+
+def _sorted(values: Plotted) -> SortedSample:
+    return values if isinstance(values, SortedSample) else SortedSample.of(np.asarray(values))
