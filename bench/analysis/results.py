@@ -81,20 +81,22 @@ class Run:
             self.read_once(itl_scan=self.new_itl_scan())
         return cast(np.ndarray, self._memo[_ITL_VALUES])
 
-    def itl_with_times(self) -> tuple[np.ndarray, np.ndarray]:
-        """(`itl_values`, each gap's time `t_s`): from `itl` when it is read already, else
-        from a read of the chunks whose times are not kept here (8 bytes a gap: the caller
-        keeps what it needs of them) and whose values become `itl_values`."""
+    def itl_with_blocks(self, block_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(`itl_values`, each gap's block of run time: floor(`t_s` / block_s), int32): from
+        `itl` when it is read already, else from a read of the chunks that keeps 4 bytes a
+        gap for the times (not 8), whose values become `itl_values`."""
         if "itl" in self.__dict__:
-            return self.itl_values(), cast(np.ndarray, self.itl["t_s"].to_numpy(dtype="float64"))
+            return self.itl_values(), np.floor(self.itl["t_s"].to_numpy(dtype="float64") / block_s).astype(np.int32)
         frame = self._chunks_in_memory()
+        keep = counted_ids(self.requests)
         if frame is not None:
-            gaps = scan.scan_frame(frame, counted_ids(self.requests), times=True).gaps
+            gaps = scan.scan_frame(frame, keep, block_s=block_s).gaps
         else:
-            gaps = _scan(self.path, self.requests, times=True).gaps
-        assert gaps.values is not None and gaps.times is not None
+            source = store.chunk_source(self.path)
+            gaps = scan.scan(source.batches, keep, source.rows, block_s=block_s).gaps
+        assert gaps.values is not None and gaps.blocks is not None
         values = cast(np.ndarray, self._memo.setdefault(_ITL_VALUES, gaps.values))
-        return values, gaps.times
+        return values, gaps.blocks
 
     def new_itl_scan(self) -> scan.Scan | None:
         """A scan of the counted requests' gaps whose gaps become `itl_values` once `read_once`

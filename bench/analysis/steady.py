@@ -90,7 +90,7 @@ def steady_bin_s(run: Run, bins: int = BINS) -> float | None:
     """The width of the token-rate bins `steady_state` reads (None when it reads none), so
     that they can be counted in the same read of the chunks as other figures."""
     grid = _grid(run, bins)
-    return grid[3] if grid is not None else None
+    return grid[4] if grid is not None else None
 
 
 def _grid(run: Run, bins: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float, float] | None:

@@ -31,18 +31,18 @@ class Sample:
 def run_metric_samples(run: Run) -> dict[str, Sample]:
     """Each compared metric's samples (by key), grouped in BLOCK_S blocks of run time:
     counted requests by send time, ITL gaps by arrival time. Once per loaded run (`Run.memo`)."""
-    return run.memo("compare_samples", lambda: _samples(catalogue.counted(run.requests), *run.itl_with_times()))
+    return run.memo("compare_samples", lambda: _samples(catalogue.counted(run.requests), *run.itl_with_blocks(BLOCK_S)))
 
 
 def metric_samples(ok: pd.DataFrame, itl: pd.DataFrame) -> dict[str, Sample]:
     """`run_metric_samples` of given counted requests and their ITL gaps (`Run.itl` rows)."""
-    return _samples(ok, itl[ITL.key].to_numpy(dtype="float64"), itl["t_s"].to_numpy(dtype="float64"))
+    return _samples(ok, itl[ITL.key].to_numpy(dtype="float64"), np.floor(itl["t_s"].to_numpy(dtype="float64") / BLOCK_S))
 
 
-def _samples(ok: pd.DataFrame, gaps: np.ndarray, gap_times: np.ndarray) -> dict[str, Sample]:
+def _samples(ok: pd.DataFrame, gaps: np.ndarray, gap_blocks: np.ndarray) -> dict[str, Sample]:
+    """The blocks are codes the bootstrap only tells apart: int32 for the gaps (4 bytes a gap),
+    float64 elsewhere, the same groups either way."""
     sent_blocks = np.floor(ok["sent_s"].to_numpy(dtype="float64") / BLOCK_S)
-    # int32 codes (4 bytes a gap, not 8): the bootstrap only tells them apart.
-    gap_blocks = np.floor(gap_times / BLOCK_S).astype(np.int32)
     out = {}
     for metric in catalogue.COMPARED:
         if metric.scope is Scope.GAPS:
