@@ -189,7 +189,7 @@ class DialectScans:
         self._scans: dict[frozenset[str], scan.Scan] = {}
         self._results: dict[frozenset[str], scan.ScanResult] = {}
         self._own: dict[frozenset[str], scan.ScanResult] = {}
-        self._itl: dict[tuple[int, Itl], Distribution] = {}
+        self._itl: dict[int, tuple[np.ndarray, Distribution]] = {}
 
     def _needs(self) -> dict[frozenset[str], bool]:
         """Every kind set a dialect reads, and whether its gaps are needed."""
@@ -253,11 +253,10 @@ class DialectScans:
     def itl(self, dialect: Dialect, ok: pd.DataFrame, first: np.ndarray, batches: Batches) -> Distribution:
         """The dialect's pooled ITL distribution, once per set of gaps (dialects whose kinds
         select the same chunks pool the same gaps)."""
-        stream = self.result(dialect.stream, batches)
-        key = (id(stream), dialect.itl)  # the scan results are kept: an id names one for the run
-        if key not in self._itl:
-            self._itl[key] = distribution(_pooled(dialect, stream, ok, first))
-        return self._itl[key]
+        gaps = _pooled(dialect, self.result(dialect.stream, batches), ok, first)
+        if id(gaps) not in self._itl:  # the gaps are kept beside: an id names one array for the run
+            self._itl[id(gaps)] = (gaps, distribution(gaps))
+        return self._itl[id(gaps)][1]
 
 
 def _figures(dialect: Dialect, requests: pd.DataFrame, scans: DialectScans, batches: Batches) -> DialectFigures:

@@ -138,8 +138,9 @@ def read_once(batches: Iterable[ChunkBatch], consumers: Sequence[Consumer]) -> N
 
 def kinds_present(batch: ChunkBatch) -> frozenset[str]:
     """The chunk kinds (`records.CHUNK_KINDS` names) the batch holds."""
-    counts = np.bincount(batch.kind.view(np.uint8), minlength=len(CHUNK_KINDS))
-    return frozenset(CHUNK_KINDS[i] for i in np.flatnonzero(counts[:len(CHUNK_KINDS)]))
+    seen = np.zeros(256, dtype=bool)
+    seen[batch.kind.view(np.uint8)] = True
+    return frozenset(CHUNK_KINDS[i] for i in np.flatnonzero(seen[:len(CHUNK_KINDS)]))
 
 
 def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bool = False,
@@ -339,7 +340,10 @@ def _token_rows(batch: ChunkBatch, is_token: np.ndarray) -> _TokenRows:
     rows = _LastBatch.rows.get(key)
     if rows is None:
         mask = is_token[batch.kind.view(np.uint8)]
-        rows = _TokenRows(batch.request_id[mask], batch.t_s[mask], batch.tokens[mask], batch.choice[mask])
+        if mask.all():  # every chunk counts (e.g. every kind): the batch's own columns, not copies
+            rows = _TokenRows(batch.request_id, batch.t_s, batch.tokens, batch.choice)
+        else:
+            rows = _TokenRows(batch.request_id[mask], batch.t_s[mask], batch.tokens[mask], batch.choice[mask])
         _LastBatch.rows[key] = rows
     return rows
 
