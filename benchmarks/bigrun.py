@@ -10,7 +10,7 @@ machine may be shared.
 
     python benchmarks/bigrun.py                          # make both runs in a temporary directory
     python benchmarks/bigrun.py --keep /tmp/bigrun       # make them there (or reuse them if present)
-    python benchmarks/bigrun.py --run DIR --run2 DIR2    # time existing runs
+    python benchmarks/bigrun.py --run DIR --run2 DIR2    # time existing runs (--finalize: finalize them again)
     python benchmarks/bigrun.py --keep /tmp/bigrun --requests 100000 --repeat 3 --profile /tmp/prof
 
 Exit 1 when a target is missed at 1M x 128 (at other sizes the targets are not judged).
@@ -69,9 +69,20 @@ def make_run(run_dir: Path, n: int, chunks: int, seed: int) -> float:
     return time.perf_counter() - t
 
 
-def ensure_run(run_dir: Path, n: int, chunks: int, seed: int) -> None:
+def finalize_again(run_dir: Path) -> float:
+    """`finalize_run` of a stored run again (as `bench run` ends); seconds taken."""
+    from bench.analysis.results import finalize_run
+    from bench.store import read_manifest
+
+    t = time.perf_counter()
+    finalize_run(run_dir, read_manifest(run_dir))
+    return time.perf_counter() - t
+
+
+def ensure_run(run_dir: Path, n: int, chunks: int, seed: int, finalize: bool = False) -> None:
     if (run_dir / "summary.json").exists():
-        print(f"reusing {run_dir}")
+        again = f", finalized again in {finalize_again(run_dir):.1f} s (peak RSS {_peak_gib():.2f} GiB)" if finalize else ""
+        print(f"reusing {run_dir}{again}", flush=True)
         return
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an unfinished run of an earlier attempt
@@ -138,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=TARGET_SIZE[0])
     parser.add_argument("--chunks", type=int, default=TARGET_SIZE[1])
     parser.add_argument("--repeat", type=int, default=1, help="time each command this many times")
+    parser.add_argument("--finalize", action="store_true",
+                        help="finalize reused runs again first (a run finalized by an older bench lacks the "
+                             "figures finalize now stores for report and compare)")
     parser.add_argument("--profile", type=Path, help="profile each command (cProfile) into this directory")
     parser.add_argument("--top", type=int, default=30, help="profile lines printed per command")
     args = parser.parse_args(argv)
@@ -147,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         run2 = args.run2 or base / f"run-{args.requests}x{args.chunks}-s1"
         for path, seed, given in ((run, 0, args.run), (run2, 1, args.run2)):
             if given is None:
-                ensure_run(path, args.requests, args.chunks, seed)
+                ensure_run(path, args.requests, args.chunks, seed, args.finalize)
+            elif args.finalize:
+                print(f"{path} finalized again in {finalize_again(path):.1f} s", flush=True)
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
@@ -160,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     for line in lines:
         print(line)
     return 1 if any(line.startswith("FAIL") for line in lines) else 0
+
+
+def _peak_gib() -> float:
+    """This process's peak RSS so far (finalize runs here)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
 
 def _size_of(run: Path) -> tuple[int, int]:

@@ -22,12 +22,15 @@ import pandas as pd
 import pyarrow as pa
 
 from bench import store
-from bench.analysis import saturation
+from bench.analysis import saturation, stats
 from bench.analysis import summary as aggregate
+from bench.analysis.derived import Derived, read_derived, write_derived
+from bench.analysis.steady_grid import steady_bin_s
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
 from bench.metrics import derive, scan
 from bench.metrics.catalogue import ITL, counted_ids
+from bench.metrics.dialects import DIALECTS, Dialect, DialectFigures, DialectScans
 from bench.metrics.phases import PhaseScan
 from bench.records import ChunkBatch
 
@@ -72,14 +75,35 @@ class Run:
             result = _scan(self.path, self.requests, times=True)
         return result.gaps.frame()
 
+    @cached_property
+    def derived(self) -> Derived | None:
+        """The figures finalize stored for later commands (`bench.analysis.derived`), None
+        when there are none (then they come from the chunks) or the chunks were given."""
+        return read_derived(self.path) if self.chunk_frame is None else None
+
     def itl_values(self) -> np.ndarray:
         """The ITL gaps (ms) of `itl` without their request or time (a third of the memory),
-        in its order: from `itl` when it is read already, else from one read of the chunks."""
+        in its order: from `itl` when it is read already, else as finalize stored them, else
+        from one read of the chunks."""
         if "itl" in self.__dict__:
             return cast(np.ndarray, self.itl[ITL.key].to_numpy(dtype="float64"))
+        if _ITL_VALUES not in self._memo and self.derived is not None:
+            stored = self.derived.itl_values()
+            if stored is not None:
+                self._memo[_ITL_VALUES] = stored
         if _ITL_VALUES not in self._memo:
             self.read_once(itl_scan=self.new_itl_scan())
         return cast(np.ndarray, self._memo[_ITL_VALUES])
+
+    def dialect_figures(self, dialects: Sequence[Dialect] = DIALECTS) -> list[DialectFigures] | None:
+        """The dialects' figures as finalize stored them (None when it did not, for these)."""
+        stored = self.derived.dialects if self.derived is not None else None
+        if stored is None:
+            return None
+        by_name = {f.dialect.name: f for f in stored}
+        if any(d.name not in by_name or by_name[d.name].dialect != d for d in dialects):
+            return None
+        return [by_name[d.name] for d in dialects]
 
     def itl_with_blocks(self, block_s: float) -> tuple[np.ndarray, np.ndarray]:
         """(`itl_values`, each gap's block of run time: floor(`t_s` / block_s), int32): from
@@ -87,6 +111,9 @@ class Run:
         gap for the times (not 8), whose values become `itl_values`."""
         if "itl" in self.__dict__:
             return self.itl_values(), np.floor(self.itl["t_s"].to_numpy(dtype="float64") / block_s).astype(np.int32)
+        stored = self.derived.itl_blocks(block_s) if self.derived is not None else None
+        if stored is not None:
+            return self.itl_values(), stored
         frame = self._chunks_in_memory()
         keep = counted_ids(self.requests)
         if frame is not None:
@@ -115,6 +142,10 @@ class Run:
                   itl_scan: scan.Scan | None = None) -> None:
         """One read of the chunks for the token rates of `token_rate_bins` not known yet, the
         `consumers` (fed every batch) and `itl_scan` (`new_itl_scan`); nothing when none is asked."""
+        stored = self.derived.token_rates if self.derived is not None else {}
+        for bin_s in token_rate_bins:
+            if bin_s in stored:
+                self._memo.setdefault(("token_rate", bin_s), stored[bin_s])
         rates = [scan.TokenRate(b) for b in dict.fromkeys(token_rate_bins) if ("token_rate", b) not in self._memo]
         todo: list[scan.Consumer] = [*rates, *consumers, *([itl_scan] if itl_scan is not None else [])]
         if not todo:
@@ -177,8 +208,22 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 
 
 def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
-    """Write requests.parquet and summary.json from the raw records and chunks."""
-    requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
+    """Write requests.parquet and summary.json from the raw records and chunks, and from the
+    same read of the chunks the figures later commands need of them (`bench.analysis.derived`)."""
+    raw = store.read_raw_requests(run_dir)
+    phase_scan = PhaseScan()
+    source = store.chunk_source(run_dir)
+    batches: Callable[[], Iterable[ChunkBatch]] = lambda: phase_scan.observe(source.batches())  # noqa: E731
+    gap_scan = scan.Scan(counted_ids(raw), source.rows, block_s=stats.BLOCK_S)
+    steady_bin = steady_bin_s(raw)
+    rates = [scan.TokenRate(b) for b in dict.fromkeys([1.0, *([steady_bin] if steady_bin is not None else [])])]
+    dialect_scans = DialectScans(raw, rows=source.rows, token_scan=gap_scan)
+    scan.read_once(batches(), [gap_scan, *rates, dialect_scans])
+    result = gap_scan.result(batches)
+    requests = derive.per_request_from_stats(raw, result.stats, phase_scan.stats())
+    gaps = result.gaps
+    dialects = dialect_scans.figures(source.batches, requests)
+    write_derived(run_dir, gaps, stats.BLOCK_S, [(r.bin_s, r.frame()) for r in rates], dialects)
     summary = _summarize(requests, gaps, manifest)
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
     (run_dir / store.SUMMARY).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")

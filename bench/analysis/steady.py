@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from bench.analysis.steady_grid import BINS, MIN_REQUESTS, steady_bin_s
+from bench.analysis.steady_grid import grid as window_grid
 from bench.metrics import derive
-from bench.metrics.catalogue import E2E, TPOT, TTFT, Metric, counted
+from bench.metrics.catalogue import E2E, TPOT, TTFT, Metric
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
@@ -32,9 +34,7 @@ __all__ = ["BATCH", "BINS", "MIN_BATCHES", "MIN_REQUESTS", "STEADY_METRICS", "St
            "steady_state"]
 
 BATCH = 5  # MSER-5
-BINS = 200  # samples of each series over the run
 MIN_BATCHES = 8  # fewer batch means than this: too short to tell a warm-up from noise
-MIN_REQUESTS = 100  # fewer counted requests than this: too few for a window's percentiles
 STEADY_METRICS: tuple[Metric, ...] = (TTFT, TPOT, E2E)
 
 
@@ -86,28 +86,8 @@ def steady_state(run: Run, bins: int = BINS) -> SteadyState | None:
     return run.memo(("steady_state", bins), lambda: _steady_state(run, bins))
 
 
-def steady_bin_s(run: Run, bins: int = BINS) -> float | None:
-    """The width of the token-rate bins `steady_state` reads (None when it reads none), so
-    that they can be counted in the same read of the chunks as other figures."""
-    grid = _grid(run, bins)
-    return grid[4] if grid is not None else None
-
-
-def _grid(run: Run, bins: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float, float] | None:
-    """(measured requests, counted ones, start, end, bin width), None when too short or too few."""
-    requests = run.requests[run.requests["phase"] == "measure"] if "phase" in run.requests else run.requests
-    ok = counted(requests)
-    if len(ok) < MIN_REQUESTS:
-        return None
-    start, end = float(requests["sent_s"].min()), float(ok["end_s"].max())
-    bin_s = (end - start) / bins
-    if not np.isfinite(bin_s) or bin_s < 0.01:
-        return None
-    return requests, ok, start, end, bin_s
-
-
 def _steady_state(run: Run, bins: int) -> SteadyState | None:
-    grid_of = _grid(run, bins)
+    grid_of = window_grid(run.requests, bins)
     if grid_of is None:
         return None
     requests, ok, start, end, bin_s = grid_of

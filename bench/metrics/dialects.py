@@ -37,9 +37,10 @@ does (its parser was not read for them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,8 +50,8 @@ from bench.metrics.catalogue import counted, counted_ids, measured
 from bench.metrics.distribution import Distribution, distribution
 from bench.records import CHUNK_KINDS, OUTPUT_KINDS, ChunkBatch
 
-__all__ = ["DIALECTS", "Dialect", "DialectFigures", "End", "Itl", "Tpot", "by_name", "dialect_figures",
-           "names"]
+__all__ = ["DIALECTS", "Dialect", "DialectFigures", "DialectScans", "End", "Itl", "Tpot", "by_name",
+           "definitions_key", "dialect_figures", "names"]
 
 
 class Itl(Enum):
@@ -150,6 +151,26 @@ class DialectFigures:
     output_tokens_per_s: float | None
     requests: int  # counted requests (measured and ok)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"dialect": self.dialect.name, "ttft": self.ttft.to_json(), "itl": self.itl.to_json(),
+                "tpot": self.tpot.to_json() if self.tpot is not None else None, "e2e": self.e2e.to_json(),
+                "output_tok_s": self.output_tokens_per_s, "requests": self.requests}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DialectFigures:
+        """From `to_json`; KeyError for a dialect this bench does not know, ValueError on bad values."""
+        tpot = data["tpot"]
+        return cls(by_name(data["dialect"]), Distribution.from_json(data["ttft"]), Distribution.from_json(data["itl"]),
+                   Distribution.from_json(tpot) if tpot is not None else None, Distribution.from_json(data["e2e"]),
+                   data["output_tok_s"], int(data["requests"]))
+
+
+def definitions_key(dialects: Iterable[Dialect] = DIALECTS) -> str:
+    """The definitions the dialects' figures follow, as text: figures stored under another
+    key (another bench's definitions) are computed again."""
+    return repr([(d.name, sorted(d.stream), d.itl.name, d.tpot.name, d.end.name, sorted(d.counted_kinds))
+                 for d in dialects])
+
 
 Batches = Callable[[], Iterable[ChunkBatch]]
 
@@ -223,7 +244,7 @@ class DialectScans:
             else:
                 self._scans[key] = scan.Scan(self._keep if gaps else [], self._rows, kinds=key)
 
-    def figures(self, batches: Batches) -> list[DialectFigures]:
+    def figures(self, batches: Batches, requests: pd.DataFrame | None = None) -> list[DialectFigures]:
         """Every dialect's figures. `batches` is read once more when a later batch broke up
         some share (every set so broken is scanned on its own in that read), or when no
         batch was fed, and for a run whose requests are not each in one place."""
@@ -237,6 +258,8 @@ class DialectScans:
             own = {kinds: scan.Scan(self._keep if gaps else [], self._rows, kinds=kinds) for kinds, gaps in broken.items()}
             scan.read_once(batches(), list(own.values()))
             self._own = {kinds: scanner.result(batches) for kinds, scanner in own.items()}
+        if requests is not None:  # the derived requests, when the scans were fed with the raw ones
+            self._requests = requests
         return [_figures(d, self._requests, self, batches) for d in self._dialects]
 
     def result(self, kinds: tuple[str, ...], batches: Batches) -> scan.ScanResult:

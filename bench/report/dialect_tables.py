@@ -25,6 +25,10 @@ def run_dialects(run: Run, dialects: tuple[Dialect, ...] = DIALECTS,
     """Every dialect's figures for a stored run, from one read of its chunks
     (`metrics.dialects.DialectScans`) that also gives the run's ITL values and the token
     rates of `token_rate_bins` (`Run.read_once`): the rest of a report needs them."""
+    stored = run.dialect_figures(dialects)
+    if stored is not None:  # as finalize stored them from its read
+        run.read_once(token_rate_bins)  # (stored too, for a run finalized so: then nothing is read)
+        return stored
     itl_scan = run.new_itl_scan()
     scans = DialectScans(run.requests, dialects, token_scan=itl_scan)
     run.read_once(token_rate_bins, [scans], itl_scan)

@@ -68,7 +68,7 @@ class ReportContent:
 def build_content(run: Run, with_figures: bool = True) -> ReportContent:
     # One read of the chunks first, for all that needs them: the dialect tables, the ITL
     # gaps of the figures, the token rates of the timeline (1 s bins) and of the steady state.
-    steady_bin = steady_bin_s(run)
+    steady_bin = steady_bin_s(run.requests)
     dialects = run_dialects(run, token_rate_bins=[1.0, *([steady_bin] if steady_bin is not None else [])])
     figs = {}
     if with_figures:

@@ -1,15 +1,18 @@
-"""A report reads a stored run's chunks once: the dialect tables, the ITL values of the
-figures and the token rates of the timeline and of the steady state share that read, and
-give the numbers each computes on its own."""
+"""A report of a finalized run reads none of its chunks (finalize stored what it needs of
+them, `bench.analysis.derived`); without those files, it reads them once: the dialect tables,
+the ITL values of the figures and the token rates of the timeline and of the steady state
+share that read. Either way each figure is the one computed on its own from the chunks."""
 
 from __future__ import annotations
 
+import shutil
 from array import array
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.analysis import derived
 from bench.analysis.results import finalize_run, load_run
 from bench.analysis.steady import steady_bin_s, steady_state
 from bench.metrics import scan
@@ -53,14 +56,20 @@ def stored(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_a_report_reads_the_chunks_once_and_each_figure_is_its_own(stored, monkeypatch, tmp_path):
+@pytest.mark.parametrize("stored_figures", [True, False])
+def test_a_report_reads_the_chunks_at_most_once_and_each_figure_is_its_own(stored, monkeypatch, tmp_path,
+                                                                           stored_figures):
+    if not stored_figures:
+        stored = Path(shutil.copytree(stored, tmp_path / "run"))
+        for name in (derived.DERIVED, derived.ITL_VALUES, derived.ITL_BLOCKS):
+            (stored / name).unlink()
     reads = []
     real = scan.read_once
     monkeypatch.setattr(scan, "read_once", lambda batches, consumers: reads.append(len(consumers))
                         or real(batches, consumers))
     run = load_run(stored)
     content = document.build_content(run)
-    assert len(reads) == 1
+    assert len(reads) == (0 if stored_figures else 1)
     # each against its own read of the chunks, on a fresh load of the run
     monkeypatch.setattr(scan, "read_once", real)
     fresh = load_run(stored)
@@ -70,8 +79,21 @@ def test_a_report_reads_the_chunks_once_and_each_figure_is_its_own(stored, monke
     assert shared == document.dialects_table(alone)
     gaps = scan.scan(source.batches, counted_ids(fresh.requests)).gaps.values
     assert np.array_equal(run.itl_values(), gaps)
-    bin_s = steady_bin_s(fresh)
+    bin_s = steady_bin_s(fresh.requests)
     assert bin_s is not None
     for width in (1.0, bin_s):
         assert run.token_rate(width).equals(scan.token_rate(source.batches(), width))
     assert steady_state(run) == steady_state(fresh)
+
+
+def test_compare_gives_the_same_table_from_the_stored_gaps_as_from_the_chunks(stored, tmp_path):
+    from bench.report.compare import compare_runs
+
+    bare = Path(shutil.copytree(stored, tmp_path / "bare"))
+    for name in (derived.DERIVED, derived.ITL_VALUES, derived.ITL_BLOCKS):
+        (bare / name).unlink()
+    other = Path(shutil.copytree(bare, tmp_path / "other"))
+    from_files = compare_runs([load_run(stored), load_run(stored)], n_resamples=500)
+    from_chunks = compare_runs([load_run(bare), load_run(other)], n_resamples=500)
+    assert load_run(stored).derived is not None and load_run(bare).derived is None
+    assert repr(from_files.rows) == repr(from_chunks.rows)  # (repr: NaN equals NaN there)
