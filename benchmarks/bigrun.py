@@ -69,20 +69,20 @@ def make_run(run_dir: Path, n: int, chunks: int, seed: int) -> float:
     return time.perf_counter() - t
 
 
-def finalize_again(run_dir: Path) -> float:
-    """`finalize_run` of a stored run again (as `bench run` ends); seconds taken."""
-    from bench.analysis.results import finalize_run
-    from bench.store import read_manifest
-
-    t = time.perf_counter()
-    finalize_run(run_dir, read_manifest(run_dir))
-    return time.perf_counter() - t
+def finalize_again(run_dir: Path) -> Timing:
+    """`finalize_run` of a stored run again (as `bench run` ends), in a fresh process: this
+    one stays small, so that the commands' peak RSS is theirs (a forked child counts its
+    parent's pages until it execs)."""
+    code = ("import sys; from pathlib import Path; from bench.analysis.results import finalize_run; "
+            "from bench.store import read_manifest; d = Path(sys.argv[1]); finalize_run(d, read_manifest(d))")
+    return timed("finalize", ["-c", code, str(run_dir)], None, module=False)
 
 
 def ensure_run(run_dir: Path, n: int, chunks: int, seed: int, finalize: bool = False) -> None:
     if (run_dir / "summary.json").exists():
-        again = f", finalized again in {finalize_again(run_dir):.1f} s (peak RSS {_peak_gib():.2f} GiB)" if finalize else ""
-        print(f"reusing {run_dir}{again}", flush=True)
+        print(f"reusing {run_dir}", flush=True)
+        if finalize:
+            print(_line(finalize_again(run_dir)), flush=True)
         return
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an unfinished run of an earlier attempt
@@ -90,13 +90,15 @@ def ensure_run(run_dir: Path, n: int, chunks: int, seed: int, finalize: bool = F
     print(f"made {run_dir} ({n:,} x {chunks} chunks) in {make_run(run_dir, n, chunks, seed):.1f} s", flush=True)
 
 
-def timed(name: str, args: list[str], profile: Path | None) -> Timing:
-    """Run `python -m bench ARGS` in a fresh process; its wall time and peak RSS."""
+def timed(name: str, args: list[str], profile: Path | None, module: bool = True) -> Timing:
+    """Run `python -m bench ARGS` (`module` False: `python ARGS`) in a fresh process; its wall
+    time, CPU time and peak RSS."""
     prefix = [sys.executable]
     if profile is not None:
         prefix += ["-m", "cProfile", "-o", str(profile / f"{name}.prof")]
     t = time.perf_counter()
-    proc = subprocess.Popen([*prefix, "-m", "bench", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [*prefix, *(["-m", "bench"] if module else []), *args]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -132,12 +134,11 @@ def measure(run: Path, run2: Path, out: Path, repeat: int, profile: Path | None)
     commands = {"report": ["report", str(run), "--out", str(out / "report")],
                 "compare": ["compare", str(run), str(run2), "--out", str(out / "compare")]}
     timings = []
-    print(f"{'command':>8} {'wall s':>7} {'CPU s':>6} {'peak RSS GiB':>12} {'load 1m':>7}")
     for _ in range(repeat):
         for name, args in commands.items():
             t = timed(name, args, profile)
             timings.append(t)
-            print(f"{name:>8} {t.wall_s:7.1f} {t.cpu_s:6.1f} {t.peak_gib:12.2f} {t.load:7.2f}", flush=True)
+            print(_line(t), flush=True)
     return timings
 
 
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="profile each command (cProfile) into this directory")
     parser.add_argument("--top", type=int, default=30, help="profile lines printed per command")
     args = parser.parse_args(argv)
+    print(f"{'command':>8} {'wall s':>7} {'CPU s':>6} {'peak RSS GiB':>12} {'load 1m':>7}")
     with tempfile.TemporaryDirectory(prefix="bigrun-") as tmp:
         base = args.keep or Path(tmp)
         run = args.run or base / f"run-{args.requests}x{args.chunks}-s0"
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             if given is None:
                 ensure_run(path, args.requests, args.chunks, seed, args.finalize)
             elif args.finalize:
-                print(f"{path} finalized again in {finalize_again(path):.1f} s", flush=True)
+                print(_line(finalize_again(path)), flush=True)
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
@@ -178,11 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(line.startswith("FAIL") for line in lines) else 0
 
 
-def _peak_gib() -> float:
-    """This process's peak RSS so far (finalize runs here)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+def _line(t: Timing) -> str:
+    return f"{t.command:>8} {t.wall_s:7.1f} {t.cpu_s:6.1f} {t.peak_gib:12.2f} {t.load:7.2f}"
 
 
 def _size_of(run: Path) -> tuple[int, int]:

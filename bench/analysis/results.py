@@ -223,7 +223,9 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     requests = derive.per_request_from_stats(raw, result.stats, phase_scan.stats())
     gaps = result.gaps
     dialects = dialect_scans.figures(source.batches, requests)
+    del dialect_scans  # its gaps (1 GB at 125M) before the summary's intervals need their memory
     write_derived(run_dir, gaps, stats.BLOCK_S, [(r.bin_s, r.frame()) for r in rates], dialects)
+    gaps.blocks = None
     summary = _summarize(requests, gaps, manifest)
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
     (run_dir / store.SUMMARY).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")

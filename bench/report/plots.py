@@ -111,7 +111,10 @@ def plot_in_flight(ax: Axes, requests: pd.DataFrame) -> None:
 def plot_token_rate(ax: Axes, rate: pd.DataFrame, bin_s: float = 1.0) -> None:
     """Output tokens per second, in `bin_s` bins (`scan.token_rate`, or `Run.token_rate`)."""
     if not rate.empty:
-        ax.bar(rate["t_s"], rate["tokens_per_s"], width=bin_s, align="edge", alpha=0.7)
+        # One filled outline of the bars, not a patch per bar: 1,000 bars took 2 s to draw.
+        starts = rate["t_s"].to_numpy(dtype="float64")
+        ax.stairs(rate["tokens_per_s"].to_numpy(dtype="float64"), np.append(starts, starts[-1] + bin_s),
+                  fill=True, alpha=0.7)
     ax.set_ylabel(f"output tok/s ({bin_s:g} s bins)")
     ax.grid(True, alpha=0.3)
 
