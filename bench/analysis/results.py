@@ -214,6 +214,7 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     Two reads of the chunks: the summary's (with the token rates), then the dialects' (their
     gaps are 8 bytes each too: scanned in the summary's read, 125M gaps peaked at 3.9 GiB)."""
     raw = store.read_raw_requests(run_dir)
+    pa.default_memory_pool().release_unused()  # the read's buffers, kept by the allocator
     phase_scan = PhaseScan()
     source = store.chunk_source(run_dir)
     batches: Callable[[], Iterable[ChunkBatch]] = lambda: phase_scan.observe(source.batches())  # noqa: E731
@@ -223,13 +224,16 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     scan.read_once(batches(), [gap_scan, *rates])
     result = gap_scan.result(batches)
     requests = derive.per_request_from_stats(raw, result.stats, phase_scan.stats())
+    del raw
     gaps = result.gaps
     write_gaps(run_dir, gaps)
     gaps.blocks = None
+    pa.default_memory_pool().release_unused()  # the read's buffers, kept by the allocator
     dialect_scans = DialectScans(requests, rows=source.rows, token_scan=gap_scan)  # its gaps are done
     scan.read_once(source.batches(), [dialect_scans])
     dialects = dialect_scans.figures(source.batches)
     del dialect_scans  # its gaps, before the summary's intervals need the memory
+    pa.default_memory_pool().release_unused()
     write_derived(run_dir, int(gaps.values.size) if gaps.values is not None else 0, stats.BLOCK_S,
                   [(r.bin_s, r.frame()) for r in rates], dialects)
     summary = _summarize(requests, gaps, manifest)  # (it consumes the gaps)
