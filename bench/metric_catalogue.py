@@ -45,6 +45,10 @@ __all__ = [
     "SLO_KEYS",
     "SUMMARISED",
     "THROUGHPUT",
+    "TOKEN_COUNT_DIFF",
+    "TOKEN_COUNT_REL_DIFF",
+    "TOKEN_DISAGREEMENT_SHARE",
+    "TOKEN_TRUTH",
     "TOTAL_TOKENS_PER_S",
     "TPOT",
     "TTFT",
@@ -90,6 +94,7 @@ class Metric:
     paired: bool = False  # in the paired comparison of sampling variants
     reasoning: bool = False  # a reasoning-phase metric: its own report table, not the latency table
     from_schedule: bool = False  # from the scheduled send (open loop): its own report table
+    token_truth: bool = False  # output-token counts from two sources compared: its own report table
 
     @property
     def summary_key(self) -> str | None:
@@ -162,10 +167,25 @@ CACHED_TOKENS = Metric("cached_tokens", "cached prompt tokens", "tokens", Better
 PREFIX_CACHE_HIT_SHARE = Metric("prefix_cache_hit_share", "prefix-cache hit share", "share", Better.NEITHER,
                                 Scope.RUN, short="cache hits")
 
+# Token truth (scenario `tokens:`): the output tokens a request's metrics use (its
+# `token_source`: usage, else the server's /tokenize, else a local tokenizer, else chunks)
+# against the next independent count of the same answer (`token_check_source`). The
+# difference is used minus check (a usage that under-counts by k gives -k); the relative one
+# is its size over the check count; the share counts the requests with both whose counts differ.
+TOKEN_COUNT_DIFF = Metric("token_count_diff", "token count difference", "tokens", Better.NEITHER, Scope.COUNTED,
+                          summarised=True, short="tok diff", token_truth=True)
+TOKEN_COUNT_REL_DIFF = Metric("token_count_rel_diff", "token count difference, relative", "share", Better.NEITHER,
+                              Scope.COUNTED, summarised=True, short="tok diff rel", token_truth=True)
+# Compared (in `bench compare`) only when a run counted tokens twice: per-token figures of runs
+# whose counts disagree differently are not alike.
+TOKEN_DISAGREEMENT_SHARE = Metric("token_disagreement_share", "token-count disagreement share", "share",
+                                  Better.NEITHER, Scope.RUN, short="tok disagree", compared=True, token_truth=True)
+
 METRICS = (TTFT, ITL, TPOT, E2E, SCHEDULE_LAG, OUTPUT_TOKENS, REQUEST_OUTPUT_TOKENS_PER_S,
            REQUESTS_PER_S, OUTPUT_TOKENS_PER_S, TOTAL_TOKENS_PER_S, INPUT_TOKENS_PER_S, INPUTS_PER_S,
            TTFT_REASONING, TTFT_ANSWER, REASONING_TIME, REASONING_TOKENS, ANSWER_TPOT,
-           TTFT_SCHEDULED, E2E_SCHEDULED, CACHED_TOKENS, PREFIX_CACHE_HIT_SHARE)
+           TTFT_SCHEDULED, E2E_SCHEDULED, CACHED_TOKENS, PREFIX_CACHE_HIT_SHARE,
+           TOKEN_COUNT_DIFF, TOKEN_COUNT_REL_DIFF, TOKEN_DISAGREEMENT_SHARE)
 
 # Views of the catalogue, in its order (which is the order of every table and of summary.json).
 _PER_REQUEST = tuple(m for m in METRICS if m.scope is not Scope.RUN)
@@ -173,6 +193,7 @@ SUMMARISED = tuple(m for m in METRICS if m.summarised)
 LATENCY_TABLE = tuple(m for m in SUMMARISED if m.unit == "ms" and not (m.reasoning or m.from_schedule))
 REASONING = tuple(m for m in METRICS if m.reasoning)  # the report's reasoning-phase table
 FROM_SCHEDULE = tuple(m for m in METRICS if m.from_schedule)  # the report's open-loop table
+TOKEN_TRUTH = tuple(m for m in METRICS if m.token_truth)  # the report's token-count table
 PLOTTED = tuple(m for m in METRICS if m.plotted)
 SLO = tuple(m for m in METRICS if m.slo)
 SLO_KEYS = tuple(m.key for m in SLO)

@@ -113,6 +113,9 @@ class RequestRecord:
     # The model the request named (target.models draws one per prompt; a variant may switch
     # it). None in runs from before it was recorded.
     model: str | None = None
+    # The generated text of each choice (every output kind, in arrival order), kept only when
+    # the scenario counts tokens (`tokens:`); None otherwise.
+    output_texts: tuple[str, ...] | None = None
 
 
 RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)

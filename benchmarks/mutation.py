@@ -43,6 +43,10 @@ RUNNER_TESTS = [
     "tests/unit/runner/test_recorder_properties.py",
     "tests/unit/runner/test_recorder_exact.py",
     "tests/unit/runner/test_sse_exact.py",
+    "tests/unit/runner/test_recorder_tool_calls.py",
+    "tests/unit/runner/test_recorder_usage_details.py",
+    "tests/unit/metrics/test_cached_tokens.py",
+    "tests/unit/metrics/test_dialects_phases.py",
 ]
 METRICS_TESTS = ["tests/unit/metrics"]  # test_metrics, test_scan_batches, test_derive_exact, the oracle
 COMPARE_TESTS = ["tests/unit/report/test_compare_rules.py", "tests/unit/report/test_stats_exact.py",

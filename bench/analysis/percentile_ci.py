@@ -22,7 +22,10 @@ import numpy as np
 from bench.analysis.resample import batches, boot_stats, multinomial, prepare, weighted_stats
 from bench.analysis.stats import CONFIDENCE, check_statistic, min_samples
 
-__all__ = ["EXACT_SAMPLES", "GRID", "MAX_BLOCKS", "N_RESAMPLES", "block_percentile_cis"]
+__all__ = ["EXACT_SAMPLES", "GRID", "MAX_BLOCKS", "N_RESAMPLES", "Interval", "block_percentile_cis",
+           "block_percentile_intervals"]
+
+Interval = tuple[float, float]
 
 N_RESAMPLES = 1000
 MAX_BLOCKS = 512  # longer runs get longer blocks: a resample costs per block
@@ -44,6 +47,25 @@ def block_percentile_cis(values: np.ndarray, blocks: np.ndarray, percentiles: Se
     `blocks`: per value, a small non-negative int (its block of run time, < ~MAX_BLOCKS + 1);
     NaN/inf values are dropped. Same units as `values`.
     """
+    both = block_percentile_intervals(values, blocks, percentiles, n_resamples=n_resamples, seed=seed,
+                                      confidence=confidence)
+    return {name: None if pair is None else pair[0] for name, pair in both.items()}
+
+
+def block_percentile_intervals(values: np.ndarray, blocks: np.ndarray, percentiles: Sequence[str], *,
+                               n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
+                               ) -> dict[str, tuple[Interval, Interval] | None]:
+    """Per percentile: (its confidence interval, the re-run offsets), from the same resamples
+    as `block_percentile_cis`; None as there.
+
+    The re-run offsets (low, high) bound the difference between this percentile and the same
+    percentile of another run like this one, at `confidence`: a re-run's estimate differs
+    from this one by the difference of two independent estimates, whose distribution is
+    that of the difference of two independent resamples (about sqrt(2) times the spread of
+    one). This estimate plus the offsets is the range another run's percentile should fall
+    in: what a confidence interval for the server's value cannot promise (both runs vary, so
+    an exact 95 % interval holds another run's estimate only ~83 % of the time).
+    """
     for name in percentiles:
         check_statistic(name)
     arr = np.asarray(values, dtype="float64").ravel()
@@ -53,7 +75,7 @@ def block_percentile_cis(values: np.ndarray, blocks: np.ndarray, percentiles: Se
     keep = np.isfinite(arr)
     if not keep.all():
         arr, codes = arr[keep], codes[keep]
-    out: dict[str, tuple[float, float] | None] = {name: None for name in percentiles}
+    out: dict[str, tuple[Interval, Interval] | None] = {name: None for name in percentiles}
     wanted = [name for name in percentiles if arr.size >= min_samples(name)]
     if not wanted:
         return out
@@ -64,7 +86,11 @@ def block_percentile_cis(values: np.ndarray, blocks: np.ndarray, percentiles: Se
     else:
         boots = _binnedboot_stats(arr, codes, wanted, n_resamples, rng)
     for name in wanted:
-        out[name] = _interval(boots[name], confidence)
+        boot = boots[name][np.isfinite(boots[name])]
+        ci = _interval(boot, confidence)
+        # draws are independent and in random order: neighbours pair two independent resamples
+        rerun = _interval(boot - np.roll(boot, 1), confidence) if boot.size > 1 else None
+        out[name] = None if ci is None or rerun is None else (ci, rerun)
     return out
 
 

@@ -12,7 +12,7 @@ than MAX_RELATIVE_WIDTH of its value, or when the sample is too small for it to 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,12 +30,15 @@ PERCENTILES = ("p50", "p90", "p95", "p99", "p99.9")  # the percentiles of a dist
 MAX_RELATIVE_WIDTH = 0.10  # an interval wider than this share of its percentile is flagged
 
 Interval = tuple[float, float]
+Intervals = dict[str, tuple[Interval, Interval] | None]  # percentile -> (CI, re-run offsets)
 
 
 @dataclass(frozen=True)
 class Precision:
     """`intervals`: summary key -> percentile -> (low, high) in the metric's unit, None when
-    the sample is too small for one; `imprecise`: summary key -> the flagged percentiles."""
+    the sample is too small for one; `imprecise`: summary key -> the flagged percentiles;
+    `reruns`: like `intervals`, the range another run like this one should give the
+    percentile in (`percentile_ci.block_percentile_intervals`; empty in files from before it)."""
 
     confidence: float
     block_s: float
@@ -43,10 +46,15 @@ class Precision:
     max_relative_width: float
     intervals: dict[str, dict[str, Interval | None]]
     imprecise: dict[str, list[str]]
+    reruns: dict[str, dict[str, Interval | None]] = field(default_factory=dict)
 
     def interval(self, metric: Metric, statistic: str) -> Interval | None:
         """The metric's interval of `statistic` ("p99"); None when there is none."""
         return self.intervals.get(metric.summary_key or "", {}).get(statistic)
+
+    def rerun(self, metric: Metric, statistic: str) -> Interval | None:
+        """The range another run's `statistic` should fall in; None when there is none."""
+        return self.reruns.get(metric.summary_key or "", {}).get(statistic)
 
     def flagged(self, metric: Metric, statistic: str) -> bool:
         return statistic in self.imprecise.get(metric.summary_key or "", [])
@@ -54,16 +62,15 @@ class Precision:
     def to_json(self) -> dict[str, Any]:
         return {"confidence": self.confidence, "block_s": self.block_s, "resamples": self.resamples,
                 "max_relative_width": self.max_relative_width,
-                "intervals": {key: {s: list(ci) if ci is not None else None for s, ci in by_stat.items()}
-                              for key, by_stat in self.intervals.items()},
-                "imprecise": {key: list(stats_) for key, stats_ in self.imprecise.items()}}
+                "intervals": _intervals_json(self.intervals),
+                "imprecise": {key: list(stats_) for key, stats_ in self.imprecise.items()},
+                "reruns": _intervals_json(self.reruns)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Precision:
-        intervals = {key: {s: (float(ci[0]), float(ci[1])) if ci is not None else None for s, ci in by_stat.items()}
-                     for key, by_stat in data["intervals"].items()}
-        return cls(data["confidence"], data["block_s"], data["resamples"], data["max_relative_width"], intervals,
-                   {key: list(v) for key, v in data["imprecise"].items()})
+        return cls(data["confidence"], data["block_s"], data["resamples"], data["max_relative_width"],
+                   _intervals_from(data["intervals"]), {key: list(v) for key, v in data["imprecise"].items()},
+                   _intervals_from(data.get("reruns") or {}))
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,11 @@ class RunBlocks:
         return np.repeat(per_run, gaps.counts[selected])
 
 
-def metric_intervals(metric: Metric, values: np.ndarray, blocks: np.ndarray) -> dict[str, Interval | None]:
-    """The metric's percentile intervals; its place in the catalogue seeds the resampling."""
-    return percentile_ci.block_percentile_cis(values, blocks, PERCENTILES, seed=catalogue.METRICS.index(metric),
-                                              confidence=stats.CONFIDENCE)
+def metric_intervals(metric: Metric, values: np.ndarray, blocks: np.ndarray) -> Intervals:
+    """The metric's percentile intervals and re-run offsets; its place in the catalogue
+    seeds the resampling."""
+    return percentile_ci.block_percentile_intervals(values, blocks, PERCENTILES,
+                                                    seed=catalogue.METRICS.index(metric), confidence=stats.CONFIDENCE)
 
 
 def request_blocks(metric: Metric, rows: pd.DataFrame, blocks: RunBlocks) -> np.ndarray:
@@ -110,16 +118,38 @@ def request_blocks(metric: Metric, rows: pd.DataFrame, blocks: RunBlocks) -> np.
     return blocks.of_requests(scoped["request_id"].to_numpy(dtype=np.int64))
 
 
-def assess(distributions: Mapping[str, Distribution], intervals: dict[str, dict[str, Interval | None]],
+def assess(distributions: Mapping[str, Distribution], intervals: Mapping[str, Intervals],
            block_s: float) -> Precision:
-    """The summary's Precision: the intervals of the metrics with samples, and the flags."""
+    """The summary's Precision: the intervals of the metrics with samples, their re-run
+    ranges (the percentile plus its re-run offsets), and the flags."""
     kept = {key: by_stat for key, by_stat in intervals.items() if distributions[key].count}
+    cis = {key: {s: None if pair is None else pair[0] for s, pair in by_stat.items()} for key, by_stat in kept.items()}
+    reruns = {key: {s: _shifted(distributions[key].stat(s), pair) for s, pair in by_stat.items()}
+              for key, by_stat in kept.items()}
     imprecise = {}
-    for key, by_stat in kept.items():
+    for key, by_stat in cis.items():
         flagged = [s for s, ci in by_stat.items() if _too_wide(distributions[key].stat(s), ci)]
         if flagged:
             imprecise[key] = flagged
-    return Precision(stats.CONFIDENCE, block_s, percentile_ci.N_RESAMPLES, MAX_RELATIVE_WIDTH, kept, imprecise)
+    return Precision(stats.CONFIDENCE, block_s, percentile_ci.N_RESAMPLES, MAX_RELATIVE_WIDTH, cis, imprecise,
+                     reruns)
+
+
+def _shifted(value: float | int | None, pair: tuple[Interval, Interval] | None) -> Interval | None:
+    if pair is None or value is None:
+        return None
+    low, high = pair[1]
+    return float(value) + low, float(value) + high
+
+
+def _intervals_json(intervals: Mapping[str, Mapping[str, Interval | None]]) -> dict[str, Any]:
+    return {key: {s: list(ci) if ci is not None else None for s, ci in by_stat.items()}
+            for key, by_stat in intervals.items()}
+
+
+def _intervals_from(data: Mapping[str, Any]) -> dict[str, dict[str, Interval | None]]:
+    return {key: {s: (float(ci[0]), float(ci[1])) if ci is not None else None for s, ci in by_stat.items()}
+            for key, by_stat in data.items()}
 
 
 def _too_wide(value: float | int | None, ci: Interval | None) -> bool:

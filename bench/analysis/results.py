@@ -200,7 +200,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     requests = _read_requests(run_dir)
     gaps = None
     if requests is None:
-        requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir))
+        requests, gaps = derive_requests(run_dir, store.read_raw_requests(run_dir, texts=False))
     summary = _read_summary(run_dir)
     if summary is None:
         summary = _summarize(requests, gaps or _scan(run_dir, requests).gaps, manifest)
@@ -213,7 +213,7 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
 
     Two reads of the chunks: the summary's (with the token rates), then the dialects' (their
     gaps are 8 bytes each too: scanned in the summary's read, 125M gaps peaked at 3.9 GiB)."""
-    raw = store.read_raw_requests(run_dir)
+    raw = store.read_raw_requests(run_dir, texts=False)
     pa.default_memory_pool().release_unused()  # the read's buffers, kept by the allocator
     phase_scan = PhaseScan()
     source = store.chunk_source(run_dir)
@@ -223,7 +223,7 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     rates = [scan.TokenRate(b) for b in dict.fromkeys([1.0, *([steady_bin] if steady_bin is not None else [])])]
     scan.read_once(batches(), [gap_scan, *rates])
     result = gap_scan.result(batches)
-    requests = derive.per_request_from_stats(raw, result.stats, phase_scan.stats())
+    requests = derive.per_request_from_stats(raw, result.stats, phase_scan.stats(), store.read_token_counts(run_dir))
     del raw
     gaps = result.gaps
     write_gaps(run_dir, gaps)
@@ -247,7 +247,8 @@ def derive_requests(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, sca
     summary counts, in one pass over the stored chunks (the reasoning phases read beside it)."""
     phase_scan = PhaseScan()
     result = _scan(run_dir, raw, phase_scan=phase_scan)
-    return derive.per_request_from_stats(raw, result.stats, phase_scan.stats()), result.gaps
+    return (derive.per_request_from_stats(raw, result.stats, phase_scan.stats(), store.read_token_counts(run_dir)),
+            result.gaps)
 
 
 def offered_rate(manifest: store.Manifest) -> float | None:

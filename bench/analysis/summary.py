@@ -17,7 +17,16 @@ from bench.analysis import precision
 from bench.analysis.paired import paired_variants
 from bench.analysis.summary_model import Concurrency, Rate, RequestCounts, SloSummary, Summary, Throughput
 from bench.metrics import catalogue, derive, scan
-from bench.metrics.catalogue import CACHED_TOKENS, ITL, OUTPUT_TOKENS, Scope, counted, counted_ids, measured
+from bench.metrics.catalogue import (
+    CACHED_TOKENS,
+    ITL,
+    OUTPUT_TOKENS,
+    TOKEN_COUNT_DIFF,
+    Scope,
+    counted,
+    counted_ids,
+    measured,
+)
 from bench.metrics.distribution import Distribution, distribution
 
 __all__ = ["model_names", "summarize", "summarize_gaps", "summary_table"]
@@ -76,7 +85,7 @@ def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float
         throughput=Throughput(window, _per_s(len(ok), window), _known_per_s(ok[OUTPUT_TOKENS.key], out_tokens, window),
                               _per_s(out_tokens + prompt_tokens, window),
                               _known_per_s(ok["prompt_tokens"], prompt_tokens, window),
-                              _inputs_per_s(ok, window), _cache_hit_share(ok)),
+                              _inputs_per_s(ok, window), _cache_hit_share(ok), _disagreement_share(ok)),
         rate=Rate(offered_rate, derive.send_rate(rows["sent_s"])),
         concurrency=Concurrency(derive.peak_concurrency(rows)),
         slo=_slo(rows, slo, window) if slo else None,
@@ -187,6 +196,16 @@ def _cache_hit_share(ok: pd.DataFrame) -> float | None:
     known = prompt.notna().to_numpy(dtype=bool)
     total = float(prompt[known].sum())
     return float(cached[known].fillna(0).sum()) / total if total > 0 else None
+
+
+def _disagreement_share(ok: pd.DataFrame) -> float | None:
+    """Share of the counted requests with two token counts (`TOKEN_COUNT_DIFF` defined) whose
+    counts differ; None when no request had two (the run counted tokens one way only)."""
+    if TOKEN_COUNT_DIFF.key not in ok:
+        return None
+    diff = ok[TOKEN_COUNT_DIFF.key].to_numpy(dtype="float64", na_value=np.nan)
+    compared = diff[np.isfinite(diff)]
+    return float((compared != 0).mean()) if compared.size else None
 
 
 def summary_table(summary: Summary) -> pd.DataFrame:

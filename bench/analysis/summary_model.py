@@ -20,6 +20,7 @@ from bench.metrics.catalogue import (
     PREFIX_CACHE_HIT_SHARE,
     SUMMARISED,
     THROUGHPUT,
+    TOKEN_DISAGREEMENT_SHARE,
     Metric,
 )
 from bench.metrics.distribution import Distribution
@@ -27,8 +28,8 @@ from bench.metrics.distribution import Distribution
 __all__ = ["Concurrency", "Paired", "PairedCI", "PairedComparison", "Rate", "RequestCounts", "SloSummary",
            "Summary", "Throughput"]
 
-# Throughput keys added later (embeddings, prefix cache): left out of summary.json when None.
-_ABSENT_WHEN_NONE = (INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key, PREFIX_CACHE_HIT_SHARE.key)
+# Throughput keys added later (embeddings, prefix cache, token truth): left out of summary.json when None.
+_ABSENT_WHEN_NONE = (INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key, PREFIX_CACHE_HIT_SHARE.key, TOKEN_DISAGREEMENT_SHARE.key)
 _BY_SUMMARY_KEY = {m.summary_key: m for m in SUMMARISED if m.summary_key is not None}
 
 
@@ -57,6 +58,8 @@ class Throughput:
     input_tokens_per_s: float | None = None
     inputs_per_s: float | None = None  # embeddings only
     prefix_cache_hit_share: float | None = None  # cached / prompt tokens; None: the server never said
+    # counted requests with two token counts whose counts differ, over those with two; None: none had two
+    token_disagreement_share: float | None = None
 
     def value(self, metric: Metric) -> float | None:
         """A run-level metric of the catalogue (`catalogue.THROUGHPUT`)."""

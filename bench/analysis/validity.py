@@ -12,6 +12,7 @@ import numpy as np
 
 from bench.analysis import results
 from bench.analysis.summary_model import Summary
+from bench.analysis.token_truth import check_token_counts
 from bench.analysis.warm_cache import check_warm_cache
 from bench.errors import ValidityWarning
 from bench.metrics import catalogue
@@ -105,6 +106,7 @@ def check(run: Run) -> list[ValidityWarning]:
         warnings += check_from_schedule(summary)
     warnings += check_sent_early(run.requests)
     warnings += check_warm_cache(run.requests)
+    warnings += check_token_counts(run.requests)
     warnings += check_warmup(scenario, int((run.requests["phase"] == "warmup").sum()))
     warnings += check_sample_counts(summary)
     warnings += check_reconnects(run.requests)

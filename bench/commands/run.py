@@ -24,6 +24,7 @@ from bench.commands.rundir import (
     run_dir_for,
     workload_info,
 )
+from bench.commands.tokens import count_output_tokens
 from bench.commands.watch import run_watched
 from bench.errors import BenchInputError, RunFailed
 from bench.records import Progress, RunState, run_state
@@ -33,16 +34,18 @@ from bench.runner.process import freeze_gc, in_flight_cap, peak_rss_mib, run_loo
 from bench.runner.runner import Runner
 from bench.runner.sender import Pool, Sender, StageSender
 from bench.runner.shards import WorkerConfig
+from bench.scenario.loader import resolve_path
 from bench.scenario.prompts import TokenModel
 from bench.scenario.schema import Scenario
 from bench.store import SERVER_METRICS, PromptTokenModel, RaySetup, RunWriter, ScrapeStats, ServerInfo, WorkerInfo
 from bench.target.resolve import TargetInfo, fetch_server_info, read_api_key, resolve_model, resolve_target, root_url
+from bench.target.tokenizer_file import LocalTokenizer, load_tokenizer
 from bench.target.tokens import probe_prompt_tokens
 from bench.workload.plan import build_plan, peak_concurrency, read_trace_for, stage_note, stage_plans, trace_prompts_for
 from bench.workload.requests import Workload
 from bench.workload.schedule import build_schedule
 
-__all__ = ["RunSession", "run_scenario"]
+__all__ = ["RunSession", "run_scenario", "scenario_tokenizer"]
 
 
 
@@ -55,15 +58,25 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         from bench.runner.ray_workers import require_ray
 
         require_ray()  # before anything starts: exit 2 with how to install it
+    tokenizer = scenario_tokenizer(scenario, options)  # a bad file is exit 2 before anything is sent
     with ExitStack() as stack:
         target = resolve_target(scenario, stack)
         api_key = read_api_key(scenario)
-        result: RunResult = run_loop(_execute(scenario, options, target, api_key))
+        result: RunResult = run_loop(_execute(scenario, options, target, api_key, tokenizer))
     keep_server_log(target, result.run.path)
     return result
 
 
-async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None) -> RunResult:
+def scenario_tokenizer(scenario: Scenario, options: RunOptions) -> LocalTokenizer | None:
+    """The scenario's local tokenizer (`tokens.tokenizer`), loaded; BenchInputError for a bad file."""
+    if scenario.tokens is None or scenario.tokens.tokenizer is None:
+        return None
+    return load_tokenizer(resolve_path(options.scenario_path, scenario.tokens.tokenizer),
+                          f"{options.scenario_path}: tokens.tokenizer")
+
+
+async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, api_key: str | None,
+                   tokenizer: LocalTokenizer | None) -> RunResult:
     async with RunSession(scenario, options, target, api_key, workers=scenario.load.workers,
                           ray=scenario.ray is not None) as session:
         stages = stage_plans(session.schedule, scenario.load)
@@ -74,6 +87,7 @@ async def _execute(scenario: Scenario, options: RunOptions, target: TargetInfo, 
                 session.ended = run_state(await session.runner.run(stages, session.stop))
         except RunFailed as exc:  # a client worker or Ray actor died: keep what it sent
             session.failure = str(exc)
+        await session.count_tokens(tokenizer)
     return session.result()
 
 
@@ -319,6 +333,22 @@ class RunSession:
         self.writer.write_manifest()
         return result
 
+
+    async def count_tokens(self, tokenizer: LocalTokenizer | None) -> None:
+        """Once sending has ended: close the records and count their answers' output tokens
+        (scenario `tokens:`; bench.commands.tokens). Not after a failed or interrupted run."""
+        settings = self.scenario.tokens
+        if settings is None or self.ended not in ("completed", "saturated") or self.failure or self.sink.failure:
+            return
+        try:
+            self.writer.close()
+            outcome = await count_output_tokens(self.writer.run_dir, settings, tokenizer, self.base_url,
+                                                self.api_key, self.model, self.scenario.target.timeouts.ttft_s)
+        except RunFailed as exc:
+            self.failure = str(exc)
+            return
+        self.writer.manifest.notes.extend(outcome.notes)
+        self.failure = outcome.failure
 
     def _note_prompt_basis(self, token_model: TokenModel | None) -> None:
         """Say, in every report, what a synthetic prompt's token count counts."""

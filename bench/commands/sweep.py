@@ -19,7 +19,7 @@ import numpy as np
 from bench import store
 from bench.analysis import saturation
 from bench.analysis import summary as aggregate
-from bench.commands.run import RunSession
+from bench.commands.run import RunSession, scenario_tokenizer
 from bench.commands.rundir import RunOptions, RunResult, keep_server_log
 from bench.commands.watch import SaturationWatch
 from bench.errors import BenchInputError
@@ -28,6 +28,7 @@ from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, TTFT, counted_ids
 from bench.runner.process import run_loop
 from bench.scenario.schema import Scenario
 from bench.target.resolve import TargetInfo, read_api_key, resolve_target
+from bench.target.tokenizer_file import LocalTokenizer
 from bench.workload.plan import StagePlan
 from bench.workload.schedule import arrival_offsets
 
@@ -113,16 +114,17 @@ def run_sweep(scenario: Scenario, options: RunOptions, request: SweepRequest) ->
         update={"max_requests": None, "warmup": scenario.load.warmup.model_copy(update={"requests": 0})})})
     from contextlib import ExitStack
 
+    tokenizer = scenario_tokenizer(scenario, options)
     with ExitStack() as stack:
         target = resolve_target(scenario, stack)
         api_key = read_api_key(scenario)
-        outcome: SweepOutcome = run_loop(_sweep(scenario, options, request, target, api_key))
+        outcome: SweepOutcome = run_loop(_sweep(scenario, options, request, target, api_key, tokenizer))
     keep_server_log(target, outcome.result.run.path)
     return outcome
 
 
 async def _sweep(scenario: Scenario, options: RunOptions, request: SweepRequest, target: TargetInfo,
-                 api_key: str | None) -> SweepOutcome:
+                 api_key: str | None, tokenizer: LocalTokenizer | None = None) -> SweepOutcome:
     max_rate: dict[str, Any] | None = None
     async with RunSession(scenario, options, target, api_key) as session:
         driver = _Driver(session, request)
@@ -139,6 +141,7 @@ async def _sweep(scenario: Scenario, options: RunOptions, request: SweepRequest,
             session.stage_notes = driver.notes
             if max_rate is not None:
                 session.writer.manifest.notes.append(f"highest rate meeting the SLO: {max_rate['rate']}")
+        await session.count_tokens(tokenizer)
     return SweepOutcome(session.result(), driver.notes, max_rate)
 
 

@@ -4,8 +4,15 @@ Definitions (also in the README; first token, last token, chunk tokens and ITL a
 where they are computed, in `bench.metrics.scan`):
 - TTFT = first token - sent. E2E = last token - sent; for a non-streamed answer
   (embeddings), which has no tokens, the arrival of its body's last byte (`body_s`) - sent.
-- output tokens: the server's `usage.completion_tokens` when given (token_source=usage),
-  else the chunk tokens (token_source=chunks).
+- output tokens: the first count a request has of, in this order (its `token_source`): the
+  server's `usage.completion_tokens` (usage), the server's own /tokenize of the answer's text
+  (server_tokenize), a local tokenizer.json's count of it (tokenizer), the chunk tokens
+  (chunks); the last three come after the run when the scenario opts in (`tokens:`,
+  `bench.store.token_counts`). Usage comes first: it counts the token ids the server
+  generated, which re-tokenising their decoded text only approximates (special tokens such
+  as EOS leave no text; a model may generate a non-canonical split). Chunks count events.
+- token count difference = output tokens - the next count in that order other than chunks
+  (`token_check_source`), when a request has two; relative = |difference| / max(check, 1).
 - TPOT = (E2E - TTFT) / (output tokens per choice - 1), for requests with >= 2 tokens.
 - sent = the moment the last request byte was written to the socket;
   schedule lag = sent - scheduled; client overhead = sent - submitted (SDK build + write).
@@ -45,15 +52,18 @@ from bench.metrics.catalogue import (
     REQUEST_OUTPUT_TOKENS_PER_S,
     SCHEDULE_LAG,
     STATUS_OK,
+    TOKEN_COUNT_DIFF,
+    TOKEN_COUNT_REL_DIFF,
     TPOT,
     TTFT,
     TTFT_ANSWER,
     TTFT_REASONING,
     TTFT_SCHEDULED,
 )
-from bench.store import frame_batch
+from bench.store import TOKEN_SOURCES, frame_batch
 
 __all__ = [
+    "COUNTED_SOURCES",
     "in_flight_over_time",
     "meets_slo",
     "peak_concurrency",
@@ -61,34 +71,35 @@ __all__ = [
     "per_request_from_stats",
     "send_rate",
     "server_timing_columns",
+    "token_columns",
 ]
 
+# Sources that count tokens (chunks count events), in the order a request's metrics take them.
+COUNTED_SOURCES = ("usage", *TOKEN_SOURCES)
 
-def per_request(raw: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
+
+def per_request(raw: pd.DataFrame, chunks: pd.DataFrame, token_counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """The raw request columns plus every derived per-request metric, from a chunk frame
-    held in memory (`store.read_chunks` columns), through the same scan as stored chunks."""
+    held in memory (`store.read_chunks` columns), through the same scan as stored chunks;
+    `token_counts` as `store.read_token_counts` returns them."""
     return per_request_from_stats(raw, scan.scan_frame(chunks, []).stats,
-                                  phases.phase_stats([frame_batch(chunks)]))
+                                  phases.phase_stats([frame_batch(chunks)]), token_counts)
 
 
-def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame,
-                           phase_stats: pd.DataFrame | None = None) -> pd.DataFrame:
-    """`per_request` from token statistics already computed (`scan.ScanResult.stats`) and
-    the reasoning phases (`phases.PhaseScan.stats`; None: not computed, the reasoning-phase
-    columns are NaN)."""
-    out = raw.copy()
+def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame, phase_stats: pd.DataFrame | None = None,
+                           token_counts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`per_request` from token statistics already computed (`scan.ScanResult.stats`), the
+    reasoning phases (`phases.PhaseScan.stats`; None: not computed, the reasoning-phase
+    columns are NaN) and the token counts made after the run (`store.read_token_counts`;
+    None: none). The answers' kept texts (`output_texts`) are left out: they are counted."""
+    out = raw.drop(columns=["output_texts"], errors="ignore")
     ids = out["request_id"]
     out["first_token_s"] = ids.map(stats["first_token_s"]).astype("float64")
     out["last_token_s"] = ids.map(stats["last_token_s"]).astype("float64")
     chunk_tokens = ids.map(stats["chunk_tokens"]).fillna(0).astype("int64")
-    usage = out["usage_completion_tokens"].astype("Float64")
-    out[OUTPUT_TOKENS.key] = usage.fillna(chunk_tokens.astype("Float64")).astype("Int64")
     # A non-streamed answer (embeddings: `body_s` set) generates no tokens: absent, not zero.
     body_s = out["body_s"].astype("float64") if "body_s" in out else pd.Series(np.nan, index=out.index)
-    unary = body_s.notna()
-    out.loc[unary, OUTPUT_TOKENS.key] = pd.NA
-    out["token_source"] = np.where(usage.notna().to_numpy(dtype=bool), "usage", "chunks")
-    out.loc[unary.to_numpy(dtype=bool), "token_source"] = "none"
+    token_columns(out, chunk_tokens, token_counts, body_s.notna().to_numpy(dtype=bool))
     out["prompt_tokens"] = out["usage_prompt_tokens"].astype("Int64")
     cached = out["usage_cached_tokens"] if "usage_cached_tokens" in out else pd.Series(np.nan, index=out.index)
     out[CACHED_TOKENS.key] = cached.astype("float64")
@@ -110,6 +121,48 @@ def per_request_from_stats(raw: pd.DataFrame, stats: pd.DataFrame,
             out[metric.key] = np.nan
         return out
     return reasoning_columns(out, stats, phase_stats)
+
+
+def token_columns(out: pd.DataFrame, chunk_tokens: pd.Series, token_counts: pd.DataFrame | None,
+                  unary: np.ndarray) -> None:
+    """Adds to `out` each source's output-token count (`output_tokens_<source>`, Int64), the
+    output tokens and their `token_source`, the check count's `token_check_source` and the
+    token count differences (see the module docstring). `unary` rows (non-streamed answers)
+    generate no tokens: every count absent, `token_source` "none"."""
+    ids = out["request_id"]
+    columns = [out["usage_completion_tokens"].to_numpy(dtype="float64", na_value=np.nan)]
+    for source in TOKEN_SOURCES:
+        counted = np.full(len(out), np.nan)
+        if token_counts is not None:
+            mine = token_counts[token_counts["source"] == source]
+            by_id = pd.Series(mine["count"].to_numpy(dtype="float64", na_value=np.nan),
+                              index=mine["request_id"].to_numpy())
+            counted = ids.map(by_id).to_numpy(dtype="float64", na_value=np.nan)
+        columns.append(counted)
+        out[f"output_tokens_{source}"] = _counts(counted, out.index)
+    out["output_tokens_chunks"] = chunk_tokens
+    counts = np.column_stack(columns)
+    counts[unary] = np.nan
+    known = ~np.isnan(counts)
+    rank = np.cumsum(known, axis=1)
+    used = np.argmax(known, axis=1)  # the first known count (0 when none: ignored below)
+    check = np.argmax(known & (rank == 2), axis=1)
+    rows = np.arange(len(out))
+    has_used, has_check = known.any(axis=1), rank[:, -1] >= 2
+    tokens = np.where(has_used, counts[rows, used], chunk_tokens.to_numpy(dtype="float64"))
+    tokens[unary] = np.nan
+    out[OUTPUT_TOKENS.key] = _counts(tokens, out.index)
+    names = np.array(COUNTED_SOURCES, dtype=object)
+    out["token_source"] = np.where(unary, "none", np.where(has_used, names[used], "chunks"))
+    out["token_check_source"] = pd.Series(names[check], index=out.index).where(has_check).astype("string")
+    diff = np.where(has_check, counts[rows, used] - counts[rows, check], np.nan)
+    out[TOKEN_COUNT_DIFF.key] = diff
+    out[TOKEN_COUNT_REL_DIFF.key] = np.abs(diff) / np.maximum(counts[rows, check], 1.0)
+
+
+def _counts(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """Token counts (float64, NaN: unknown) as Int64 (NA: unknown)."""
+    return pd.Series(values, index=index, dtype="Float64").astype("Int64")
 
 
 def reasoning_columns(out: pd.DataFrame, stats: pd.DataFrame, phase_stats: pd.DataFrame) -> pd.DataFrame:

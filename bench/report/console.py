@@ -18,7 +18,17 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.analysis.summary_model import Summary
-from bench.metrics.catalogue import FROM_SCHEDULE, LATENCY_TABLE, OUTPUT_TOKENS_PER_S, REASONING, TPOT, TTFT, Metric
+from bench.metrics.catalogue import (
+    FROM_SCHEDULE,
+    LATENCY_TABLE,
+    OUTPUT_TOKENS_PER_S,
+    REASONING,
+    TOKEN_COUNT_DIFF,
+    TOKEN_DISAGREEMENT_SHARE,
+    TPOT,
+    TTFT,
+    Metric,
+)
 from bench.metrics.distribution import STATISTICS, Distribution
 from bench.report.tables import has_reasoning
 
@@ -131,6 +141,11 @@ def summary_lines(summary: Summary) -> list[str]:
     ]
     if thr.prefix_cache_hit_share is not None:
         lines.append(f"prefix cache: {thr.prefix_cache_hit_share:.1%} of the prompt tokens were cached")
+    share = thr.value(TOKEN_DISAGREEMENT_SHARE)
+    if share is not None:
+        diff = summary.metric(TOKEN_COUNT_DIFF)
+        lines.append(f"token counts: {share:.1%} of {diff.count} requests with two counts disagree; "
+                     f"{TOKEN_COUNT_DIFF.label} p50 {_fmt(diff.p50)}, p99 {_fmt(diff.p99)} {TOKEN_COUNT_DIFF.unit}")
     if has_reasoning(summary):
         lines.append("reasoning p50: " + ", ".join(f"{m.console} {_fmt(summary.metric(m).p50)}"
                                                   + ("" if m.unit == "tokens" else f" {m.unit}") for m in REASONING))
@@ -166,6 +181,10 @@ def precision_lines(summary: Summary) -> list[str]:
         if low is not None or high is not None:
             cells.append(f"{metric.console} {_ci(low)} / {_ci(high)}")
     lines = [f"{prec.confidence:.0%} CI of p50 / p99 (ms, block bootstrap): " + "; ".join(cells)] if cells else []
+    reruns = [f"{metric.console} {_ci(prec.rerun(metric, 'p99'))}" for metric in ROWS
+              if prec.rerun(metric, "p99") is not None]
+    if reruns:
+        lines.append(f"p99 of a re-run like this one ({prec.confidence:.0%}, ms): " + "; ".join(reruns))
     flagged = [f"{metric.console} {', '.join(prec.imprecise[metric.summary_key])}"
                for metric in (*ROWS, *(REASONING if has_reasoning(summary) else ()))
                if metric.summary_key in prec.imprecise]

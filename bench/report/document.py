@@ -21,7 +21,7 @@ from bench.analysis.precision import PERCENTILES
 from bench.analysis.steady import steady_bin_s, steady_state
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
-from bench.metrics.catalogue import FROM_SCHEDULE, REASONING, Metric
+from bench.metrics.catalogue import FROM_SCHEDULE, REASONING, TOKEN_TRUTH, Metric
 from bench.report import figures
 from bench.report.dialect_tables import definitions_table, dialects_table, run_dialects
 from bench.report.steady_table import steady_table
@@ -200,7 +200,7 @@ def render_csv(summary: Summary) -> str:
 
 
 def _csv_scope(writer: Any, scope: str, summary: Summary) -> None:
-    for metric in (*LATENCY_ROWS, *REASONING, *FROM_SCHEDULE):
+    for metric in (*LATENCY_ROWS, *REASONING, *FROM_SCHEDULE, *(m for m in TOKEN_TRUTH if m.summarised)):
         dist = summary.metric(metric)
         for stat in STATS:
             writer.writerow([scope, metric.summary_key, stat, _csv_value(dist.stat(stat))])

@@ -20,6 +20,9 @@ from bench.metrics.catalogue import (
     REASONING,
     REASONING_TOKENS,
     THROUGHPUT,
+    TOKEN_COUNT_DIFF,
+    TOKEN_DISAGREEMENT_SHARE,
+    TOKEN_TRUTH,
     TPOT,
     TTFT,
     TTFT_REASONING,
@@ -51,6 +54,7 @@ __all__ = [
     "slo_table",
     "stages_table",
     "throughput_table",
+    "token_truth_table",
     "variants_table",
 ]
 
@@ -94,7 +98,7 @@ def report_tables(run: Run) -> list[Table]:
     summary = run.summary
     tables = [metadata_table(run), latency_table(summary), throughput_table(summary), errors_table(summary)]
     for optional in (schedule_table(summary, is_open_loop(run.manifest)), precision_table(summary),
-                     reasoning_table(summary), slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
+                     reasoning_table(summary), token_truth_table(summary), slo_table(summary), stages_table(summary, run.manifest.stages), variants_table(summary),
                      models_table(summary),
                      paired_table(summary), client_workers_table(run.manifest.client, run.requests)):
         if optional is not None:
@@ -151,11 +155,14 @@ def precision_table(summary: Summary) -> Table | None:
     rows = []
     for metric in (*LATENCY_ROWS, *(REASONING if has_reasoning(summary) else ())):
         if metric.summary_key in prec.intervals:
-            rows.append([metric.heading, *(_interval_cell(prec, metric, stat) for stat in PERCENTILES)])
+            rerun = prec.rerun(metric, "p99")
+            rows.append([metric.heading, *(_interval_cell(prec, metric, stat) for stat in PERCENTILES),
+                         "-" if rerun is None else f"{fmt(rerun[0])} - {fmt(rerun[1])}"])
     title = (f"Precision: {prec.confidence:.0%} confidence intervals of the percentiles (block bootstrap over "
              f"run time, {prec.block_s:g} s blocks, {prec.resamples} resamples; {IMPRECISE} wider than "
-             f"{prec.max_relative_width:.0%} of the value, or too few samples)")
-    return Table(title, ["metric", *PERCENTILES], rows)
+             f"{prec.max_relative_width:.0%} of the value, or too few samples) and the range a re-run's p99 "
+             "should fall in")
+    return Table(title, ["metric", *PERCENTILES, "p99 re-run"], rows)
 
 
 def _interval_cell(prec: Precision, metric: Metric, stat: str) -> str:
@@ -188,6 +195,18 @@ def reasoning_table(summary: Summary) -> Table | None:
         return None
     rows = [[metric.heading, *(fmt(summary.metric(metric).stat(stat)) for stat in STATS)] for metric in REASONING]
     return Table("Reasoning phases (measured requests)", ["metric", *STATS], rows)
+
+
+def token_truth_table(summary: Summary) -> Table | None:
+    """The output-token count differences (catalogue TOKEN_TRUTH), when requests had two counts
+    (the scenario's `tokens:` section); None otherwise."""
+    if summary.metric(TOKEN_COUNT_DIFF).count == 0:
+        return None
+    share = summary.throughput.value(TOKEN_DISAGREEMENT_SHARE)
+    rows = [[metric.heading, *(fmt(summary.metric(metric).stat(stat)) for stat in STATS)]
+            for metric in TOKEN_TRUTH if metric.summarised]
+    return Table(f"Token counts: output tokens used (token_source) minus the next independent count "
+                 f"(token_check_source); {TOKEN_DISAGREEMENT_SHARE.label} {fmt(share)}", ["metric", *STATS], rows)
 
 
 def throughput_table(summary: Summary) -> Table:

@@ -77,7 +77,8 @@ class Attempt:
     """State of one request while it runs; produces its record at the end."""
 
     def __init__(self, t0: float, timeouts: Timeouts, keep_text: bool = False,
-                 lead: SendLead | None = None, n: int = 1, endpoint: str = "chat", inputs: int | None = None) -> None:
+                 lead: SendLead | None = None, n: int = 1, endpoint: str = "chat", inputs: int | None = None,
+                 keep_output: bool = False) -> None:
         self.t0 = t0
         self.timeouts = timeouts
         self.lead = lead
@@ -85,6 +86,7 @@ class Attempt:
         self.reconnected = False
         self.recorder: Recorder = make_recorder(endpoint, t0, n, inputs)
         self.recorder.keep_text = keep_text
+        self.recorder.keep_output = keep_output
         self.sent_abs = 0.0
         self.headers_abs: float | None = None
         self.end_abs = 0.0
@@ -281,7 +283,7 @@ class Attempt:
             chunks=recorder.chunks, server_timings=recorder.server_timings, inputs=spec.inputs,
             body_s=recorder.body_t if isinstance(recorder, EmbeddingsReader) else None,
             usage_reasoning_tokens=recorder.reasoning_tokens(), model=spec.model or None,
-            usage_cached_tokens=recorder.cached_tokens(),
+            usage_cached_tokens=recorder.cached_tokens(), output_texts=recorder.output_texts(),
         )
 
 

@@ -65,6 +65,9 @@ class StreamRecorder(SseParser):
         self.output_chars = 0
         self.text_parts: list[str] = []
         self.keep_text = False
+        # Every choice's generated text, every output kind (the scenario counts tokens: `tokens:`)
+        self.keep_output = False
+        self._outputs: dict[int, list[str]] = {}
         self._tool_calls: dict[int, dict[str, Any]] = {}  # choice 0's, by call index, when keeping text
         self._completion_tokens_seen = 0
 
@@ -87,7 +90,7 @@ class StreamRecorder(SseParser):
             self._choices_apart(t, choices, usage)
             return
         kind, choice_index = self._classify(choices)
-        if kind == KIND_OTHER and not choices and usage:
+        if kind == KIND_OTHER and not choices and usage and isinstance(usage, dict):
             self._final_usages.append(usage)
             kind = KIND_USAGE
         output = kind in OUTPUT_KIND_CODES
@@ -143,6 +146,8 @@ class StreamRecorder(SseParser):
                     self.output_chars += len(text)
                     if self.keep_text and index == 0:
                         self.text_parts.append(text)
+                    if self.keep_output:
+                        self._outputs.setdefault(index, []).append(text)
                     this = KIND_CONTENT
                 else:
                     this = self._delta_kind(delta, text, index)
@@ -162,15 +167,22 @@ class StreamRecorder(SseParser):
         """The kind of a chat delta whose content is not a plain non-empty string."""
         if text and self._text(text, index) == KIND_CONTENT:
             return KIND_CONTENT
-        if delta.get("reasoning_content") or delta.get("reasoning"):
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning:
+            self._keep_output(index, reasoning)
             return KIND_REASONING
         if delta.get("tool_calls"):
             if self.keep_text and index == 0:
                 self._keep_tool_calls(delta["tool_calls"])
+            if self.keep_output:
+                self._keep_call_text(index, delta["tool_calls"])
             return KIND_TOOL_CALL
         if delta.get("function_call"):
+            if self.keep_output:
+                self._keep_call_text(index, [{"function": delta["function_call"]}])
             return KIND_FUNCTION_CALL
         if delta.get("refusal"):
+            self._keep_output(index, delta["refusal"])
             return KIND_REFUSAL
         return KIND_ROLE if delta.get("role") else KIND_OTHER
 
@@ -182,7 +194,28 @@ class StreamRecorder(SseParser):
         self.output_chars += len(text)
         if self.keep_text and index == 0:
             self.text_parts.append(text)
+        self._keep_output(index, text)
         return KIND_CONTENT
+
+    def _keep_output(self, index: int, text: Any) -> None:
+        if self.keep_output and isinstance(text, str):
+            self._outputs.setdefault(index, []).append(text)
+
+    def _keep_call_text(self, index: int, deltas: Any) -> None:
+        """A tool call's generated text: its function name and argument fragments."""
+        for delta in deltas if isinstance(deltas, list) else ():
+            function = delta.get("function") if isinstance(delta, dict) else None
+            if isinstance(function, dict):
+                for part in (function.get("name"), function.get("arguments")):
+                    self._keep_output(index, part)
+
+    def output_texts(self) -> tuple[str, ...] | None:
+        """Each choice's generated text (index order, every output kind as it streamed) when
+        `keep_output` was set, else None."""
+        if not self.keep_output:
+            return None
+        last = max(self._outputs, default=-1)
+        return tuple("".join(self._outputs.get(i, ())) for i in range(max(last + 1, self._n)))
 
     def _tokens(self, usage: Any) -> int:
         # With continuous_usage_stats every chunk carries the running completion count.
@@ -254,10 +287,11 @@ class StreamRecorder(SseParser):
 
     def cached_tokens(self) -> int | None:
         """`usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the server's
-        prefix cache, None when the server did not say (the last usage: the prompt is shared)."""
-        usage = self._final_usages[-1] if self._final_usages else self.usage
-        details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+        prefix cache, None when the server did not say (the last usage: with one usage chunk
+        per choice, the prompt is shared)."""
+        details = self.usage.get("prompt_tokens_details") if self.usage is not None else None
         return _count(details, "cached_tokens")
+
     def _keep_tool_calls(self, deltas: Any) -> None:
         """Assemble streamed tool calls (a multi-turn chat answers them): the first delta of
         a call gives its id, type and function name, later ones fragments of the arguments."""
@@ -291,9 +325,8 @@ class StreamRecorder(SseParser):
         return text
 
 
-def _reasoning_count(usage: Any) -> int | None:
-    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
-    return _count(details, "reasoning_tokens")
+def _reasoning_count(usage: dict[str, Any]) -> int | None:
+    return _count(usage.get("completion_tokens_details"), "reasoning_tokens")
 
 
 def _count(details: Any, key: str) -> int | None:

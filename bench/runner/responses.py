@@ -53,6 +53,8 @@ class ResponsesRecorder(SseParser):
         self.output_chars = 0
         self.text_parts: list[str] = []
         self.keep_text = False
+        self.keep_output = False  # keep every output kind's text (the scenario counts tokens)
+        self._outputs: list[str] = []
         self.status: str | None = None  # the terminal event's finish reason, once it came
 
     def on_event(self, t: float, event: dict[str, Any]) -> None:
@@ -65,10 +67,13 @@ class ResponsesRecorder(SseParser):
             delta = event.get("delta")
             if not isinstance(delta, str) or not delta:
                 kind = KIND_OTHER  # an empty delta carries no token
-            elif kind == KIND_CONTENT:
-                self.output_chars += len(delta)
-                if self.keep_text:
-                    self.text_parts.append(delta)
+            else:
+                if self.keep_output:
+                    self._outputs.append(delta)
+                if kind == KIND_CONTENT:
+                    self.output_chars += len(delta)
+                    if self.keep_text:
+                        self.text_parts.append(delta)
             if kind != KIND_OTHER and self.first_token_t is None:
                 self.first_token_t = t
         elif kind_name in _TERMINAL:
@@ -132,6 +137,10 @@ class ResponsesRecorder(SseParser):
 
     def text(self) -> str:
         return "".join(self.text_parts)
+
+    def output_texts(self) -> tuple[str, ...] | None:
+        """The generated text (every output kind; one choice) when `keep_output` was set, else None."""
+        return ("".join(self._outputs),) if self.keep_output else None
 
 
 def _failure_message(event: dict[str, Any]) -> str:

@@ -227,7 +227,8 @@ class Runner:
         progress.in_flight += 1
         progress.peak_in_flight = max(progress.peak_in_flight, progress.in_flight)
         attempt = Attempt(self._t0, self._plan.timeouts, keep_text=self._source.keep_text, lead=self._lead,
-                           n=spec.n, endpoint=self._plan.endpoint, inputs=spec.inputs)
+                           n=spec.n, endpoint=self._plan.endpoint, inputs=spec.inputs,
+                           keep_output=self._plan.keep_output)
         try:
             await attempt.run(self._client, self._plan.path, spec.body, not_before=self._t0 + scheduled_s)
         except asyncio.CancelledError:

@@ -36,6 +36,7 @@ class EmbeddingsReader:
         self.server_timings: dict[str, Any] | None = None
         self.output_chars = 0
         self.keep_text = False
+        self.keep_output = False  # nothing generated to keep: embeddings
         self.body_t: float | None = None  # s from t_origin: the last byte of the body
         self.embeddings = 0
 
@@ -82,6 +83,9 @@ class EmbeddingsReader:
 
     def cached_tokens(self) -> int | None:
         return None  # embeddings servers do not report a prefix cache
+
+    def output_texts(self) -> tuple[str, ...] | None:
+        return None
 
     def text(self) -> str:
         return ""

@@ -1,7 +1,7 @@
 """aiohttp plumbing for the direct send path: stamped socket reads, the send hold, sessions.
 
 Nothing here knows the openai SDK. A session from `session_factory` opens plain-TCP
-connections on the kernel-stamped transport (`bench.runner.sockstamp`) where it can, stamps
+connections on the kernel-stamped transport (`bench.sockstamp`) where it can, stamps
 every socket read in the connection's protocol, holds each request until its `SendLog`'s
 `not_before` once a connection is in hand, and records when the request's last byte left.
 `AioStreamResponse` reads a response of such a session.
@@ -22,8 +22,8 @@ import aiohappyeyeballs
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
-from bench.runner.sockstamp import StampedTransport, stamped_transport_supported
 from bench.runner.streamapi import ClientError, Feed, SendLog
+from bench.sockstamp import StampedTransport, stamped_transport_supported
 
 __all__ = [
     "REUSED", "SEND_LOG", "SENT_BOX", "AioStreamResponse", "StampingProtocol", "arrival_stamp_source",
@@ -41,7 +41,7 @@ _SPIN_S = 0.0015  # sleep until this close to the hold's end, then yield: asynci
 class StampingProtocol(ResponseHandler):
     """aiohttp's connection protocol, stamping each socket read with its arrival time.
 
-    On the kernel-stamped transport (`bench.runner.sockstamp`, plain TCP on Linux) the stamp is
+    On the kernel-stamped transport (`bench.sockstamp`, plain TCP on Linux) the stamp is
     the time the bytes reached the socket, whenever the loop gets to them; elsewhere (TLS)
     it is taken in `data_received`, before HTTP parsing and before any task runs. Each
     stamp is paired with the response body's byte count after that read.

@@ -64,6 +64,8 @@ def _endpoint_fields(scenario: Scenario, source: str) -> None:
     synthetic = requests.synthetic if requests is not None else None
     if endpoint == "embeddings" and synthetic is not None and synthetic.output_tokens is not None:
         raise BenchInputError(f"{source}: requests.synthetic.output_tokens: embeddings generate no tokens")
+    if endpoint == "embeddings" and scenario.tokens is not None:
+        raise BenchInputError(f"{source}: tokens: embeddings generate no tokens to count")
     for section, values in (("sampling", scenario.sampling), *((f"variants.{k}", v) for k, v in scenario.variants.items())):
         for name in _NOT_SENT.get(endpoint, ()):
             if getattr(values, name) is not None and not (name == "n" and getattr(values, name) == 1):
@@ -142,3 +144,7 @@ def _check_files(scenario: Scenario, path: Path) -> None:
         data_path = resolve_path(path, scenario.requests.file)
         if not (data_path.is_file() or (data_path.is_dir() and scenario.requests.format in ("hf", "auto"))):
             raise BenchInputError(f"{path}: requests.file: dataset file not found: {data_path}")
+    if scenario.tokens is not None and scenario.tokens.tokenizer is not None:
+        tokenizer_path = resolve_path(path, scenario.tokens.tokenizer)
+        if not tokenizer_path.is_file():
+            raise BenchInputError(f"{path}: tokens.tokenizer: tokenizer file not found: {tokenizer_path}")

@@ -15,13 +15,14 @@ from bench.metric_catalogue import SLO, SLO_KEYS
 from bench.scenario.base import NonNegFloat, OrBare, PositiveFloat, Strict
 from bench.scenario.lengths import Fixed, LengthDist, LogNormal, Normal, Uniform, coerce_length
 from bench.scenario.routing import ModelWeights
+from bench.scenario.token_counts import TokenCounting
 from bench.scenario.tools import DEFAULT_TOOL_RESULT, ToolChoice, ToolSchema
 
 __all__ = [
     "Arrival", "Conversation", "DatasetColumns", "Fixed", "Images", "Launch", "LengthDist", "Load", "LogNormal", "Message",
     "NonNegFloat", "Normal", "OrBare", "PositiveFloat", "Ramp", "RaySettings", "Requests",
     "Sampling", "Scenario", "ServerMetrics", "SharedPrefix", "Slo", "Stage", "Strict", "Synthetic",
-    "Target", "ThinkTime", "Timeouts", "Trace", "Uniform", "Variant", "Warmup",
+    "Target", "ThinkTime", "Timeouts", "TokenCounting", "Trace", "Uniform", "Variant", "Warmup",
     "scenario_json_schema",
 ]
 
@@ -371,6 +372,9 @@ class Scenario(Strict):
     load: Load
     slo: Slo | None = None  # type: ignore[valid-type]
     ray: RaySettings | None = Field(default=None, description="Run the load from a Ray cluster's actors.")
+    tokens: TokenCounting | None = Field(default=None, description=(
+        "Count output tokens independently of the server's usage (its /tokenize, a local tokenizer.json), "
+        "after the run; keeps each answer's text."))
 
 
 def scenario_json_schema() -> dict[str, Any]:

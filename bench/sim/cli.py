@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.sim.faults import FaultSpec, parse_fault
+from bench.sim.listen import listen
 from bench.sim.process import READY_PREFIX
 from bench.sim.profile import Profile, ProfileError, builtin_profiles, load_profile
 from bench.sim.server import SimServer
@@ -91,9 +92,9 @@ async def _serve(args: argparse.Namespace, server: SimServer) -> None:
     assert runner.server is not None
     # Our own listening socket (instead of web.TCPSite) so that each connection's
     # protocol is wrapped to stamp request arrival (SimServer.protocol_factory).
-    listener = await loop.create_server(server.protocol_factory(runner.server), args.host,
-                                        args.port, backlog=4096, reuse_address=True)
-    port = listener.sockets[0].getsockname()[1]
+    listener = await listen(server.protocol_factory(runner.server), args.host, args.port,
+                            server.profile.kernel_rx_stamps)
+    port = listener.port
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

@@ -49,6 +49,7 @@ class ChunkContext:
     reasoning_tokens: int = 0
     responses: bool = False  # /v1/responses: typed events (bench.sim.responses_api)
     tool_call: ToolPlan | None = None  # the answer is this tool call (bench.sim.tools)
+    usage_offset: int = 0  # the profile's usage_completion_offset: added to the final usage only
 
 
 @dataclass(eq=False)

@@ -88,6 +88,10 @@ class Profile(BaseModel):
     tokens_per_chunk: int = Field(default=1, ge=1)
     # Chat only: this many tokens are streamed as `reasoning_content` before `content`.
     reasoning_tokens: int = Field(default=0, ge=0)
+    # The final usage.completion_tokens says this many tokens more than were generated (negative:
+    # fewer; never below 0), so tests can check bench's token-count disagreement against a known
+    # error. Running (continuous) usage counts and /tokenize stay true.
+    usage_completion_offset: int = 0
     # Chat only: prompt tokens each image part counts for (its prefill cost follows).
     image_tokens: int = Field(default=256, ge=1)
     prefix_cache: bool = False
@@ -116,6 +120,10 @@ class Profile(BaseModel):
     model_profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Tests: keep each request's JSON body in its ground-truth record (`body`).
     record_bodies: bool = False
+    # Stamp request arrival with the kernel's receive time (Linux, SO_TIMESTAMPNS) instead of
+    # when the event loop read the bytes: truth for big bodies, which the loop reads late when
+    # many arrive at once. Connections then run on a Python transport (slower writes).
+    kernel_rx_stamps: bool = False
     faults: list[FaultSpec] = Field(default_factory=list)
     # Ground-truth records kept in memory (oldest dropped first); the --trace file keeps all.
     truth_limit: int = Field(default=20_000, ge=1)
@@ -154,9 +162,10 @@ class Profile(BaseModel):
 
 # Fields no model may override: the server's, not a model's.
 FIXED_FIELDS = frozenset({"name", "description", "models", "adapters", "model_profiles", "faults", "record_bodies",
+                          "kernel_rx_stamps",
                           "truth_limit", "coalesce_steps", "step_spin_ms"})
 # Fields that shape one request, not the engine: what an adapter may change.
-REQUEST_FIELDS = frozenset({"output_len", "reasoning_tokens", "tool_call_probability", "header_delay_ms", "image_tokens",
+REQUEST_FIELDS = frozenset({"output_len", "reasoning_tokens", "usage_completion_offset", "tool_call_probability", "header_delay_ms", "image_tokens",
                             "max_model_len", "embedding_ms_per_input", "embedding_ms_per_token", "embedding_dims"})
 
 

@@ -32,11 +32,12 @@ async def _run(engine: Engine, seq: Seq) -> None:
         raise
 
 
-def _usage(truth: Truth, seq: Seq | None = None, reasoning: int = 0) -> dict[str, Any]:
+def _usage(truth: Truth, seq: Seq | None = None, reasoning: int = 0, offset: int = 0) -> dict[str, Any]:
     """The usage object; with `reasoning` (the profile's reasoning tokens per chat choice),
     `completion_tokens_details.reasoning_tokens` as vLLM reports it: each choice's first
-    min(reasoning, its length) tokens were reasoning (stop strings cut only the content)."""
-    out = truth.output_tokens
+    min(reasoning, its length) tokens were reasoning (stop strings cut only the content).
+    `offset`: the profile's usage_completion_offset, added to completion_tokens (floor 0)."""
+    out = max(0, truth.output_tokens + offset)
     usage: dict[str, Any] = {"prompt_tokens": truth.prompt_tokens, "total_tokens": truth.prompt_tokens + out,
                              "completion_tokens": out}
     if truth.cached_tokens:
@@ -71,7 +72,7 @@ async def stream_response(request: web.Request, engine: Engine, seq: Seq, emitte
         ctx = emitter.ctx
         usage: dict[str, Any] = {"id": ctx.id, "object": "chat.completion.chunk" if chat else "text_completion",
                                  "created": ctx.created, "model": ctx.model, "choices": [],
-                                 "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0)}
+                                 "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0, ctx.usage_offset)}
         tail += b"data: " + orjson.dumps(usage) + b"\n\n"
     if not no_done and not emitter.ctx.responses:
         tail += b"data: [DONE]\n\n"
@@ -120,7 +121,7 @@ async def unary_response(request: web.Request, engine: Engine, seq: Seq, emitter
         body = orjson.dumps({"id": ctx.id, "object": "chat.completion" if chat else
                              "text_completion", "created": ctx.created, "model": ctx.model,
                              "choices": _choices(ctx, emitter, truth),
-                             "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0)})
+                             "usage": _usage(truth, seq, ctx.reasoning_tokens if chat else 0, ctx.usage_offset)})
     if emitter.fault is not None and emitter.fault.kind == "malformed":
         body = body[: len(body) // 2]
     truth.response_start_s = perf_counter()

@@ -1,4 +1,5 @@
-"""Arrival stamps: when a request's first and latest bytes reached the process, per connection."""
+"""Arrival stamps: when a request's first and latest bytes reached the process, per connection
+(or the machine: the kernel's receive time, with the profile's `kernel_rx_stamps`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class RxStamp(asyncio.Protocol):
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        now = perf_counter()
+        # On bench.sockstamp's transport: the kernel's receive time of this read's newest packet.
+        now = getattr(self.transport, "rx_time", 0.0) or perf_counter()
         if self.rx is None:
             self.rx = now
         self.last = now

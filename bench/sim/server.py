@@ -4,7 +4,8 @@ Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST
 (streamed as typed events), POST /v1/embeddings, GET /health,
 GET /metrics (Prometheus text, vLLM names), GET /sim/requests[/{id}] (ground truth;
 ``?since=PERF_COUNTER`` filters the list), DELETE /sim/requests (forget the records),
-GET /sim/profile (the profile in force, as JSON).
+GET /sim/profile (the profile in force, as JSON), POST /tokenize (vLLM's and llama.cpp's
+shapes; `bench.sim.tokenize`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from bench.sim.responses import stream_response, unary_response
 from bench.sim.rxstamp import RxStamp
 from bench.sim.sequence import Seq, Truth
 from bench.sim.text import build_corpus
+from bench.sim.tokenize import tokenize_answer
 from bench.sim.tools import plan_tool_call
 
 __all__ = ["HTTP_FAULTS", "SimServer"]
@@ -98,6 +100,7 @@ class SimServer:
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/tokenize", self.tokenize)
         app.router.add_get("/sim/requests", self.all_truth)
         app.router.add_delete("/sim/requests", self.clear_truth)
         app.router.add_get("/sim/requests/{id}", self.one_truth)
@@ -177,6 +180,9 @@ class SimServer:
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     # -- completions -------------------------------------------------------------------
+    async def tokenize(self, request: web.Request) -> web.Response:
+        return tokenize_answer(await request.read(), set(self.models), self.profile.max_model_len)
+
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._complete(request, chat=True)
 
@@ -331,7 +337,8 @@ class SimServer:
                       received_end_s=request.get("received_end_s"),
                       tool_call=tool.name if tool is not None else None)
         ctx = chunk_context(req, chat, rid, prompt_tokens, self.corpus, self.seed, key, reasoning)
-        ctx = dataclasses.replace(ctx, responses=endpoint == "responses", tool_call=tool)
+        ctx = dataclasses.replace(ctx, responses=endpoint == "responses", tool_call=tool,
+                                  usage_offset=p.usage_completion_offset)
         emitter = Emitter(ctx, truth, request.transport, stream=bool(req.stream), fault=fault,
                           coalescer=served.engine.coalescer if req.stream else None)
         seq = Seq(truth=truth, prompt_tokens=prompt_tokens, targets=targets, reasons=reasons,

@@ -36,6 +36,14 @@ from bench.store.manifest import (
     write_manifest,
 )
 from bench.store.reader import ChunkSource, JournalReader, chunk_source, frame_batch, read_chunks, read_raw_requests
+from bench.store.token_counts import (
+    SOURCE_SERVER_TOKENIZE,
+    SOURCE_TOKENIZER,
+    TOKEN_COUNTS,
+    TOKEN_SOURCES,
+    read_token_counts,
+    write_token_counts,
+)
 from bench.store.writer import RunWriter
 
 __all__ = [
@@ -49,7 +57,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "SERVER_LOG",
     "SERVER_METRICS",
+    "SOURCE_SERVER_TOKENIZE",
+    "SOURCE_TOKENIZER",
     "SUMMARY",
+    "TOKEN_COUNTS",
+    "TOKEN_SOURCES",
     "ChunkSource",
     "ClientInfo",
     "ClockOffset",
@@ -74,5 +86,7 @@ __all__ = [
     "read_chunks",
     "read_manifest",
     "read_raw_requests",
+    "read_token_counts",
     "write_manifest",
+    "write_token_counts",
 ]

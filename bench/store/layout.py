@@ -39,6 +39,8 @@ SCHEMA_VERSION = 5
 # read as null in earlier versions, whose runs were all streamed. The request column `model`
 # (the model each request named) came later within version 5: absent, it is read as null
 # (the readers fill columns added after a run's version), so it needed no new version.
+# So did `output_texts` (each choice's generated text, kept when the scenario counts tokens)
+# and the file `token_counts.parquet` (the counts, made after the run; absent: none made).
 READABLE_VERSIONS = (2, 3, 4, 5)
 MANIFEST = "run.json"
 JOURNAL = "requests.jsonl"
@@ -73,9 +75,10 @@ REQUEST_DTYPES = {
     "inputs": "Int64", "body_s": "float64",
     "usage_reasoning_tokens": "Int64", "usage_cached_tokens": "Int64",
     "model": "string",
+    "output_texts": "object",
 }
 _ARROW_TYPES = {"int64": pa.int64(), "Int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
-                "bool": pa.bool_()}
+                "bool": pa.bool_(), "object": pa.list_(pa.string())}
 RAW_COLUMNS = tuple(name for name in SCALAR_FIELDS if name != "server_timings")
 if set(RAW_COLUMNS) - set(REQUEST_DTYPES):  # raw_requests.parquet needs each column's type
     raise ImportError(f"RequestRecord fields without a column type in store.REQUEST_DTYPES: "

@@ -34,11 +34,14 @@ __all__ = ["ChunkSource", "JournalReader", "chunk_source", "frame_batch", "read_
 _READ_BATCH_ROWS = 1 << 20
 
 
-def read_raw_requests(run_dir: Path) -> pd.DataFrame:
+def read_raw_requests(run_dir: Path, texts: bool = True) -> pd.DataFrame:
     """Scalar fields of every recorded request, sorted by request_id: raw_requests.parquet
-    when it is complete, else the journal (the source of truth)."""
+    when it is complete, else the journal (the source of truth). `texts=False` leaves the
+    answers' kept texts (`output_texts`, GiBs in a large run that kept them) unread: null."""
     try:
-        frame = pq.read_table(run_dir / RAW_REQUESTS).to_pandas()
+        names = pq.ParquetFile(run_dir / RAW_REQUESTS).schema_arrow.names
+        frame = pq.read_table(run_dir / RAW_REQUESTS,
+                              columns=[n for n in names if texts or n != "output_texts"]).to_pandas()
     except (OSError, pa.ArrowInvalid):
         return _raw_frame(journal_rows(run_dir))
     return _typed_raw(frame)

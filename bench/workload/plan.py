@@ -70,6 +70,7 @@ def build_plan(scenario: Scenario, in_flight_cap: int | None = None) -> RunPlan:
     return RunPlan(
         path=ENDPOINT_PATHS[scenario.target.endpoint],
         endpoint=scenario.target.endpoint,
+        keep_output=scenario.tokens is not None,
         timeouts=scenario.target.timeouts,
         max_concurrency=load.max_concurrency or in_flight_cap,
         max_send_lag_s=load.max_send_lag_s,
@@ -108,3 +109,4 @@ class RunPlan:
     max_send_lag_s: float | None = None  # open loop: later than this, a request is not sent (counted)
     drain_s: float | None = None  # in-flight requests' time once sending ends (None: their own timeouts)
     endpoint: str = "chat"  # scenario target.endpoint: which recorder reads the answers
+    keep_output: bool = False  # keep each answer's text in its record (scenario `tokens:` counts it after the run)

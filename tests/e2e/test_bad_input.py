@@ -51,6 +51,17 @@ CASES = [
     ("yaml-syntax", "requests: {synthetic: [\n" + GOOD_LOAD, ["YAML syntax error", "line"]),
     ("not-a-mapping", "- just\n- a list\n", ["mapping"]),
     ("bad-name", GOOD_REQUESTS + GOOD_LOAD + "name: 'has spaces/slash'\n", ["name"]),
+    ("tokens-unknown-key", GOOD_REQUESTS + GOOD_LOAD + "tokens: {server_tokenise: true}\n",
+     ["tokens.server_tokenise", "'server_tokenize'"]),
+    ("tokens-nothing-counts", GOOD_REQUESTS + GOOD_LOAD + "tokens: {server_tokenize: false}\n",
+     ["tokens", "nothing counts the tokens"]),
+    ("tokens-bad-value", GOOD_REQUESTS + GOOD_LOAD + "tokens: {server_tokenize: sometimes}\n", ["tokens.server_tokenize"]),
+    ("tokens-missing-tokenizer", GOOD_REQUESTS + GOOD_LOAD + "tokens: {tokenizer: nowhere/tokenizer.json}\n",
+     ["tokens.tokenizer", "not found", "nowhere/tokenizer.json"]),
+    ("tokens-embeddings", GOOD_REQUESTS + GOOD_LOAD + "target: {endpoint: embeddings}\ntokens: {}\n",
+     ["tokens", "embeddings generate no tokens"]),
+    ("tokens-bad-tokenizer-file", GOOD_REQUESTS + GOOD_LOAD + "tokens: {tokenizer: scenario.yaml}\n",
+     ["tokens.tokenizer", "not a tokenizer.json"]),
     ("python-tag", GOOD_REQUESTS + GOOD_LOAD + "description: !!python/object/apply:os.system ['echo pwned']\n", ["YAML"]),
 ]
 

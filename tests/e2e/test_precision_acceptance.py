@@ -1,14 +1,15 @@
-"""The issue's acceptance for the summary's percentile intervals (slow tier): the p99 TTFT
-interval of a 64-stream simulator run holds the p99 of a second run with another seed in at
-least 9 of 10 repeats. Marker `calibration`: run by hand (`python -m pytest -m calibration`),
-not in CI, because it does not hold (below); the issue stays open on it.
+"""The issue's acceptance for the summary's percentile intervals (a calibration check):
+does the p99 TTFT range of a 64-stream simulator run hold the p99 of a second run with
+another seed, in at least 9 of 10 repeats? Marker `calibration`: run by hand
+(`python -m pytest -m calibration`), not in CI (ten pairs of runs; a statistical check).
 
-Known to fail on a shared 2-core machine under load (5 and 6 of 10 held, load average 5-7):
-in a 4 s run the p99 of ~500 TTFTs is set by a handful of requests sent in the same
-decode step, and the other run's p99 often lies beyond the first run's maximum, where no
-interval drawn from the first run's values can reach. A correct 95 % interval for one run
-also holds another run's estimate only ~83 % of the time (both vary), so 9 of 10 asks for
-wider intervals than the run supports."""
+The range checked is the summary's re-run range (`precision.reruns`), the interval built to
+answer this question. A 95 % confidence interval of one run's p99 (`precision.intervals`,
+printed too) cannot: it is about the server's p99, and a correct one holds another run's
+estimate only ~83 % of the time (both runs vary: tests/unit/analysis/test_rerun_range.py),
+so 9 of 10 would pass by luck about half the time. Neither interval knows what changes
+between runs outside the sample (other load on the machine): on a busy machine the p99 of
+a short run is set by stalls that come and go, and both hold far less often."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _scenario(base_url: str, seed: int) -> dict:
     }
 
 
-@pytest.mark.calibration  # known to fail here (see the docstring): run by hand, not in CI
+@pytest.mark.calibration  # a statistical check of ten pairs of runs: run by hand, not in CI
 def test_the_p99_ttft_interval_holds_the_p99_of_another_seed(tmp_path):
     held = []
     with start_sim(profile=PROFILE, seed=3) as sim:
@@ -45,11 +46,13 @@ def test_the_p99_ttft_interval_holds_the_p99_of_another_seed(tmp_path):
             first = run_in_process(tmp_path, _scenario(sim.base_url, 2 * repeat), out=f"a{repeat}").run.summary
             second = run_in_process(tmp_path, _scenario(sim.base_url, 2 * repeat + 1), out=f"b{repeat}").run.summary
             assert first.precision is not None and first.metric(TTFT).count >= 300
-            interval = first.precision.interval(TTFT, "p99")
-            assert interval is not None
+            interval, rerun = first.precision.interval(TTFT, "p99"), first.precision.rerun(TTFT, "p99")
+            assert interval is not None and rerun is not None
             p99 = second.metric(TTFT).p99
             assert p99 is not None
-            held.append(interval[0] <= p99 <= interval[1])
-            print(f"repeat {repeat}: p99 {first.metric(TTFT).p99:.2f} CI {interval[0]:.2f}-{interval[1]:.2f}, "
-                  f"other seed {p99:.2f} (n {first.metric(TTFT).count}, {second.metric(TTFT).count})")
+            held.append(rerun[0] <= p99 <= rerun[1])
+            print(f"repeat {repeat}: p99 {first.metric(TTFT).p99:.2f} re-run range {rerun[0]:.2f}-{rerun[1]:.2f} "
+                  f"(CI {interval[0]:.2f}-{interval[1]:.2f}), other seed {p99:.2f} "
+                  f"(n {first.metric(TTFT).count}, {second.metric(TTFT).count}): "
+                  f"{'held' if held[-1] else 'missed'}{'' if interval[0] <= p99 <= interval[1] else ' (CI missed)'}")
     assert sum(held) >= 9, held

@@ -12,8 +12,8 @@ from benchtest import run_in_process, sim_truth, write_scenario
 import bench
 from bench.commands.cli import main
 from bench.runner.process import separate_cores
-from bench.runner.sockstamp import stamped_transport_supported
 from bench.sim import start_sim
+from bench.sockstamp import stamped_transport_supported
 
 SYNTH = {"synthetic": {"prompt_tokens": 64, "output_tokens": 32}}
 

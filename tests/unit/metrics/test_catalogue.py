@@ -27,6 +27,8 @@ from bench.metric_catalogue import (
     REASONING,
     SLO_KEYS,
     SUMMARISED,
+    TOKEN_DISAGREEMENT_SHARE,
+    TOKEN_TRUTH,
     Scope,
     by_key,
 )
@@ -77,17 +79,19 @@ def test_each_key_is_declared_once():
 def test_the_summary_metric_entries_are_the_catalogues():
     data = json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))
     sections = {"saturation", "requests", "throughput", "rate", "concurrency", "slo", "stages", "variants", "paired"}
-    # the stored file predates the reasoning-phase, from-schedule and cached-token metrics: it
-    # has every other, in catalogue order
-    older = [m.summary_key for m in SUMMARISED if m not in (*REASONING, *FROM_SCHEDULE, CACHED_TOKENS)]
+    # the stored file predates the reasoning-phase, from-schedule, cached-token and token-truth
+    # metrics: it has every other, in catalogue order
+    older = [m.summary_key for m in SUMMARISED if m not in (*REASONING, *FROM_SCHEDULE, CACHED_TOKENS, *TOKEN_TRUTH)]
     assert [k for k in data if k not in sections] == older
     summary = Summary.from_json(data)
     for stage in (summary, *summary.stages.values(), *summary.variants.values()):
         assert list(stage.distributions) == older
-    later = {INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key, PREFIX_CACHE_HIT_SHARE.key}  # after this file: absent, read as None
+    # after this file: absent, read as None
+    later = {INPUT_TOKENS_PER_S.key, INPUTS_PER_S.key, PREFIX_CACHE_HIT_SHARE.key, TOKEN_DISAGREEMENT_SHARE.key}
     assert set(summary.throughput.to_json()) - {"window_s"} == {m.key for m in METRICS if m.scope is Scope.RUN} - later
     assert summary.throughput.input_tokens_per_s is None and summary.throughput.inputs_per_s is None
-    full = replace(summary.throughput, input_tokens_per_s=1.0, inputs_per_s=2.0, prefix_cache_hit_share=0.5)
+    full = replace(summary.throughput, input_tokens_per_s=1.0, inputs_per_s=2.0, prefix_cache_hit_share=0.5,
+                   token_disagreement_share=0.25)
     assert set(full.to_json()) - {"window_s"} == {m.key for m in METRICS if m.scope is Scope.RUN}
     assert summary.slo is not None and set(summary.slo.limits) <= set(SLO_KEYS)
     assert summary.paired is not None

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from bench.metrics import scan
-from bench.records import ChunkBatch
+from bench.records import CHUNK_KINDS, ChunkBatch
 from bench.store import frame_batch
 
 KINDS = ["role", "content", "reasoning", "usage", "other", "tool_call", "function_call", "refusal"]
@@ -45,6 +45,19 @@ def chunk_frame(seed: int, requests: int = 12) -> pd.DataFrame:
 def cut(batch: ChunkBatch, at: list[int]) -> list[ChunkBatch]:
     edges = [0, *sorted(at), len(batch.request_id)]
     return [ChunkBatch(*(col[a:b] for col in batch)) for a, b in itertools.pairwise(edges)]
+
+
+class Passes:
+    """The batches of a stored file, counting how often the scan reads them: one pass when
+    each request's chunks are in one place (whatever the cuts), two otherwise."""
+
+    def __init__(self, parts: list[ChunkBatch]) -> None:
+        self.parts = parts
+        self.count = 0
+
+    def __call__(self) -> list[ChunkBatch]:
+        self.count += 1
+        return self.parts
 
 
 def expected_gaps(chunks: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
@@ -78,7 +91,9 @@ def test_any_cut_into_batches_gives_the_oracles_numbers(seed):
         keep = ids if trial % 2 == 0 else np.sort(rng.choice(ids, size=len(ids) // 2, replace=False))
         parts = cut(whole, at)
         rows = len(chunks) if trial % 3 == 0 else None
-        check(scan.scan(lambda parts=parts: parts, keep, rows=rows, times=True), chunks, keep)
+        passes = Passes(parts)
+        check(scan.scan(passes, keep, rows=rows, times=True), chunks, keep)
+        assert passes.count == 1, at  # a request cut across batches is carried over, not read again
 
 
 def test_empty_batches_and_a_batch_of_no_tokens_between_parts_of_a_request():
@@ -87,8 +102,10 @@ def test_empty_batches_and_a_batch_of_no_tokens_between_parts_of_a_request():
                            "tokens": [np.nan] * 6, "choice": [0] * 6})
     whole = frame_batch(chunks)
     parts = cut(whole, [0, 2, 2, 3, 5])  # an empty batch, a role-only batch, one request across four batches
-    result = scan.scan(lambda: parts, [5, 9], times=True)
+    passes = Passes(parts)
+    result = scan.scan(passes, [5, 9], times=True)
     check(result, chunks, np.array([5, 9]))
+    assert passes.count == 1
     np.testing.assert_allclose(result.gaps.take([5]), [100.0, 300.0])  # the role chunk is no token
 
 
@@ -102,7 +119,9 @@ def test_a_request_in_two_places_still_gives_the_oracles_numbers(seed):
     moved = mine[: max(1, len(mine) // 2)]
     layout = pd.concat([chunks.drop(moved), chunks.loc[moved]], ignore_index=True)
     parts = cut(frame_batch(layout), [len(layout) // 2])
-    check(scan.scan(lambda: parts, ids, rows=len(layout), times=True), chunks, ids)
+    passes = Passes(parts)
+    check(scan.scan(passes, ids, rows=len(layout), times=True), chunks, ids)
+    assert passes.count == 2  # the second pass reads each request's chunks sorted together
     check(scan.scan(lambda: parts, ids[::-1], times=True), chunks, ids)  # keep in any order
 
 
@@ -226,3 +245,20 @@ def test_token_rate_edges():
     assert list(empty.columns) == ["t_s", "tokens_per_s"] and len(empty) == 0
     with pytest.raises(ValueError, match=r"^bin_s must be positive$"):
         scan.token_rate([frame_batch(early)], 0.0)
+
+
+def test_other_kinds_count_when_asked_in_a_frame_too():
+    chunks = pd.DataFrame({"request_id": [1, 1, 1], "t_s": [0.1, 0.2, 0.4], "kind": ["role", "content", "content"],
+                           "tokens": [np.nan] * 3, "choice": [0] * 3})
+    default = scan.scan_frame(chunks, [1])
+    with_role = scan.scan_frame(chunks, [1], kinds=["role", "content"])
+    assert default.stats.loc[1, "first_token_s"] == 0.2 and with_role.stats.loc[1, "first_token_s"] == 0.1
+    np.testing.assert_allclose(with_role.gaps.take([1]), [100.0, 200.0])
+
+
+def test_an_unknown_kind_is_named_with_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        scan.scan_frame(pd.DataFrame({"request_id": [1], "t_s": [0.1], "kind": ["content"], "tokens": [np.nan],
+                                      "choice": [0]}), [1], kinds=["content", "bogus"])
+    known = ", ".join(CHUNK_KINDS)
+    assert str(err.value) == f"not a chunk kind: 'bogus' (one of {known})"

@@ -9,6 +9,7 @@ reason in docs/mutation.md. The rendering (tables, console, HTML) is not mutated
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,9 @@ def test_each_row_is_the_point_statistics_and_the_cell_bootstrap():
     per_metric = len(compare.STATISTICS)
     metrics = catalogue.compared_metrics(False)  # these runs stream no reasoning
     assert cmp.n_metrics == len(metrics)
-    assert len(cmp.rows) == len(metrics) * per_metric + len(compare.THROUGHPUT)
+    # the token-count disagreement share only when a run counted its tokens twice: none here
+    run_level = [m for m in compare.THROUGHPUT if not m.token_truth]
+    assert len(cmp.rows) == len(metrics) * per_metric + len(run_level)
     for m_index, metric in enumerate(metrics):
         rows = cmp.rows[m_index * per_metric:(m_index + 1) * per_metric]
         assert [r.statistic for r in rows] == list(compare.STATISTICS)
@@ -96,7 +99,7 @@ def test_each_row_is_the_point_statistics_and_the_cell_bootstrap():
         for row in rows:
             assert row.label == metric.heading and row.metric == metric.key and row.diffs[0] is None
             assert row.values == [stats.point(s[metric.key].values, row.statistic) for s in samples]
-    for row, metric in zip(cmp.rows[-len(compare.THROUGHPUT):], compare.THROUGHPUT, strict=True):
+    for row, metric in zip(cmp.rows[-len(run_level):], run_level, strict=True):
         assert row.label == f"{metric.label} (run)" and row.statistic == "run" and row.metric == metric.key
         want = [r.summary.throughput.value(metric) for r in runs]  # None (no request had it) is shown as NaN
         np.testing.assert_array_equal(np.array(row.values, dtype=float), np.array(
@@ -196,3 +199,13 @@ def test_a_value_of_exactly_60_characters_is_shown_whole():
     lines = compare.scenario_mismatches([build_run("/runs/a", 0.1, scenario=mine),
                                          build_run("/runs/b", 0.1, scenario=other)])
     assert lines == [f'b: sampling (sampling:) differ from a: stop: "y" vs "{text}"']
+
+
+def test_the_token_disagreement_share_is_compared_when_a_run_has_it():
+    runs = [build_run("/runs/a", 0.1), build_run("/runs/b", 0.12)]
+    counted_twice = dataclasses.replace(runs[1].summary.throughput, token_disagreement_share=0.25)
+    runs[1] = dataclasses.replace(runs[1], summary=dataclasses.replace(runs[1].summary, throughput=counted_twice))
+    rows = [r for r in compare.compare_runs(runs, seed=7, n_resamples=50).rows
+            if r.metric == catalogue.TOKEN_DISAGREEMENT_SHARE.key]
+    assert len(rows) == 1 and rows[0].statistic == "run"
+    assert np.isnan(rows[0].values[0]) and rows[0].values[1] == 0.25

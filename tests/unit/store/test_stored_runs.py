@@ -22,7 +22,7 @@ from bench.analysis.results import finalize_run
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
 from bench.metrics import scan as chunkscan
-from bench.metrics.catalogue import CACHED_TOKENS, FROM_SCHEDULE, REASONING, SUMMARISED
+from bench.metrics.catalogue import CACHED_TOKENS, FROM_SCHEDULE, REASONING, SUMMARISED, TOKEN_TRUTH
 from bench.metrics.distribution import distribution
 from bench.records import (
     CHUNK_KINDS,
@@ -433,9 +433,9 @@ def test_summary_json_is_the_typed_summary(stored):
     for scope in (now, *now["stages"].values(), *now["variants"].values()):
         thr = scope["throughput"]
         assert thr.pop("input_tokens_per_s") == pytest.approx(thr["total_tokens_per_s"] - thr["output_tokens_per_s"])
-    # unchanged numbers; the reasoning-phase, from-schedule and cached-token metrics and the
-    # percentiles' intervals (`precision`, in every scope) came after the stored file was written
-    added = {m.summary_key for m in (*REASONING, *FROM_SCHEDULE, CACHED_TOKENS)} | {"precision"}
+    # unchanged numbers; the reasoning-phase, from-schedule, cached-token and token-truth metrics and
+    # the percentiles' intervals (`precision`, in every scope) came after the stored file was written
+    added = {m.summary_key for m in (*REASONING, *FROM_SCHEDULE, CACHED_TOKENS, *TOKEN_TRUTH)} | {"precision"}
     assert all("precision" in scope for scope in (now, *now["stages"].values(), *now["variants"].values()))
     assert list(run.summary.distributions) == [m.summary_key for m in SUMMARISED]  # a new summary has all
     assert _without(now, added) == json.loads(STORED_SUMMARY.read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bench.runner.sockstamp import StampedTransport, kernel_stamp, stamped_transport_supported
+from bench.sockstamp import StampedTransport, kernel_stamp, stamped_transport_supported
 
 pytestmark = pytest.mark.skipif(not stamped_transport_supported(), reason="SO_TIMESTAMPNS is Linux-only")
 
