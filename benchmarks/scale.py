@@ -5,7 +5,8 @@ For each size N (default 100k and 1M requests x 128 chunks), in a fresh child pr
    parquet row groups), as a run does; records are generated in blocks beforehand, from a
    pool of chunk-time templates offset per request, and that time is reported apart
    ("gen"), so "store" is bench's own cost (also given per write);
-2. finalize: `finalize_run` (requests.parquet + summary.json from the raw data);
+2. finalize: `finalize_run` (requests.parquet + summary.json from the raw data, and the
+   figures report and compare take from it, `bench.analysis.derived`: "finalized MB");
 3. load: `bench.load_run` of the directory (chunks are read lazily, not here).
 Prints seconds per step and the child's peak RSS, and at 1M x 128 chunks PASS or FAIL
 against the target (store + finalize + load under 60 s, peak RSS under 4 GiB; exit 1 on
@@ -52,7 +53,7 @@ def verdict(n: int, chunks: int, total_s: float, peak_gib: float) -> str | None:
             f"peak RSS {peak_gib:.2f} GiB (target < {TARGET_GIB:g} GiB)")
 
 
-def _records(n: int, chunks: int, seed: int = 0) -> Iterator[list[RequestRecord]]:
+def synthetic_records(n: int, chunks: int, seed: int = 0) -> Iterator[list[RequestRecord]]:
     """Blocks of records; chunk times are one of TEMPLATES exponential-gap series (20 ms
     mean) shifted to the request's start, so generating costs one small add per record."""
     rng = np.random.default_rng(seed)
@@ -92,7 +93,7 @@ def child(n: int, chunks: int) -> dict[str, float]:
                             t0_perf_counter=0.0, started_at="", ended="completed", python="", platform="",
                             host="")
         gen_s = store_s = 0.0
-        blocks = _records(n, chunks)
+        blocks = synthetic_records(n, chunks)
         writer = RunWriter(run_dir, manifest)
         while True:
             t = time.perf_counter()
@@ -111,6 +112,7 @@ def child(n: int, chunks: int) -> dict[str, float]:
         t = time.perf_counter()
         run = finalize_run(run_dir, manifest)
         finalize_s = time.perf_counter() - t
+        derived_mb = sum(p.stat().st_size for p in run_dir.iterdir() if p.name not in sizes) / 1e6
         assert run.summary.to_json()["requests"]["total"] == n
         assert run.summary.to_json()["itl_ms"]["count"] == n * (chunks - 3)
         del run
@@ -121,7 +123,8 @@ def child(n: int, chunks: int) -> dict[str, float]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # KiB -> GiB
     return {"n": n, "gen_s": gen_s, "store_s": store_s, "write_us": store_s / n * 1e6, "finalize_s": finalize_s,
             "load_s": load_s, "peak_gib": peak, "journal_mb": sizes.get("requests.jsonl", 0) / 1e6,
-            "chunks_mb": sizes.get("chunks.parquet", 0) / 1e6, "raw_mb": sizes.get("raw_requests.parquet", 0) / 1e6}
+            "chunks_mb": sizes.get("chunks.parquet", 0) / 1e6, "raw_mb": sizes.get("raw_requests.parquet", 0) / 1e6,
+            "finalized_mb": derived_mb}
 
 
 def in_flight_bytes(chunks: int, streams: int = 1000) -> float:
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(*args.child)))
         return 0
     print(f"{'requests':>9} {'chunks':>6} {'gen s':>6} {'store s':>8} {'us/write':>8} {'finalize s':>10} "
-          f"{'load s':>7} {'total s':>8} {'peak RSS GiB':>12} {'journal MB':>10} {'chunks MB':>9} {'raw MB':>6}")
+          f"{'load s':>7} {'total s':>8} {'peak RSS GiB':>12} {'journal MB':>10} {'chunks MB':>9} {'raw MB':>6} "
+          f"{'finalized MB':>12}")
     verdicts: list[str] = []
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--child", str(n), str(args.chunks)],
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         total = r["store_s"] + r["finalize_s"] + r["load_s"]  # without the generation
         print(f"{n:9d} {args.chunks:6d} {r['gen_s']:6.1f} {r['store_s']:8.1f} {r['write_us']:8.1f} "
               f"{r['finalize_s']:10.1f} {r['load_s']:7.1f} {total:8.1f} {r['peak_gib']:12.2f} "
-              f"{r['journal_mb']:10.0f} {r['chunks_mb']:9.0f} {r['raw_mb']:6.0f}", flush=True)
+              f"{r['journal_mb']:10.0f} {r['chunks_mb']:9.0f} {r['raw_mb']:6.0f} {r['finalized_mb']:12.0f}", flush=True)
         judged = verdict(n, args.chunks, total, r["peak_gib"])
         if judged is not None:
             verdicts.append(judged)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.analysis.resample import batches, boot_stats, multinomial, prepare, weighted_stats
+from bench.metrics.order import finite, percentiles
 
 __all__ = [
     "BLOCK_S",
@@ -35,8 +36,10 @@ __all__ = [
     "MAX_SAMPLES",
     "N_RESAMPLES",
     "DiffCI",
+    "Estimates",
     "bootstrap_diff",
     "check_statistic",
+    "estimates",
     "finite_or_none",
     "min_samples",
     "paired_bootstrap_diff",
@@ -101,22 +104,47 @@ def min_samples(statistic: str) -> int:
 def point(values: np.ndarray, statistic: str) -> float:
     """The statistic of a plain sample (linear-interpolated percentiles, like metrics.distribution)."""
     check_statistic(statistic)
-    arr = _finite(values)
+    arr = finite(values)
     if arr.size == 0:
         return float("nan")
     if statistic == "mean":
         return float(arr.mean())
-    return float(np.percentile(arr, float(statistic[1:])))
+    return float(percentiles(arr, [float(statistic[1:])])[0])  # np.percentile's, by selection when large
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """A sample's point estimates (`point`) of some statistics, and its finite values' count."""
+
+    count: int
+    values: dict[str, float]
+
+
+def estimates(values: np.ndarray, statistics: Sequence[str]) -> Estimates:
+    """`point` of each statistic, the percentiles found together in one pass over the sample."""
+    for name in statistics:
+        check_statistic(name)
+    arr = finite(values)
+    if arr.size == 0:
+        return Estimates(0, {name: float("nan") for name in statistics})
+    named = [name for name in statistics if name != "mean"]
+    found = percentiles(arr, [float(name[1:]) for name in named]) if named else np.empty(0)
+    out = {name: float(value) for name, value in zip(named, found, strict=True)}
+    if "mean" in statistics:
+        out["mean"] = float(arr.mean())
+    return Estimates(int(arr.size), {name: out[name] for name in statistics})
 
 
 def bootstrap_diff(a: np.ndarray, b: np.ndarray, statistics: Sequence[str] = ("p50", "p90", "p99", "mean"), *,
                    groups_a: np.ndarray | None = None, groups_b: np.ndarray | None = None,
                    n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
-                   max_samples: int = MAX_SAMPLES) -> dict[str, DiffCI]:
+                   max_samples: int = MAX_SAMPLES, known: tuple[Estimates, Estimates] | None = None
+                   ) -> dict[str, DiffCI]:
     """Unpaired bootstrap CI of stat(b) - stat(a) for each statistic.
 
     `groups_a`/`groups_b` (same length as a/b) turn on the cluster bootstrap: whole groups
-    are resampled. NaN/inf values are dropped first.
+    are resampled. NaN/inf values are dropped first. `known`: `estimates(a, ...)` and
+    `estimates(b, ...)` when the caller has them (of at least these statistics).
     """
     for name in statistics:
         check_statistic(name)
@@ -125,7 +153,8 @@ def bootstrap_diff(a: np.ndarray, b: np.ndarray, statistics: Sequence[str] = ("p
     b_vals, b_groups = prepare(b, groups_b, max_samples, rng)
     boot_a = boot_stats(a_vals, a_groups, statistics, n_resamples, rng)
     boot_b = boot_stats(b_vals, b_groups, statistics, n_resamples, rng)
-    return {name: _result(name, a, b, boot_b[name] - boot_a[name], confidence) for name in statistics}
+    points = known if known is not None else (estimates(a, statistics), estimates(b, statistics))
+    return {name: _result(name, points, boot_b[name] - boot_a[name], confidence) for name in statistics}
 
 
 def paired_bootstrap_diff(a: np.ndarray, b: np.ndarray, statistics: Sequence[str] = ("p50", "p90", "p99", "mean"),
@@ -160,25 +189,20 @@ def paired_bootstrap_diff(a: np.ndarray, b: np.ndarray, statistics: Sequence[str
             for name in statistics:
                 parts[name].append(stats_b[name] - stats_a[name])
         diffs = {name: np.concatenate(parts[name]) for name in statistics}
-    return {name: _result(name, full_a, full_b, diffs[name], confidence) for name in statistics}
+    points = (estimates(full_a, statistics), estimates(full_b, statistics))
+    return {name: _result(name, points, diffs[name], confidence) for name in statistics}
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    arr = np.asarray(values, dtype="float64").ravel()
-    return arr[np.isfinite(arr)]
-
-
-def _result(name: str, a: np.ndarray, b: np.ndarray, diffs: np.ndarray, confidence: float) -> DiffCI:
-    a_arr, b_arr = _finite(a), _finite(b)
+def _result(name: str, points: tuple[Estimates, Estimates], diffs: np.ndarray, confidence: float) -> DiffCI:
     diffs = diffs[np.isfinite(diffs)]
     tail = (1.0 - confidence) / 2.0 * 100.0
     if diffs.size:
         low, high = (float(x) for x in np.percentile(diffs, [tail, 100.0 - tail]))
     else:
         low = high = float("nan")
-    pa, pb = point(a_arr, name), point(b_arr, name)
+    pa, pb = points[0].values[name], points[1].values[name]
     return DiffCI(statistic=name, a=pa, b=pb, diff=pb - pa, low=low, high=high, confidence=confidence,
-                  n_a=int(a_arr.size), n_b=int(b_arr.size))
+                  n_a=points[0].count, n_b=points[1].count)
 
 
 def finite_or_none(value: float) -> float | None:

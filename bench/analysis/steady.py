@@ -22,18 +22,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from bench.analysis.steady_grid import BINS, MIN_REQUESTS, steady_bin_s
+from bench.analysis.steady_grid import grid as window_grid
 from bench.metrics import derive
-from bench.metrics.catalogue import E2E, TPOT, TTFT, Metric, counted
+from bench.metrics.catalogue import E2E, TPOT, TTFT, Metric
 
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-__all__ = ["BATCH", "BINS", "MIN_BATCHES", "MIN_REQUESTS", "STEADY_METRICS", "SteadyState", "mser_truncation", "steady_state"]
+__all__ = ["BATCH", "BINS", "MIN_BATCHES", "MIN_REQUESTS", "STEADY_METRICS", "SteadyState", "mser_truncation", "steady_bin_s",
+           "steady_state"]
 
 BATCH = 5  # MSER-5
-BINS = 200  # samples of each series over the run
 MIN_BATCHES = 8  # fewer batch means than this: too short to tell a warm-up from noise
-MIN_REQUESTS = 100  # fewer counted requests than this: too few for a window's percentiles
 STEADY_METRICS: tuple[Metric, ...] = (TTFT, TPOT, E2E)
 
 
@@ -79,15 +80,17 @@ def mser_truncation(series: np.ndarray, batch: int = BATCH) -> int:
 
 def steady_state(run: Run, bins: int = BINS) -> SteadyState | None:
     """The run's steady window and figures; None for a run too short to tell (bins under
-    10 ms, or a window of less than a batch) or with fewer than MIN_REQUESTS counted requests."""
-    requests = run.requests[run.requests["phase"] == "measure"] if "phase" in run.requests else run.requests
-    ok = counted(requests)
-    if len(ok) < MIN_REQUESTS:
+    10 ms, or a window of less than a batch) or with fewer than MIN_REQUESTS counted requests.
+    Computed once per loaded run (`Run.memo`): the console, the report's table and its
+    timeline all show it."""
+    return run.memo(("steady_state", bins), lambda: _steady_state(run, bins))
+
+
+def _steady_state(run: Run, bins: int) -> SteadyState | None:
+    grid_of = window_grid(run.requests, bins)
+    if grid_of is None:
         return None
-    start, end = float(requests["sent_s"].min()), float(ok["end_s"].max())
-    bin_s = (end - start) / bins
-    if not np.isfinite(bin_s) or bin_s < 0.01:
-        return None
+    requests, ok, start, end, bin_s = grid_of
     grid = start + bin_s * np.arange(bins)
     flight = _in_flight_at(requests, grid)
     rate = _rate_on(run, grid, bin_s)

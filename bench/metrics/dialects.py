@@ -37,9 +37,10 @@ does (its parser was not read for them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,8 +50,8 @@ from bench.metrics.catalogue import counted, counted_ids, measured
 from bench.metrics.distribution import Distribution, distribution
 from bench.records import CHUNK_KINDS, OUTPUT_KINDS, ChunkBatch
 
-__all__ = ["DIALECTS", "Dialect", "DialectFigures", "End", "Itl", "Tpot", "by_name", "dialect_figures",
-           "names"]
+__all__ = ["DIALECTS", "Dialect", "DialectFigures", "DialectScans", "End", "Itl", "Tpot", "by_name",
+           "definitions_key", "dialect_figures", "names"]
 
 
 class Itl(Enum):
@@ -150,6 +151,26 @@ class DialectFigures:
     output_tokens_per_s: float | None
     requests: int  # counted requests (measured and ok)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"dialect": self.dialect.name, "ttft": self.ttft.to_json(), "itl": self.itl.to_json(),
+                "tpot": self.tpot.to_json() if self.tpot is not None else None, "e2e": self.e2e.to_json(),
+                "output_tok_s": self.output_tokens_per_s, "requests": self.requests}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DialectFigures:
+        """From `to_json`; KeyError for a dialect this bench does not know, ValueError on bad values."""
+        tpot = data["tpot"]
+        return cls(by_name(data["dialect"]), Distribution.from_json(data["ttft"]), Distribution.from_json(data["itl"]),
+                   Distribution.from_json(tpot) if tpot is not None else None, Distribution.from_json(data["e2e"]),
+                   data["output_tok_s"], int(data["requests"]))
+
+
+def definitions_key(dialects: Iterable[Dialect] = DIALECTS) -> str:
+    """The definitions the dialects' figures follow, as text: figures stored under another
+    key (another bench's definitions) are computed again."""
+    return repr([(d.name, sorted(d.stream), d.itl.name, d.tpot.name, d.end.name, sorted(d.counted_kinds))
+                 for d in dialects])
+
 
 Batches = Callable[[], Iterable[ChunkBatch]]
 
@@ -157,52 +178,126 @@ Batches = Callable[[], Iterable[ChunkBatch]]
 def dialect_figures(requests: pd.DataFrame, batches: Batches,
                     dialects: Iterable[Dialect] = DIALECTS) -> list[DialectFigures]:
     """Each dialect's figures for a run: `requests` is the run's per-request frame
-    (`Run.requests`), `batches` its chunk batches (`Run.chunk_batches()`). One streaming
-    scan of the chunks per set of kinds the dialects need, and one more per dialect that
-    pools gaps (its gaps are held only while its ITL is computed): about 0.3 s per million
-    chunks each, 7 scans for all the dialects, on this machine."""
-    scans = _Scans(batches, counted_ids(requests))
-    return [_figures(d, requests, scans) for d in dialects]
+    (`Run.requests`), `batches` its chunk batches (`Run.chunk_batches()`). One read of the
+    chunks for every dialect, or two when a later batch holds kinds the first did not
+    (`DialectScans`)."""
+    scans = DialectScans(requests, dialects)
+    scan.read_once(batches(), [scans])
+    return scans.figures(batches)
 
 
-class _Scans:
-    """Scans of the run's chunks by set of kinds: the token statistics are kept for the
-    next dialect that needs them; the ITL gaps (up to 8 bytes a chunk) only by the caller."""
+class DialectScans:
+    """The scans the dialects need, fed batch by batch (`scan.read_once`, beside other
+    consumers of the same read), then `figures`.
 
-    def __init__(self, batches: Batches, keep: np.ndarray) -> None:
-        self._batches = batches
-        self._keep = keep
-        self._stats: dict[tuple[str, ...], pd.DataFrame] = {}
+    Kind sets that select the same chunks of this run share one scan: in a run without
+    reasoning or tool calls, bench's output kinds, `content` and `content` + `reasoning`
+    are one set. The kinds the run holds are taken from its first batch; a set that a later
+    batch's kinds tell apart from its share is scanned again on its own, so the figures are
+    always each definition's own. `token_scan`: the caller's scan of the counted requests'
+    gaps by `scan.TOKEN_KINDS` (fed by the caller), used for the sets that select its chunks.
+    """
 
-    def stats(self, kinds: tuple[str, ...]) -> pd.DataFrame:
-        key = tuple(sorted(kinds))
-        if key not in self._stats:
-            self._stats[key] = scan.scan(self._batches, [], kinds=kinds).stats
-        return self._stats[key]
+    def __init__(self, requests: pd.DataFrame, dialects: Iterable[Dialect] = DIALECTS, rows: int | None = None,
+                 token_scan: scan.Scan | None = None) -> None:
+        self._requests = requests
+        self._dialects = tuple(dialects)
+        self._keep = counted_ids(requests)
+        self._rows = rows
+        self._token_scan = token_scan
+        self._first: frozenset[str] | None = None
+        self._seen: set[str] = set()
+        self._scans: dict[frozenset[str], scan.Scan] = {}
+        self._results: dict[frozenset[str], scan.ScanResult] = {}
+        self._own: dict[frozenset[str], scan.ScanResult] = {}
+        self._itl: dict[int, tuple[np.ndarray, Distribution]] = {}
 
-    def with_gaps(self, kinds: tuple[str, ...]) -> scan.ScanResult:
-        result = scan.scan(self._batches, self._keep, kinds=kinds)
-        self._stats[tuple(sorted(kinds))] = result.stats
-        return result
+    def _needs(self) -> dict[frozenset[str], bool]:
+        """Every kind set a dialect reads, and whether its gaps are needed."""
+        needs: dict[frozenset[str], bool] = {}
+        for d in self._dialects:
+            stream = frozenset(d.stream)
+            needs[stream] = needs.get(stream, False) or d.itl in (Itl.POOLED, Itl.POOLED_TOKENS)
+            needs.setdefault(frozenset(d.counted_kinds), False)
+            if d.end is End.LAST_EVENT:
+                needs.setdefault(frozenset(CHUNK_KINDS), False)
+        return needs
+
+    def feed(self, batch: ChunkBatch) -> None:
+        present = scan.kinds_present(batch)
+        if self._first is None:
+            self._first = present
+            self._start(present)
+        self._seen |= present
+        for scanner in self._scans.values():
+            if scanner is not self._token_scan:
+                scanner.feed(batch)
+
+    def _start(self, present: frozenset[str]) -> None:
+        shared: dict[frozenset[str], bool] = {}
+        for kinds, gaps in self._needs().items():
+            shared[kinds & present] = shared.get(kinds & present, False) or gaps
+        tokens = frozenset(scan.TOKEN_KINDS) & present
+        for key, gaps in shared.items():
+            if key == tokens and self._token_scan is not None:
+                self._scans[key] = self._token_scan
+            else:
+                self._scans[key] = scan.Scan(self._keep if gaps else [], self._rows, kinds=key)
+
+    def figures(self, batches: Batches, requests: pd.DataFrame | None = None) -> list[DialectFigures]:
+        """Every dialect's figures. `batches` is read once more when a later batch broke up
+        some share (every set so broken is scanned on its own in that read), or when no
+        batch was fed, and for a run whose requests are not each in one place."""
+        first, seen = self._first, self._seen
+        tokens = frozenset(scan.TOKEN_KINDS)
+        # The caller's token scan counts every TOKEN_KIND: the sets sharing it must select the same.
+        tokens_apart = self._token_scan is not None and first is not None and tokens & seen != tokens & first
+        broken = {kinds: gaps for kinds, gaps in self._needs().items()
+                  if first is None or kinds & seen != kinds & first or (tokens_apart and kinds & first == tokens & first)}
+        if broken:
+            own = {kinds: scan.Scan(self._keep if gaps else [], self._rows, kinds=kinds) for kinds, gaps in broken.items()}
+            scan.read_once(batches(), list(own.values()))
+            self._own = {kinds: scanner.result(batches) for kinds, scanner in own.items()}
+        if requests is not None:  # the derived requests, when the scans were fed with the raw ones
+            self._requests = requests
+        return [_figures(d, self._requests, self, batches) for d in self._dialects]
+
+    def result(self, kinds: tuple[str, ...], batches: Batches) -> scan.ScanResult:
+        """The scan of `kinds`: its own when its share broke up, else the shared one."""
+        wanted = frozenset(kinds)
+        if wanted in self._own:
+            return self._own[wanted]
+        assert self._first is not None  # else every set is broken up (`figures`)
+        key = wanted & self._first
+        if key not in self._results:
+            self._results[key] = self._scans[key].result(batches)
+        return self._results[key]
+
+    def itl(self, dialect: Dialect, ok: pd.DataFrame, first: np.ndarray, batches: Batches) -> Distribution:
+        """The dialect's pooled ITL distribution, once per set of gaps (dialects whose kinds
+        select the same chunks pool the same gaps)."""
+        gaps = _pooled(dialect, self.result(dialect.stream, batches), ok, first)
+        if id(gaps) not in self._itl:  # the gaps are kept beside: an id names one array for the run
+            self._itl[id(gaps)] = (gaps, distribution(gaps))
+        return self._itl[id(gaps)][1]
 
 
-def _figures(dialect: Dialect, requests: pd.DataFrame, scans: _Scans) -> DialectFigures:
+def _figures(dialect: Dialect, requests: pd.DataFrame, scans: DialectScans, batches: Batches) -> DialectFigures:
     ok = counted(requests)
     ids = ok["request_id"]
     pooled = dialect.itl in (Itl.POOLED, Itl.POOLED_TOKENS)
-    with_gaps = scans.with_gaps(dialect.stream) if pooled else None
-    stream = with_gaps.stats if with_gaps is not None else scans.stats(dialect.stream)
+    stream = scans.result(dialect.stream, batches).stats
     first = ids.map(stream["first_token_s"]).astype("float64").to_numpy()
     last = ids.map(stream["last_token_s"]).astype("float64").to_numpy()
     sent = ok["sent_s"].to_numpy(dtype="float64")
-    end = _end(dialect, ok, last, scans)
-    chunk_tokens = ids.map(scans.stats(dialect.counted_kinds)["chunk_tokens"]).astype("float64")
+    end = _end(dialect, ok, last, scans, batches)
+    chunk_tokens = ids.map(scans.result(dialect.counted_kinds, batches).stats["chunk_tokens"]).astype("float64")
     usage = ok["usage_completion_tokens"].astype("float64")
     tokens = usage.fillna(chunk_tokens).fillna(0.0).to_numpy()
     ttft, e2e = (first - sent) * 1e3, (end - sent) * 1e3
     many = np.where(tokens > 1, tokens - 1, np.nan)
-    if with_gaps is not None:
-        itl = distribution(_pooled(dialect, with_gaps, ok, first), overwrite=True)
+    if pooled:
+        itl = scans.itl(dialect, ok, first, batches)
     elif dialect.itl is Itl.DECODE_MEAN:
         itl = distribution((last - first) * 1e3 / many)
     elif dialect.itl is Itl.LATENCY_MEAN:
@@ -214,25 +309,26 @@ def _figures(dialect: Dialect, requests: pd.DataFrame, scans: _Scans) -> Dialect
                           _throughput(requests, float(np.nansum(tokens))), len(ok))
 
 
-def _end(dialect: Dialect, ok: pd.DataFrame, last: np.ndarray, scans: _Scans) -> np.ndarray:
+def _end(dialect: Dialect, ok: pd.DataFrame, last: np.ndarray, scans: DialectScans, batches: Batches) -> np.ndarray:
     if dialect.end is End.LAST_TOKEN:
         return last
     if dialect.end is End.BODY_END:
         return ok["end_s"].to_numpy(dtype="float64")
-    every = scans.stats(CHUNK_KINDS)["last_token_s"]
+    every = scans.result(CHUNK_KINDS, batches).stats["last_token_s"]
     return ok["request_id"].map(every).astype("float64").to_numpy()
 
 
 def _pooled(dialect: Dialect, stream: scan.ScanResult, ok: pd.DataFrame, first: np.ndarray) -> np.ndarray:
     """The pooled gaps (ms) of the counted requests; per token, each chunk of k tokens adds
-    k - 1 zero gaps (inference-perf gives every token of a chunk the chunk's time)."""
-    gaps = stream.gaps.take(ok["request_id"].to_numpy(dtype=np.int64), consume=True)
+    k - 1 zero gaps (inference-perf gives every token of a chunk the chunk's time). The
+    scan's own array when it holds exactly those gaps: shared, never reordered."""
+    gaps = stream.gaps.take(ok["request_id"].to_numpy(dtype=np.int64), share=True)
     if dialect.itl is not Itl.POOLED_TOKENS:
         return gaps
     has = np.isfinite(first)
     tokens = ok["request_id"].map(stream.stats["chunk_tokens"]).fillna(0).to_numpy(dtype=np.int64)[has]
     zeros = int(tokens.sum()) - int(has.sum()) - gaps.size  # tokens - chunks, chunks = gaps + 1 each
-    return np.concatenate([gaps, np.zeros(max(zeros, 0))])
+    return np.concatenate([gaps, np.zeros(max(zeros, 0))]) if zeros > 0 else gaps
 
 
 def _tpot(kind: Tpot, ttft: np.ndarray, e2e: np.ndarray, first: np.ndarray, last: np.ndarray,

@@ -26,59 +26,23 @@ sorts every kept token chunk at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 
-from bench.metric_catalogue import ITL
+from bench.metrics.gaps import ItlGaps
 from bench.records import CHUNK_KINDS, NO_TOKENS, OUTPUT_KINDS, ChunkBatch
 from bench.store import frame_batch
 
-__all__ = ["TOKEN_KINDS", "ItlGaps", "ScanResult", "scan", "scan_frame", "token_rate"]
+__all__ = ["TOKEN_KINDS", "Consumer", "ItlGaps", "Scan", "ScanResult", "TokenRate", "kinds_present", "read_once", "scan",
+           "scan_frame", "token_rate"]
 
 TOKEN_KINDS = OUTPUT_KINDS  # every generated delta counts: text, reasoning, tool calls, refusals
 _IS_TOKEN = np.zeros(256, dtype=bool)
 _IS_TOKEN[[CHUNK_KINDS.index(k) for k in TOKEN_KINDS]] = True
-
-
-@dataclass
-class ItlGaps:
-    """ITL gaps (ms) of some requests: each request's gaps are one contiguous run, in the
-    order its chunks were stored (a request's choices one after another, each in time order)."""
-
-    values: np.ndarray | None  # float64; None once consumed by `take(..., consume=True)`
-    request_ids: np.ndarray  # int64, the request of each run
-    counts: np.ndarray  # int64, gaps in each run
-    times: np.ndarray | None = None  # float64, each gap's closing chunk time, when asked for
-
-    def frame(self) -> pd.DataFrame:
-        """The gaps as a frame (`request_id`, `t_s` of the gap's closing chunk, `itl_ms`),
-        each request's in stored order. Needs `times` (scan with times=True)."""
-        if self.values is None or self.times is None:
-            raise ValueError("a gap frame needs the gaps and their times: scan(..., times=True)")
-        run_ids = self.request_ids
-        if run_ids.size == 0 or run_ids.max() <= np.iinfo(np.int32).max:
-            run_ids = run_ids.astype(np.int32)  # as read_chunks stores them, before the 125M-row repeat
-        ids = np.repeat(run_ids, self.counts)
-        return pd.DataFrame({"request_id": ids,
-                             "t_s": self.times, ITL.key: self.values}, copy=False)
-
-    def take(self, request_ids: Iterable[int] | np.ndarray, consume: bool = False) -> np.ndarray:
-        """The gaps of the given requests, as an array the caller owns.
-
-        `consume=True` hands over `values` itself when every request is selected (no 1 GB
-        copy at 125M gaps) and leaves this object empty: for the last use only.
-        """
-        if self.values is None:
-            raise ValueError("these ITL gaps were consumed by an earlier take(consume=True)")
-        selected = np.isin(self.request_ids, np.asarray(request_ids, dtype=np.int64))
-        if consume and selected.all():
-            values, self.values = self.values, None
-            return values
-        return self.values[np.repeat(selected, self.counts)]
 
 
 @dataclass(frozen=True)
@@ -87,8 +51,63 @@ class ScanResult:
     gaps: ItlGaps  # of the kept requests only
 
 
+class Scan:
+    """One scan's state, fed the batches one by one (`scan` drives one; `read_once` feeds
+    several from one read of the chunks). Arguments as `scan`'s."""
+
+    def __init__(self, keep: Iterable[int] | np.ndarray, rows: int | None = None, times: bool = False,
+                 kinds: Iterable[str] | None = None, block_s: float | None = None) -> None:
+        self._mask = _kind_mask(kinds)
+        self._times = times
+        self._block_s = block_s
+        self._scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows, times, block_s)
+        self._carry: _TokenRows | None = None  # the last request of the previous batch, which may go on
+        self._result: ScanResult | None = None
+
+    def feed(self, batch: ChunkBatch) -> None:
+        tok = _token_rows(batch, self._mask)
+        carry = self._carry
+        if carry is not None:
+            ids = tok.request_id
+            other = ids != carry.request_id[0]
+            goes_on = int(other.argmax()) if other.any() else ids.size  # the first row of another request
+            if goes_on:
+                carry = _TokenRows(*(np.concatenate(pair) for pair in zip(carry, _rows(tok, 0, goes_on), strict=True)))
+                tok = _rows(tok, goes_on, ids.size)
+            if tok.request_id.size == 0:
+                self._carry = carry
+                return
+            self._scanner.add(carry)
+        ids = tok.request_id
+        if ids.size == 0:
+            self._carry = None
+            return
+        other = ids[::-1] != ids[-1]
+        cut = ids.size - int(other.argmax()) if other.any() else 0  # after the last row of another request
+        self._scanner.add(_rows(tok, 0, cut))
+        self._carry = _rows(tok, cut, ids.size)
+
+    def result(self, batches: Callable[[], Iterable[ChunkBatch]]) -> ScanResult:
+        """The scan of every batch fed; `batches` is read again only when some request's
+        chunks were in more than one place. The same result when asked again."""
+        if self._result is not None:
+            return self._result
+        if self._carry is not None:
+            self._scanner.add(self._carry)
+            self._carry = None
+        result = self._scanner.result()
+        if result is None:  # some request's chunks are in more than one place
+            sorted_rows = _sorted_token_rows(batches(), self._scanner.keep, self._mask)
+            fallback = _Scanner(self._scanner.keep, None, self._times, self._block_s)
+            fallback.add(sorted_rows)
+            result = ScanResult(self._scanner.stats(), fallback.gaps())
+        self._result = result
+        return result
+
+
 def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.ndarray,
-         rows: int | None = None, times: bool = False, kinds: Iterable[str] | None = None) -> ScanResult:
+         rows: int | None = None, times: bool = False, kinds: Iterable[str] | None = None,
+         block_s: float | None = None) -> ScanResult:
     """Token statistics of every request and the ITL gaps of the `keep` requests.
 
     `batches` returns a fresh iterator each call (a second pass is needed only for a file
@@ -96,47 +115,39 @@ def scan(batches: Callable[[], Iterable[ChunkBatch]], keep: Iterable[int] | np.n
     gaps so their buffer is allocated once. `times`: keep each gap's time too (8 more
     bytes a gap), for `ItlGaps.frame`. `kinds`: the chunk kinds (`records.CHUNK_KINDS`
     names) that count as tokens, TOKEN_KINDS unless given: other tools' definitions
-    (`bench.metrics.dialects`) count other kinds.
+    (`bench.metrics.dialects`) count other kinds. `block_s`: keep each gap's block of run
+    time instead, floor(time / block_s) as int32 (4 bytes a gap; `ItlGaps.blocks`).
     """
-    mask = _kind_mask(kinds)
-    scanner = _Scanner(_sorted_unique(np.asarray(keep, dtype=np.int64)), rows, times)
-    carry: _TokenRows | None = None  # the last request of the previous batch, which may go on here
-    for batch in batches():
-        tok = _token_rows(batch, mask)
-        if carry is not None:
-            ids = tok.request_id
-            other = np.flatnonzero(ids != carry.request_id[0])
-            goes_on = int(other[0]) if other.size else ids.size
-            if goes_on:
-                carry = _TokenRows(*(np.concatenate(pair) for pair in zip(carry, _rows(tok, 0, goes_on), strict=True)))
-                tok = _rows(tok, goes_on, ids.size)
-            if tok.request_id.size == 0:
-                continue
-            scanner.add(carry)
-        ids = tok.request_id
-        if ids.size == 0:
-            carry = None
-            continue
-        other = np.flatnonzero(ids != ids[-1])
-        cut = int(other[-1]) + 1 if other.size else 0
-        scanner.add(_rows(tok, 0, cut))
-        carry = _rows(tok, cut, ids.size)
-    if carry is not None:
-        scanner.add(carry)
-    result = scanner.result()
-    if result is None:  # some request's chunks are in more than one place
-        sorted_rows = _sorted_token_rows(batches(), scanner.keep, mask)
-        fallback = _Scanner(scanner.keep, None, times)
-        fallback.add(sorted_rows)
-        result = ScanResult(scanner.stats(), fallback.gaps())
-    return result
+    one = Scan(keep, rows, times, kinds, block_s)
+    read_once(batches(), [one])
+    return one.result(batches)
+
+
+class Consumer(Protocol):
+    def feed(self, batch: ChunkBatch) -> None: ...
+
+
+def read_once(batches: Iterable[ChunkBatch], consumers: Sequence[Consumer]) -> None:
+    """Feed every batch to every consumer (`Scan`, `TokenRate`): one read of the chunks
+    for all of them (a read of 128M stored chunks takes seconds)."""
+    for batch in batches:
+        for consumer in consumers:
+            consumer.feed(batch)
+    _LastBatch.batch, _LastBatch.rows = None, {}  # the last batch's rows are not kept after the read
+
+
+def kinds_present(batch: ChunkBatch) -> frozenset[str]:
+    """The chunk kinds (`records.CHUNK_KINDS` names) the batch holds."""
+    seen = np.zeros(256, dtype=bool)
+    seen[batch.kind.view(np.uint8)] = True
+    return frozenset(CHUNK_KINDS[i] for i in np.flatnonzero(seen[:len(CHUNK_KINDS)]))
 
 
 def scan_frame(chunks: pd.DataFrame, keep: Iterable[int] | np.ndarray, times: bool = False,
-               kinds: Iterable[str] | None = None) -> ScanResult:
+               kinds: Iterable[str] | None = None, block_s: float | None = None) -> ScanResult:
     """`scan` of a chunk frame held in memory."""
     batch = frame_batch(chunks)
-    return scan(lambda: [batch], keep, times=times, kinds=kinds)
+    return scan(lambda: [batch], keep, times=times, kinds=kinds, block_s=block_s)
 
 
 def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFrame:
@@ -147,55 +158,75 @@ def token_rate(batches: Iterable[ChunkBatch], bin_s: float = 1.0) -> pd.DataFram
     the time it covers up to the last token, not by `bin_s`: a run ending just after a bin
     boundary would otherwise show a collapse of throughput that never was.
     """
-    if bin_s <= 0:
-        raise ValueError("bin_s must be positive")
-    sums = np.zeros(0, dtype=np.float64)
-    last = 0.0
-    for batch in batches:
+    rate = TokenRate(bin_s)
+    read_once(batches, [rate])
+    return rate.frame()
+
+
+class TokenRate:
+    """`token_rate` fed batch by batch (`read_once`)."""
+
+    def __init__(self, bin_s: float) -> None:
+        if bin_s <= 0:
+            raise ValueError("bin_s must be positive")
+        self.bin_s = bin_s
+        self._sums = np.zeros(0, dtype=np.float64)
+        self._last = 0.0
+
+    def feed(self, batch: ChunkBatch) -> None:
         rows = _token_rows(batch, _IS_TOKEN)
         if rows.t_s.size == 0:
-            continue
+            return
         counted = np.where(rows.tokens == NO_TOKENS, 1, rows.tokens)  # unknown: one token
-        bins = np.floor(np.clip(rows.t_s, 0.0, None) / bin_s).astype("int64")
+        bins = np.floor(np.clip(rows.t_s, 0.0, None) / self.bin_s).astype("int64")
         part = np.bincount(bins, weights=np.asarray(counted, dtype="float64")).astype(np.float64, copy=False)
-        if part.size > sums.size:  # bins of separate batches add up, the shorter padded with zeros
-            part[:sums.size] += sums
-            sums = part
+        if part.size > self._sums.size:  # bins of separate batches add up, the shorter padded with zeros
+            part[:self._sums.size] += self._sums
+            self._sums = part
         else:
-            sums[:part.size] += part
-        last = max(last, float(rows.t_s.max()))
-    if sums.size == 0:
-        return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
-    spans = np.full(sums.size, bin_s)
-    spans[-1] = max(last - (sums.size - 1) * bin_s, 1e-3 * bin_s)
-    return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / spans})
+            self._sums[:part.size] += part
+        self._last = max(self._last, float(rows.t_s.max()))
+
+    def frame(self) -> pd.DataFrame:
+        sums, bin_s = self._sums, self.bin_s
+        if sums.size == 0:
+            return pd.DataFrame({"t_s": np.empty(0), "tokens_per_s": np.empty(0)})
+        spans = np.full(sums.size, bin_s)
+        spans[-1] = max(self._last - (sums.size - 1) * bin_s, 1e-3 * bin_s)
+        return pd.DataFrame({"t_s": np.arange(sums.size) * bin_s, "tokens_per_s": sums / spans})
 
 
 class _Buffer:
-    """float64 values appended batch by batch: into one array allocated up front when the
-    total is bounded (the untouched rest is never paged in), else into parts."""
+    """Values appended batch by batch (float64 unless told): into one array allocated up front
+    when the total is bounded (the untouched rest is never paged in), else into parts."""
 
-    def __init__(self, bound: int | None) -> None:
-        self._array = np.empty(bound, dtype=np.float64) if bound is not None else None
+    def __init__(self, bound: int | None, dtype: type = np.float64) -> None:
+        self._dtype = dtype
+        self._array: np.ndarray | None = np.empty(bound, dtype=dtype) if bound is not None else None
         self._parts: list[np.ndarray] = []
         self.filled = 0
 
-    def add(self, values: np.ndarray) -> None:
+    def slot(self, size: int) -> np.ndarray:
+        """The next `size` places, to be written by the caller."""
         if self._array is None:
-            self._parts.append(values)
+            self._parts.append(np.empty(size, dtype=self._dtype))
+            out = self._parts[-1]
         else:
-            self._array[self.filled:self.filled + values.size] = values
-        self.filled += values.size
+            out = self._array[self.filled:self.filled + size]
+        self.filled += size
+        return out
 
     def array(self) -> np.ndarray:
-        return _cat(self._parts, np.float64) if self._array is None else self._array[:self.filled]
+        return _cat(self._parts, self._dtype) if self._array is None else self._array[:self.filled]
 
 
 class _Scanner:
-    def __init__(self, keep: np.ndarray, rows: int | None, times: bool = False) -> None:
+    def __init__(self, keep: np.ndarray, rows: int | None, times: bool = False, block_s: float | None = None) -> None:
         self.keep = keep  # sorted unique request ids whose gaps are kept
         self._values = _Buffer(rows)
         self._times = _Buffer(rows) if times else None
+        self._block_s = block_s
+        self._blocks = _Buffer(rows, np.int32) if block_s is not None else None
         self._seg_ids: list[np.ndarray] = []
         self._first: list[np.ndarray] = []
         self._last: list[np.ndarray] = []
@@ -232,17 +263,21 @@ class _Scanner:
         if not kept.any():
             return
         self._kept_ids.append(seg_ids[kept])
-        lengths = np.diff(np.append(starts, ids.size))
         pair = np.zeros(ids.size, dtype=bool)  # pair[i + 1]: a gap between rows i and i + 1 is kept
-        pair[1:] = within & same_choice & np.repeat(kept, lengths)[1:]
+        np.logical_and(within, same_choice, out=pair[1:])
+        if not kept.all():
+            pair[1:] &= np.repeat(kept, np.diff(np.append(starts, ids.size)))[1:]
         counts = np.add.reduceat(pair, starts, dtype=np.int64)
-        gaps = dt[pair[1:]] * 1e3
         runs = counts > 0
         self._run_ids.append(seg_ids[runs])
         self._run_counts.append(counts[runs])
-        self._values.add(gaps)
+        gaps = self._values.slot(int(counts.sum()))
+        np.compress(pair[1:], dt, out=gaps)
+        gaps *= 1e3
         if self._times is not None:
-            self._times.add(t[1:][pair[1:]])  # the closing chunk's time
+            np.compress(pair[1:], t[1:], out=self._times.slot(gaps.size))  # the closing chunk's time
+        if self._blocks is not None and self._block_s is not None:
+            self._blocks.slot(gaps.size)[:] = np.floor(t[1:][pair[1:]] / self._block_s)
 
     def stats(self) -> pd.DataFrame:
         ids = _cat(self._seg_ids, np.int64)
@@ -257,8 +292,9 @@ class _Scanner:
 
     def gaps(self) -> ItlGaps:
         times = self._times.array() if self._times is not None else None
+        blocks = self._blocks.array() if self._blocks is not None else None
         return ItlGaps(self._values.array(), _cat(self._run_ids, np.int64), _cat(self._run_counts, np.int64),
-                       times)
+                       times, blocks)
 
     def result(self) -> ScanResult | None:
         """None when a kept request's chunks were in more than one place: gaps across the
@@ -289,9 +325,27 @@ def _kind_mask(kinds: Iterable[str] | None) -> np.ndarray:
     return mask
 
 
+class _LastBatch:
+    """The token rows of the last batch seen, by kind mask: the consumers of one read
+    (`read_once`) that count the same kinds select them once. Holds one batch's rows at most."""
+
+    batch: ClassVar[ChunkBatch | None] = None
+    rows: ClassVar[dict[bytes, _TokenRows]] = {}
+
+
 def _token_rows(batch: ChunkBatch, is_token: np.ndarray) -> _TokenRows:
-    mask = is_token[batch.kind.view(np.uint8)]
-    return _TokenRows(batch.request_id[mask], batch.t_s[mask], batch.tokens[mask], batch.choice[mask])
+    if _LastBatch.batch is not batch:
+        _LastBatch.batch, _LastBatch.rows = batch, {}
+    key = is_token.tobytes()
+    rows = _LastBatch.rows.get(key)
+    if rows is None:
+        mask = is_token[batch.kind.view(np.uint8)]
+        if mask.all():  # every chunk counts (e.g. every kind): the batch's own columns, not copies
+            rows = _TokenRows(batch.request_id, batch.t_s, batch.tokens, batch.choice)
+        else:
+            rows = _TokenRows(batch.request_id[mask], batch.t_s[mask], batch.tokens[mask], batch.choice[mask])
+        _LastBatch.rows[key] = rows
+    return rows
 
 
 def _rows(rows: _TokenRows, start: int, stop: int) -> _TokenRows:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table as RichTable
@@ -37,9 +36,10 @@ from rich.table import Table as RichTable
 from bench.analysis import stats
 from bench.errors import BenchInputError
 from bench.metrics import catalogue
-from bench.metrics.catalogue import REASONING_TIME, Metric, Scope, by_key
+from bench.metrics.catalogue import REASONING_TIME, Metric, by_key
 from bench.report import document as report
 from bench.report import figures
+from bench.report.compare_samples import BLOCK_S, Sample, metric_samples, run_metric_samples
 
 __all__ = [
     "BLOCK_S",
@@ -78,17 +78,10 @@ THROUGHPUT: tuple[Metric, ...] = catalogue.COMPARED_RUN  # run-level metrics, on
 # Scenario sections that must match for a comparison to compare like with like.
 SCENARIO_SECTIONS = (("prompts", "requests"), ("load", "load"), ("sampling", "sampling"))
 COMPARE_MD, COMPARE_HTML = "compare.md", "compare.html"
-BLOCK_S = stats.BLOCK_S  # the blocks of run time the summary's intervals resample too
 MIN_EFFECT = 0.05  # relative to the baseline value
 FAMILY_CONFIDENCE = 0.95
 min_samples = stats.min_samples  # samples a statistic needs in each run (p99: 100), as the validity checks say
 N_RESAMPLES = 2000  # the Bonferroni tails (0.125 % each) need more resamples than a plain 95 % CI
-
-
-@dataclass(frozen=True)
-class Sample:
-    values: np.ndarray
-    groups: np.ndarray | None = None  # cluster labels (request ids) for pooled per-chunk metrics
 
 
 @dataclass(frozen=True)
@@ -127,26 +120,6 @@ def is_significant(diff: stats.DiffCI | None, min_effect: float = MIN_EFFECT) ->
     return diff is not None and verdict(diff, min_effect) in ("higher", "lower")
 
 
-def run_metric_samples(run: Run) -> dict[str, Sample]:
-    """Each compared metric's samples (by key), grouped in BLOCK_S blocks of run time:
-    counted requests by send time, ITL gaps by arrival time."""
-    return metric_samples(catalogue.counted(run.requests), run.itl)
-
-
-def metric_samples(ok: pd.DataFrame, itl: pd.DataFrame) -> dict[str, Sample]:
-    """`run_metric_samples` of given counted requests and their ITL gaps (`Run.itl` rows)."""
-    sent_blocks = np.floor(ok["sent_s"].to_numpy(dtype="float64") / BLOCK_S)
-    gap_blocks = np.floor(itl["t_s"].to_numpy(dtype="float64") / BLOCK_S)
-    out = {}
-    for metric in catalogue.COMPARED:
-        if metric.scope is Scope.GAPS:
-            out[metric.key] = Sample(itl[metric.key].to_numpy(dtype="float64"), gap_blocks)
-        else:
-            assert metric.scope is Scope.COUNTED  # the blocks are the counted requests' send times
-            out[metric.key] = Sample(catalogue.request_values(metric, ok), sent_blocks)
-    return out
-
-
 def cell_confidence(n_metrics: int = len(METRICS)) -> float:
     """Per-cell confidence giving FAMILY_CONFIDENCE over one run's table (Bonferroni)."""
     return 1.0 - (1.0 - FAMILY_CONFIDENCE) / (n_metrics * len(STATISTICS))
@@ -163,6 +136,7 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMP
     metrics = catalogue.compared_metrics(reasoned)
     for m_index, metric in enumerate(metrics):
         key = metric.key
+        points = [stats.estimates(s[key].values, STATISTICS) for s in samples]  # once per run and metric
         per_run: list[dict[str, stats.DiffCI]] = []
         for r_index, other in enumerate(samples[1:], start=1):
             # A distinct, reproducible stream per (metric, run) keeps results independent of ordering.
@@ -170,9 +144,9 @@ def compare_runs(runs: Sequence[Run], seed: int = 0, n_resamples: int = N_RESAMP
                 base[key].values, other[key].values, STATISTICS,
                 groups_a=base[key].groups, groups_b=other[key].groups,
                 n_resamples=n_resamples, seed=_derive_seed(seed, m_index, r_index),
-                confidence=cell_confidence(len(metrics))))
+                confidence=cell_confidence(len(metrics)), known=(points[0], points[r_index])))
         for stat in STATISTICS:
-            values = [stats.point(s[key].values, stat) for s in samples]
+            values = [p.values[stat] for p in points]
             rows.append(Row(metric.heading, key, stat, values, [None, *(d[stat] for d in per_run)]))
     for metric in THROUGHPUT:
         given = [r.summary.throughput.value(metric) for r in runs]

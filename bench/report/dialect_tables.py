@@ -4,10 +4,11 @@ Metrics are named through the catalogue; every cell is formatted by `tables.fmt`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bench.metrics.catalogue import E2E, ITL, OUTPUT_TOKENS_PER_S, TPOT, TTFT
-from bench.metrics.dialects import DIALECTS, Dialect, DialectFigures, dialect_figures
+from bench.metrics.dialects import DIALECTS, Dialect, DialectFigures, DialectScans
 from bench.metrics.distribution import STATISTICS, Distribution
 from bench.report.tables import Table, fmt
 
@@ -19,9 +20,19 @@ __all__ = ["definitions_table", "dialect_text", "dialects_table", "run_dialects"
 _CELL_STATS = ("p50", "p99")
 
 
-def run_dialects(run: Run, dialects: tuple[Dialect, ...] = DIALECTS) -> list[DialectFigures]:
-    """Every dialect's figures for a stored run (one scan of its chunks per set of kinds)."""
-    return dialect_figures(run.requests, run.chunk_batches(), dialects)
+def run_dialects(run: Run, dialects: tuple[Dialect, ...] = DIALECTS,
+                 token_rate_bins: Sequence[float] = ()) -> list[DialectFigures]:
+    """Every dialect's figures for a stored run, from one read of its chunks
+    (`metrics.dialects.DialectScans`) that also gives the run's ITL values and the token
+    rates of `token_rate_bins` (`Run.read_once`): the rest of a report needs them."""
+    stored = run.dialect_figures(dialects)
+    if stored is not None:  # as finalize stored them from its read
+        run.read_once(token_rate_bins)  # (stored too, for a run finalized so: then nothing is read)
+        return stored
+    itl_scan = run.new_itl_scan()
+    scans = DialectScans(run.requests, dialects, token_scan=itl_scan)
+    run.read_once(token_rate_bins, [scans], itl_scan)
+    return scans.figures(run.chunk_batches())
 
 
 def _pair(dist: Distribution | None) -> str:

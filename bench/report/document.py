@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.analysis import validity
 from bench.analysis.precision import PERCENTILES
-from bench.analysis.steady import steady_state
+from bench.analysis.steady import steady_bin_s, steady_state
 from bench.analysis.summary_model import Summary
 from bench.errors import BenchInputError
 from bench.metrics.catalogue import FROM_SCHEDULE, REASONING, TOKEN_TRUTH, Metric
@@ -66,11 +66,15 @@ class ReportContent:
 
 
 def build_content(run: Run, with_figures: bool = True) -> ReportContent:
+    # One read of the chunks first, for all that needs them: the dialect tables, the ITL
+    # gaps of the figures, the token rates of the timeline (1 s bins) and of the steady state.
+    steady_bin = steady_bin_s(run.requests)
+    dialects = run_dialects(run, token_rate_bins=[1.0, *([steady_bin] if steady_bin is not None else [])])
     figs = {}
     if with_figures:
         figs = {stem: figures.to_bytes(fig, "png") for stem, fig in figures.run_figures(run).items()}
     steady = steady_table(steady_state(run), run.summary)
-    tables = [*report_tables(run), *([steady] if steady is not None else []), dialects_table(run_dialects(run)),
+    tables = [*report_tables(run), *([steady] if steady is not None else []), dialects_table(dialects),
               definitions_table()]
     return ReportContent(title=f"bench report: {run.manifest.name}", warnings=validity.check(run),
                          tables=tables, figures=figs, notes=validity.workload_notes(run.manifest))

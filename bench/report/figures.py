@@ -24,11 +24,12 @@ from matplotlib.figure import Figure
 from bench.analysis.steady import steady_state
 from bench.errors import BenchInputError
 from bench.metrics import catalogue
-from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, Scope
+from bench.metrics.catalogue import ITL, OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, Scope
+from bench.metrics.order import SortedSample
 from bench.report import plots
 
 __all__ = [
-    "DPI", "FORMATS", "LATENCY", "SATURATION_SHORTFALL", "cdf_figure", "compare_figures",
+    "DPI", "FORMATS", "LATENCY", "PLOT_SAMPLE", "SATURATION_SHORTFALL", "cdf_figure", "compare_figures",
     "formats_for", "ladder_figure", "new_figure", "plot_runs", "run_figures", "run_label",
     "run_labels", "run_samples", "saturation_row", "saturation_verdicts", "save_figures",
     "slo_limits", "stage_frame", "sweep_figure", "timeline_figure", "to_bytes", "variant_samples",
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 LATENCY = tuple(m.key for m in catalogue.PLOTTED)  # every latency figure's metrics, in this order
 FORMATS = ("png", "svg")
 DPI = 100
+# Samples larger than this are drawn from this many of their values, at random (seeded).
+PLOT_SAMPLE = 1 << 22
 # A stage saturates when its achieved throughput falls this far below the offered rate.
 SATURATION_SHORTFALL = 0.05
 
@@ -64,18 +67,19 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     return labels
 
 
-def run_samples(run: Run) -> dict[str, np.ndarray]:
-    """The samples behind each plotted metric (by key): the counted requests' values; ITL:
-    their pooled gaps."""
-    return _samples(run.requests, run.itl)
+def run_samples(run: Run) -> dict[str, SortedSample]:
+    """The samples behind each plotted metric (by key), sorted once per run (`Run.memo`) for
+    every figure and comparison that draws them: the counted requests' values; ITL: their
+    pooled gaps (a seeded draw of PLOT_SAMPLE of them when there are more: `SortedSample.drawn`)."""
+    return run.memo("plotted_samples", lambda: _samples(run.requests, run.itl_values()))
 
 
-def _samples(requests: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {m.key: gaps[m.key].to_numpy(dtype="float64") if m.scope is Scope.GAPS
-            else catalogue.request_values(m, requests) for m in catalogue.PLOTTED}
+def _samples(requests: pd.DataFrame, gaps: np.ndarray) -> dict[str, SortedSample]:
+    return {m.key: SortedSample.drawn(gaps if m.scope is Scope.GAPS else catalogue.request_values(m, requests),
+                                      PLOT_SAMPLE) for m in catalogue.PLOTTED}
 
 
-def variant_samples(run: Run, column: str = "variant") -> dict[str, dict[str, np.ndarray]]:
+def variant_samples(run: Run, column: str = "variant") -> dict[str, dict[str, SortedSample]]:
     """run_samples split by sampling variant ({} when the run has no variants); `column`
     "model": split by the model each request named ({} with one model)."""
     ok = catalogue.counted(run.requests)
@@ -86,7 +90,8 @@ def variant_samples(run: Run, column: str = "variant") -> dict[str, dict[str, np
         return {}
     gaps = run.itl
     gap_variant = gaps["request_id"].map(ok.set_index("request_id")[column])
-    return {name: _samples(ok[ok[column] == name], gaps[gap_variant == name]) for name in names}
+    return {name: _samples(ok[ok[column] == name], gaps[gap_variant == name][ITL.key].to_numpy(dtype="float64"))
+            for name in names}
 
 
 def stage_frame(run: Run) -> pd.DataFrame | None:
@@ -184,18 +189,18 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def cdf_figure(samples: Mapping[str, Mapping[str, np.ndarray]], title: str = "Latency CDFs") -> Figure:
+def cdf_figure(samples: Mapping[str, Mapping[str, plots.Plotted]], title: str = "Latency CDFs") -> Figure:
     """2x2 CDFs of TTFT, ITL, TPOT, E2E; `samples` is {run label: run_samples(run)}."""
     return _latency_grid(plots.plot_cdf, samples, title)
 
 
-def ladder_figure(samples: Mapping[str, Mapping[str, np.ndarray]], title: str = "Percentile ladder") -> Figure:
+def ladder_figure(samples: Mapping[str, Mapping[str, plots.Plotted]], title: str = "Percentile ladder") -> Figure:
     """2x2 percentile ladders of TTFT, ITL, TPOT, E2E; `samples` as for `cdf_figure`."""
     return _latency_grid(plots.plot_ladder, samples, title)
 
 
-def _latency_grid(plot: Callable[[Axes, Mapping[str, np.ndarray], str], None],
-                  samples: Mapping[str, Mapping[str, np.ndarray]], title: str) -> Figure:
+def _latency_grid(plot: Callable[[Axes, Mapping[str, plots.Plotted], str], None],
+                  samples: Mapping[str, Mapping[str, plots.Plotted]], title: str) -> Figure:
     fig = new_figure(11, 7.5)
     for ax, metric in zip(fig.subplots(2, 2).ravel(), LATENCY, strict=True):
         plot(ax, {name: s[metric] for name, s in samples.items()}, metric)
@@ -280,7 +285,7 @@ def run_figures(run: Run) -> dict[str, Figure]:
     return figs
 
 
-def compare_figures(runs: Sequence[Run], samples: Mapping[str, Mapping[str, np.ndarray]] | None = None
+def compare_figures(runs: Sequence[Run], samples: Mapping[str, Mapping[str, plots.Plotted]] | None = None
                     ) -> dict[str, Figure]:
     if samples is None:
         samples = {label: run_samples(r) for label, r in zip(run_labels(runs), runs, strict=True)}

@@ -5,7 +5,8 @@ reports, the comparison, the notebook and by users on their own axes. Figure ass
 sizes and file formats live in `bench.report.figures`.
 
 Large samples are drawn through a fixed grid of quantiles, so a plot of a million ITL gaps
-costs the same as one of a thousand.
+costs the same as one of a thousand. A sample comes as its values or as a
+`metrics.order.SortedSample`, sorted once for every plot of it (`figures.run_samples`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from bench.metrics import derive
 from bench.metrics.catalogue import OUTPUT_TOKENS_PER_S, REQUESTS_PER_S, STATUS_OK, TTFT, by_key
+from bench.metrics.order import SortedSample
 
 __all__ = [
-    "ERROR_COLOR", "LADDER_MAX_X", "LADDER_TICKS", "LOG_SCALE_SPAN", "label", "mark_saturation", "mark_window",
+    "ERROR_COLOR", "LADDER_MAX_X", "LADDER_TICKS", "LOG_SCALE_SPAN", "STEP_BINS", "Plotted", "label", "mark_saturation", "mark_window",
     "plot_cdf", "plot_in_flight", "plot_ladder", "plot_latency_vs_throughput",
     "plot_server_metrics", "plot_throughput_vs_offered", "plot_token_rate", "plot_ttft_over_time",
 ]
@@ -29,6 +31,8 @@ __all__ = [
 # HdrHistogram-style ladder: x = 1 / (1 - p).
 LADDER_TICKS = {2.0: "p50", 10.0: "p90", 100.0: "p99", 1e3: "p99.9", 1e4: "p99.99"}
 LADDER_MAX_X = 1e4
+STEP_BINS = 4000  # a step series of more points is drawn through its envelope in this many bins
+Plotted = np.ndarray | SortedSample  # a sample to draw: its values, or sorted once already
 _CDF_GRID = np.concatenate([np.linspace(0.0, 0.99, 400), 1.0 - np.logspace(-2, -5, 100)[1:], [1.0]])
 ERROR_COLOR = "tab:red"
 LOG_SCALE_SPAN = 20.0  # a y range wider than this factor is drawn on a log scale
@@ -40,19 +44,20 @@ def label(metric: str) -> str:
     return by_key(metric).heading
 
 
-def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
-    """Empirical CDF of each named sample, overlaid."""
+def plot_cdf(ax: Axes, series: Mapping[str, Plotted], metric: str) -> None:
+    """Empirical CDF of each named sample (an array, or a `SortedSample` sorted once for
+    several plots), overlaid."""
     drawn = False
     for name, values in series.items():
-        arr = _finite(values)
-        if arr.size == 0:
+        sample = _sorted(values)
+        if sample.count == 0:
             continue
         drawn = True
-        if arr.size > _CDF_GRID.size:
-            probs, xs = _CDF_GRID, np.quantile(arr, _CDF_GRID)
+        if sample.values.size > _CDF_GRID.size:
+            probs, xs = _CDF_GRID, sample.quantiles(_CDF_GRID)
         else:
-            probs, xs = np.arange(1, arr.size + 1) / arr.size, np.sort(arr)
-        ax.step(xs, probs, where="post", label=f"{name} (n={arr.size:,})")
+            probs, xs = np.arange(1, sample.values.size + 1) / sample.values.size, sample.values
+        ax.step(xs, probs, where="post", label=f"{name} (n={sample.count:,})")
     ax.set_xlabel(label(metric))
     ax.set_ylabel("fraction of samples")
     ax.set_ylim(0, 1.01)
@@ -61,22 +66,23 @@ def plot_cdf(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
         ax.legend(fontsize="small", loc="lower right")
 
 
-def plot_ladder(ax: Axes, series: Mapping[str, np.ndarray], metric: str) -> None:
-    """Percentile ladder: value at percentile p against 1/(1-p) on a log axis (p50 ... p99.99).
+def plot_ladder(ax: Axes, series: Mapping[str, Plotted], metric: str) -> None:
+    """Percentile ladder: value at percentile p against 1/(1-p) on a log axis (p50 ... p99.99);
+    samples as for `plot_cdf`.
 
     Each curve stops where the sample runs out (1/(1-p) > n): beyond it a "percentile" is
     only the maximum repeated.
     """
     drawn = False
     for name, values in series.items():
-        arr = _finite(values)
-        if arr.size < 2:
+        sample = _sorted(values)
+        if sample.count < 2:
             continue
-        top = min(float(arr.size), LADDER_MAX_X)
+        top = min(float(sample.count), LADDER_MAX_X)
         if top <= 2.0:
             continue
         x = np.logspace(np.log10(2.0), np.log10(top), 200)
-        ax.plot(x, np.percentile(arr, 100.0 * (1.0 - 1.0 / x)), label=f"{name} (n={arr.size:,})")
+        ax.plot(x, sample.percentiles(100.0 * (1.0 - 1.0 / x)), label=f"{name} (n={sample.count:,})")
         drawn = True
     ax.set_xscale("log")
     ax.set_xlim(2.0, LADDER_MAX_X)
@@ -94,7 +100,9 @@ def plot_in_flight(ax: Axes, requests: pd.DataFrame) -> None:
     """Requests in flight over time, with failed requests marked where they ended."""
     steps = derive.in_flight_over_time(requests)
     if not steps.empty:
-        ax.step(steps["t_s"], steps["in_flight"], where="post", linewidth=0.8)
+        t, count = steps["t_s"].to_numpy(dtype="float64"), steps["in_flight"].to_numpy()
+        keep = _envelope(t, count, STEP_BINS)
+        ax.step(t[keep], count[keep], where="post", linewidth=0.8)
     _mark_errors(ax, requests)
     ax.set_ylabel("in flight")
     ax.grid(True, alpha=0.3)
@@ -103,7 +111,10 @@ def plot_in_flight(ax: Axes, requests: pd.DataFrame) -> None:
 def plot_token_rate(ax: Axes, rate: pd.DataFrame, bin_s: float = 1.0) -> None:
     """Output tokens per second, in `bin_s` bins (`scan.token_rate`, or `Run.token_rate`)."""
     if not rate.empty:
-        ax.bar(rate["t_s"], rate["tokens_per_s"], width=bin_s, align="edge", alpha=0.7)
+        # One filled outline of the bars, not a patch per bar: 1,000 bars took 2 s to draw.
+        starts = rate["t_s"].to_numpy(dtype="float64")
+        ax.stairs(rate["tokens_per_s"].to_numpy(dtype="float64"), np.append(starts, starts[-1] + bin_s),
+                  fill=True, alpha=0.7)
     ax.set_ylabel(f"output tok/s ({bin_s:g} s bins)")
     ax.grid(True, alpha=0.3)
 
@@ -223,3 +234,25 @@ def _finite(values: np.ndarray | pd.Series) -> np.ndarray:
     arr = np.asarray(values, dtype="float64").ravel()
     finite = np.isfinite(arr)
     return arr if finite.all() else arr[finite]
+
+
+def _sorted(values: Plotted) -> SortedSample:
+    return values if isinstance(values, SortedSample) else SortedSample.of(np.asarray(values))
+
+
+def _envelope(t: np.ndarray, y: np.ndarray, bins: int) -> np.ndarray:
+    """The points of a step series (t ascending) to draw: all of them up to 4 x `bins`, else
+    per bin of time the first, the last, and the first at the bin's minimum and maximum, so
+    that every level reached is drawn and only the order within a bin (a fraction of a
+    pixel wide) is lost. 2M steps took seconds to draw; the picture is the same."""
+    if t.size <= 4 * bins:
+        return np.arange(t.size)
+    span = t[-1] - t[0]
+    which = np.minimum(((t - t[0]) / span * bins).astype(np.int64), bins - 1) if span > 0 else np.zeros(t.size, np.int64)
+    starts = np.flatnonzero(np.diff(which, prepend=-1))
+    lengths = np.diff(np.append(starts, t.size))
+    picks = [starts, starts + lengths - 1]
+    for extreme in (np.minimum, np.maximum):
+        at = np.flatnonzero(y == np.repeat(extreme.reduceat(y, starts), lengths))
+        picks.append(at[np.unique(which[at], return_index=True)[1]])
+    return np.unique(np.concatenate(picks))

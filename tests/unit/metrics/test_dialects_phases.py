@@ -95,6 +95,31 @@ def test_each_dialect_gives_the_hand_computed_values(name):
     assert figures.requests == 4
 
 
+@pytest.mark.parametrize("per_request", [False, True])
+def test_all_dialects_from_one_read_give_each_its_own_values(per_request):
+    """One read for every dialect, kind sets that select the same chunks sharing a scan. Cut
+    per request, the first batch holds no reasoning: the sets it cannot tell apart (bench's
+    output kinds and `content`) are told apart by the second batch, and scanned on their own."""
+    requests = derive.per_request(RAW, CHUNKS)
+    parts = [CHUNKS[CHUNKS["request_id"] == i] for i in range(4)] if per_request else [CHUNKS]
+    batches = [frame_batch(part.reset_index(drop=True)) for part in parts]
+    reads = []
+
+    def source():
+        reads.append(1)
+        return iter(batches)
+
+    every = dialects.dialect_figures(requests, source)
+    for figures in every:
+        ttft, itl, tpot, e2e = EXPECTED[figures.dialect.name]
+        _same(figures.ttft, ttft)
+        _same(figures.itl, itl)
+        _same(figures.tpot, tpot)
+        _same(figures.e2e, e2e)
+    # whole: one read; cut: one more for the kind sets whose share broke up
+    assert len(reads) == (2 if per_request else 1)
+
+
 def test_every_dialect_is_covered_and_named():
     assert set(EXPECTED) == set(dialects.names())
     with pytest.raises(KeyError, match="one of bench, vllm"):

@@ -203,6 +203,18 @@ def test_gap_times_only_when_asked():
     assert scan.scan(lambda: [batch], [3, 4, 5], times=True).gaps.times is not None
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gap_blocks_are_the_floor_of_their_times_over_the_block(seed):
+    chunks = chunk_frame(seed, requests=40)
+    keep = np.arange(0, 40, 3)
+    timed = scan.scan_frame(chunks, keep, times=True).gaps
+    cut = [frame_batch(chunks.iloc[i:i + 97].reset_index(drop=True)) for i in range(0, len(chunks), 97)]  # several batches
+    blocked = scan.scan(lambda: cut, keep, block_s=0.01).gaps
+    assert blocked.times is None and blocked.blocks is not None and blocked.blocks.dtype == np.int32
+    assert np.array_equal(blocked.values, timed.values)
+    assert np.array_equal(blocked.blocks, np.floor(timed.times / 0.01))
+
+
 @pytest.mark.parametrize("keep", [[9, 5], [5, 9, 7], [9, 7, 5]])
 def test_keep_in_any_order(keep):
     rows = [(rid, 0.1 * k, "content", np.nan, 0) for rid in (5, 7, 9) for k in range(3)]
