@@ -28,13 +28,18 @@ PROFILE = {"models": ["sim-ci"], "max_num_seqs": 64, "decode_ms_base": 8.0, "dec
            "prefill_ms_per_token": 0.02, "prefix_cache": False, "max_num_batched_tokens": 16384}
 
 
+# Long enough that the p99 is a percentile (~2,200 TTFTs, ~20 above it) rather than the
+# largest of a few groups of requests sent in one step, as in a 4 s run (~550 TTFTs).
+DURATION_S = 16
+
+
 def _scenario(base_url: str, seed: int) -> dict:
     return {
         "name": "ci", "seed": seed, "target": {"base_url": base_url},
         "requests": {"synthetic": {"prompt_tokens": {"dist": "uniform", "min": 32, "max": 256},
                                    "output_tokens": {"dist": "uniform", "min": 4, "max": 16}}},
         "sampling": {"extra_body": {"ignore_eos": True}},
-        "load": {"concurrency": 64, "max_requests": 1000, "duration": 4, "warmup": {"requests": 64}},
+        "load": {"concurrency": 64, "max_requests": 100_000, "duration": DURATION_S, "warmup": {"requests": 64}},
     }
 
 
@@ -45,7 +50,7 @@ def test_the_p99_ttft_interval_holds_the_p99_of_another_seed(tmp_path):
         for repeat in range(10):
             first = run_in_process(tmp_path, _scenario(sim.base_url, 2 * repeat), out=f"a{repeat}").run.summary
             second = run_in_process(tmp_path, _scenario(sim.base_url, 2 * repeat + 1), out=f"b{repeat}").run.summary
-            assert first.precision is not None and first.metric(TTFT).count >= 300
+            assert first.precision is not None and first.metric(TTFT).count >= 1000
             interval, rerun = first.precision.interval(TTFT, "p99"), first.precision.rerun(TTFT, "p99")
             assert interval is not None and rerun is not None
             p99 = second.metric(TTFT).p99
