@@ -45,6 +45,7 @@ RUNNER_TESTS = [
     "tests/unit/runner/test_sse_exact.py",
     "tests/unit/runner/test_recorder_tool_calls.py",
     "tests/unit/runner/test_recorder_usage_details.py",
+    "tests/unit/runner/test_output_texts.py",
     "tests/unit/metrics/test_cached_tokens.py",
     "tests/unit/metrics/test_dialects_phases.py",
 ]
