@@ -46,12 +46,14 @@ RUNNER_TESTS = [
     "tests/unit/runner/test_recorder_tool_calls.py",
     "tests/unit/runner/test_recorder_usage_details.py",
     "tests/unit/runner/test_output_texts.py",
+    "tests/unit/runner/test_sse_field_case.py",
     "tests/unit/metrics/test_cached_tokens.py",
     "tests/unit/metrics/test_dialects_phases.py",
 ]
 METRICS_TESTS = ["tests/unit/metrics"]  # test_metrics, test_scan_batches, test_derive_exact, the oracle
 COMPARE_TESTS = ["tests/unit/report/test_compare_rules.py", "tests/unit/report/test_stats_exact.py",
-                 "tests/unit/report/test_compare_exact.py", "tests/unit/analysis"]
+                 "tests/unit/report/test_compare_exact.py", "tests/unit/report/test_compare_reasoned.py",
+                 "tests/unit/analysis"]
 
 # name -> (file to mutate, tests that exercise it)
 MODULES: dict[str, tuple[str, list[str]]] = {
