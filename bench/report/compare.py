@@ -72,7 +72,7 @@ __all__ = [
 if TYPE_CHECKING:
     from bench.analysis.results import Run
 
-METRICS: tuple[Metric, ...] = catalogue.compared_metrics()  # per-request, sample by sample (+ reasoning phases)
+METRICS: tuple[Metric, ...] = catalogue.compared_metrics()  # per-request, sample by sample (a reasoned comparison adds the reasoning phases)
 STATISTICS = ("p50", "p90", "p99", "mean")
 THROUGHPUT: tuple[Metric, ...] = catalogue.COMPARED_RUN  # run-level metrics, one value per run
 # Scenario sections that must match for a comparison to compare like with like.
