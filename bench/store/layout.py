@@ -30,7 +30,7 @@ __all__ = [
     "SERVER_METRICS", "SUMMARY",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Version 3 added chunk kinds (tool_call, function_call, refusal) after the old codes, so a
 # version 2 run reads unchanged; its records keep the error kinds of their day (no_done).
 # Version 4 added run.json `provenance` (absent, read as None, in versions 2 and 3); a bench
@@ -39,9 +39,13 @@ SCHEMA_VERSION = 5
 # read as null in earlier versions, whose runs were all streamed. The request column `model`
 # (the model each request named) came later within version 5: absent, it is read as null
 # (the readers fill columns added after a run's version), so it needed no new version.
-# So did `output_texts` (each choice's generated text, kept when the scenario counts tokens)
-# and the file `token_counts.parquet` (the counts, made after the run; absent: none made).
-READABLE_VERSIONS = (2, 3, 4, 5)
+# Version 6 added the request column `output_texts` (each choice's generated text, kept when
+# the scenario counts tokens; read as null before), the files `token_counts.parquet` (counts
+# made after the run; absent: none made) and finalize's `derived.json`, `itl_values.npy`,
+# `itl_blocks.npy` (absent: report and compare read the chunks), and summary.json
+# `precision.reruns` (absent: no re-run ranges). Earlier versions read unchanged; a bench of
+# version 5 refuses a version 6 run by its number rather than ignoring what it cannot read.
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 MANIFEST = "run.json"
 JOURNAL = "requests.jsonl"
 CHUNKS = "chunks.parquet"
