@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
+from test_recorder_exact import ev, fed
 
 from bench.records import CHUNK_KINDS
-from bench.runner.recorder import StreamRecorder
-
-
-def ev(obj: object) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
 def usage_chunk(completion: Any, prompt: Any = 10, **details: Any) -> bytes:
@@ -31,15 +26,6 @@ def content(text: str = "x", index: int = 0, finish: str | None = None, **extra:
     event: dict[str, Any] = {"choices": [{"index": index, "delta": {"content": text}, "finish_reason": finish}]}
     event.update(extra)
     return ev(event)
-
-
-def fed(*reads: bytes, n: int = 1, keep_text: bool = False) -> StreamRecorder:
-    rec = StreamRecorder(0.0, n=n)
-    rec.keep_text = keep_text
-    for i, data in enumerate(reads, start=1):
-        rec.feed(float(i), data)
-    rec.close(float(len(reads) + 1))
-    return rec
 
 
 # -- reasoning tokens --------------------------------------------------------------------------
