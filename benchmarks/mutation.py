@@ -60,6 +60,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "recorder": ("bench/runner/recorder.py", RUNNER_TESTS),
     "sse": ("bench/runner/sse.py", RUNNER_TESTS),
     "scan": ("bench/metrics/scan.py", METRICS_TESTS),
+    "scan_rows": ("bench/metrics/scan_rows.py", METRICS_TESTS),
     "derive": ("bench/metrics/derive.py", METRICS_TESTS),
     "summary": ("bench/analysis/summary.py", METRICS_TESTS + ["tests/unit/analysis"]),
     "compare": ("bench/report/compare.py", COMPARE_TESTS),

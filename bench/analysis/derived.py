@@ -87,8 +87,11 @@ def write_gaps(run_dir: Path, gaps: ItlGaps) -> None:
     (run_dir / DERIVED).unlink(missing_ok=True)  # it names complete arrays only
     np.save(run_dir / ITL_VALUES, gaps.values)
     blocks = gaps.blocks
-    if blocks.size and 0 <= blocks.min() and blocks.max() <= np.iinfo(np.int16).max:
+    fits = bool(blocks.size) and 0 <= blocks.min() and blocks.max() <= np.iinfo(np.int16).max
+    if fits and blocks.dtype != np.int16:
         blocks = blocks.astype(np.int16)  # runs up to 2.2 hours in 0.25 s blocks: 2 bytes a gap
+    elif not fits and blocks.dtype != np.int32:
+        blocks = blocks.astype(np.int32)
     np.save(run_dir / ITL_BLOCKS, blocks)
 
 

@@ -22,7 +22,7 @@ class ItlGaps:
     request_ids: np.ndarray  # int64, the request of each run
     counts: np.ndarray  # int64, gaps in each run
     times: np.ndarray | None = None  # float64, each gap's closing chunk time, when asked for
-    blocks: np.ndarray | None = None  # int32, floor(closing chunk time / block_s), when asked for
+    blocks: np.ndarray | None = None  # int32 (int16 if the scan was told), floor(closing chunk time / block_s)
 
     def frame(self) -> pd.DataFrame:
         """The gaps as a frame (`request_id`, `t_s` of the gap's closing chunk, `itl_ms`),
