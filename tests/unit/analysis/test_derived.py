@@ -60,3 +60,14 @@ def test_files_cut_short_or_of_another_version_or_definition_are_ignored(tmp_pat
     assert derived.read_derived(tmp_path) is None
     (tmp_path / derived.DERIVED).unlink()
     assert derived.read_derived(tmp_path) is None
+
+
+@pytest.mark.parametrize(("blocks", "stored"), [
+    (np.arange(400, dtype=np.int16), np.int16),  # already int16 (finalize's scan): stored as they are
+    (np.arange(-200, 200, dtype=np.int16), np.int32),  # a block before t=0: int32, as from an int32 scan
+    (np.arange(400, dtype=np.int64) * 100, np.int32),
+])
+def test_stored_blocks_are_int16_exactly_when_every_block_is_in_0_to_32767(tmp_path, blocks, stored):
+    _store(tmp_path, blocks)
+    back = derived.read_derived(tmp_path).itl_blocks(0.25)
+    assert back.dtype == stored and np.array_equal(back, blocks)
