@@ -226,13 +226,22 @@ def _token_rows(batch: ChunkBatch, is_token: np.ndarray) -> TokenRows:
     key = is_token.tobytes()
     rows = _LastBatch.rows.get(key)
     if rows is None:
-        mask = is_token[batch.kind.view(np.uint8)]
-        if mask.all():  # every chunk counts (e.g. every kind): the batch's own columns, not copies
+        codes = batch.kind.view(np.uint8)
+        if _every_kind(is_token) and (codes.size == 0 or int(codes.max()) < len(CHUNK_KINDS)):
+            mask = None  # every chunk counts: the batch's own columns, not copies (and no lookup)
+        else:
+            mask = is_token.take(codes)  # (take: a third faster than indexing, 3 ms at 1M rows)
+        if mask is None or mask.all():
             rows = TokenRows(batch.request_id, batch.t_s, batch.tokens, batch.choice)
         else:
             rows = TokenRows(batch.request_id[mask], batch.t_s[mask], batch.tokens[mask], batch.choice[mask])
         _LastBatch.rows[key] = rows
     return rows
+
+
+def _every_kind(is_token: np.ndarray) -> bool:
+    """Whether the kind table counts every stored kind."""
+    return bool(is_token[:len(CHUNK_KINDS)].all())
 
 
 def _rows(rows: TokenRows, start: int, stop: int) -> TokenRows:
