@@ -96,19 +96,23 @@ def _summarize_frame(rows: pd.DataFrame, gaps: scan.ItlGaps, offered_rate: float
 def _distributions(rows: pd.DataFrame, gaps: scan.ItlGaps,
                    consume: bool) -> tuple[dict[str, Distribution], precision.Precision]:
     """Each summarised metric's distribution, by summary key, and their percentiles'
-    intervals; ITL last, from the gaps of the counted requests (up to 1 GB, reordered in
-    place once its intervals are computed)."""
+    intervals (and, for the per-request ones, the blocks holding each tail); ITL last,
+    from the gaps of the counted requests (up to 1 GB, reordered in place once its
+    intervals are computed)."""
     out: dict[str, Distribution] = {}
     intervals = {}
+    tails = {}
     blocks = precision.RunBlocks.of(rows)
     for metric in catalogue.SUMMARISED:
         assert metric.summary_key is not None
         if metric.scope is Scope.GAPS:
             continue
         values = catalogue.request_values(metric, rows)
-        out[metric.summary_key] = distribution(values)
-        intervals[metric.summary_key] = precision.metric_intervals(
-            metric, values, precision.request_blocks(metric, rows, blocks))
+        dist = out[metric.summary_key] = distribution(values)
+        value_blocks = precision.request_blocks(metric, rows, blocks)
+        intervals[metric.summary_key] = precision.metric_intervals(metric, values, value_blocks)
+        tails[metric.summary_key] = {s: precision.tail_blocks(values, value_blocks, float(at))
+                                     for s in precision.PERCENTILES if (at := dist.stat(s)) is not None}
     assert ITL.summary_key is not None and ITL.scope is Scope.GAPS
     ids = counted_ids(rows)
     gap_blocks = blocks.of_gaps(gaps, ids)
@@ -116,7 +120,7 @@ def _distributions(rows: pd.DataFrame, gaps: scan.ItlGaps,
     intervals[ITL.summary_key] = precision.metric_intervals(ITL, itl, gap_blocks)
     del gap_blocks
     out[ITL.summary_key] = distribution(itl, overwrite=True)
-    return out, precision.assess(out, intervals, blocks.block_s)
+    return out, precision.assess(out, intervals, blocks.block_s, tails)
 
 
 def _slo(rows: pd.DataFrame, slo: Mapping[str, Any], window: float | None) -> SloSummary:

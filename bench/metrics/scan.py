@@ -167,7 +167,7 @@ class TokenRate:
         if bin_s <= 0:
             raise ValueError("bin_s must be positive")
         self.bin_s = bin_s
-        self._sums = np.zeros(0, dtype=np.float64)
+        self._sums: np.ndarray = np.zeros(0, dtype=np.float64)
         self._last = 0.0
 
     def feed(self, batch: ChunkBatch) -> None:
@@ -179,6 +179,7 @@ class TokenRate:
             np.maximum(scaled, 0.0, out=scaled)  # a token before t=0 counts in the first bin
         bins = scaled.astype(np.int64)  # (floor: every value is >= 0)
         known = rows.tokens != NO_TOKENS
+        part: np.ndarray
         if known.any():
             counted = np.where(known, rows.tokens, 1)  # unknown: one token
             part = np.bincount(bins, weights=counted.astype(np.float64))

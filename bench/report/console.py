@@ -17,6 +17,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from bench.analysis.precision import MIN_TAIL_BLOCKS
 from bench.analysis.summary_model import Summary
 from bench.metrics.catalogue import (
     FROM_SCHEDULE,
@@ -189,7 +190,8 @@ def precision_lines(summary: Summary) -> list[str]:
                for metric in (*ROWS, *(REASONING if has_reasoning(summary) else ()))
                if metric.summary_key in prec.imprecise]
     if flagged:
-        lines.append(f"imprecise (CI wider than {prec.max_relative_width:.0%} of the value, or too few samples): "
+        lines.append(f"imprecise (CI wider than {prec.max_relative_width:.0%} of the value, too few samples, or a "
+                     f"tail in fewer than {MIN_TAIL_BLOCKS} blocks of run time): "
                      + "; ".join(flagged))
     return lines
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.analysis.precision import PERCENTILES, Precision
+from bench.analysis.precision import MIN_TAIL_BLOCKS, PERCENTILES, Precision
 from bench.analysis.results import is_open_loop
 from bench.analysis.summary_model import Summary
 from bench.metrics.catalogue import (
@@ -160,7 +160,8 @@ def precision_table(summary: Summary) -> Table | None:
                          "-" if rerun is None else f"{fmt(rerun[0])} - {fmt(rerun[1])}"])
     title = (f"Precision: {prec.confidence:.0%} confidence intervals of the percentiles (block bootstrap over "
              f"run time, {prec.block_s:g} s blocks, {prec.resamples} resamples; {IMPRECISE} wider than "
-             f"{prec.max_relative_width:.0%} of the value, or too few samples) and the range a re-run's p99 "
+             f"{prec.max_relative_width:.0%} of the value, too few samples, or a tail in fewer than {MIN_TAIL_BLOCKS} "
+             "blocks of run time) and the range a re-run's p99 "
              "should fall in")
     return Table(title, ["metric", *PERCENTILES, "p99 re-run"], rows)
 
