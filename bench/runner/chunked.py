@@ -8,9 +8,9 @@ empty line. Any break of that grammar raises `ChunkedError`; so does a line long
 `MAX_LINE` or a trailer section of more than `MAX_TRAILERS` lines. Once `done`, the body is
 complete and `rest` holds any bytes that came after it (none from a well-behaved server).
 
-A read holding one whole chunk (a server writing each token on its own) takes a short path
-without the state machine; every other split goes through it, so a CRLF, a size line or a
-chunk cut anywhere between two reads decodes the same.
+Whole chunks at the start of a read (a server writing each token on its own, or several
+that queued up) take a short path without the state machine; the rest of the read goes
+through it, so a CRLF, a size line or a chunk cut anywhere between two reads decodes the same.
 """
 
 from __future__ import annotations
@@ -53,17 +53,30 @@ class ChunkedBody:
 
     def feed(self, data: bytes) -> bytes:
         """The payload in `data`, the body's next bytes; raises ChunkedError."""
-        if self._state == _SIZE and not self._line:
-            i = data.find(b"\r\n", 0, _MAX_HEX_DIGITS + 2)
-            if i > 0 and not data[:i].lstrip(_HEX):  # a bare size: the one-chunk read
-                end = i + 2 + int(data[:i], 16)
-                if len(data) == end + 2 and end > i + 2 and data.endswith(b"\r\n"):
-                    return data[i + 2:end]
-        return self._feed(data)
-
-    def _feed(self, data: bytes) -> bytes:
+        if self._state != _SIZE or self._line:
+            return self._feed(data, 0, [])
+        # Whole chunks, one after another from the start of the read (a server writing each
+        # token on its own, or several that queued up): no state machine.
         out: list[bytes] = []
         pos, n = 0, len(data)
+        while True:
+            i = data.find(b"\r\n", pos, pos + _MAX_HEX_DIGITS + 2)
+            if i <= pos or data[pos:i].lstrip(_HEX):
+                break
+            start = i + 2
+            end = start + int(data[pos:i], 16)
+            if end == start or data[end:end + 2] != b"\r\n":  # the last chunk, or one not whole here
+                break
+            if not pos and end + 2 == n:
+                return data[start:end]
+            out.append(data[start:end])
+            pos = end + 2
+            if pos == n:
+                return b"".join(out)
+        return self._feed(data, pos, out)
+
+    def _feed(self, data: bytes, pos: int, out: list[bytes]) -> bytes:
+        n = len(data)
         while pos < n:
             state = self._state
             if state == _DATA:

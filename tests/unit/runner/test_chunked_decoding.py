@@ -127,3 +127,13 @@ def test_large_chunk_over_many_reads():
     data = _frame(piece) + b"0\r\n\r\n"
     payload, body = _decode([data[i:i + 1000] for i in range(0, len(data), 1000)])
     assert payload == piece and body.done
+
+
+PLAIN = b"".join(_frame(PAYLOAD[i:i + 9]) for i in range(0, len(PAYLOAD), 9)) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("cut", range(1, len(PLAIN)))
+def test_plain_chunks_several_per_read_cut_at_every_position(cut):
+    for reads in ([PLAIN[:cut], PLAIN[cut:]], [PLAIN[:cut], PLAIN[cut:cut + 23], PLAIN[cut + 23:]]):
+        payload, body = _decode([r for r in reads if r])
+        assert payload == PAYLOAD and body.done and body.rest == b""
