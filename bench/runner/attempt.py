@@ -195,8 +195,9 @@ class Attempt:
             return
         # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
         # of a stuck backend must not hold it off.
-        if len(recorder.chunks) != self._seen and recorder.first_token_t is not None:
-            self._seen = len(recorder.chunks)
+        seen = len(recorder.chunks.t)
+        if seen != self._seen and recorder.first_token_t is not None:
+            self._seen = seen
             self._last_event_abs = t_abs
             first = self._first_token
             if first is not None and not first.done():
