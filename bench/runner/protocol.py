@@ -54,6 +54,7 @@ class StampingProtocol(ResponseHandler):
     def feed_data(self, data: Any, size: int = 0) -> None:
         """aiohttp's parser hands each response (head, body reader) here."""
         self._message = data[0]
+        self._head_seen = b""
         super().feed_data(data, size)
 
     def data_received(self, data: bytes) -> None:
@@ -107,7 +108,7 @@ class StampingProtocol(ResponseHandler):
         message, payload = self._message, self._payload
         if (message is not None and message.chunked and message.compression is None and not message.upgrade
                 and type(payload) is aiohttp.StreamReader and not payload.is_eof() and not self._skip_payload
-                and message.code not in _NO_BODY and self.transport is not None):
+                and message.code >= 200 and message.code not in _NO_BODY and self.transport is not None):
             self.chunked = ChunkedBody()
             self.body = payload
             self.stamp_payload = payload

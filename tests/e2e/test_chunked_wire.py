@@ -125,13 +125,16 @@ async def test_truncated_or_broken_chunked_body_is_an_error_and_the_next_request
     cut_mid_chunk = whole[:len(CHUNKED) + 70]
     cut_before_terminator = whole[:-5]
     broken = CHUNKED + b"zz\r\n" + body
-    attempts, connections = await _run([[cut_mid_chunk, None], [cut_before_terminator, None],
-                                        [broken], [CHUNKED, *_pieces(body, 7)]])
-    for attempt in attempts[:3]:
+    # the head alone first: the body reader is being fed from the socket callback when it breaks
+    attempts, connections = await _run([[cut_mid_chunk, None], [cut_before_terminator, None], [broken],
+                                        [CHUNKED, body[:70], None], [CHUNKED, b"zz\r\n" + body],
+                                        [CHUNKED, *_pieces(body, 7)]])
+    for attempt in attempts[:5]:
         assert attempt.status == "error" and attempt.error_kind == "stream_dropped", attempt.error_message
-    assert "malformed chunked body" in (attempts[2].error_message or "")
-    _assert_ok(attempts[3])
-    assert connections == 4
+    for attempt in (attempts[2], attempts[4]):
+        assert "malformed chunked body" in (attempt.error_message or "")
+    _assert_ok(attempts[5])
+    assert connections == 6
 
 
 async def test_bytes_after_the_body_end_its_connection():
@@ -148,4 +151,19 @@ async def test_content_length_and_compressed_bodies_take_aiohttps_parser():
     attempts, connections = await _run([[length, *_pieces(PAYLOAD, 9)], _pieces(gzipped, 13), [length + PAYLOAD]])
     for attempt in attempts:
         _assert_ok(attempt)
+    assert connections == 1
+
+
+async def test_chunked_error_bodies_reach_the_error_paths():
+    error = b'{"error": {"message": "the model is overloaded", "code": 503}}'
+    status = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    json_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    attempts, connections = await _run([[status, *_pieces(_chunked(error, 10), 6)],
+                                        [json_200 + _chunked(error, 25)], [CHUNKED + _chunked(PAYLOAD, 64)]])
+    assert attempts[0].http_status == 503 and attempts[0].status == "error"
+    assert "the model is overloaded" in (attempts[0].error_message or "")
+    assert attempts[1].error_kind == "server_error_body"
+    assert "the model is overloaded" in (attempts[1].error_message or "")
+    _assert_ok(attempts[2])
     assert connections == 1
