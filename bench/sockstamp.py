@@ -42,6 +42,11 @@ _HIGH_WATER = 64 * 1024
 _LOW_WATER = 16 * 1024
 _MAX_STAMP_AGE_NS = 10 * 1_000_000_000  # older than this: a stepped wall clock, not a slow loop
 _TIMESPEC = struct.Struct("@qq")
+# bound once: `kernel_stamp` runs on every socket read
+_unpack_timespec = _TIMESPEC.unpack_from
+_perf_counter_ns = time.perf_counter_ns
+_time_ns = time.time_ns
+_SOL_SOCKET = socket.SOL_SOCKET
 
 
 def stamped_transport_supported() -> bool:
@@ -58,11 +63,11 @@ def enable_kernel_stamps(sock: socket.socket) -> bool:
 
 def kernel_stamp(ancdata: list[tuple[int, int, bytes]]) -> float:
     """perf_counter time of the newest packet in this read, or now when there is none."""
-    now_ns = time.perf_counter_ns()
+    now_ns = _perf_counter_ns()
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(data) >= 16:
-            sec, nsec = _TIMESPEC.unpack_from(data)
-            stamp_ns = sec * 1_000_000_000 + nsec - (time.time_ns() - now_ns)
+        if kind == _SCM_TIMESTAMPNS and level == _SOL_SOCKET and len(data) >= 16:
+            sec, nsec = _unpack_timespec(data)
+            stamp_ns = sec * 1_000_000_000 + nsec - (_time_ns() - now_ns)
             if now_ns - _MAX_STAMP_AGE_NS <= stamp_ns <= now_ns:
                 return stamp_ns / 1e9
     return now_ns / 1e9

@@ -96,8 +96,6 @@ class Attempt:
         self.retry_after_s: float | None = None
         self.server_request_id: str | None = None
         self.status = "ok"
-        self._seen = 0  # chunks seen when the idle deadline was last moved
-        self._last_event_abs = 0.0
         self._first_token: asyncio.Future[None] | None = None
         self._done_abs: float | None = None  # when [DONE] arrived
         self._done_wake: asyncio.Future[None] | None = None
@@ -193,14 +191,11 @@ class Attempt:
             if wake is not None and not wake.done():
                 wake.set_result(None)  # to the short wait for the end of the body
             return
-        # Only events re-arm the idle deadline: keep-alive comments from a proxy in front
-        # of a stuck backend must not hold it off.
-        if len(recorder.chunks) != self._seen and recorder.first_token_t is not None:
-            self._seen = len(recorder.chunks)
-            self._last_event_abs = t_abs
-            first = self._first_token
-            if first is not None and not first.done():
-                first.set_result(None)  # from the TTFT deadline to the idle one
+        # The idle deadline runs from the last event, which `_wait_body` reads from the
+        # recorder when it wakes: nothing to move here per read.
+        first = self._first_token
+        if first is not None and recorder.first_token_t is not None and not first.done():
+            first.set_result(None)  # from the TTFT deadline to the idle one
 
     async def _wait_body(self, done: asyncio.Future[None], deadline: asyncio.Timeout,
                          loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
@@ -228,7 +223,11 @@ class Attempt:
                 self._first_token = loop.create_future()
                 waiting = (*waiting, self._first_token)
             else:
-                target = min(loop.time() + (self._last_event_abs + idle - perf()), total_deadline)
+                # Only events re-arm the idle deadline (keep-alive comments from a proxy in
+                # front of a stuck backend must not hold it off): from the last chunk's arrival.
+                times = recorder.chunks.t
+                last_event_abs = self.t0 + times[-1] if times else perf()
+                target = min(loop.time() + (last_event_abs + idle - perf()), total_deadline)
             remaining = target - loop.time()
             if remaining <= 0:
                 raise TimeoutError

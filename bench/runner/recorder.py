@@ -94,7 +94,7 @@ class StreamRecorder(SseParser):
             self._final_usages.append(usage)
             kind = KIND_USAGE
         output = kind in OUTPUT_KIND_CODES
-        tokens = self._tokens(usage) if output else NO_TOKENS
+        tokens = self._tokens(usage) if output and usage is not None else NO_TOKENS
         if output and self.first_token_t is None:
             self.first_token_t = t
         chunks = self.chunks

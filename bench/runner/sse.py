@@ -94,10 +94,13 @@ class SseParser:
             self._pending_len = 0
         elif data.endswith(b"\n\n") and data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2:
             # One whole `data:` event in this read (a server writing each token on its own):
-            # what `_line` does with its two lines, without the line loop.
-            self._data_lines.append(data[6:-2])
+            # what `_line` and `_dispatch` do with its two lines, without the line loop.
             try:
-                self._dispatch(t)
+                if self._data_lines or self._error_lines or self._event_type is not None:
+                    self._data_lines.append(data[6:-2])
+                    self._dispatch(t)
+                else:
+                    self._payload_event(t, None, data[6:-2])
             except _StreamOver:
                 pass
             return
@@ -212,10 +215,13 @@ class SseParser:
             return
         self._data_lines = []
         payload = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
+        self._payload_event(t, None if event_type is None else event_type.decode("utf-8", "replace"), payload)
+
+    def _payload_event(self, t: float, kind: str | None, payload: bytes) -> None:
+        """An event's data (its `data:` lines joined), of SSE event type `kind`."""
         if not payload or payload.isspace():
             return  # an empty data event: a keep-alive, not a chunk
         self.saw_event = True
-        kind = None if event_type is None else event_type.decode("utf-8", "replace")
         if payload == b"[DONE]" or (len(payload) < 16 and payload.strip() == b"[DONE]"):
             self.done_seen = True
             self._pending = []

@@ -4,7 +4,9 @@ Nothing here knows the openai SDK. A session from `session_factory` opens plain-
 connections on the kernel-stamped transport (`bench.sockstamp`) where it can, stamps
 every socket read in the connection's protocol, holds each request until its `SendLog`'s
 `not_before` once a connection is in hand, and records when the request's last byte left.
-`AioStreamResponse` reads a response of such a session.
+`AioStreamResponse` reads a response of such a session. The connection protocol (stamps,
+chunked bodies decoded without aiohttp's parser, bodies fed from the socket callback) is
+`bench.runner.protocol`'s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import aiohappyeyeballs
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
+from bench.runner.protocol import DirectReader, Feeder, StampingProtocol, describe_aio
 from bench.runner.streamapi import ClientError, Feed, SendLog
 from bench.sockstamp import StampedTransport, stamped_transport_supported
 
@@ -36,137 +39,6 @@ SENT_BOX: ContextVar[list[float] | None] = ContextVar("bench_sent_box", default=
 SEND_LOG: ContextVar[SendLog | None] = ContextVar("bench_send_log", default=None)
 REUSED = -1.0  # marker in the sent box: this attempt went out on a pooled keep-alive connection
 _SPIN_S = 0.0015  # sleep until this close to the hold's end, then yield: asyncio rounds timers to 1 ms
-
-
-class StampingProtocol(ResponseHandler):
-    """aiohttp's connection protocol, stamping each socket read with its arrival time.
-
-    On the kernel-stamped transport (`bench.sockstamp`, plain TCP on Linux) the stamp is
-    the time the bytes reached the socket, whenever the loop gets to them; elsewhere (TLS)
-    it is taken in `data_received`, before HTTP parsing and before any task runs. Each
-    stamp is paired with the response body's byte count after that read.
-    """
-
-    def __init__(self, loop: Any) -> None:
-        super().__init__(loop)
-        self.stamp_payload: Any = None
-        self.stamps: list[tuple[float, int]] = []
-        self.sink: _Feeder | None = None
-
-    def data_received(self, data: bytes) -> None:
-        transport = self.transport
-        t = transport.rx_time if type(transport) is StampedTransport else time.perf_counter()
-        before = self._payload
-        super().data_received(data)
-        payload = self._payload or before
-        if payload is None:
-            return
-        sink = self.sink
-        if sink is not None and payload is sink.payload:
-            sink.pump(t)  # parsed here, in the socket callback: no task wake-up per read
-            return
-        if payload is not self.stamp_payload:
-            self.stamp_payload = payload
-            self.stamps = []
-        self.stamps.append((t, payload.total_bytes))
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        sink = self.sink
-        super().connection_lost(exc)
-        if sink is not None:
-            sink.lost()
-
-
-class _DirectReader(aiohttp.StreamReader):
-    """aiohttp's body reader, handing the body straight to its attached `_Feeder`.
-
-    While a feeder is attached, the HTTP parser's body pieces go to `_Feeder.pieces`
-    instead of the read buffer, so a read costs no buffering, no `read_nowait` and no
-    `resume_reading` round (together about a tenth of the client's CPU when every token is
-    its own read, in a profile), and the chunk-boundary log that only `readchunk()` uses is
-    not kept.
-    Detached, it is aiohttp's reader. Same layout: `AioStreamResponse.start_feeding`
-    switches a response's reader to it in place.
-    """
-
-    __slots__ = ()
-
-    def feed_data(self, data: bytes, size: int = 0) -> bool:
-        sink = self._protocol.sink  # type: ignore[attr-defined]
-        if sink is None or sink.payload is not self:
-            return super().feed_data(data, size)
-        self.total_bytes += len(data)
-        sink.pieces.append(data)
-        return False
-
-    def end_http_chunk_receiving(self) -> None:
-        sink = self._protocol.sink  # type: ignore[attr-defined]
-        if sink is None or sink.payload is not self:
-            super().end_http_chunk_receiving()
-
-
-class _Feeder:
-    """Hands each socket read of one response body to `feed(t, data)` from `data_received`.
-
-    `done` resolves at the end of the body, or with the error that `feed` raised or that
-    broke the connection (as a `ClientError("stream_dropped")`).
-    """
-
-    __slots__ = ("_again", "_busy", "done", "feed", "payload", "pieces", "protocol")
-
-    def __init__(self, protocol: StampingProtocol, payload: Any, feed: Feed, done: asyncio.Future[None]) -> None:
-        self.protocol = protocol
-        self.payload = payload
-        self.feed = feed
-        self.done = done
-        self.pieces: list[bytes] = []
-        self._busy = False
-        self._again: float | None = None
-
-    def pump(self, t: float) -> None:
-        if self._busy:  # re-entered: draining the buffer resumed reading, which read more
-            self._again = t
-            return
-        payload = self.payload
-        self._busy = True
-        try:
-            while True:
-                pieces = self.pieces
-                if pieces:  # what the parser handed `_DirectReader.feed_data` in this read
-                    self.pieces = []
-                    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                else:
-                    data = payload.read_nowait(-1)
-                if data:
-                    self.feed(t, data)
-                if self._again is None:
-                    break
-                t, self._again = self._again, None
-        except Exception as exc:  # handed to the waiting task, raised there
-            self.end(exc)
-            return
-        finally:
-            self._busy = False
-        if payload.is_eof():
-            self.end(None)
-
-    def lost(self) -> None:
-        if self.payload.exception() is None:
-            self.pump(time.perf_counter())
-        if not self.done.done():
-            self.end(self.payload.exception() or ClientError("stream_dropped", "connection closed mid-body"))
-
-    def end(self, exc: BaseException | None) -> None:
-        if self.protocol.sink is self:
-            self.protocol.sink = None
-        if self.done.done():
-            return
-        if exc is None:
-            self.done.set_result(None)
-            return
-        if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError)):
-            exc = ClientError("stream_dropped", describe_aio(exc))
-        self.done.set_exception(exc)
 
 
 async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
@@ -310,7 +182,7 @@ class AioStreamResponse:
         self.server_request_id = headers.get("x-request-id")
         self.content_type = headers.get("content-type", "")
         self._content, self._stamps = stamp_log(response)
-        self._feeder: _Feeder | None = None
+        self._feeder: Feeder | None = None
 
     def header(self, name: str) -> str | None:
         return self._aio.headers.get(name)
@@ -321,9 +193,9 @@ class AioStreamResponse:
         if content is None or stamps is None or not isinstance(protocol, StampingProtocol):
             return None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        feeder = self._feeder = _Feeder(protocol, content, feed, done)
+        feeder = self._feeder = Feeder(protocol, content, feed, done)
         if type(content) is aiohttp.StreamReader:
-            content.__class__ = _DirectReader  # same slots: its later bytes go to the feeder
+            content.__class__ = DirectReader  # same slots: its later bytes go to the feeder
         try:  # what arrived before now, each piece with its own read's stamp
             buffered = content.read_nowait(-1)
             for t, piece in split_by_arrival(stamps, 0, buffered) if buffered else ():
@@ -362,7 +234,3 @@ class AioStreamResponse:
             aio.release()  # read to its end: the connection goes back to the pool
         else:
             aio.close()  # cut short: the connection cannot be reused
-
-
-def describe_aio(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
