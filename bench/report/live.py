@@ -32,6 +32,8 @@ PLAIN_EVERY_S = 2.0
 WINDOW_S = 10.0
 BUSY_CPU_PERCENT = 90.0  # the client process near one full core: it shapes what it measures
 BUSY_LOOP_LAG_MS = 20.0
+_IS_OUTPUT = np.zeros(256, dtype=bool)  # by kind code (as uint8): an output kind
+_IS_OUTPUT[[code % 256 for code in OUTPUT_KIND_CODES]] = True
 
 
 class LiveStats:
@@ -46,8 +48,8 @@ class LiveStats:
     def observe(self, record: RequestRecord) -> None:
         chunks = record.chunks
         times = np.frombuffer(chunks.t, dtype=np.float64) if len(chunks.t) else np.zeros(0)
-        output = np.isin(np.frombuffer(chunks.kind, dtype=np.int8) if len(chunks.kind) else np.zeros(0, np.int8),
-                         list(OUTPUT_KIND_CODES))
+        kinds = np.frombuffer(chunks.kind, dtype=np.uint8) if len(chunks.kind) else np.zeros(0, np.uint8)
+        output = _IS_OUTPUT.take(kinds)  # (np.isin cost 30 us a record: 4 % of a 1,024-stream client's CPU)
         first_choice = (np.frombuffer(chunks.choice, dtype=np.int32) == 0) if len(chunks.choice) else output
         out = times[output & first_choice]
         ttft = (float(out[0]) - record.sent_s) * 1e3 if out.size and record.status == "ok" else None
