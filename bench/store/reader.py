@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ class ChunkSource:
     rows: int | None
 
     def batches(self) -> Iterator[ChunkBatch]:
+        """The chunks in stored order, about a million rows a batch. From parquet, the next
+        batch is read in a thread while the caller works on this one (reading and decoding
+        128M chunks took 2.5 s of finalize's 33 s; the thread holds one batch more)."""
         if self.rows is None:
             yield from _journal_chunk_batches(self.run_dir)
             return
@@ -98,15 +102,30 @@ class ChunkSource:
         groups = handle.num_row_groups
         per_read = max(1, _READ_BATCH_ROWS * groups // max(self.rows, 1))
         # whole row groups: iter_batches kept ~1 GB of anonymous memory after reading 1 GB
-        for first in range(0, groups, per_read):
-            table = handle.read_row_groups(range(first, min(first + per_read, groups)), columns=CHUNK_SCHEMA.names)
-            yield ChunkBatch(
-                table.column("request_id").to_numpy(),
-                table.column("t_s").to_numpy(),
-                np.concatenate([_kind_codes(chunk) for chunk in table.column("kind").chunks] or [np.empty(0, np.int8)]),
-                table.column("tokens").fill_null(NO_TOKENS).to_numpy(),
-                table.column("choice").to_numpy(),
-            )
+        spans = [range(first, min(first + per_read, groups)) for first in range(0, groups, per_read)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-chunk-read") as pool:
+            ahead: Future[ChunkBatch] | None = pool.submit(_read_groups, handle, spans[0]) if spans else None
+            for following in [*spans[1:], None]:
+                assert ahead is not None
+                batch = ahead.result()
+                ahead = pool.submit(_read_groups, handle, following) if following is not None else None
+                try:
+                    yield batch
+                except GeneratorExit:
+                    if ahead is not None:
+                        ahead.cancel()
+                    raise
+
+
+def _read_groups(handle: pq.ParquetFile, groups: range) -> ChunkBatch:
+    table = handle.read_row_groups(groups, columns=CHUNK_SCHEMA.names)
+    return ChunkBatch(
+        table.column("request_id").to_numpy(),
+        table.column("t_s").to_numpy(),
+        np.concatenate([_kind_codes(chunk) for chunk in table.column("kind").chunks] or [np.empty(0, np.int8)]),
+        table.column("tokens").fill_null(NO_TOKENS).to_numpy(),
+        table.column("choice").to_numpy(),
+    )
 
 
 def chunk_source(run_dir: Path) -> ChunkSource:
