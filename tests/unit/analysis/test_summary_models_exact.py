@@ -11,30 +11,22 @@ reason in docs/mutation.md.
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import pytest
+from unit.metrics.frames import chunk_frame, raw_frame
 
 from bench.analysis import summary as aggregate
 from bench.metrics import derive, scan
 from bench.metrics.catalogue import ITL, counted_ids
-from bench.records import CHUNK_KINDS
-from bench.store import REQUEST_DTYPES
 
-
-def _raw(rows: list[dict]) -> pd.DataFrame:
-    base = {k: None for k in REQUEST_DTYPES}
-    base.update(stage=0, phase="measure", variant="", block=0, conversation=-1, turn=0, prompt_index=0,
-                n=1, done_seen=True, reconnected=False, output_chars=0, status="ok")
-    return pd.DataFrame([{**base, "scheduled_s": r["sent_s"], "submitted_s": r["sent_s"], **r}
-                         for r in rows]).astype(REQUEST_DTYPES)
-
+# Requests scheduled and submitted when they were sent, unless a row says otherwise.
+_raw = functools.partial(raw_frame, schedule_at_send=True)
 
 def _chunks(rows: list[tuple[int, float]]) -> pd.DataFrame:
-    frame = pd.DataFrame([(i, t, "content", None, 0) for i, t in rows],
-                         columns=["request_id", "t_s", "kind", "tokens", "choice"])
-    frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(list(CHUNK_KINDS)))
-    frame["tokens"] = frame["tokens"].astype("Int32")
-    return frame
+    """Content chunks of unknown token count, choice 0, from (request_id, t_s) pairs."""
+    return chunk_frame([(i, t, "content", None, 0) for i, t in rows])
 
 
 # Window 0.0 .. 3.0 s. Counted: 0, 1, 2; output tokens 4 + 2 (the embeddings answer has none);

@@ -10,9 +10,12 @@ result are listed with their reason in docs/mutation.md.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
+from unit.metrics.frames import chunk_frame, raw_frame
 
 from bench.metrics import derive, scan
 from bench.metrics.catalogue import (
@@ -29,30 +32,14 @@ from bench.metrics.catalogue import (
     TTFT_ANSWER,
     TTFT_REASONING,
 )
-from bench.records import CHUNK_KINDS
-from bench.store import REQUEST_DTYPES
+
+# Requests scheduled and submitted when they were sent, unless a row says otherwise.
+_raw = functools.partial(raw_frame, schedule_at_send=True)
 
 # Columns a store written before token truth, reasoning phases, cached tokens and
 # non-streamed answers did not have.
 NEWER_COLUMNS = ["body_s", "usage_cached_tokens", "usage_reasoning_tokens", "output_texts"]
 PHASE_METRICS = (TTFT_REASONING, TTFT_ANSWER, REASONING_TIME, REASONING_TOKENS, ANSWER_TPOT)
-
-
-def _raw(rows: list[dict], index: list[int]) -> pd.DataFrame:
-    base = {k: None for k in REQUEST_DTYPES}
-    base.update(stage=0, phase="measure", variant="", block=0, conversation=-1, turn=0, prompt_index=0,
-                n=1, done_seen=True, reconnected=False, output_chars=0, status="ok")
-    frame = pd.DataFrame([{**base, "scheduled_s": r["sent_s"], "submitted_s": r["sent_s"], **r} for r in rows])
-    frame = frame.astype(REQUEST_DTYPES)
-    frame.index = index
-    return frame
-
-
-def _chunks(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["request_id", "t_s", "kind", "tokens", "choice"])
-    frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(list(CHUNK_KINDS)))
-    frame["tokens"] = frame["tokens"].astype("Int32")
-    return frame
 
 
 def _counts(rows: list[tuple]) -> pd.DataFrame:
@@ -68,7 +55,7 @@ def _mixed() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         dict(request_id=1, sent_s=2.0, end_s=2.5, usage_completion_tokens=3),
         dict(request_id=2, sent_s=3.0, end_s=3.5, usage_completion_tokens=2),
     ], index=[7, 3, 9])
-    chunks = _chunks([(1, 2.1, "content", None, 0), (1, 2.2, "content", None, 0), (1, 2.4, "content", None, 0),
+    chunks = chunk_frame([(1, 2.1, "content", None, 0), (1, 2.2, "content", None, 0), (1, 2.4, "content", None, 0),
                       (2, 3.1, "content", None, 0), (2, 3.3, "content", None, 0)])
     counts = _counts([(1, "server_tokenize", 1), (2, "server_tokenize", 0)])
     return raw, chunks, counts
@@ -111,7 +98,7 @@ def _reasoning_stream(request_id: int, t0: float) -> list[tuple]:
 def test_a_frame_stored_before_the_newer_columns():
     raw = _raw([dict(request_id=0, sent_s=1.0, end_s=1.2, usage_completion_tokens=5),
                 dict(request_id=1, sent_s=2.0, end_s=2.3, usage_completion_tokens=2)], index=[5, 6])
-    chunks = _chunks([*_reasoning_stream(0, 1.0), (1, 2.1, "content", None, 0), (1, 2.2, "content", None, 0)])
+    chunks = chunk_frame([*_reasoning_stream(0, 1.0), (1, 2.1, "content", None, 0), (1, 2.2, "content", None, 0)])
     old = raw.drop(columns=NEWER_COLUMNS)
     out = derive.per_request(old, chunks)
     assert list(out.index) == [5, 6]
@@ -128,14 +115,14 @@ def test_a_frame_stored_before_the_newer_columns():
 def test_the_kept_answer_texts_are_left_out():
     raw = _raw([dict(request_id=0, sent_s=1.0, end_s=1.2, usage_completion_tokens=1)], index=[4])
     raw["output_texts"] = pd.Series([["a b"]], index=[4], dtype=object)
-    out = derive.per_request(raw, _chunks([(0, 1.1, "content", None, 0)]))
+    out = derive.per_request(raw, chunk_frame([(0, 1.1, "content", None, 0)]))
     assert "output_texts" not in out.columns and "output_texts" in raw.columns
     assert out[OUTPUT_TOKENS.key].tolist() == [1]
 
 
 def test_without_phase_statistics_the_reasoning_columns_are_nan():
     raw = _raw([dict(request_id=0, sent_s=1.0, end_s=1.2, usage_completion_tokens=5)], index=[2])
-    chunks = _chunks(_reasoning_stream(0, 1.0))
+    chunks = chunk_frame(_reasoning_stream(0, 1.0))
     out = derive.per_request_from_stats(raw, scan.scan_frame(chunks, []).stats)
     for metric in PHASE_METRICS:
         assert out[metric.key].dtype == np.float64 and out[metric.key].isna().all(), metric.key
@@ -148,6 +135,6 @@ def test_answer_tpot_divides_by_the_choices():
     raw = _raw([dict(request_id=0, sent_s=1.0, end_s=1.2, n=2, usage_completion_tokens=10, usage_reasoning_tokens=4),
                 dict(request_id=1, sent_s=2.0, end_s=2.2, n=0, usage_completion_tokens=10, usage_reasoning_tokens=4)],
                index=[0, 1])
-    out = derive.per_request(raw, _chunks([*_reasoning_stream(0, 1.0), *_reasoning_stream(1, 2.0)]))
+    out = derive.per_request(raw, chunk_frame([*_reasoning_stream(0, 1.0), *_reasoning_stream(1, 2.0)]))
     np.testing.assert_allclose(out[ANSWER_TPOT.key], [30.0, 12.0], rtol=1e-9)
     assert out[REASONING_TOKENS.key].tolist() == [4.0, 4.0]

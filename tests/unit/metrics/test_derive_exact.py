@@ -14,29 +14,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from unit.metrics.frames import chunk_frame, raw_frame
 
 from bench.metrics import derive
-from bench.records import CHUNK_KINDS
-from bench.store import REQUEST_DTYPES
 
 TIMINGS = {"prompt_ms": 12.5, "predicted_ms": 40.0, "prompt_n": 11, "predicted_n": 6, "other": 1}
-
-
-def raw_frame(rows: list[dict], index: list[int] | None = None) -> pd.DataFrame:
-    base = {k: None for k in REQUEST_DTYPES}
-    base.update(stage=0, phase="measure", variant="", block=0, conversation=-1, turn=0, prompt_index=0,
-                n=1, done_seen=True, reconnected=False, output_chars=0, status="ok")
-    frame = pd.DataFrame([{**base, **r} for r in rows]).astype(REQUEST_DTYPES)
-    if index is not None:
-        frame.index = index
-    return frame
-
-
-def chunk_frame(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["request_id", "t_s", "kind", "tokens", "choice"])
-    frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(list(CHUNK_KINDS)))
-    frame["tokens"] = frame["tokens"].astype("Int32")
-    return frame
 
 
 def three_requests() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -12,29 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from unit.metrics.frames import chunk_frame, raw_frame
 
 from bench.analysis import summary as aggregate
 from bench.metrics import derive
 from bench.metrics.catalogue import ITL, LATENCY_TABLE, SUMMARISED, TTFT
-from bench.records import CHUNK_KINDS
-from bench.store import REQUEST_DTYPES
-
-
-def raw_frame(rows: list[dict]) -> pd.DataFrame:
-    base = {k: None for k in REQUEST_DTYPES}
-    base.update(stage=0, phase="measure", variant="", block=0, conversation=-1, turn=0, prompt_index=0,
-                n=1, done_seen=True, reconnected=False, output_chars=0, status="ok")
-    for r in rows:
-        r.setdefault("scheduled_s", r["sent_s"])
-        r.setdefault("submitted_s", r["sent_s"])
-    return pd.DataFrame([{**base, **r} for r in rows]).astype(REQUEST_DTYPES)
-
-
-def chunk_frame(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["request_id", "t_s", "kind", "tokens", "choice"])
-    frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(list(CHUNK_KINDS)))
-    frame["tokens"] = frame["tokens"].astype("Int32")
-    return frame
 
 
 def run(variants: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -46,7 +28,7 @@ def run(variants: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
         dict(request_id=3, stage=1, variant="a", sent_s=3.0, end_s=4.0, usage_prompt_tokens=5),
         dict(request_id=4, stage=1, variant="b", sent_s=3.5, end_s=5.0, status="error"),
         dict(request_id=5, stage=1, variant="b", sent_s=4.0, end_s=4.5, status="error", error_kind="http_500"),
-    ])
+    ], schedule_at_send=True)
     chunks = chunk_frame([
         (0, 0.1, "content", None, 0), (0, 0.3, "content", None, 0),
         (1, 1.1, "content", None, 0), (1, 1.3, "content", None, 0), (1, 1.6, "content", None, 0),
