@@ -29,6 +29,7 @@ __all__ = [
     "NO_TOKENS",
     "OUTPUT_KINDS",
     "OUTPUT_KIND_CODES",
+    "OUTPUT_KIND_TABLE",
     "RECORD_FIELDS",
     "RUN_STATES",
     "SCALAR_FIELDS",
@@ -48,6 +49,11 @@ __all__ = [
 CHUNK_KINDS = ("role", "content", "reasoning", "usage", "other", "tool_call", "function_call", "refusal")
 OUTPUT_KINDS = ("content", "reasoning", "tool_call", "function_call", "refusal")
 OUTPUT_KIND_CODES = frozenset(CHUNK_KINDS.index(k) for k in OUTPUT_KINDS)
+# By kind code (a stored int8 code viewed as uint8): an output kind. A lookup per chunk
+# (`OUTPUT_KIND_TABLE.take(kinds.view(np.uint8))`), where np.isin sorts the codes each call.
+OUTPUT_KIND_TABLE = np.zeros(256, dtype=bool)
+OUTPUT_KIND_TABLE[sorted(OUTPUT_KIND_CODES)] = True
+OUTPUT_KIND_TABLE.flags.writeable = False
 NO_TOKENS = -1  # the server did not say how many tokens a chunk carries
 
 

@@ -25,13 +25,11 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from bench.records import CHUNK_KINDS, KIND_REASONING, NO_TOKENS, OUTPUT_KINDS, ChunkBatch
+from bench.records import KIND_REASONING, NO_TOKENS, OUTPUT_KIND_TABLE, OUTPUT_KINDS, ChunkBatch
 
 __all__ = ["ANSWER_KINDS", "PHASE_COLUMNS", "PhaseScan", "phase_stats"]
 
 ANSWER_KINDS = tuple(k for k in OUTPUT_KINDS if k != "reasoning")
-_IS_OUTPUT = np.zeros(256, dtype=bool)
-_IS_OUTPUT[[CHUNK_KINDS.index(k) for k in OUTPUT_KINDS]] = True
 # column -> how parts of one request combine (first/last times as seconds from t0)
 _AGG = {"reasoning_first_s": "min", "answer_first_s": "min", "answer_last_s": "max",
         "reasoning_chunk_tokens": "sum", "answer_chunk_tokens": "sum"}
@@ -63,7 +61,7 @@ class PhaseScan:
         if ids.size == 0 or not reasoning.any():
             return
         wanted = np.unique(np.concatenate([ids[reasoning], ids[:1], ids[-1:]]))
-        rows = np.isin(ids, wanted) & _IS_OUTPUT[batch.kind.view(np.uint8)]
+        rows = np.isin(ids, wanted) & OUTPUT_KIND_TABLE[batch.kind.view(np.uint8)]
         t, is_reasoning = batch.t_s[rows], reasoning[rows]
         tokens = batch.tokens[rows]
         counted = np.where(tokens == NO_TOKENS, 1, tokens).astype(np.int64)

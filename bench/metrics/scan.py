@@ -34,15 +34,14 @@ import pandas as pd
 
 from bench.metrics.gaps import ItlGaps
 from bench.metrics.scan_rows import RowScanner, ScanResult, TokenRows, member
-from bench.records import CHUNK_KINDS, NO_TOKENS, OUTPUT_KINDS, ChunkBatch
+from bench.records import CHUNK_KINDS, NO_TOKENS, OUTPUT_KIND_TABLE, OUTPUT_KINDS, ChunkBatch
 from bench.store import frame_batch
 
 __all__ = ["TOKEN_KINDS", "Consumer", "ItlGaps", "Scan", "ScanResult", "TokenRate", "kinds_present", "read_once", "scan",
            "scan_frame", "token_rate"]
 
 TOKEN_KINDS = OUTPUT_KINDS  # every generated delta counts: text, reasoning, tool calls, refusals
-_IS_TOKEN = np.zeros(256, dtype=bool)
-_IS_TOKEN[[CHUNK_KINDS.index(k) for k in TOKEN_KINDS]] = True
+_IS_TOKEN = OUTPUT_KIND_TABLE  # by kind code: a TOKEN_KIND
 
 
 class Scan:
