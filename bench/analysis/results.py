@@ -213,14 +213,15 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     figures later commands would read the chunks again for (`bench.analysis.derived`).
 
     One read of the chunks feeds every scan: the summary's, the token rates and the
-    dialects' (a second read of 128M chunks took 10 s). The gaps' blocks are int16 when
-    the run is short enough, so that both gap arrays fit beside them (125M gaps: 3.7 GiB)."""
+    dialects' (a second read of 128M chunks took 10 s). The gaps' blocks are int16 while
+    they fit, so that both gap arrays fit beside them (125M gaps: 3.7 GiB)."""
     raw = store.read_raw_requests(run_dir, texts=False)
     pa.default_memory_pool().release_unused()  # the read's buffers, kept by the allocator
     phase_scan = PhaseScan()
     source = store.chunk_source(run_dir)
     batches: Callable[[], Iterable[ChunkBatch]] = lambda: phase_scan.observe(source.batches())  # noqa: E731
-    gap_scan = scan.Scan(counted_ids(raw), source.rows, block_s=stats.BLOCK_S, block_dtype=_block_dtype(raw))
+    # int16 blocks (runs up to 2.2 hours); the scan widens them to int32 when one does not fit
+    gap_scan = scan.Scan(counted_ids(raw), source.rows, block_s=stats.BLOCK_S, block_dtype=np.int16)
     steady_bin = steady_bin_s(raw)
     rates = [scan.TokenRate(b) for b in dict.fromkeys([1.0, *([steady_bin] if steady_bin is not None else [])])]
     dialect_scans = DialectScans(raw, rows=source.rows, token_scan=gap_scan)  # the counted ids are the raw ones
@@ -244,14 +245,6 @@ def finalize_run(run_dir: Path, manifest: store.Manifest) -> Run:
     requests.to_parquet(run_dir / store.REQUESTS, index=False)
     (run_dir / store.SUMMARY).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return Run(run_dir, manifest, requests, None, summary)
-
-
-def _block_dtype(raw: pd.DataFrame) -> type:
-    """int16 when every gap's block of `stats.BLOCK_S` fits in it (runs up to 2.2 hours),
-    else int32: the block of a gap is at most its request's end."""
-    end = pd.to_numeric(raw["end_s"], errors="coerce").max() if len(raw) else 0.0
-    fits = bool(np.isfinite(end)) and end / stats.BLOCK_S < np.iinfo(np.int16).max - 1
-    return np.int16 if fits else np.int32
 
 
 def derive_requests(run_dir: Path, raw: pd.DataFrame) -> tuple[pd.DataFrame, scan.ItlGaps]:
