@@ -46,6 +46,7 @@ _TIMESPEC = struct.Struct("@qq")
 _unpack_timespec = _TIMESPEC.unpack_from
 _perf_counter_ns = time.perf_counter_ns
 _time_ns = time.time_ns
+_perf_counter = time.perf_counter
 _SOL_SOCKET = socket.SOL_SOCKET
 
 
@@ -147,6 +148,7 @@ class StampedTransport(asyncio.Transport):
         if self._closing or not data:
             return
         if not self._buffer:
+            start = _perf_counter()
             try:
                 sent = self._sock.send(data)
             except (BlockingIOError, InterruptedError):
@@ -155,6 +157,7 @@ class StampedTransport(asyncio.Transport):
                 self._fatal(exc)
                 return
             if sent == len(data):
+                self._written(start)
                 return
             data = bytes(memoryview(data)[sent:])
             self._loop.add_writer(self._fd, self._write_ready)
@@ -167,9 +170,18 @@ class StampedTransport(asyncio.Transport):
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
 
+    def _written(self, at: float) -> None:
+        """Every byte written so far went to the kernel in a send call that began at `at`
+        (perf_counter s): a subclass's hook. A large body leaves the part the socket did not
+        take to later writable events, whenever the loop gets to them. The stamp is taken
+        before the call: on return the thread may wait for the GIL (up to the 5 ms switch
+        interval), while a loopback peer's kernel has the bytes within the call."""
+
     def _write_ready(self) -> None:
+        start = 0.0
         while self._buffer:
             head = self._buffer[0]
+            start = _perf_counter()
             try:
                 sent = self._sock.send(head)
             except (BlockingIOError, InterruptedError):
@@ -183,6 +195,8 @@ class StampedTransport(asyncio.Transport):
                 return
             self._buffer.popleft()
         self._loop.remove_writer(self._fd)
+        if start:
+            self._written(start)
         if self._writing_paused and self._buffered <= _LOW_WATER:
             self._writing_paused = False
             self._protocol.resume_writing()

@@ -79,6 +79,31 @@ def arrival_stamp_source(base_url: str) -> str:
     return "kernel" if stamped_transport_supported() and base_url.lower().startswith("http://") else "read"
 
 
+class _SendStampedTransport(StampedTransport):
+    """Also stamps a request as sent once its last byte is in the kernel's hands.
+
+    aiohttp's chunk-sent hook runs before a chunk is written: for a body larger than the
+    socket takes in one call (a 100K-token prompt), the rest went out on later writable
+    events, whenever the loop got to them, and a stamp from the hook would put that wait
+    inside TTFT. `write` runs in the request's task, so the context's log and box are its own.
+    """
+
+    _send_log: SendLog | None = None
+    _sent_box: list[float] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._send_log = SEND_LOG.get()
+        self._sent_box = SENT_BOX.get()
+        super().write(data)
+
+    def _written(self, at: float) -> None:
+        log, box = self._send_log, self._sent_box
+        if log is not None and log.sent_at is not None:
+            log.sent_at = max(log.sent_at, at)
+        if box is not None:
+            box.append(at)
+
+
 class _StampingConnector(aiohttp.TCPConnector):
     """aiohttp's connector, opening plain-TCP connections on a kernel-stamped transport."""
 
@@ -102,7 +127,7 @@ class _StampingConnector(aiohttp.TCPConnector):
                 raise
             raise client_error(req.connection_key, exc) from exc
         protocol = args[0]()
-        return StampedTransport(self._loop, sock, protocol), protocol
+        return _SendStampedTransport(self._loop, sock, protocol), protocol
 
 
 def session_factory(max_connections: int, fresh: bool = False) -> Callable[[], aiohttp.ClientSession]:

@@ -120,6 +120,50 @@ async def test_a_large_write_pauses_the_protocol_and_arrives_whole():
     server.close()
 
 
+class _WriteStamps(StampedTransport):
+    """Keeps what the transport says about when its bytes were all handed to the kernel."""
+
+    def __init__(self, *args: object) -> None:
+        self.written: list[float] = []
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def _written(self, at: float) -> None:
+        self.written.append(at)
+
+
+async def test_a_write_is_stamped_sent_when_its_last_byte_went_to_the_kernel():
+    client, server = _pair()
+    transport = _WriteStamps(asyncio.get_running_loop(), client, _Collect())
+    before = time.perf_counter()
+    transport.write(b"small")  # one send call takes it all: stamped at that call
+    assert len(transport.written) == 1 and before <= transport.written[0] <= time.perf_counter()
+    assert server.recv(16) == b"small"
+
+    payload = b"x" * (16 << 20)  # more than the socket buffers hold: the peer must read first
+    received = 0
+    last_read_began = 0.0
+
+    def read_slowly() -> None:
+        nonlocal received, last_read_began
+        time.sleep(0.2)
+        while received < len(payload):
+            last_read_began = time.perf_counter()
+            received += len(server.recv(1 << 20))
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    wrote = time.perf_counter()
+    transport.write(payload)
+    assert len(transport.written) == 1  # not all of it went out
+    await asyncio.to_thread(reader.join, 10)  # the loop writes the rest meanwhile
+    assert received == len(payload) and len(transport.written) == 2
+    # not when the write call was made, but when the reader made room for the last piece
+    assert transport.written[1] > wrote + 0.2
+    assert transport.written[1] <= last_read_began + 0.05
+    transport.close()
+    server.close()
+
+
 async def test_abort_drops_the_buffer_and_reports_the_connection_lost():
     client, server = _pair()
     protocol = _Collect()
