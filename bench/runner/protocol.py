@@ -59,7 +59,7 @@ class StampingProtocol(ResponseHandler):
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
-        t = transport.rx_time if type(transport) is StampedTransport else time.perf_counter()
+        t = transport.rx_time if isinstance(transport, StampedTransport) else time.perf_counter()
         if self.chunked is not None:
             self._chunked_received(t, data)
             return
