@@ -37,7 +37,7 @@ class ChunkedError(Exception):
 class ChunkedBody:
     """The decoder of one chunked body; `done` once its last chunk and trailers came."""
 
-    __slots__ = ("_crlf", "_left", "_line", "_state", "_trailers", "rest")
+    __slots__ = ("_crlf", "_left", "_line", "_state", "_trailers", "done", "rest")
 
     def __init__(self) -> None:
         self._state = _SIZE
@@ -46,10 +46,7 @@ class ChunkedBody:
         self._crlf = b""  # what came of the CRLF after chunk data (state _DATA_END)
         self._trailers = 0
         self.rest = b""
-
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
+        self.done = False  # the last chunk and the trailers came (an attribute: read after every read)
 
     def feed(self, data: bytes) -> bytes:
         """The payload in `data`, the body's next bytes; raises ChunkedError."""
@@ -117,6 +114,7 @@ class ChunkedBody:
             self._size_line(line[:-2])
         elif line == b"\r\n":
             self._state = _DONE
+            self.done = True
         else:
             self._trailers += 1
             if self._trailers > MAX_TRAILERS or b":" not in line:

@@ -60,31 +60,57 @@ class StampingProtocol(ResponseHandler):
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         t = transport.rx_time if isinstance(transport, StampedTransport) else time.perf_counter()
-        if self.chunked is not None:
-            self._chunked_received(t, data)
+        chunked = self.chunked
+        if chunked is None:
+            data = self._aiohttp_received(t, data)
+            chunked = self.chunked
+            if chunked is None or not data:
+                return
+        # A chunked body decoded here; inline, as this runs on every read of a stream.
+        try:
+            body = chunked.feed(data)
+        except ChunkedError as exc:
+            self._chunked_failed(exc)
             return
+        if body:
+            sink = self.sink
+            if sink is not None and sink.payload is self.body:
+                try:
+                    sink.feed(t, body)
+                except Exception as exc:  # handed to the waiting task, raised there
+                    sink.end(exc)
+            else:  # no feeder yet: into the body reader, stamped
+                payload = self.body
+                payload.feed_data(body)
+                self.stamps.append((t, payload.total_bytes))
+        if chunked.done:
+            self._chunked_end(chunked.rest)
+
+    def _aiohttp_received(self, t: float, data: bytes) -> bytes:
+        """A read outside a body decoded here: a response head (parsed by aiohttp) or a body
+        aiohttp decodes. Returns the bytes after a head that begins a chunked body decoded
+        here (`chunked` set), else b""."""
         before = self._payload
         if not self._awaiting_head():
             super().data_received(data)
         else:
             data = self._head_received(data)
             if self.chunked is not None:
-                if data:
-                    self._chunked_received(t, data)
-                return
+                return data
             if data:
                 super().data_received(data)
         payload = self._payload or before
         if payload is None:
-            return
+            return b""
         sink = self.sink
         if sink is not None and payload is sink.payload:
             sink.pump(t)  # parsed here, in the socket callback: no task wake-up per read
-            return
+            return b""
         if payload is not self.stamp_payload:
             self.stamp_payload = payload
             self.stamps = []
         self.stamps.append((t, payload.total_bytes))
+        return b""
 
     def _awaiting_head(self) -> bool:
         payload = self._payload
@@ -114,27 +140,6 @@ class StampingProtocol(ResponseHandler):
             self.stamp_payload = payload
             self.stamps = []
         return data[cut:]
-
-    def _chunked_received(self, t: float, data: bytes) -> None:
-        chunked, payload = self.chunked, self.body
-        assert chunked is not None
-        try:
-            body = chunked.feed(data)
-        except ChunkedError as exc:
-            self._chunked_failed(exc)
-            return
-        if body:
-            sink = self.sink
-            if sink is not None and sink.payload is payload:
-                try:
-                    sink.feed(t, body)
-                except Exception as exc:  # handed to the waiting task, raised there
-                    sink.end(exc)
-            else:
-                payload.feed_data(body)
-                self.stamps.append((t, payload.total_bytes))
-        if chunked.done:
-            self._chunked_end(chunked.rest)
 
     def _chunked_end(self, rest: bytes) -> None:
         payload = self.body
