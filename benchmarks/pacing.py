@@ -27,7 +27,7 @@ lines in chunks per CPU-second, bench's timing error p99 <= 1 ms with 2 workers,
 bench run whose error p99 exceeds 1 ms flagged. Exit 1 on a FAIL.
 
     python benchmarks/pacing.py [--streams 256 1024 4096] [--workers 1 2] [--clients bench lines]
-                                [--rate 20] [--tokens 64] [--seconds 5]
+                                [--rate 20] [--tokens 64] [--seconds 5] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -240,19 +240,26 @@ def _row(m: Measurement) -> str:
 
 
 def verdicts(results: list[Measurement]) -> list[tuple[str, bool]]:
-    """(description, passed) for each acceptance check the results allow."""
+    """(description, passed) for each acceptance check the results allow. With repeats, the
+    ratio is the median of the paired ratios (each bench run over the lines run after it:
+    this VM's speed moves by a fifth within minutes), and the timing error must hold in every
+    repeat."""
     checks: list[tuple[str, bool]] = []
-    at = {(m.client, m.streams, m.workers): m for m in results}
+    runs: dict[tuple[str, int, int], list[Measurement]] = {}
+    for m in results:
+        runs.setdefault((m.client, m.streams, m.workers), []).append(m)
     for k in sorted({m.workers for m in results}):
-        b, raw = at.get(("bench", 1024, k)), at.get(("lines", 1024, k))
-        if b and raw:
-            ratio = b.per_cpu_s / raw.per_cpu_s
-            checks.append((f"1,024 streams, {k} worker(s): bench/lines chunks per CPU-s {ratio:.2f} >= 1.5",
+        pairs = list(zip(runs.get(("bench", 1024, k), []), runs.get(("lines", 1024, k), []), strict=False))
+        if pairs:
+            ratios = sorted(b.per_cpu_s / raw.per_cpu_s for b, raw in pairs)
+            ratio = float(np.median(ratios))
+            spread = f" (median of {len(ratios)}: {ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
+            checks.append((f"1,024 streams, {k} worker(s): bench/lines chunks per CPU-s {ratio:.2f}{spread} >= 1.5",
                            ratio >= 1.5))
-    b2 = at.get(("bench", 1024, 2))
-    if b2:
-        checks.append((f"1,024 streams, 2 workers: bench timing error p99 {b2.err(99):.3f} ms <= {ERROR_MS:g} ms",
-                       b2.err(99) <= ERROR_MS))
+    if ("bench", 1024, 2) in runs:
+        worst = max(m.err(99) for m in runs[("bench", 1024, 2)])
+        checks.append((f"1,024 streams, 2 workers: bench timing error p99 {worst:.3f} ms <= {ERROR_MS:g} ms",
+                       worst <= ERROR_MS))
     missed = [f"{m.streams}x{m.workers}" for m in results if m.client == "bench" and m.err(99) > ERROR_MS
               and not m.flagged]
     checks.append((f"bench flagged every run whose error p99 > {ERROR_MS:g} ms"
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=64, help="tokens per answer")
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring window")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each client, alternating, per setting")
     args = parser.parse_args(argv)
     print(f"paced server: one write per token, {args.rate:g} tok/s per stream from a random phase, "
           f"{args.tokens}-token answers; closed loop; {args.seconds:g} s window")
@@ -281,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for streams in args.streams:
             for workers in args.workers:
-                for client in args.clients:
+                for client in [c for _ in range(args.repeat) for c in args.clients]:
                     try:
                         m = measure(client, streams, workers, rate=args.rate, tokens=args.tokens,
                                     seconds=args.seconds, tmp=Path(tmp))
