@@ -159,7 +159,11 @@ class Attempt:
         slack = idle * 0.05  # re-arming the timer on every read would cost more than it buys
         if "json" in response.content_type:
             await _json_body_failure(response)
-        done = response.start_feeding(self._on_read)
+        if isinstance(recorder, StreamRecorder):  # the recorder says when the first token and [DONE] came
+            recorder.watch = self._progress
+            done = response.start_feeding(recorder.feed)
+        else:
+            done = response.start_feeding(self._on_read)
         if done is not None:
             await self._wait_body(done, deadline, loop, ttft_deadline, total_deadline)
             return
@@ -182,8 +186,12 @@ class Attempt:
 
     def _on_read(self, t_abs: float, data: bytes) -> None:
         """One socket read, fed from the connection's callback (no task wake-up per read)."""
+        self.recorder.feed(t_abs, data)
+        self._progress(t_abs)
+
+    def _progress(self, t_abs: float) -> None:
+        """After a read at `t_abs`: wake `_wait_body` when [DONE] came or the first token did."""
         recorder = self.recorder
-        recorder.feed(t_abs, data)
         if recorder.done_seen:
             if self._done_abs is None:
                 self._done_abs = t_abs

@@ -17,6 +17,7 @@ reading took a quarter of the Python time per read). Anything else takes the ful
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -94,6 +95,9 @@ class StreamRecorder(SseParser):
         self._line_after = b""  # after + b"\n\n"
         self._payload = b""  # the payload being parsed, while on_event reads it
         self._learn_tries = _LEARN_TRIES
+        # Called with the read's perf_counter time when the first output is recorded and when
+        # `[DONE]` comes, so a reader can take `feed` as its callback without a check per read.
+        self.watch: Callable[[float], None] | None = None
 
     # -- templated content chunks ---------------------------------------------------------
 
@@ -120,7 +124,20 @@ class StreamRecorder(SseParser):
                 self._plain_content(t, text)
                 return
         self._payload = payload
-        SseParser._payload_event(self, t, kind, payload)
+        watch = self.watch
+        if watch is None:
+            SseParser._payload_event(self, t, kind, payload)
+            return
+        try:
+            SseParser._payload_event(self, t, kind, payload)
+        finally:
+            if self.done_seen:  # (nothing after `[DONE]` is read: once)
+                watch(t + self._t_origin)
+
+    def _first_output(self, t: float) -> None:
+        self.first_token_t = t
+        if self.watch is not None:
+            self.watch(t + self._t_origin)
 
     def _plain_content(self, t: float, text: str) -> None:
         """What `on_event` records of a plain content chunk of choice 0 (n = 1)."""
@@ -130,7 +147,7 @@ class StreamRecorder(SseParser):
         if self.keep_output:
             self._outputs.setdefault(0, []).append(text)
         if self.first_token_t is None:
-            self.first_token_t = t
+            self._first_output(t)
         chunks = self.chunks
         chunks.t.append(t)
         chunks.kind.append(KIND_CONTENT)
@@ -192,7 +209,7 @@ class StreamRecorder(SseParser):
             self._learn(choices[0])
         tokens = self._tokens(usage) if output and usage is not None else NO_TOKENS
         if output and self.first_token_t is None:
-            self.first_token_t = t
+            self._first_output(t)
         chunks = self.chunks
         chunks.t.append(t)
         chunks.kind.append(kind)
@@ -209,7 +226,7 @@ class StreamRecorder(SseParser):
             self._append(t, kind, NO_TOKENS, index)
             return
         if self.first_token_t is None:
-            self.first_token_t = t
+            self._first_output(t)
         tokens = self._tokens(usage)  # a running count is the event's: the first row carries it
         for i, (kind, index) in enumerate(output):
             self._append(t, kind, tokens if i == 0 or tokens == NO_TOKENS else 0, index)

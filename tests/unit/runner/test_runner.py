@@ -183,6 +183,19 @@ async def test_every_failure_is_one_error_record_with_its_kind(feeding):
     assert streams.in_flight == 0
 
 
+async def test_the_first_token_hands_over_from_the_ttft_deadline_to_the_idle_one(feeding):
+    """A stall after the first tokens ends at the idle deadline, long before the TTFT one:
+    the first token must wake the wait, not the TTFT deadline passing."""
+    streams = FakeStreams(lambda _: Script([(0.01, delta(role=True) + delta("a")), (0.02, delta("b"))], end="open"),
+                          feeding)
+    sink = Sink()
+    await _runner(streams, Source(), sink, Timeouts(ttft_s=3.0, idle_s=0.15)).run([_open(0.0)], asyncio.Event())
+    (r,) = sink.records
+    assert r.error_kind == "idle_timeout" and len(_content_times(r)) == 2
+    slack = 0.0 if feeding else 0.15 * 0.05
+    assert 0.02 + 0.15 - slack <= r.end_s - r.sent_s < 0.02 + 0.15 + LATE_S
+
+
 async def test_heartbeats_after_done_do_not_hold_the_request(feeding):
     pings = [(0.02 + 0.05 * k, b": ping\n\n") for k in range(1, 40)]  # two more seconds of them
     streams = FakeStreams(lambda _: Script(healthy(2, 0.01, 0.01) + pings, end="open"), feeding)
