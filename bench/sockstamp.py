@@ -8,8 +8,10 @@ loopback: during the sender's write); reading with `recvmsg` hands that time bac
 bytes, so the stamp no longer depends on when the loop ran.
 
 The kernel clock is CLOCK_REALTIME; stamps are converted to `time.perf_counter`
-(CLOCK_MONOTONIC) with the offset between the two read at the same moment (it wobbles by
-tens of microseconds on some VMs, and jumps only if the wall clock is stepped). A read
+(CLOCK_MONOTONIC) with the offset between the two. NTP slews both clocks alike, so the
+offset changes only when the wall clock is stepped; it is measured every 100 ms as the
+tightest of three reads of one clock between two of the other (read once per socket read,
+a preemption between the two reads moved stamps by tens of microseconds). A read
 without a stamp takes the read time, as does a stamp that converts to after "now" or to
 long before it (a stepped clock). Reads go without a stamp for a moment after the first
 socket on the machine asks for them: the kernel switches stamping on in deferred work.
@@ -62,13 +64,35 @@ def enable_kernel_stamps(sock: socket.socket) -> bool:
     return True
 
 
+_OFFSET_EVERY_NS = 100_000_000
+_offset = [0, -_OFFSET_EVERY_NS - 1]  # [CLOCK_REALTIME - perf_counter ns, perf_counter ns when measured]
+
+
+def wall_offset_ns(now_ns: int) -> int:
+    """CLOCK_REALTIME minus perf_counter, in ns, measured again when the last measure is
+    100 ms older than `now_ns` (a perf_counter_ns reading)."""
+    offset = _offset
+    if now_ns - offset[1] > _OFFSET_EVERY_NS:
+        width, best = -1, 0
+        for _ in range(3):
+            before = _perf_counter_ns()
+            wall = _time_ns()
+            after = _perf_counter_ns()
+            if width < 0 or after - before < width:
+                width, best = after - before, wall - (before + after) // 2
+        offset[0], offset[1] = best, now_ns
+    return offset[0]
+
+
 def kernel_stamp(ancdata: list[tuple[int, int, bytes]]) -> float:
     """perf_counter time of the newest packet in this read, or now when there is none."""
     now_ns = _perf_counter_ns()
     for level, kind, data in ancdata:
         if kind == _SCM_TIMESTAMPNS and level == _SOL_SOCKET and len(data) >= 16:
             sec, nsec = _unpack_timespec(data)
-            stamp_ns = sec * 1_000_000_000 + nsec - (_time_ns() - now_ns)
+            offset = _offset  # `wall_offset_ns`, its common case inline
+            stamp_ns = sec * 1_000_000_000 + nsec - (
+                offset[0] if now_ns - offset[1] <= _OFFSET_EVERY_NS else wall_offset_ns(now_ns))
             if now_ns - _MAX_STAMP_AGE_NS <= stamp_ns <= now_ns:
                 return stamp_ns / 1e9
     return now_ns / 1e9

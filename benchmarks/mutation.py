@@ -47,6 +47,7 @@ RUNNER_TESTS = [
     "tests/unit/runner/test_recorder_usage_details.py",
     "tests/unit/runner/test_output_texts.py",
     "tests/unit/runner/test_sse_field_case.py",
+    "tests/unit/runner/test_recorder_templates.py",
     "tests/unit/metrics/test_cached_tokens.py",
     "tests/unit/metrics/test_dialects_phases.py",
 ]
@@ -59,6 +60,7 @@ COMPARE_TESTS = ["tests/unit/report/test_compare_rules.py", "tests/unit/report/t
 MODULES: dict[str, tuple[str, list[str]]] = {
     "recorder": ("bench/runner/recorder.py", RUNNER_TESTS),
     "sse": ("bench/runner/sse.py", RUNNER_TESTS),
+    "chunk_template": ("bench/runner/chunk_template.py", RUNNER_TESTS),
     "scan": ("bench/metrics/scan.py", METRICS_TESTS),
     "scan_rows": ("bench/metrics/scan_rows.py", METRICS_TESTS),
     "derive": ("bench/metrics/derive.py", METRICS_TESTS),

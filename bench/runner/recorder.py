@@ -5,22 +5,14 @@ OpenAI chunk: its kind (content, reasoning, tool call, role, usage, ...), its ch
 tokens a running usage says it carries, finish reasons, usage and server timings. A data
 object with a non-null `error` fails the request.
 
-Content chunks of one stream differ, as a rule, only in their text. Once a plain content
-chunk (one choice, a non-empty string of text, no usage) has been parsed, its bytes become
-a template: the part before its text's JSON string and the part after. A later payload that starts and ends with those parts and whose middle has
-no quote, backslash or control byte and is valid UTF-8 is that same chunk with another
-text (JSON ends the string exactly there, and the rest parses as before), so it is recorded
-without parsing it (in a profile at 1,024 one-token reads, the JSON parse and the chunk
-reading took a quarter of the Python time per read). Anything else takes the full parse.
+Content chunks after the first are mostly recorded without a parse: see
+`bench.runner.chunk_template`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
-
-import orjson
 
 from bench.records import (
     KIND_CONTENT,
@@ -35,7 +27,9 @@ from bench.records import (
     OUTPUT_KIND_CODES,
     ChunkColumns,
 )
+from bench.runner.chunk_template import ChunkTemplate, chunk_text, learn
 from bench.runner.sse import DEFAULT_MAX_LINE_BYTES, SseParser, StreamProtocolError, error_message
+from bench.runner.tool_calls import ToolCalls
 
 __all__ = ["CUT_OFF_REASONS", "KNOWN_REASONS", "StreamRecorder"]
 
@@ -50,10 +44,6 @@ KNOWN_REASONS = frozenset({"stop", "length", "tool_calls", "function_call", "con
                            # the Responses API's (bench.runner.responses): its status, or why it is incomplete
                            "completed", "incomplete", "max_output_tokens"})
 
-# What a templated chunk's text may not contain: its JSON string would end or escape there,
-# or be invalid JSON (raw control bytes), which the full parse must see and fail.
-_NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
-_PROBE = "q\u00e9"  # a text no template's constant part can hold in its place
 _LEARN_TRIES = 8  # per stream: a template is (re)learnt from at most this many chunks
 
 # A chunk's kind when it carries several: the first of these it has (lower rank wins).
@@ -86,13 +76,11 @@ class StreamRecorder(SseParser):
         # Every choice's generated text, every output kind (the scenario counts tokens: `tokens:`)
         self.keep_output = False
         self._outputs: dict[int, list[str]] = {}
-        self._tool_calls: dict[int, dict[str, Any]] = {}  # choice 0's, by call index, when keeping text
+        self._tool_calls = ToolCalls()  # choice 0's, when keeping text
         self._completion_tokens_seen = 0
         # the template of a plain content chunk (module doc): its bytes before and after the text
-        self._before: bytes | None = None
-        self._after = b""
-        self._line_before: bytes | None = None  # the same as a whole SSE event: b"data: " + before
-        self._line_after = b""  # after + b"\n\n"
+        self._template: ChunkTemplate | None = None
+        self._event_template: ChunkTemplate | None = None  # the same as one whole SSE event
         self._payload = b""  # the payload being parsed, while on_event reads it
         self._learn_tries = _LEARN_TRIES
         # Called with the read's perf_counter time when the first output is recorded and when
@@ -107,19 +95,19 @@ class StreamRecorder(SseParser):
         when no earlier read left a line or an event open. (A template exists only after an
         event, so the BOM check is over; a CR that ended the last read ended its line, and
         this read, which starts with `data: `, begins a new one.)"""
-        line = self._line_before
-        if (line is not None and data.startswith(line) and not self._pending and not self._data_lines
+        event = self._event_template
+        if (event is not None and data.startswith(event.before) and not self._pending and not self._data_lines
                 and not self.done_seen and self._event_type is None and not self._error_lines):
-            text = _filled(data, line, self._line_after)
+            text = event.text(data)
             if text is not None:  # (saw_event: set by the chunk the template was learnt from)
                 self._plain_content(t_abs - self._t_origin, text)
                 return
         SseParser.feed(self, t_abs, data)
 
     def _payload_event(self, t: float, kind: str | None, payload: bytes) -> None:
-        before = self._before
-        if before is not None and kind is None and payload.startswith(before):
-            text = _filled(payload, before, self._after)
+        template = self._template
+        if template is not None and kind is None and payload.startswith(template.before):
+            text = template.text(payload)
             if text is not None:
                 self._plain_content(t, text)
                 return
@@ -155,33 +143,11 @@ class StreamRecorder(SseParser):
         chunks.choice.append(0)
 
     def _learn(self, choice: dict[str, Any]) -> None:
-        """Make the payload being parsed, a plain content chunk (its one `choice`), the
-        template, if its text's JSON string is in it and a probe text put in its place
-        parses as that chunk's text (so the place is the text's, not an equal string's)."""
+        """Make the payload being parsed, a plain content chunk (its one `choice`), the template."""
         self._learn_tries -= 1
-        delta = choice.get("delta")
-        text = delta.get("content") if type(delta) is dict else choice.get("text")
-        payload = self._payload
-        try:
-            literal = orjson.dumps(text)
-        except orjson.JSONEncodeError:  # a lone surrogate (`\ud800`, read by Python's json)
-            return
-        at = payload.find(literal)
-        if at < 0:  # written with other escapes (the probe would say no too, at a parse's cost)
-            return
-        before, after = payload[:at + 1], payload[at + len(literal) - 1:]
-        try:
-            probe = orjson.loads(before + _PROBE.encode() + after)
-        except orjson.JSONDecodeError:
-            return
-        choices = probe.get("choices") if type(probe) is dict else None
-        got = choices[0] if type(choices) is list and len(choices) == 1 and type(choices[0]) is dict else {}
-        got_delta = got.get("delta")
-        if (got_delta.get("content") if type(got_delta) is dict else got.get("text")) == _PROBE:
-            self._before, self._after = before, after
-            self._line_before, self._line_after = b"data: " + before, after + b"\n\n"
-
-    # -- OpenAI chunk semantics ----------------------------------------------------------
+        template = learn(self._payload, chunk_text(choice))
+        if template is not None:
+            self._template, self._event_template = template, template.as_event()
 
     def on_event(self, t: float, event: dict[str, Any]) -> None:
         error = event.get("error")
@@ -286,7 +252,7 @@ class StreamRecorder(SseParser):
             return KIND_REASONING
         if delta.get("tool_calls"):
             if self.keep_text and index == 0:
-                self._keep_tool_calls(delta["tool_calls"])
+                self._tool_calls.add(delta["tool_calls"])
             if self.keep_output:
                 self._keep_call_text(index, delta["tool_calls"])
             return KIND_TOOL_CALL
@@ -405,52 +371,16 @@ class StreamRecorder(SseParser):
         details = self.usage.get("prompt_tokens_details") if self.usage is not None else None
         return _count(details, "cached_tokens")
 
-    def _keep_tool_calls(self, deltas: Any) -> None:
-        """Assemble streamed tool calls (a multi-turn chat answers them): the first delta of
-        a call gives its id, type and function name, later ones fragments of the arguments."""
-        for delta in deltas if isinstance(deltas, list) else ():
-            if not isinstance(delta, dict):
-                continue
-            raw = delta.get("index", len(self._tool_calls))
-            call = self._tool_calls.setdefault(raw if isinstance(raw, int) else 0,
-                                               {"id": None, "type": "function", "name": "", "arguments": ""})
-            if isinstance(delta.get("id"), str):
-                call["id"] = delta["id"]
-            if isinstance(delta.get("type"), str):
-                call["type"] = delta["type"]
-            function = delta.get("function")
-            if isinstance(function, dict):
-                if isinstance(function.get("name"), str) and not call["name"]:
-                    call["name"] = function["name"]
-                if isinstance(function.get("arguments"), str):
-                    call["arguments"] += function["arguments"]
-
     def tool_calls(self) -> tuple[dict[str, Any], ...]:
         """Choice 0's tool calls as the chat API writes them in a history ({id, type,
         function: {name, arguments}}), when `keep_text` was set; () otherwise."""
-        return tuple({"id": c["id"], "type": c["type"], "function": {"name": c["name"], "arguments": c["arguments"]}}
-                     for _, c in sorted(self._tool_calls.items()))
+        return self._tool_calls.calls()
 
     def text(self) -> str:
         text = "".join(self.text_parts)
         if self._lenient_json:  # lone surrogates cannot be sent back as JSON in a follow-up turn
             text = text.encode("utf-8", "replace").decode("utf-8")
         return text
-
-
-def _filled(data: bytes, before: bytes, after: bytes) -> str | None:
-    """The text of `data`, which starts with `before`, when it is `before` + a plain text +
-    `after` (no quote, backslash or control byte, valid UTF-8), else None."""
-    end = len(data) - len(after)
-    if end <= len(before) or not data.endswith(after):
-        return None
-    middle = data[len(before):end]
-    if _NOT_PLAIN.search(middle) is not None:
-        return None
-    try:
-        return middle.decode()
-    except UnicodeDecodeError:
-        return None
 
 
 def _reasoning_count(usage: dict[str, Any]) -> int | None:

@@ -199,3 +199,32 @@ def test_a_stamp_from_a_stepped_wall_clock_is_not_trusted():
                 struct.pack("@qq", int(sec), int(frac * 1e9)))]
         before = time.perf_counter()
         assert before <= kernel_stamp(anc) <= time.perf_counter()
+
+
+def test_the_wall_offset_is_the_tightest_bracket_and_is_kept_for_100_ms(monkeypatch):
+    """A preemption between the two clock reads must not move the offset: of three tries,
+    the one whose perf_counter reads are closest wins; then it is kept for 100 ms."""
+    import bench.sockstamp as ss
+
+    perf = iter([1_000, 61_000,  # preempted 60 us between its reads
+                 100_000, 100_400,  # tight: wall read at 100_200
+                 200_000, 230_000])
+    wall = iter([5_000_030_000, 5_000_100_200, 5_000_215_000])
+    monkeypatch.setattr(ss, "_perf_counter_ns", lambda: next(perf))
+    monkeypatch.setattr(ss, "_time_ns", lambda: next(wall))
+    monkeypatch.setattr(ss, "_offset", [0, -ss._OFFSET_EVERY_NS - 1])
+    assert ss.wall_offset_ns(300_000) == 5_000_000_000
+    assert ss.wall_offset_ns(300_000 + ss._OFFSET_EVERY_NS) == 5_000_000_000  # kept: no clock read
+    with pytest.raises(StopIteration):  # 100 ms and a nanosecond later: measured again
+        ss.wall_offset_ns(300_001 + ss._OFFSET_EVERY_NS)
+
+
+def test_a_kernel_stamp_converts_with_the_kept_offset(monkeypatch):
+    import bench.sockstamp as ss
+
+    perf_now = time.perf_counter_ns()
+    offset = time.time_ns() - perf_now
+    monkeypatch.setattr(ss, "_offset", [offset + 5_000, perf_now])  # kept, and 5 us off on purpose
+    wall = perf_now - 1_000 + offset
+    anc = [(socket.SOL_SOCKET, 35, struct.pack("@qq", wall // 1_000_000_000, wall % 1_000_000_000))]
+    assert ss.kernel_stamp(anc) == (wall - offset - 5_000) / 1e9  # not measured again: 6 us before perf_now
