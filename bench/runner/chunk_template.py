@@ -1,8 +1,9 @@
 """Templated content chunks: recording a stream's content chunks without parsing each.
 
 Content chunks of one stream differ, as a rule, only in their text. Once a plain content
-chunk (one choice, a non-empty string of text, no usage) has been parsed, its bytes become
-a template: the part before its text's JSON string and the part after. A later payload
+chunk (one choice, a non-empty string of text, no usage; from the stream's second output
+chunk on, so a one-token answer does not pay for it) has been parsed, its bytes become a
+template: the part before its text's JSON string and the part after. A later payload
 that starts and ends with those parts and whose middle has no quote, backslash or control
 byte and is valid UTF-8 is that same chunk with another text (JSON ends the string exactly
 there, and the rest parses as before), so it can be recorded without parsing it. Anything

@@ -170,8 +170,9 @@ class StreamRecorder(SseParser):
             self._final_usages.append(usage)
             kind = KIND_USAGE
         output = kind in OUTPUT_KIND_CODES
-        if (kind == KIND_CONTENT and self._learn_tries and self._n == 1 and len(choices) == 1
-                and usage is None and not self.keep_events and type(choices[0]) is dict):
+        # Learnt from the second output chunk on: a one-token answer does not pay for it.
+        if (kind == KIND_CONTENT and self.first_token_t is not None and self._learn_tries and self._n == 1
+                and len(choices) == 1 and usage is None and not self.keep_events and type(choices[0]) is dict):
             self._learn(choices[0])
         tokens = self._tokens(usage) if output and usage is not None else NO_TOKENS
         if output and self.first_token_t is None:

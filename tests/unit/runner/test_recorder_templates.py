@@ -52,10 +52,10 @@ def _feed(rec: StreamRecorder, reads: list[bytes]) -> StreamRecorder:
     return rec
 
 
-def test_after_the_first_content_chunk_the_rest_are_not_parsed_and_read_the_same():
+def test_after_the_second_content_chunk_the_rest_are_not_parsed_and_read_the_same():
     texts = [" The", " caf\u00e9", " \u4e16\u754c", " 42", "!"]
     rec = _feed(Counting(), [_content(t) for t in texts])
-    assert rec.parsed == 1  # only the chunk the template was learnt from
+    assert rec.parsed == 2  # the first, and the second, which the template was learnt from
     assert rec.text_parts == texts and rec.output_chars == sum(len(t) for t in texts)
     assert list(rec.chunks.kind) == [KIND_CONTENT] * 5 and list(rec.chunks.t) == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert list(rec.chunks.choice) == [0] * 5 and rec.first_token_t == 1.0
@@ -117,17 +117,23 @@ def test_only_content_chunks_are_learnt_from_and_a_stream_that_never_fits_stops_
     assert rec.text_parts == [chr(0xe0 + i) for i in range(20)] and rec.parsed == 20 and rec.learnt == 8
 
 
+def test_a_one_token_answer_learns_nothing():
+    usage = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}'
+    rec = _feed(Counting(), [_content(" a"), _sse(usage), b"data: [DONE]\n\n"])
+    assert rec.learnt == 0 and rec.text_parts == [" a"] and rec.usage_tokens() == (3, 1)
+
+
 def test_a_lone_surrogate_text_is_parsed_and_learnt_from_no_further():
     lone = _sse(VLLM % b'"\\ud800"')  # orjson refuses it; Python's json reads it
-    rec = _feed(Counting(), [lone, _content(" a"), _content(" b")])
-    assert rec.text_parts == ["\ud800", " a", " b"] and rec.parsed == 2 and rec.learnt == 2
+    rec = _feed(Counting(), [_content(" a"), lone, _content(" b"), _content(" c")])
+    assert rec.text_parts == [" a", "\ud800", " b", " c"] and rec.parsed == 3 and rec.learnt == 2
 
 
 def test_every_output_text_is_kept_when_asked():
     rec = Counting()
     rec.keep_output = True
     _feed(rec, [_content(t) for t in [" a", " b", " c"]])
-    assert rec.output_texts() == (" a b c",) and rec.parsed == 1
+    assert rec.output_texts() == (" a b c",) and rec.parsed == 2
 
 
 def test_nothing_after_done_is_recorded():
@@ -174,13 +180,13 @@ def test_a_text_found_elsewhere_in_the_chunk_is_not_taken_for_the_template():
 def test_a_constant_field_that_moves_makes_a_new_template():
     later = VLLM.replace(b'"created":1', b'"created":2')
     rec = _feed(Counting(), [_content(" a"), _content(" b"), _sse(later % b'" c"'), _sse(later % b'" d"')])
-    assert rec.text_parts == [" a", " b", " c", " d"] and rec.parsed == 2
+    assert rec.text_parts == [" a", " b", " c", " d"] and rec.parsed == 3
 
 
 def test_completions_text_chunks_take_the_template_too():
     chunk = b'{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":%s,"finish_reason":null}]}'
     rec = _feed(Counting(), [_sse(chunk % orjson.dumps(t)) for t in [" x", " y", " z"]])
-    assert rec.text_parts == [" x", " y", " z"] and rec.parsed == 1
+    assert rec.text_parts == [" x", " y", " z"] and rec.parsed == 2
 
 
 def test_no_template_with_several_choices_or_when_events_are_kept():
