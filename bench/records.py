@@ -70,6 +70,13 @@ class ChunkColumns:
     def __len__(self) -> int:
         return len(self.t)
 
+    def append(self, t: float, kind: int, tokens: int, choice: int) -> None:
+        """One entry: arrival (s from t0), kind code, tokens (or NO_TOKENS), choice index."""
+        self.t.append(t)
+        self.kind.append(kind)
+        self.tokens.append(tokens)
+        self.choice.append(choice)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # The dataclass's own pickling sets each slot in Python: 4x slower across processes.
         return ChunkColumns, (self.t, self.kind, self.tokens, self.choice)

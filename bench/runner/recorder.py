@@ -136,11 +136,7 @@ class StreamRecorder(SseParser):
             self._outputs.setdefault(0, []).append(text)
         if self.first_token_t is None:
             self._first_output(t)
-        chunks = self.chunks
-        chunks.t.append(t)
-        chunks.kind.append(KIND_CONTENT)
-        chunks.tokens.append(NO_TOKENS)
-        chunks.choice.append(0)
+        self.chunks.append(t, KIND_CONTENT, NO_TOKENS, 0)
 
     def _learn(self, choice: dict[str, Any]) -> None:
         """Make the payload being parsed, a plain content chunk (its one `choice`), the template."""
@@ -177,11 +173,7 @@ class StreamRecorder(SseParser):
         tokens = self._tokens(usage) if output and usage is not None else NO_TOKENS
         if output and self.first_token_t is None:
             self._first_output(t)
-        chunks = self.chunks
-        chunks.t.append(t)
-        chunks.kind.append(kind)
-        chunks.tokens.append(tokens)
-        chunks.choice.append(choice_index)
+        self.chunks.append(t, kind, tokens, choice_index)
 
     def _choices_apart(self, t: float, choices: list[Any], usage: Any) -> None:
         """An event carrying several choices' deltas (a gateway merging candidates): one row
@@ -190,20 +182,13 @@ class StreamRecorder(SseParser):
         output = [(kind, index) for kind, index in rows if kind in OUTPUT_KIND_CODES]
         if not output:
             kind, index = min(rows, key=lambda row: _RANK[row[0]])
-            self._append(t, kind, NO_TOKENS, index)
+            self.chunks.append(t, kind, NO_TOKENS, index)
             return
         if self.first_token_t is None:
             self._first_output(t)
         tokens = self._tokens(usage)  # a running count is the event's: the first row carries it
         for i, (kind, index) in enumerate(output):
-            self._append(t, kind, tokens if i == 0 or tokens == NO_TOKENS else 0, index)
-
-    def _append(self, t: float, kind: int, tokens: int, choice: int) -> None:
-        chunks = self.chunks
-        chunks.t.append(t)
-        chunks.kind.append(kind)
-        chunks.tokens.append(tokens)
-        chunks.choice.append(choice)
+            self.chunks.append(t, kind, tokens if i == 0 or tokens == NO_TOKENS else 0, index)
 
     def _classify(self, choices: list[Any]) -> tuple[int, int]:
         kind = KIND_OTHER

@@ -85,11 +85,7 @@ class ResponsesRecorder(SseParser):
             raise StreamProtocolError("server_error_event", error_message(event))
         else:
             kind = KIND_OTHER  # response.created, output_item.added, *.done, ...
-        chunks = self.chunks
-        chunks.t.append(t)
-        chunks.kind.append(kind)
-        chunks.tokens.append(NO_TOKENS)
-        chunks.choice.append(0)
+        self.chunks.append(t, kind, NO_TOKENS, 0)
 
     def _terminal(self, event: dict[str, Any]) -> None:
         response = event.get("response")
