@@ -26,12 +26,17 @@ class Counting(StreamRecorder):
     def __init__(self, n: int = 1) -> None:
         super().__init__(0.0, n=n)
         self.parsed = 0
+        self.payloads = 0
         self.learnt = 0
         self.keep_text = True
 
     def on_event(self, t: float, event: dict[str, Any]) -> None:
         self.parsed += 1
         super().on_event(t, event)
+
+    def _payload_event(self, t: float, kind: str | None, payload: bytes) -> None:
+        self.payloads += 1  # events that went through the SSE parse
+        super()._payload_event(t, kind, payload)
 
     def _learn(self, choice: dict[str, Any]) -> None:
         self.learnt += 1
@@ -56,6 +61,7 @@ def test_after_the_second_content_chunk_the_rest_are_not_parsed_and_read_the_sam
     texts = [" The", " caf\u00e9", " \u4e16\u754c", " 42", "!"]
     rec = _feed(Counting(), [_content(t) for t in texts])
     assert rec.parsed == 2  # the first, and the second, which the template was learnt from
+    assert rec.payloads == 2  # each later read, one whole event, skipped the SSE parse too
     assert rec.text_parts == texts and rec.output_chars == sum(len(t) for t in texts)
     assert list(rec.chunks.kind) == [KIND_CONTENT] * 5 and list(rec.chunks.t) == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert list(rec.chunks.choice) == [0] * 5 and rec.first_token_t == 1.0
@@ -95,8 +101,9 @@ def test_a_whole_templated_event_after_an_open_line_or_event_belongs_to_it(open_
 
 
 def test_an_empty_text_in_the_template_is_no_content():
-    rec = _feed(Counting(), [_content(" a"), _content(""), _content(" b")])
-    assert list(rec.chunks.kind) == [KIND_CONTENT, KIND_OTHER, KIND_CONTENT] and rec.text_parts == [" a", " b"]
+    rec = _feed(Counting(), [_content(" a"), _content(" b"), _content(""), _content(" c")])
+    assert list(rec.chunks.kind) == [KIND_CONTENT, KIND_CONTENT, KIND_OTHER, KIND_CONTENT]
+    assert rec.text_parts == [" a", " b", " c"]
 
 
 def test_a_running_usage_is_counted_on_every_chunk_even_when_it_repeats():
@@ -141,6 +148,13 @@ def test_nothing_after_done_is_recorded():
     assert rec.text_parts == [" a"] and len(rec.chunks.t) == 1
 
 
+def test_a_chunk_whose_end_differs_in_a_value_of_the_same_length_is_parsed():
+    # `"finish_reason":true` is as long as `...:null`: the end must match, not only the length
+    odd = VLLM.replace(b'"finish_reason":null', b'"finish_reason":true') % b'" b"'
+    rec = _feed(Counting(), [_content(" a"), _content(" a"), _sse(odd)])
+    assert rec.text_parts == [" a", " a", " b"] and rec.finish_reason() == "True"
+
+
 def test_a_quote_in_the_middle_is_parsed_as_the_json_it_makes():
     # the learnt parts around `x","role":"y` make valid JSON with another structure
     rec = _feed(Counting(), [_content(" ok"), _sse(VLLM % b'"x","role":"y"')])
@@ -164,8 +178,9 @@ def test_a_finish_reason_usage_or_error_changes_the_bytes_and_is_parsed():
 def test_an_equal_string_before_the_text_is_not_taken_for_it():
     chunk = b'{"tag":" a","choices":[{"index":0,"delta":{"content":%s},"finish_reason":null}]}'
     moved_tag = b'{"tag":" z","choices":[{"index":0,"delta":{"content":" a"},"finish_reason":null}]}'
-    rec = _feed(Counting(), [_sse(chunk % b'" a"'), _sse(moved_tag), _sse(chunk % b'" b"')])
-    assert rec.text_parts == [" a", " a", " b"]
+    # learnt from the second: " a" is first found as the tag, which the probe rules out
+    rec = _feed(Counting(), [_sse(chunk % b'" a"'), _sse(chunk % b'" a"'), _sse(moved_tag), _sse(chunk % b'" b"')])
+    assert rec.text_parts == [" a", " a", " a", " b"]
 
 
 def test_a_text_found_elsewhere_in_the_chunk_is_not_taken_for_the_template():
@@ -173,8 +188,8 @@ def test_a_text_found_elsewhere_in_the_chunk_is_not_taken_for_the_template():
     # "é" is found once in the chunk, but not where the text is; the probe finds that out.
     chunk = b'{"model":"\xc3\xa9","choices":[{"index":0,"delta":{"content":"\\u00e9"},"finish_reason":null}]}'
     other_model = chunk.replace(b'"model":"\xc3\xa9"', b'"model":"x"')
-    rec = _feed(Counting(), [_sse(chunk), _sse(other_model)])
-    assert rec.text_parts == ["\u00e9", "\u00e9"]
+    rec = _feed(Counting(), [_sse(chunk), _sse(chunk), _sse(other_model)])
+    assert rec.text_parts == ["\u00e9"] * 3
 
 
 def test_a_constant_field_that_moves_makes_a_new_template():
