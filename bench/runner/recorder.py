@@ -112,15 +112,11 @@ class StreamRecorder(SseParser):
                 self._plain_content(t, text)
                 return
         self._payload = payload
-        watch = self.watch
-        if watch is None:
-            SseParser._payload_event(self, t, kind, payload)
-            return
         try:
             SseParser._payload_event(self, t, kind, payload)
         finally:
-            if self.done_seen:  # (nothing after `[DONE]` is read: once)
-                watch(t + self._t_origin)
+            if self.done_seen and self.watch is not None:  # (nothing after `[DONE]` is read: once)
+                self.watch(t + self._t_origin)
 
     def _first_output(self, t: float) -> None:
         self.first_token_t = t
@@ -129,11 +125,7 @@ class StreamRecorder(SseParser):
 
     def _plain_content(self, t: float, text: str) -> None:
         """What `on_event` records of a plain content chunk of choice 0 (n = 1)."""
-        self.output_chars += len(text)
-        if self.keep_text:
-            self.text_parts.append(text)
-        if self.keep_output:
-            self._outputs.setdefault(0, []).append(text)
+        self._content_text(0, text)
         if self.first_token_t is None:
             self._first_output(t)
         self.chunks.append(t, KIND_CONTENT, NO_TOKENS, 0)
@@ -207,12 +199,8 @@ class StreamRecorder(SseParser):
                 this = self._text(choice.get("text"), index)
             else:
                 text = delta.get("content")
-                if type(text) is str and text:  # the common case, without a call
-                    self.output_chars += len(text)
-                    if self.keep_text and index == 0:
-                        self.text_parts.append(text)
-                    if self.keep_output:
-                        self._outputs.setdefault(index, []).append(text)
+                if type(text) is str and text:  # the common case
+                    self._content_text(index, text)
                     this = KIND_CONTENT
                 else:
                     this = self._delta_kind(delta, text, index)
@@ -256,11 +244,16 @@ class StreamRecorder(SseParser):
             text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
         if not text or not isinstance(text, str):
             return KIND_OTHER
+        self._content_text(index, text)
+        return KIND_CONTENT
+
+    def _content_text(self, index: int, text: str) -> None:
+        """A content text of choice `index`: counted, and kept when asked."""
         self.output_chars += len(text)
         if self.keep_text and index == 0:
             self.text_parts.append(text)
-        self._keep_output(index, text)
-        return KIND_CONTENT
+        if self.keep_output:
+            self._outputs.setdefault(index, []).append(text)
 
     def _keep_output(self, index: int, text: Any) -> None:
         if self.keep_output and isinstance(text, str):
