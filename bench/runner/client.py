@@ -40,7 +40,9 @@ class StreamClient:
         # default headers) and the requests go out on our aiohttp session.
         self._direct = self._sdk.direct
         # keyed by `fresh`: the pooled session, and the one that opens a connection per request
-        self._session_makers = {fresh: session_factory(config.max_connections, fresh) for fresh in (False, True)}
+        stamped = arrival_stamp_source(config.base_url) == "kernel"  # plain TCP: writes are stamped
+        self._session_makers = {fresh: session_factory(config.max_connections, fresh, stamped)
+                                for fresh in (False, True)}
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._templates: dict[str, RequestTemplate] = {}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)

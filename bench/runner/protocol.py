@@ -50,6 +50,7 @@ class StampingProtocol(ResponseHandler):
         self.body: Any = None  # its reader (aiohttp's StreamReader of the response)
         self._head_seen = b""  # the last bytes of a response head not yet ended
         self._message: Any = None  # the head aiohttp parsed last
+        self.requests = 0  # requests sent on this connection (handed out by the connector)
 
     def feed_data(self, data: Any, size: int = 0) -> None:
         """aiohttp's parser hands each response (head, body reader) here."""

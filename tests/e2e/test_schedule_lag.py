@@ -5,11 +5,13 @@ wait unread past their TTFT timeout. No request may reach the wire before its sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import orjson
 from benchtest import run_in_process
 from closeserver import CloseServer
+from faultserver import FaultServer
 
 from bench.runner.client import ClientConfig, SendLog, StreamClient
 
@@ -58,6 +60,36 @@ def test_the_client_holds_a_request_until_its_not_before_time():
         assert log.sent_at is not None and log.sent_at >= not_before
         assert arrived >= not_before  # the server read the request head no earlier
     assert any(log.held_s > 0.001 for log, _ in results)
+
+
+async def _cancel_a_held_request_then_send(base_url: str) -> bool:
+    client = StreamClient(ClientConfig(base_url, None, 2.0, 1))  # a pool of one connection
+    body = orjson.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "ok"}]})
+    try:
+        first = await client.open_stream("/chat/completions", body)  # the pool's connection, opened
+        async for _ in first.reads():
+            pass
+        await first.aclose()
+        held = asyncio.create_task(client.open_stream("/chat/completions", body,
+                                                      SendLog(not_before=time.perf_counter() + 30)))
+        await asyncio.sleep(0.2)  # connection in hand, held
+        held.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await held
+        response = await asyncio.wait_for(client.open_stream("/chat/completions", body), 5)
+        async for _ in response.reads():
+            pass
+        await response.aclose()
+        return response.reused_connection
+    finally:
+        await client.aclose()
+
+
+def test_a_request_cancelled_while_held_gives_its_connection_back():
+    # Nothing of it was written: the next request goes out on that same pooled connection
+    # (a pool of one would wait forever for a connection the held request kept).
+    with FaultServer() as server:
+        assert asyncio.run(_cancel_a_held_request_then_send(server.base_url)) is True
 
 
 def test_send_lead_settles_high_in_the_spread_of_the_overhead():
