@@ -33,8 +33,9 @@ __all__ = [
     "describe_aio", "session_factory", "split_by_arrival", "stamp_log", "stamped_reads",
 ]
 
-# Set by the client for the duration of one request; the aiohttp trace hooks, which run
-# in that request's task, append the time the request finished going out on the socket.
+# Set by the client for the duration of one request. What runs in that request's task
+# appends to the box: the connector `REUSED` for a pooled connection, the stamped transport
+# (or, on a TLS connection, aiohttp's trace hook) the time the request went out.
 SENT_BOX: ContextVar[list[float] | None] = ContextVar("bench_sent_box", default=None)
 SEND_LOG: ContextVar[SendLog | None] = ContextVar("bench_send_log", default=None)
 REUSED = -1.0  # marker in the sent box: this attempt went out on a pooled keep-alive connection
