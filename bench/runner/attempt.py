@@ -96,9 +96,9 @@ class Attempt:
         self.retry_after_s: float | None = None
         self.server_request_id: str | None = None
         self.status = "ok"
-        self._first_token: asyncio.Future[None] | None = None
         self._done_abs: float | None = None  # when [DONE] arrived
-        self._done_wake: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # what `_wait_body` sleeps on, while it does
+        self._wake_on_first = False  # it sleeps until the first token
 
     async def run(self, client: StreamOpener, path: str, body: bytes, not_before: float = 0.0) -> None:
         """`not_before`: perf_counter time before which no byte of the request is written."""
@@ -195,15 +195,30 @@ class Attempt:
         if recorder.done_seen:
             if self._done_abs is None:
                 self._done_abs = t_abs
-            wake = self._done_wake
-            if wake is not None and not wake.done():
-                wake.set_result(None)  # to the short wait for the end of the body
+            self._wake_up()  # to the short wait for the end of the body
             return
         # The idle deadline runs from the last event, which `_wait_body` reads from the
         # recorder when it wakes: nothing to move here per read.
-        first = self._first_token
-        if first is not None and recorder.first_token_t is not None and not first.done():
-            first.set_result(None)  # from the TTFT deadline to the idle one
+        if self._wake_on_first and recorder.first_token_t is not None:
+            self._wake_on_first = False
+            self._wake_up()  # from the TTFT deadline to the idle one
+
+    def _wake_up(self, _done: object = None) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        """Until `_wake_up` (the body's end, [DONE], the first token) or `seconds` pass. One
+        future and one timer: `asyncio.wait` costs several times that, two or three times
+        a request."""
+        wake = self._wake = loop.create_future()
+        timer = loop.call_later(seconds, self._wake_up)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
 
     async def _wait_body(self, done: asyncio.Future[None], deadline: asyncio.Timeout,
                          loop: asyncio.AbstractEventLoop, ttft_deadline: float, total_deadline: float) -> None:
@@ -216,20 +231,18 @@ class Attempt:
         recorder = self.recorder
         idle = self.timeouts.idle_s
         perf = time.perf_counter
-        self._done_wake = loop.create_future()
+        done.add_done_callback(self._wake_up)
         while not done.done():
             if recorder.done_seen:
                 done_abs = self._done_abs = self._done_abs or perf()
                 remaining = min(done_abs + DONE_GRACE_S - perf(), total_deadline - loop.time())
                 if remaining <= 0:
                     return
-                await asyncio.wait((done,), timeout=remaining)
+                await self._sleep(loop, remaining)
                 continue
-            waiting: tuple[asyncio.Future[None], ...] = (done, self._done_wake)
             if recorder.first_token_t is None:
                 target = ttft_deadline
-                self._first_token = loop.create_future()
-                waiting = (*waiting, self._first_token)
+                self._wake_on_first = True
             else:
                 # Only events re-arm the idle deadline (keep-alive comments from a proxy in
                 # front of a stuck backend must not hold it off): from the last chunk's arrival.
@@ -239,8 +252,7 @@ class Attempt:
             remaining = target - loop.time()
             if remaining <= 0:
                 raise TimeoutError
-            await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            self._first_token = None
+            await self._sleep(loop, remaining)
         done.result()  # the error that ended the body, if any
         recorder.close(perf())
 

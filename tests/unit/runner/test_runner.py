@@ -196,6 +196,18 @@ async def test_the_first_token_hands_over_from_the_ttft_deadline_to_the_idle_one
     assert 0.02 + 0.15 - slack <= r.end_s - r.sent_s < 0.02 + 0.15 + LATE_S
 
 
+async def test_a_body_that_ends_without_done_ends_the_request_at_once(feeding):
+    """No [DONE] (a valid ending for several servers): the body's end wakes the wait, not the
+    idle deadline passing."""
+    streams = FakeStreams(lambda _: Script([(0.01, delta(role=True) + delta("a")),
+                                            (0.02, delta("b", finish="stop"))]), feeding)
+    sink = Sink()
+    await _runner(streams, Source(), sink, Timeouts(idle_s=5.0)).run([_open(0.0)], asyncio.Event())
+    (r,) = sink.records
+    assert (r.status, r.done_seen, len(_content_times(r))) == ("ok", False, 2)
+    assert r.sent_s + 0.02 <= r.end_s < r.sent_s + 0.02 + LATE_S
+
+
 async def test_heartbeats_after_done_do_not_hold_the_request(feeding):
     pings = [(0.02 + 0.05 * k, b": ping\n\n") for k in range(1, 40)]  # two more seconds of them
     streams = FakeStreams(lambda _: Script(healthy(2, 0.01, 0.01) + pings, end="open"), feeding)
