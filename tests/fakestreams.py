@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bench.runner.streamapi import ClientError, Feed, SendLog
+from bench.runner.streamapi import ClientError, Feed, SendLog, sleep_until
 
 
 def sse(obj: Any) -> bytes:
@@ -44,7 +44,6 @@ def usage(prompt: int, completion: int) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
-_SPIN_S = 0.0015  # the real client's hold sleeps until this close to its time, then yields
 
 
 def healthy(tokens: int, first_s: float, gap_s: float) -> list[tuple[float, bytes]]:
@@ -95,10 +94,7 @@ class FakeStreams:
         not_before = log.not_before if log is not None else 0.0
         now = time.perf_counter()
         if now < not_before:  # the real client's hold: never on the wire before its time
-            if not_before - now > _SPIN_S:
-                await asyncio.sleep(not_before - now - _SPIN_S)
-            while time.perf_counter() < not_before:  # noqa: ASYNC110 - as the real client: to the microsecond
-                await asyncio.sleep(0)
+            await sleep_until(not_before)
         sent_at = max(time.perf_counter(), not_before)
         if log is not None:
             log.held_s += max(0.0, sent_at - now)

@@ -20,7 +20,7 @@ from bench.runner.unary import EmbeddingsReader
 from bench.scenario.schema import Timeouts
 from bench.workload.requests import RequestSpec
 
-__all__ = ["DONE_GRACE_S", "Attempt", "Recorder", "SendLead", "make_recorder", "sleep_until"]
+__all__ = ["DONE_GRACE_S", "Attempt", "Recorder", "SendLead", "make_recorder"]
 
 # What reads an answer, by endpoint: all three have StreamRecorder's interface.
 Recorder = StreamRecorder | ResponsesRecorder | EmbeddingsReader
@@ -33,9 +33,6 @@ def make_recorder(endpoint: str, t_origin: float, n: int = 1, inputs: int | None
     if endpoint == "responses":
         return ResponsesRecorder(t_origin)
     return StreamRecorder(t_origin, n=n)
-
-_SPIN_S = 0.0015  # sleep until this close to a send time, then yield: asyncio rounds timers to 1 ms
-
 
 class SendLead:
     """Running estimate of the time from handing a request to the client to its last byte
@@ -335,10 +332,3 @@ async def _read_whole(response: StreamResponse, reader: EmbeddingsReader) -> Non
         reader.feed(now_abs, data)
     reader.close(time.perf_counter())
 
-
-async def sleep_until(target: float) -> None:
-    delay = target - time.perf_counter()
-    if delay > _SPIN_S:
-        await asyncio.sleep(delay - _SPIN_S)
-    while time.perf_counter() < target:  # noqa: ASYNC110 - a spin: the last 1.5 ms to the microsecond
-        await asyncio.sleep(0)

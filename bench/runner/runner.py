@@ -18,10 +18,10 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 
 from bench.records import OUTPUT_KIND_CODES, Progress
-from bench.runner.attempt import Attempt, SendLead, sleep_until
+from bench.runner.attempt import Attempt, SendLead
 from bench.runner.recorder import StreamRecorder
 from bench.runner.sender import RecordSink, RequestSource
-from bench.runner.streamapi import StreamOpener
+from bench.runner.streamapi import StreamOpener, sleep_until
 from bench.workload.plan import RunPlan, StagePlan
 from bench.workload.requests import RequestSpec
 

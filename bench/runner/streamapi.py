@@ -9,11 +9,12 @@ behind `bench.runner.sdk`); tests drive the runner with an in-process fake.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ClientConfig", "ClientError", "Feed", "SendLog", "StreamOpener", "StreamResponse"]
+__all__ = ["ClientConfig", "ClientError", "Feed", "SendLog", "StreamOpener", "StreamResponse", "sleep_until"]
 
 
 class ClientError(Exception):
@@ -57,6 +58,19 @@ class SendLog:
     not_before: float = 0.0
     sent_at: float | None = None
     held_s: float = 0.0
+
+
+_SPIN_S = 0.0015  # sleep until this close to the target, then yield: asyncio rounds timers to 1 ms
+
+
+async def sleep_until(target: float) -> None:
+    """Return at perf_counter time `target` (seconds), to the microsecond: sleep until 1.5 ms
+    before it, then yield to the loop until it passes (a send time, a `not_before` hold)."""
+    delay = target - time.perf_counter()
+    if delay > _SPIN_S:
+        await asyncio.sleep(delay - _SPIN_S)
+    while time.perf_counter() < target:  # noqa: ASYNC110 - a spin: the last 1.5 ms to the microsecond
+        await asyncio.sleep(0)
 
 
 # Called with (arrival perf_counter seconds, bytes) for each read of a response body.

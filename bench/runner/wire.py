@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from bench.runner.protocol import DirectReader, Feeder, StampingProtocol, describe_aio
-from bench.runner.streamapi import ClientError, Feed, SendLog
+from bench.runner.streamapi import ClientError, Feed, SendLog, sleep_until
 from bench.sockstamp import StampedTransport, stamped_transport_supported
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
 SENT_BOX: ContextVar[list[float] | None] = ContextVar("bench_sent_box", default=None)
 SEND_LOG: ContextVar[SendLog | None] = ContextVar("bench_send_log", default=None)
 REUSED = -1.0  # marker in the sent box: this attempt went out on a pooled keep-alive connection
-_SPIN_S = 0.0015  # sleep until this close to the hold's end, then yield: asyncio rounds timers to 1 ms
 
 
 async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
@@ -56,13 +55,7 @@ async def _on_sent(_session: Any, _ctx: SimpleNamespace, _params: Any) -> None:
 async def _hold(log: SendLog) -> None:
     """Connection in hand (pooled or new), nothing written yet: wait for `log.not_before`."""
     start = time.perf_counter()
-    target = log.not_before
-    if start >= target:
-        return
-    if target - start > _SPIN_S:
-        await asyncio.sleep(target - start - _SPIN_S)
-    while time.perf_counter() < target:  # noqa: ASYNC110 - a spin: the last 1.5 ms to the microsecond
-        await asyncio.sleep(0)
+    await sleep_until(log.not_before)
     log.held_s += time.perf_counter() - start
 
 
