@@ -158,6 +158,16 @@ def test_case_is_recorded_as_its_truth(corpus: Corpus, name: str) -> None:
     assert not problems, f"{name} [{case.source}]: " + "; ".join(problems)
 
 
+def test_no_request_waits_out_a_deadline(corpus: Corpus) -> None:
+    """Every case ends when its body or `[DONE]` does (cases last < 0.5 s): none waits for the
+    idle deadline. In the cases without `[DONE]` only the body's end can wake the wait."""
+    without_done = {case.name for case in ALL if case.truth.done_seen is False}
+    assert len(without_done) >= 20  # of several servers' dialects, not one
+    slow = [(name, round(float(seen.row["end_s"] - seen.row["sent_s"]), 3)) for name, seen in corpus.observed.items()
+            if seen.row["end_s"] - seen.row["sent_s"] >= TIMEOUTS["idle_s"]]
+    assert not slow, slow
+
+
 def test_every_case_was_requested_once(corpus: Corpus) -> None:
     assert Counter(corpus.seen) == Counter(case.name for case in ALL)
 
