@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bench.runner.streamapi import ClientError, Feed, SendLog, sleep_until
+from bench.runner.streamapi import ChunkFeed, ClientError, Feed, SendLog, sleep_until
 
 
 def sse(obj: Any) -> bytes:
@@ -130,7 +130,7 @@ class FakeResponse:
     def header(self, name: str) -> str | None:
         return None
 
-    def start_feeding(self, feed: Feed) -> asyncio.Future[None] | None:
+    def start_feeding(self, feed: Feed, whole_chunk: ChunkFeed | None = None) -> asyncio.Future[None] | None:
         if not self._source.feeding:
             return None
         loop = asyncio.get_running_loop()

@@ -11,9 +11,14 @@ complete and `rest` holds any bytes that came after it (none from a well-behaved
 Whole chunks at the start of a read (a server writing each token on its own, or several
 that queued up) take a short path without the state machine; the rest of the read goes
 through it, so a CRLF, a size line or a chunk cut anywhere between two reads decodes the same.
+`whole_chunk(data)` says, without decoding, where the data of a read that is exactly one
+whole chunk lies: a reader can take such a read (one token's event, as a real server writes
+it) in one step, and feeds the decoder only what it does not take.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = ["MAX_LINE", "MAX_TRAILERS", "ChunkedBody", "ChunkedError"]
 
@@ -21,6 +26,7 @@ MAX_LINE = 64 * 1024  # a chunk-size line with its extensions, or one trailer li
 MAX_TRAILERS = 128
 _HEX = b"0123456789abcdefABCDEF"
 _MAX_HEX_DIGITS = 16  # 2**64 - 1: a larger size is a broken or hostile server
+_SIZE_LINE = re.compile(rb"([0-9a-fA-F]{1,%d})\r\n" % _MAX_HEX_DIGITS).match  # no extensions: the plain case
 
 # states
 _SIZE = 0  # expecting a chunk-size line
@@ -47,6 +53,22 @@ class ChunkedBody:
         self._trailers = 0
         self.rest = b""
         self.done = False  # the last chunk and the trailers came (an attribute: read after every read)
+
+    def whole_chunk(self, data: bytes) -> int:
+        """When the decoder is between chunks and `data` is exactly one whole chunk with data
+        (a size line without extensions, the data, CRLF): where its data begins (it ends 2
+        bytes before `data` does). Else 0. Nothing changes: a caller that takes the data
+        leaves the decoder between chunks, as feeding the read would; one that does not
+        feeds it."""
+        if self._state != _SIZE or self._line:
+            return 0
+        size = _SIZE_LINE(data)
+        if size is None:
+            return 0
+        start = size.end()
+        if int(size[1], 16) != len(data) - start - 2 or start + 2 == len(data) or not data.endswith(b"\r\n"):
+            return 0
+        return start
 
     def feed(self, data: bytes) -> bytes:
         """The payload in `data`, the body's next bytes; raises ChunkedError."""

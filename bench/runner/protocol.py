@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from bench.runner.chunked import ChunkedBody, ChunkedError
-from bench.runner.streamapi import ClientError, Feed
+from bench.runner.streamapi import ChunkFeed, ClientError, Feed
 from bench.sockstamp import StampedTransport
 
 __all__ = ["DirectReader", "Feeder", "StampingProtocol", "describe_aio"]
@@ -68,13 +68,17 @@ class StampingProtocol(ResponseHandler):
             if chunked is None or not data:
                 return
         # A chunked body decoded here; inline, as this runs on every read of a stream.
+        sink = self.sink
+        if sink is not None and sink.whole_chunk is not None and sink.payload is self.body:
+            start = chunked.whole_chunk(data)
+            if start and sink.whole_chunk(t, data, start):  # one token's event, taken whole
+                return
         try:
             body = chunked.feed(data)
         except ChunkedError as exc:
             self._chunked_failed(exc)
             return
         if body:
-            sink = self.sink
             if sink is not None and sink.payload is self.body:
                 try:
                     sink.feed(t, body)
@@ -219,12 +223,14 @@ class Feeder:
     broke the connection (as a `ClientError("stream_dropped")`).
     """
 
-    __slots__ = ("_again", "_busy", "done", "feed", "payload", "pieces", "protocol")
+    __slots__ = ("_again", "_busy", "done", "feed", "payload", "pieces", "protocol", "whole_chunk")
 
-    def __init__(self, protocol: StampingProtocol, payload: Any, feed: Feed, done: asyncio.Future[None]) -> None:
+    def __init__(self, protocol: StampingProtocol, payload: Any, feed: Feed, done: asyncio.Future[None],
+                 whole_chunk: ChunkFeed | None = None) -> None:
         self.protocol = protocol
         self.payload = payload
         self.feed = feed
+        self.whole_chunk = whole_chunk  # offered whole-chunk reads of a body decoded in the protocol
         self.done = done
         self.pieces: list[bytes] = []
         self._busy = False

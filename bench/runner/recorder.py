@@ -12,6 +12,7 @@ Content chunks after the first are mostly recorded without a parse: see
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from bench.records import (
@@ -30,6 +31,7 @@ from bench.records import (
 from bench.runner.chunk_template import ChunkTemplate, chunk_text, learn
 from bench.runner.sse import DEFAULT_MAX_LINE_BYTES, SseParser, StreamProtocolError, error_message
 from bench.runner.tool_calls import ToolCalls
+from bench.runner.usage import cached_tokens, reasoning_tokens, usage_tokens
 
 __all__ = ["CUT_OFF_REASONS", "KNOWN_REASONS", "StreamRecorder"]
 
@@ -63,7 +65,10 @@ class StreamRecorder(SseParser):
     def __init__(self, t_origin: float, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, n: int = 1) -> None:
         super().__init__(t_origin, max_line_bytes)
         self._n = n
-        self.chunks = ChunkColumns()
+        self._chunks = ChunkColumns()
+        # Plain content rows whose time is in `_chunks.t` but whose kind, tokens and choice
+        # are not yet appended (`chunks` appends them): one append per templated chunk, not four.
+        self._plain_rows = 0
         self.first_token_t: float | None = None
         self.finish_reasons: dict[int, str] = {}
         self.finish_messages: list[str] = []  # what a finish_reason object said besides its type
@@ -87,7 +92,33 @@ class StreamRecorder(SseParser):
         # `[DONE]` comes, so a reader can take `feed` as its callback without a check per read.
         self.watch: Callable[[float], None] | None = None
 
+    @property
+    def chunks(self) -> ChunkColumns:
+        """The chunk columns so far (every column as long as the others)."""
+        rows = self._plain_rows
+        if rows:
+            self._plain_rows = 0
+            chunks = self._chunks
+            chunks.kind.extend(repeat(KIND_CONTENT, rows))
+            chunks.tokens.extend(repeat(NO_TOKENS, rows))
+            chunks.choice.extend(repeat(0, rows))
+        return self._chunks
+
     # -- templated content chunks ---------------------------------------------------------
+
+    def feed_chunk(self, t_abs: float, data: bytes, start: int) -> bool:
+        """Take `data`, a read that is one whole HTTP chunk whose data runs from `start` to 2
+        bytes before its end, when that data is one templated content event (as in `feed`);
+        True when taken, False (nothing recorded) otherwise."""
+        event = self._event_template
+        if (event is None or self._pending or self._data_lines or self.done_seen or self._event_type is not None
+                or self._error_lines):
+            return False
+        text = event.text_in(data, start, len(data) - 2)
+        if text is None:
+            return False
+        self._plain_content(t_abs - self._t_origin, text)
+        return True
 
     def feed(self, t_abs: float, data: bytes) -> None:
         """`SseParser.feed`, with a read that is one templated content event (`data: `, the
@@ -125,10 +156,14 @@ class StreamRecorder(SseParser):
 
     def _plain_content(self, t: float, text: str) -> None:
         """What `on_event` records of a plain content chunk of choice 0 (n = 1)."""
-        self._content_text(0, text)
-        if self.first_token_t is None:
-            self._first_output(t)
-        self.chunks.append(t, KIND_CONTENT, NO_TOKENS, 0)
+        if self.first_token_t is None or self.keep_text or self.keep_output:
+            self._content_text(0, text)
+            if self.first_token_t is None:
+                self._first_output(t)
+        else:  # `_content_text`'s count, inline: this runs for almost every chunk
+            self.output_chars += len(text)
+        self._chunks.t.append(t)
+        self._plain_rows += 1
 
     def _learn(self, choice: dict[str, Any]) -> None:
         """Make the payload being parsed, a plain content chunk (its one `choice`), the template."""
@@ -319,36 +354,14 @@ class StreamRecorder(SseParser):
                 if r.lower() not in KNOWN_REASONS and r.lower() not in CUT_OFF_REASONS}
 
     def usage_tokens(self) -> tuple[int | None, int | None]:
-        if len(self._final_usages) > 1:
-            # llama.cpp with n > 1 sends one usage chunk per choice, each counting only its
-            # own completion; vLLM sends one for all. Sum completions, keep the prompt once.
-            completions = [u.get("completion_tokens") for u in self._final_usages]
-            prompt = self._final_usages[-1].get("prompt_tokens")
-            counted = [c for c in completions if isinstance(c, int)]
-            if len(counted) == len(completions):
-                return (prompt if isinstance(prompt, int) else None, sum(counted))
-        if not self.usage:
-            return None, None
-        prompt = self.usage.get("prompt_tokens")
-        completion = self.usage.get("completion_tokens")
-        return (prompt if isinstance(prompt, int) else None,
-                completion if isinstance(completion, int) else None)
+        """(prompt, completion) tokens the usage said (`bench.runner.usage`)."""
+        return usage_tokens(self.usage, self._final_usages)
 
     def reasoning_tokens(self) -> int | None:
-        """`usage.completion_tokens_details.reasoning_tokens` (summed over llama.cpp's
-        per-choice usage chunks), None when the server did not give it."""
-        usages = self._final_usages if len(self._final_usages) > 1 else [self.usage] if self.usage else []
-        counts = [_reasoning_count(u) for u in usages]
-        if not counts or any(c is None for c in counts):
-            return None
-        return sum(c for c in counts if c is not None)
+        return reasoning_tokens(self.usage, self._final_usages)
 
     def cached_tokens(self) -> int | None:
-        """`usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the server's
-        prefix cache, None when the server did not say (the last usage: with one usage chunk
-        per choice, the prompt is shared)."""
-        details = self.usage.get("prompt_tokens_details") if self.usage is not None else None
-        return _count(details, "cached_tokens")
+        return cached_tokens(self.usage)
 
     def tool_calls(self) -> tuple[dict[str, Any], ...]:
         """Choice 0's tool calls as the chat API writes them in a history ({id, type,
@@ -361,11 +374,3 @@ class StreamRecorder(SseParser):
             text = text.encode("utf-8", "replace").decode("utf-8")
         return text
 
-
-def _reasoning_count(usage: dict[str, Any]) -> int | None:
-    return _count(usage.get("completion_tokens_details"), "reasoning_tokens")
-
-
-def _count(details: Any, key: str) -> int | None:
-    count = details.get(key) if isinstance(details, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) else None

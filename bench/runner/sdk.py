@@ -42,7 +42,7 @@ import aiohttp
 import httpx2
 import openai
 
-from bench.runner.streamapi import ClientConfig, ClientError, Feed
+from bench.runner.streamapi import ChunkFeed, ClientConfig, ClientError, Feed
 from bench.runner.wire import REUSED, SENT_BOX, stamp_log, stamped_reads
 
 __all__ = [
@@ -190,7 +190,7 @@ class SdkStreamResponse:
     def header(self, name: str) -> str | None:
         return self._response.headers.get(name)
 
-    def start_feeding(self, feed: Feed) -> None:
+    def start_feeding(self, feed: Feed, whole_chunk: ChunkFeed | None = None) -> None:
         return None  # read with `reads()` only
 
     async def reads(self) -> AsyncIterator[tuple[float, bytes]]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ClientConfig", "ClientError", "Feed", "SendLog", "StreamOpener", "StreamResponse", "sleep_until"]
+__all__ = ["ChunkFeed", "ClientConfig", "ClientError", "Feed", "SendLog", "StreamOpener", "StreamResponse", "sleep_until"]
 
 
 class ClientError(Exception):
@@ -75,6 +75,10 @@ async def sleep_until(target: float) -> None:
 
 # Called with (arrival perf_counter seconds, bytes) for each read of a response body.
 Feed = Callable[[float, bytes], None]
+# Offered a read that is exactly one whole HTTP chunk (arrival, the read's raw bytes, where the
+# chunk's data begins; it ends 2 bytes before the read does): True when it took the read,
+# False (nothing taken) to have it decoded and fed as usual.
+ChunkFeed = Callable[[float, bytes, int], bool]
 
 
 class StreamResponse(Protocol):
@@ -95,8 +99,10 @@ class StreamResponse(Protocol):
         """A response header's value (case-insensitive name), None when absent."""
         ...
 
-    def start_feeding(self, feed: Feed) -> asyncio.Future[None] | None:
+    def start_feeding(self, feed: Feed, whole_chunk: ChunkFeed | None = None) -> asyncio.Future[None] | None:
         """Call `feed` for every read, from the socket callback (no task wake-up per read).
+        A response that decodes a chunked body itself first offers `whole_chunk` each read
+        that is one whole chunk (others may ignore it).
 
         Returns a future resolved at the end of the body (or failed with the error, a
         ClientError for a broken connection), or None when this response can only be read

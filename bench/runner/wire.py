@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from bench.runner.protocol import DirectReader, Feeder, StampingProtocol, describe_aio
-from bench.runner.streamapi import ClientError, Feed, SendLog, sleep_until
+from bench.runner.streamapi import ChunkFeed, ClientError, Feed, SendLog, sleep_until
 from bench.sockstamp import StampedTransport, stamped_transport_supported
 
 __all__ = [
@@ -226,13 +226,13 @@ class AioStreamResponse:
     def header(self, name: str) -> str | None:
         return self._aio.headers.get(name)
 
-    def start_feeding(self, feed: Feed) -> asyncio.Future[None] | None:
+    def start_feeding(self, feed: Feed, whole_chunk: ChunkFeed | None = None) -> asyncio.Future[None] | None:
         content, stamps = self._content, self._stamps
         protocol = getattr(self._aio.connection, "protocol", None)
         if content is None or stamps is None or not isinstance(protocol, StampingProtocol):
             return None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        feeder = self._feeder = Feeder(protocol, content, feed, done)
+        feeder = self._feeder = Feeder(protocol, content, feed, done, whole_chunk)
         if type(content) is aiohttp.StreamReader:
             content.__class__ = DirectReader  # same slots: its later bytes go to the feeder
         try:  # what arrived before now, each piece with its own read's stamp

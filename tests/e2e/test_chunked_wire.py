@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import json
 import socket
 
@@ -14,6 +15,7 @@ import orjson
 
 from bench.runner.attempt import Attempt
 from bench.runner.client import ClientConfig, StreamClient
+from bench.runner.recorder import StreamRecorder
 from bench.scenario.schema import Timeouts
 
 TEXTS = ["h\u00e9", "\u20ac\U0001f600", " end"]
@@ -167,3 +169,32 @@ async def test_chunked_error_bodies_reach_the_error_paths():
     assert "the model is overloaded" in (attempts[1].error_message or "")
     _assert_ok(attempts[2])
     assert connections == 1
+
+
+async def test_reads_that_are_one_whole_chunk_each_are_taken_whole_and_read_the_same(monkeypatch):
+    """One event per chunk per write, as a real server sends tokens: after the template is
+    learnt the connection hands each such read to the recorder whole; the record is still
+    what the stream says, escaped texts and the finish included."""
+    texts = [" a", " caf\u00e9", 'q"uote', " \U0001f600", " b", " c"]
+    events = [{"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]} for t in texts]
+    events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+    frames = [b"%x\r\n%s\r\n" % (len(e), e) for e in
+              [b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\n\n" for e in events]
+              + [b"data: [DONE]\n\n"]]
+    taken = []
+    feed_chunk = StreamRecorder.feed_chunk
+
+    def spy(self: StreamRecorder, t_abs: float, data: bytes, start: int) -> bool:
+        took = feed_chunk(self, t_abs, data, start)
+        taken.append(took)
+        return took
+
+    monkeypatch.setattr(StreamRecorder, "feed_chunk", spy)
+    attempts, _ = await _run([[CHUNKED, *frames, b"0\r\n\r\n"]])
+    recorder = attempts[0].recorder
+    assert attempts[0].error_kind is None, attempts[0].error_message
+    assert recorder.text_parts == texts and recorder.finish_reason() == "length" and recorder.done_seen
+    assert list(recorder.chunks.kind) == [1] * len(texts) + [4]
+    times = list(recorder.chunks.t)
+    assert all(b - a >= 0.002 for a, b in itertools.pairwise(times))  # each its own read, 3 ms apart
+    assert taken.count(True) == 3  # " \U0001f600", " b" and " c": after the two learnt from, not the quote

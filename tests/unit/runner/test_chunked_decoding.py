@@ -137,3 +137,33 @@ def test_plain_chunks_several_per_read_cut_at_every_position(cut):
     for reads in ([PLAIN[:cut], PLAIN[cut:]], [PLAIN[:cut], PLAIN[cut:cut + 23], PLAIN[cut + 23:]]):
         payload, body = _decode([r for r in reads if r])
         assert payload == PAYLOAD and body.done and body.rest == b""
+
+
+@pytest.mark.parametrize(("read", "start"), [
+    (_frame(EVENT_1), 4),  # one whole chunk: its data begins after "2e\r\n"
+    (b"%X\r\n%s\r\n" % (len(EVENT_1), EVENT_1), 4),  # upper-case hex
+    (b"00%x\r\n%s\r\n" % (len(EVENT_1), EVENT_1), 6),  # leading zeros
+    (_frame(EVENT_1, b";a=b"), 0),  # an extension: the decoder reads it
+    (_frame(EVENT_1) + _frame(EVENT_2), 0),  # two chunks
+    (_frame(EVENT_1)[:-1], 0),  # cut before its CRLF
+    (_frame(EVENT_1)[:-2] + b"XY", 0),  # the right length, no CRLF after the data
+    (b"%x\r\n%s\r\n" % (len(EVENT_1) - 1, EVENT_1), 0),  # the size one short of the data
+    (b"%x\r\n%s\r\n" % (len(EVENT_1) + 1, EVENT_1), 0),  # or one more
+    (b"0\r\n\r\n", 0),  # the last chunk
+    (b"+%x\r\n%s\r\n" % (len(EVENT_1), EVENT_1), 0),  # what int() takes but chunk-size is not
+    (b"0x%x\r\n%s\r\n" % (len(EVENT_1), EVENT_1), 0),
+])
+def test_whole_chunk_finds_the_data_of_a_read_that_is_exactly_one_chunk(read, start):
+    body = ChunkedBody()
+    assert body.whole_chunk(read) == start
+    if start:  # the decoder did not move: feeding the read decodes it as before
+        assert body.feed(read) == read[start:-2] and not body.done
+        assert body.whole_chunk(read) == start
+
+
+def test_whole_chunk_is_nothing_while_the_decoder_is_inside_a_chunk_or_a_size_line():
+    whole = _frame(EVENT_1)
+    for opening in (b"2", _frame(EVENT_2)[:6], _frame(EVENT_2)[:-1]):  # a size line, chunk data, its CRLF
+        body = ChunkedBody()
+        body.feed(opening)
+        assert body.whole_chunk(whole) == 0

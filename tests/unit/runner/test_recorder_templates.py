@@ -4,6 +4,7 @@ the record is what the texts written into the stream say, and a broken chunk sti
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -11,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.records import KIND_CONTENT, KIND_OTHER, KIND_ROLE, KIND_USAGE
+from bench.records import KIND_CONTENT, KIND_OTHER, KIND_ROLE, KIND_USAGE, NO_TOKENS
+from bench.runner.chunked import ChunkedBody
 from bench.runner.recorder import StreamRecorder
 from bench.runner.sse import StreamProtocolError
 
@@ -243,3 +245,108 @@ def test_any_texts_any_moves_any_cuts_record_exactly_the_texts_written(pieces, c
     assert list(rec.chunks.kind) == [KIND_ROLE] + [KIND_CONTENT] * len(texts)
     assert rec.done_seen and rec.incomplete() is None
     assert KIND_OTHER not in list(rec.chunks.kind)
+
+
+# -- reads that are one whole HTTP chunk (`StreamRecorder.feed_chunk`, as the connection offers them)
+
+
+def _frame(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _read_framed(rec: StreamRecorder, reads: list[bytes]) -> int:
+    """What the connection does with each read of a chunked body: a read that is one whole
+    chunk is offered to `feed_chunk`, anything it does not take is decoded and fed. Returns
+    how many reads `feed_chunk` took."""
+    body, taken = ChunkedBody(), 0
+    for i, data in enumerate(reads, start=1):
+        start = body.whole_chunk(data)
+        if start and rec.feed_chunk(float(i), data, start):
+            taken += 1
+            continue
+        rec.feed(float(i), body.feed(data))
+    return taken
+
+
+@pytest.mark.parametrize("keep_text", [True, False])
+def test_a_whole_chunk_read_is_recorded_as_its_decoded_data_would_be(keep_text):
+    texts = [" The", " caf\u00e9", 'say "hi"', " \u4e16\u754c", "back\\slash", " 42", "!"]
+    events = [_sse(b'{"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}')]
+    events += [_content(t) for t in texts]
+    events.append(_sse(b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+                       b'"usage":{"prompt_tokens":3,"completion_tokens":7}}'))
+    events.append(b"data: [DONE]\n\n")
+    framed, plain = Counting(), Counting()
+    framed.keep_text = plain.keep_text = keep_text
+    taken = _read_framed(framed, [_frame(e) for e in events])
+    _feed(plain, events)
+    # parsed: the role, " The", " café" (learnt from), the two escaped texts and the finish
+    assert taken == 3 and framed.parsed == plain.parsed == 6
+    for column in ("t", "kind", "tokens", "choice"):
+        assert list(getattr(framed.chunks, column)) == list(getattr(plain.chunks, column)), column
+    assert list(framed.chunks.kind) == [KIND_ROLE] + [KIND_CONTENT] * 7 + [KIND_OTHER]
+    assert list(framed.chunks.t) == [float(i) for i in range(1, 10)]
+    assert framed.output_chars == sum(len(t) for t in texts)
+    assert framed.text_parts == (texts if keep_text else [])
+    assert framed.finish_reason() == "stop" and framed.done_seen and framed.usage_tokens() == (3, 7)
+
+
+@pytest.mark.parametrize("open_state", [b"data: x", b'data: {"a":1}\n', b"event: delta\n", b"error: boom\n",
+                                        b"data: [DONE]\n\n"])
+def test_a_whole_chunk_is_not_taken_while_an_event_is_open_or_after_done(open_state):
+    rec = _feed(Counting(), [_content(" a"), _content(" b"), open_state])
+    before = len(rec.chunks)
+    frame = _frame(_content(" c"))
+    assert not rec.feed_chunk(4.0, frame, frame.index(b"\r\n") + 2)
+    assert len(rec.chunks) == before and rec.text_parts == [" a", " b"]
+
+
+def test_a_whole_chunk_is_not_taken_before_a_template_or_when_its_data_is_not_one_event():
+    rec = _feed(Counting(), [_content(" a")])
+    frame = _frame(_content(" b"))
+    assert not rec.feed_chunk(2.0, frame, frame.index(b"\r\n") + 2)  # nothing learnt yet
+    rec.feed(2.0, _content(" b"))
+    for data in (_content(" c") + _content(" d"), _content(" c")[:-1], b"\n" + _content(" c"),
+                 _content('"q"'), _content(" c").replace(b'"index":0', b'"index":1')):
+        frame = _frame(data)
+        assert not rec.feed_chunk(3.0, frame, frame.index(b"\r\n") + 2), data
+    assert rec.text_parts == [" a", " b"] and len(rec.chunks) == 2
+
+
+def test_every_column_is_as_long_as_the_others_whenever_read():
+    rec = Counting()
+    rec.keep_text = False
+    reads = [_frame(_content(t)) for t in [" a", " b", " c", " d"]]
+    _read_framed(rec, reads)
+    chunks = rec.chunks
+    assert [len(chunks.t), len(chunks.kind), len(chunks.tokens), len(chunks.choice)] == [4] * 4
+    assert list(chunks.tokens) == [NO_TOKENS] * 4 and list(chunks.choice) == [0] * 4
+    rec.feed(5.0, _sse(b'{"choices":[],"usage":{"completion_tokens":4}}'))
+    assert list(rec.chunks.kind) == [KIND_CONTENT] * 4 + [KIND_USAGE] and list(rec.chunks.t) == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(CHARS, min_size=1, max_size=8), min_size=1, max_size=12),
+       st.lists(st.integers(0, 3), min_size=1, max_size=12), st.sets(st.integers(1, 600), max_size=6),
+       st.booleans())
+def test_any_texts_framed_and_cut_any_way_record_exactly_the_texts_written(texts, splits, cuts, keep_text):
+    """Independent truth: the texts the stream was built from. Each event is framed as one
+    chunk, or split across two (`splits`: where, none when 0); the body is read a chunk per
+    read, except that `cuts` cut it elsewhere too."""
+    role = b'{"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}'
+    events = [_sse(role)] + [_content(t) for t in texts] + [b"data: [DONE]\n\n"]
+    frames = []
+    for i, event in enumerate(events):
+        at = splits[i % len(splits)] * len(event) // 4
+        frames += [_frame(event[:at]), _frame(event[at:])] if at else [_frame(event)]
+    body = b"".join(frames) + b"0\r\n\r\n"
+    ends = set(itertools.accumulate(len(f) for f in frames)) | {c for c in cuts if c < len(body)}
+    at = sorted(ends | {len(body)})
+    reads = [body[i:j] for i, j in zip([0, *at[:-1]], at, strict=True)]
+    rec = Counting()
+    rec.keep_text = keep_text
+    _read_framed(rec, reads)
+    assert rec.output_chars == sum(len(t) for t in texts)
+    assert rec.text_parts == (texts if keep_text else [])
+    assert list(rec.chunks.kind) == [KIND_ROLE] + [KIND_CONTENT] * len(texts)
+    assert rec.done_seen and rec.incomplete() is None
