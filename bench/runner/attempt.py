@@ -127,6 +127,11 @@ class Attempt:
         except StreamProtocolError as exc:
             self._fail(exc.kind, str(exc))
         finally:
+            if isinstance(self.recorder, StreamRecorder):
+                # No cycle (attempt -> recorder -> attempt): freed at once, not left for the
+                # GC, whose young-generation pass over a thousand streams' attempts stalled
+                # the loop for 30-150 ms (chunks then coalesce in one read).
+                self.recorder.watch = None
             if response is None:  # failed or cut short before a response: it may still have gone out
                 self._sent(log, self.reconnected)
             self.end_abs = time.perf_counter()
