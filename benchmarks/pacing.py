@@ -12,6 +12,10 @@ closed loop of N streams of `--tokens`-token answers in its own process(es)
 
 Once the server has (nearly) N streams open and a settling second has passed, this process
 samples the CPU time of the client's whole process tree, waits `--seconds`, samples again.
+The window is, by default, two answers long (2 x tokens / rate): the closed loop's streams
+start together and so finish together, in waves, and a window of whole waves holds the same
+share of per-request work (a request's send and record) for every run and client, where a
+5 s window held one or two of the 3.2 s waves, by phase.
 chunks per CPU-second = content chunks the client stamped in that window / CPU seconds the
 client used in it. Timing error = client stamp - server write stamp of the same chunk
 (matched by the `x-request-id` header and chunk order), over the window's chunks.
@@ -27,7 +31,7 @@ lines in chunks per CPU-second, bench's timing error p99 <= 1 ms with 2 workers,
 bench run whose error p99 exceeds 1 ms flagged. Exit 1 on a FAIL.
 
     python benchmarks/pacing.py [--streams 256 1024 4096] [--workers 1 2] [--clients bench lines]
-                                [--rate 20] [--tokens 64] [--seconds 5] [--repeat 1]
+                                [--rate 20] [--tokens 64] [--seconds 6.4] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -277,9 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", nargs="+", default=["bench", "lines"], choices=["bench", "lines"])
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=64, help="tokens per answer")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measuring window")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="measuring window (default: two answers, 2 x tokens / rate)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each client, alternating, per setting")
     args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 2 * args.tokens / args.rate
     print(f"paced server: one write per token, {args.rate:g} tok/s per stream from a random phase, "
           f"{args.tokens}-token answers; closed loop; {args.seconds:g} s window")
     print(f"{'client':>6} {'streams':>7} {'workers':>7} {'open':>6} {'chunks/s':>10} {'cores':>6} {'chunks/cpu-s':>12}"
