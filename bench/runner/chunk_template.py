@@ -39,13 +39,9 @@ class ChunkTemplate:
     after: bytes
 
     def text(self, data: bytes) -> str | None:
-        """The text of `data`, which starts with `before`, when it is `before` + a plain text
-        + `after` (no quote, backslash or control byte, valid UTF-8), else None."""
-        after = self.after
-        end = len(data) - len(after)
-        if end <= len(self.before) or not data.endswith(after):
-            return None
-        return _plain(data[len(self.before):end])
+        """The text of `data` when it is `before` + a plain text + `after` (no quote,
+        backslash or control byte, valid UTF-8), else None."""
+        return self.text_in(data, 0, len(data))
 
     def text_in(self, data: bytes, start: int, stop: int) -> str | None:
         """`text` of `data[start:stop]`, without copying that span (a whole HTTP chunk's data
@@ -55,21 +51,17 @@ class ChunkTemplate:
         begin = start + len(self.before)
         if end <= begin or not data.startswith(self.before, start) or not data.endswith(after, 0, stop):
             return None
-        return _plain(data[begin:end])
+        middle = data[begin:end]
+        if _NOT_PLAIN.search(middle) is not None:
+            return None
+        try:
+            return middle.decode()
+        except UnicodeDecodeError:
+            return None
 
     def as_event(self) -> ChunkTemplate:
         """The same chunk as one whole SSE event: `data: `, the payload, a blank line."""
         return ChunkTemplate(b"data: " + self.before, self.after + b"\n\n")
-
-
-def _plain(middle: bytes) -> str | None:
-    """`middle` as text when it has no quote, backslash or control byte and is valid UTF-8."""
-    if _NOT_PLAIN.search(middle) is not None:
-        return None
-    try:
-        return middle.decode()
-    except UnicodeDecodeError:
-        return None
 
 
 def chunk_text(choice: dict[str, Any]) -> Any:

@@ -66,7 +66,8 @@ class ChunkedBody:
         if size is None:
             return 0
         start = size.end()
-        if int(size[1], 16) != len(data) - start - 2 or start + 2 == len(data) or not data.endswith(b"\r\n"):
+        length = int(size[1], 16)
+        if not length or length != len(data) - start - 2 or not data.endswith(b"\r\n"):  # (0: the last chunk)
             return 0
         return start
 

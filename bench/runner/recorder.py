@@ -65,10 +65,9 @@ class StreamRecorder(SseParser):
     def __init__(self, t_origin: float, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, n: int = 1) -> None:
         super().__init__(t_origin, max_line_bytes)
         self._n = n
+        # A templated content chunk appends only its time here; `chunks` appends the kind,
+        # tokens and choice of such rows when read (one append a chunk, not four).
         self._chunks = ChunkColumns()
-        # Plain content rows whose time is in `_chunks.t` but whose kind, tokens and choice
-        # are not yet appended (`chunks` appends them): one append per templated chunk, not four.
-        self._plain_rows = 0
         self.first_token_t: float | None = None
         self.finish_reasons: dict[int, str] = {}
         self.finish_messages: list[str] = []  # what a finish_reason object said besides its type
@@ -95,10 +94,9 @@ class StreamRecorder(SseParser):
     @property
     def chunks(self) -> ChunkColumns:
         """The chunk columns so far (every column as long as the others)."""
-        rows = self._plain_rows
+        chunks = self._chunks
+        rows = len(chunks.t) - len(chunks.kind)  # templated content rows with only their time
         if rows:
-            self._plain_rows = 0
-            chunks = self._chunks
             chunks.kind.extend(repeat(KIND_CONTENT, rows))
             chunks.tokens.extend(repeat(NO_TOKENS, rows))
             chunks.choice.extend(repeat(0, rows))
@@ -110,30 +108,29 @@ class StreamRecorder(SseParser):
         """Take `data`, a read that is one whole HTTP chunk whose data runs from `start` to 2
         bytes before its end, when that data is one templated content event (as in `feed`);
         True when taken, False (nothing recorded) otherwise."""
+        return self._templated(t_abs, data, start, len(data) - 2)
+
+    def feed(self, t_abs: float, data: bytes) -> None:
+        """`SseParser.feed`, with a read that is one templated content event (`data: `, the
+        template's parts around a plain text, a blank line) taken without the SSE parse."""
+        if not self._templated(t_abs, data, 0, len(data)):
+            SseParser.feed(self, t_abs, data)
+
+    def _templated(self, t_abs: float, data: bytes, start: int, stop: int) -> bool:
+        """Record `data[start:stop]` when it is one templated content event and no earlier
+        read left a line or an event open; True when recorded. (A template exists only after
+        an event, so the BOM check is over; a CR that ended the last read ended its line, and
+        this event, which starts with `data: `, begins a new one. saw_event was set by the
+        chunk the template was learnt from.)"""
         event = self._event_template
         if (event is None or self._pending or self._data_lines or self.done_seen or self._event_type is not None
                 or self._error_lines):
             return False
-        text = event.text_in(data, start, len(data) - 2)
+        text = event.text_in(data, start, stop)
         if text is None:
             return False
         self._plain_content(t_abs - self._t_origin, text)
         return True
-
-    def feed(self, t_abs: float, data: bytes) -> None:
-        """`SseParser.feed`, with a read that is one templated content event (`data: `, the
-        template's parts around a plain text, a blank line) taken without the SSE parse,
-        when no earlier read left a line or an event open. (A template exists only after an
-        event, so the BOM check is over; a CR that ended the last read ended its line, and
-        this read, which starts with `data: `, begins a new one.)"""
-        event = self._event_template
-        if (event is not None and data.startswith(event.before) and not self._pending and not self._data_lines
-                and not self.done_seen and self._event_type is None and not self._error_lines):
-            text = event.text(data)
-            if text is not None:  # (saw_event: set by the chunk the template was learnt from)
-                self._plain_content(t_abs - self._t_origin, text)
-                return
-        SseParser.feed(self, t_abs, data)
 
     def _payload_event(self, t: float, kind: str | None, payload: bytes) -> None:
         template = self._template
@@ -163,7 +160,6 @@ class StreamRecorder(SseParser):
         else:  # `_content_text`'s count, inline: this runs for almost every chunk
             self.output_chars += len(text)
         self._chunks.t.append(t)
-        self._plain_rows += 1
 
     def _learn(self, choice: dict[str, Any]) -> None:
         """Make the payload being parsed, a plain content chunk (its one `choice`), the template."""
