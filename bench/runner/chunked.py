@@ -28,6 +28,24 @@ _HEX = b"0123456789abcdefABCDEF"
 _MAX_HEX_DIGITS = 16  # 2**64 - 1: a larger size is a broken or hostile server
 _SIZE_LINE = re.compile(rb"([0-9a-fA-F]{1,%d})\r\n" % _MAX_HEX_DIGITS).match  # no extensions: the plain case
 
+_COMMON_SIZE_LINES: dict[int, bytes] = {}  # by read length: see `_common_size_line`
+_COMMON_LENGTHS = 1 << 16  # longer reads are not looked up (64 KiB is a stamped read's most)
+
+
+def _common_size_line(n: int) -> bytes:
+    """The size line (lower-case hex, no leading zero, CRLF) of an `n`-byte read that is one
+    whole chunk with data, b"" when there is none; kept for the next read of that length."""
+    line = b""
+    for digits in range(1, 6):
+        size = n - digits - 4  # the size line's CRLF and the one after the data
+        if size > 0 and len(b"%x" % size) == digits:
+            line = b"%x\r\n" % size
+            break
+    if n <= _COMMON_LENGTHS:
+        _COMMON_SIZE_LINES[n] = line
+    return line
+
+
 # states
 _SIZE = 0  # expecting a chunk-size line
 _DATA = 1  # inside chunk data
@@ -62,6 +80,15 @@ class ChunkedBody:
         feeds it."""
         if self._state != _SIZE or self._line:
             return 0
+        # The size line such a read has when written the common way (lower-case hex, no
+        # leading zero) follows from its length: a lookup and two compares, where the
+        # match and int() below take twice as long.
+        n = len(data)
+        line = _COMMON_SIZE_LINES.get(n)
+        if line is None:
+            line = _common_size_line(n)
+        if line and data.startswith(line) and data.endswith(b"\r\n"):
+            return len(line)
         size = _SIZE_LINE(data)
         if size is None:
             return 0

@@ -85,6 +85,7 @@ class StreamRecorder(SseParser):
         # the template of a plain content chunk (module doc): its bytes before and after the text
         self._template: ChunkTemplate | None = None
         self._event_template: ChunkTemplate | None = None  # the same as one whole SSE event
+        self._taking: ChunkTemplate | None = None  # `_event_template` while reads may be taken whole
         self._payload = b""  # the payload being parsed, while on_event reads it
         self._learn_tries = _LEARN_TRIES
         # Called with the read's perf_counter time when the first output is recorded and when
@@ -115,21 +116,36 @@ class StreamRecorder(SseParser):
         template's parts around a plain text, a blank line) taken without the SSE parse."""
         if not self._templated(t_abs, data, 0, len(data)):
             SseParser.feed(self, t_abs, data)
+            self._taking = self._takeable()
+
+    def _takeable(self) -> ChunkTemplate | None:
+        """The event template when the next read may be taken whole (`_templated`): the
+        reads so far left no line, event or error field open, and no `[DONE]`. Worked out
+        after each read the parser took, so a read taken whole checks one attribute. (A
+        template is learnt only after an event with output: the BOM check is over and the
+        first output recorded. A CR that ended the last read ended its line, and a templated
+        event, which starts with `data: `, begins a new one.)"""
+        if self._pending or self._data_lines or self._error_lines or self._event_type is not None or self.done_seen:
+            return None
+        return self._event_template
 
     def _templated(self, t_abs: float, data: bytes, start: int, stop: int) -> bool:
-        """Record `data[start:stop]` when it is one templated content event and no earlier
-        read left a line or an event open; True when recorded. (A template exists only after
-        an event, so the BOM check is over; a CR that ended the last read ended its line, and
-        this event, which starts with `data: `, begins a new one. saw_event was set by the
-        chunk the template was learnt from.)"""
-        event = self._event_template
-        if (event is None or self._pending or self._data_lines or self.done_seen or self._event_type is not None
-                or self._error_lines):
+        """Record `data[start:stop]` when it is one templated content event and the parser
+        has nothing open (`_taking`); True when recorded."""
+        event = self._taking
+        if event is None:
             return False
-        text = event.text_in(data, start, stop)
-        if text is None:
-            return False
-        self._plain_content(t_abs - self._t_origin, text)
+        if self.keep_text or self.keep_output:
+            text = event.text_in(data, start, stop)
+            if text is None:
+                return False
+            self._content_text(0, text)
+        else:  # only the text's length is recorded: no str is made of an ASCII text
+            chars = event.chars_in(data, start, stop)
+            if chars < 0:
+                return False
+            self.output_chars += chars
+        self._chunks.t.append(t_abs - self._t_origin)
         return True
 
     def _payload_event(self, t: float, kind: str | None, payload: bytes) -> None:

@@ -161,6 +161,19 @@ def test_whole_chunk_finds_the_data_of_a_read_that_is_exactly_one_chunk(read, st
         assert body.whole_chunk(read) == start
 
 
+def test_whole_chunk_knows_every_size_from_the_read_length_and_no_wrong_one():
+    """The size line of a read of a given length is looked up, not parsed (lower-case hex,
+    no leading zero); a size line one off from the data, which has the same length as the
+    right one, is no whole chunk."""
+    body = ChunkedBody()
+    for size in [*range(1, 300), *range(4090, 4100), *range(65530, 65540), 1 << 20]:
+        data = b"x" * size
+        line = b"%x\r\n" % size
+        assert body.whole_chunk(line + data + b"\r\n") == len(line), size
+        for wrong in (size - 1, size + 1):
+            assert body.whole_chunk(b"%x\r\n" % wrong + data + b"\r\n") == 0, (size, wrong)
+
+
 def test_whole_chunk_is_nothing_while_the_decoder_is_inside_a_chunk_or_a_size_line():
     whole = _frame(EVENT_1)
     for opening in (b"2", _frame(EVENT_2)[:6], _frame(EVENT_2)[:-1]):  # a size line, chunk data, its CRLF

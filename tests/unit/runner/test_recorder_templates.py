@@ -77,13 +77,16 @@ def test_texts_the_template_cannot_hold_are_parsed_and_decoded():
     assert rec.text_parts == texts and rec.output_chars == sum(len(t) for t in texts)
 
 
+@pytest.mark.parametrize("keep_text", [True, False])
 @pytest.mark.parametrize("middle", [b"raw\x01control", b"bad \xff utf-8", b"cr\rinside"])
-def test_a_chunk_that_is_not_json_fails_even_when_it_fits_the_template(middle):
-    rec = _feed(Counting(), [_content(" ok")])
+def test_a_chunk_that_is_not_json_fails_even_when_it_fits_the_template(middle, keep_text):
+    rec = Counting()
+    rec.keep_text = keep_text  # the text made (`text_in`), or only counted (`chars_in`)
+    _feed(rec, [_content(" ok"), _content(" ok")])
     with pytest.raises(StreamProtocolError) as err:
-        rec.feed(2.0, _sse(VLLM % (b'"' + middle + b'"')))
+        rec.feed(3.0, _sse(VLLM % (b'"' + middle + b'"')))
     assert err.value.kind == "malformed_chunk"
-    assert len(rec.chunks.t) == 1
+    assert len(rec.chunks.t) == 2
 
 
 @pytest.mark.parametrize("open_state", [b"data: x", b'data: {"a":1}\n', b"event: delta\n", b"error: boom\n"])
@@ -228,8 +231,8 @@ CHARS = st.characters(blacklist_categories=("Cs",))
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.text(CHARS, min_size=1, max_size=8), st.integers(1, 3)), min_size=1, max_size=12),
-       st.sets(st.integers(1, 400), max_size=12))
-def test_any_texts_any_moves_any_cuts_record_exactly_the_texts_written(pieces, cuts):
+       st.sets(st.integers(1, 400), max_size=12), st.booleans())
+def test_any_texts_any_moves_any_cuts_record_exactly_the_texts_written(pieces, cuts, keep_text):
     """Independent truth: the texts the stream was built from, whatever they hold, whatever
     constant field moves between chunks, however the body is cut into reads."""
     role = b'{"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}'
@@ -239,9 +242,12 @@ def test_any_texts_any_moves_any_cuts_record_exactly_the_texts_written(pieces, c
     body += b"data: [DONE]\n\n"
     at = sorted(c for c in cuts if c < len(body))
     reads = [body[i:j] for i, j in zip([0, *at], [*at, len(body)], strict=True)]
-    rec = _feed(Counting(), reads)
+    rec = Counting()
+    rec.keep_text = keep_text  # without it, a templated text is only counted (`chars_in`)
+    _feed(rec, reads)
     texts = [text for text, _ in pieces]
-    assert rec.text_parts == texts and rec.output_chars == sum(len(t) for t in texts)
+    assert rec.text_parts == (texts if keep_text else [])
+    assert rec.output_chars == sum(len(t) for t in texts)
     assert list(rec.chunks.kind) == [KIND_ROLE] + [KIND_CONTENT] * len(texts)
     assert rec.done_seen and rec.incomplete() is None
     assert KIND_OTHER not in list(rec.chunks.kind)
