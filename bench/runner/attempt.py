@@ -163,7 +163,7 @@ class Attempt:
             await _json_body_failure(response)
         if isinstance(recorder, StreamRecorder):  # the recorder says when the first token and [DONE] came
             recorder.watch = self._progress
-            done = response.start_feeding(recorder.feed, recorder.feed_chunk)
+            done = response.start_feeding(recorder.feed, recorder.take)
         else:
             done = response.start_feeding(self._on_read)
         if done is not None:

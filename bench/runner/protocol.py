@@ -71,7 +71,7 @@ class StampingProtocol(ResponseHandler):
         sink = self.sink
         if sink is not None and sink.whole_chunk is not None and sink.payload is self.body:
             start = chunked.whole_chunk(data)
-            if start and sink.whole_chunk(t, data, start):  # one token's event, taken whole
+            if start and sink.whole_chunk(t, data, start, len(data) - 2):  # one token's event, taken whole
                 return
         try:
             body = chunked.feed(data)

@@ -105,21 +105,15 @@ class StreamRecorder(SseParser):
 
     # -- templated content chunks ---------------------------------------------------------
 
-    def feed_chunk(self, t_abs: float, data: bytes, start: int) -> bool:
-        """Take `data`, a read that is one whole HTTP chunk whose data runs from `start` to 2
-        bytes before its end, when that data is one templated content event (as in `feed`);
-        True when taken, False (nothing recorded) otherwise."""
-        return self._templated(t_abs, data, start, len(data) - 2)
-
     def feed(self, t_abs: float, data: bytes) -> None:
         """`SseParser.feed`, with a read that is one templated content event (`data: `, the
         template's parts around a plain text, a blank line) taken without the SSE parse."""
-        if not self._templated(t_abs, data, 0, len(data)):
+        if not self.take(t_abs, data, 0, len(data)):
             SseParser.feed(self, t_abs, data)
             self._taking = self._takeable()
 
     def _takeable(self) -> ChunkTemplate | None:
-        """The event template when the next read may be taken whole (`_templated`): the
+        """The event template when the next read may be taken whole (`take`): the
         reads so far left no line, event or error field open, and no `[DONE]`. Worked out
         after each read the parser took, so a read taken whole checks one attribute. (A
         template is learnt only after an event with output: the BOM check is over and the
@@ -129,9 +123,11 @@ class StreamRecorder(SseParser):
             return None
         return self._event_template
 
-    def _templated(self, t_abs: float, data: bytes, start: int, stop: int) -> bool:
-        """Record `data[start:stop]` when it is one templated content event and the parser
-        has nothing open (`_taking`); True when recorded."""
+    def take(self, t_abs: float, data: bytes, start: int, stop: int) -> bool:
+        """Record `data[start:stop]`, read at `t_abs`, when it is one templated content event
+        and the parser has nothing open (`_taking`); True when recorded, False (nothing
+        recorded) otherwise. The span is a whole read (`feed`), or the data of a read that is
+        one whole HTTP chunk, as the connection offers it (a `ChunkFeed`)."""
         event = self._taking
         if event is None:
             return False

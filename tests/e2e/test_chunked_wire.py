@@ -182,14 +182,15 @@ async def test_reads_that_are_one_whole_chunk_each_are_taken_whole_and_read_the_
               [b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\n\n" for e in events]
               + [b"data: [DONE]\n\n"]]
     taken = []
-    feed_chunk = StreamRecorder.feed_chunk
+    take = StreamRecorder.take
 
-    def spy(self: StreamRecorder, t_abs: float, data: bytes, start: int) -> bool:
-        took = feed_chunk(self, t_abs, data, start)
-        taken.append(took)
+    def spy(self: StreamRecorder, t_abs: float, data: bytes, start: int, stop: int) -> bool:
+        took = take(self, t_abs, data, start, stop)
+        if start:  # offered a whole chunk by the connection (a whole decoded read starts at 0)
+            taken.append(took)
         return took
 
-    monkeypatch.setattr(StreamRecorder, "feed_chunk", spy)
+    monkeypatch.setattr(StreamRecorder, "take", spy)
     attempts, _ = await _run([[CHUNKED, *frames, b"0\r\n\r\n"]])
     recorder = attempts[0].recorder
     assert attempts[0].error_kind is None, attempts[0].error_message

@@ -253,7 +253,7 @@ def test_any_texts_any_moves_any_cuts_record_exactly_the_texts_written(pieces, c
     assert KIND_OTHER not in list(rec.chunks.kind)
 
 
-# -- reads that are one whole HTTP chunk (`StreamRecorder.feed_chunk`, as the connection offers them)
+# -- reads that are one whole HTTP chunk (`StreamRecorder.take`, as the connection offers them)
 
 
 def _frame(data: bytes) -> bytes:
@@ -262,12 +262,12 @@ def _frame(data: bytes) -> bytes:
 
 def _read_framed(rec: StreamRecorder, reads: list[bytes]) -> int:
     """What the connection does with each read of a chunked body: a read that is one whole
-    chunk is offered to `feed_chunk`, anything it does not take is decoded and fed. Returns
-    how many reads `feed_chunk` took."""
+    chunk is offered to `take`, anything it does not take is decoded and fed. Returns
+    how many reads `take` took."""
     body, taken = ChunkedBody(), 0
     for i, data in enumerate(reads, start=1):
         start = body.whole_chunk(data)
-        if start and rec.feed_chunk(float(i), data, start):
+        if start and rec.take(float(i), data, start, len(data) - 2):
             taken += 1
             continue
         rec.feed(float(i), body.feed(data))
@@ -303,19 +303,19 @@ def test_a_whole_chunk_is_not_taken_while_an_event_is_open_or_after_done(open_st
     rec = _feed(Counting(), [_content(" a"), _content(" b"), open_state])
     before = len(rec.chunks)
     frame = _frame(_content(" c"))
-    assert not rec.feed_chunk(4.0, frame, frame.index(b"\r\n") + 2)
+    assert not rec.take(4.0, frame, frame.index(b"\r\n") + 2, len(frame) - 2)
     assert len(rec.chunks) == before and rec.text_parts == [" a", " b"]
 
 
 def test_a_whole_chunk_is_not_taken_before_a_template_or_when_its_data_is_not_one_event():
     rec = _feed(Counting(), [_content(" a")])
     frame = _frame(_content(" b"))
-    assert not rec.feed_chunk(2.0, frame, frame.index(b"\r\n") + 2)  # nothing learnt yet
+    assert not rec.take(2.0, frame, frame.index(b"\r\n") + 2, len(frame) - 2)  # nothing learnt yet
     rec.feed(2.0, _content(" b"))
     for data in (_content(" c") + _content(" d"), _content(" c")[:-1], b"\n" + _content(" c"),
                  _content('"q"'), _content(" c").replace(b'"index":0', b'"index":1')):
         frame = _frame(data)
-        assert not rec.feed_chunk(3.0, frame, frame.index(b"\r\n") + 2), data
+        assert not rec.take(3.0, frame, frame.index(b"\r\n") + 2, len(frame) - 2), data
     assert rec.text_parts == [" a", " b"] and len(rec.chunks) == 2
 
 
