@@ -75,10 +75,10 @@ async def sleep_until(target: float) -> None:
 
 # Called with (arrival perf_counter seconds, bytes) for each read of a response body.
 Feed = Callable[[float, bytes], None]
-# Offered a read that is exactly one whole HTTP chunk (arrival, the read's raw bytes, where the
-# chunk's data begins; it ends 2 bytes before the read does): True when it took the read,
-# False (nothing taken) to have it decoded and fed as usual.
-ChunkFeed = Callable[[float, bytes, int, int], bool]  # (t, read, start, stop): the chunk's data is read[start:stop]
+# Offered a read that is exactly one whole HTTP chunk (arrival, the read's raw bytes, and where
+# the chunk's data begins and ends in them): True when it took the read, False (nothing
+# taken) to have it decoded and fed as usual.
+ChunkFeed = Callable[[float, bytes, int, int], bool]
 
 
 class StreamResponse(Protocol):
