@@ -38,14 +38,10 @@ class ChunkTemplate:
     before: bytes
     after: bytes
 
-    def text(self, data: bytes) -> str | None:
-        """The text of `data` when it is `before` + a plain text + `after` (no quote,
-        backslash or control byte, valid UTF-8), else None."""
-        return self.text_in(data, 0, len(data))
-
     def text_in(self, data: bytes, start: int, stop: int) -> str | None:
-        """`text` of `data[start:stop]`, without copying that span (a whole HTTP chunk's data
-        inside a read)."""
+        """The text of `data[start:stop]` when that span is `before` + a plain text + `after`
+        (no quote, backslash or control byte, valid UTF-8), else None; without copying the
+        span (a whole HTTP chunk's data inside a read)."""
         if self.chars_in(data, start, stop) < 0:
             return None
         return data[start + len(self.before):stop - len(self.after)].decode()

@@ -129,28 +129,13 @@ class StreamRecorder(SseParser):
         recorded) otherwise. The span is a whole read (`feed`), or the data of a read that is
         one whole HTTP chunk, as the connection offers it (a `ChunkFeed`)."""
         event = self._taking
-        if event is None:
-            return False
-        if self.keep_text or self.keep_output:
-            text = event.text_in(data, start, stop)
-            if text is None:
-                return False
-            self._content_text(0, text)
-        else:  # only the text's length is recorded: no str is made of an ASCII text
-            chars = event.chars_in(data, start, stop)
-            if chars < 0:
-                return False
-            self.output_chars += chars
-        self._chunks.t.append(t_abs - self._t_origin)
-        return True
+        return event is not None and self._plain_content(event, t_abs - self._t_origin, data, start, stop)
 
     def _payload_event(self, t: float, kind: str | None, payload: bytes) -> None:
         template = self._template
-        if template is not None and kind is None and payload.startswith(template.before):
-            text = template.text(payload)
-            if text is not None:
-                self._plain_content(t, text)
-                return
+        if (template is not None and kind is None and payload.startswith(template.before)
+                and self._plain_content(template, t, payload, 0, len(payload))):
+            return
         self._payload = payload
         try:
             SseParser._payload_event(self, t, kind, payload)
@@ -163,15 +148,23 @@ class StreamRecorder(SseParser):
         if self.watch is not None:
             self.watch(t + self._t_origin)
 
-    def _plain_content(self, t: float, text: str) -> None:
-        """What `on_event` records of a plain content chunk of choice 0 (n = 1)."""
-        if self.first_token_t is None or self.keep_text or self.keep_output:
+    def _plain_content(self, template: ChunkTemplate, t: float, data: bytes, start: int, stop: int) -> bool:
+        """Record `data[start:stop]` at `t` (s from t_origin) as what `on_event` records of a
+        plain content chunk of choice 0 (n = 1) when it is `template` around a plain text;
+        True when recorded. (A template is learnt after the first output: no first token
+        here.)"""
+        if self.keep_text or self.keep_output:
+            text = template.text_in(data, start, stop)
+            if text is None:
+                return False
             self._content_text(0, text)
-            if self.first_token_t is None:
-                self._first_output(t)
-        else:  # `_content_text`'s count, inline: this runs for almost every chunk
-            self.output_chars += len(text)
+        else:  # only the text's length is recorded: no str is made of an ASCII text
+            chars = template.chars_in(data, start, stop)
+            if chars < 0:
+                return False
+            self.output_chars += chars
         self._chunks.t.append(t)
+        return True
 
     def _learn(self, choice: dict[str, Any]) -> None:
         """Make the payload being parsed, a plain content chunk (its one `choice`), the template."""
